@@ -1,0 +1,78 @@
+/* AVX2 + FMA + F16C helpers: dtype I/O, tails through a small buffer (AVX2 has
+ * no 16-bit masked loads), the extended exp and 2^d without scalef. */
+#ifndef TK_COMMON_AVX2_H
+#define TK_COMMON_AVX2_H
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scalar.h"
+
+static inline __m256 tk256_load_f32(const float *p) { return _mm256_loadu_ps(p); }
+static inline __m256 tk256_load_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline __m256 tk256_load_bf16(const uint16_t *p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+static inline __m128i tk256_to_f16(__m256 v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* Round to nearest even; NaN becomes a quiet NaN. */
+static inline __m128i tk256_to_bf16(__m256 v) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, quiet, nan);
+    /* pack 8 x u32 (all <= 0xFFFF) to 8 x u16 */
+    const __m256i packed = _mm256_packus_epi32(r, r);
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
+}
+static inline void tk256_store_f32(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
+static inline void tk256_store_f16(uint16_t *p, __m256 v) { _mm_storeu_si128((__m128i *)p, tk256_to_f16(v)); }
+static inline void tk256_store_bf16(uint16_t *p, __m256 v) { _mm_storeu_si128((__m128i *)p, tk256_to_bf16(v)); }
+static inline void tk256_stream_f32(float *p, __m256 v) { _mm256_stream_ps(p, v); }
+static inline void tk256_stream_f16(uint16_t *p, __m256 v) { _mm_stream_si128((__m128i *)p, tk256_to_f16(v)); }
+static inline void tk256_stream_bf16(uint16_t *p, __m256 v) { _mm_stream_si128((__m128i *)p, tk256_to_bf16(v)); }
+
+/* exp(z) = p * 2^n, as tk512_expext. */
+static inline __m256 tk256_expext(__m256 z, __m256 *n) {
+    const __m256 vn = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(TK_LOG2E)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_HI), z);
+    t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_LO), t);
+    /* z = -inf gives t = NaN: replace it explicitly, then clamp (as tk512_expext) */
+    t = _mm256_blendv_ps(t, _mm256_set1_ps(-TK_EXP_TMAX), _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-TK_EXP_TMAX)), _mm256_set1_ps(TK_EXP_TMAX));
+    __m256 p = _mm256_set1_ps(TK_EXP_C5);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C1));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
+    *n = vn;
+    return p;
+}
+
+/* 2^d for integer-valued d <= 0 or -inf; results below 2^-126 flush to 0.
+ * d must not be NaN (callers screen NaN rows out first). */
+static inline __m256 tk256_exp2_nonpositive(__m256 d) {
+    const __m256 dc = _mm256_max_ps(d, _mm256_set1_ps(-127.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(dc), _mm256_set1_epi32(127)), 23);
+    return _mm256_castsi256_ps(bits);
+}
+
+static inline float tk256_hsum(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* Lanes holding NaN or +inf (which make a softmax row NaN). */
+static inline __m256 tk256_bad(__m256 z) { return _mm256_cmp_ps(z, _mm256_set1_ps(3.4028235e38f), _CMP_NLE_UQ); }
+
+#endif

@@ -1,0 +1,133 @@
+//! CPU instruction-set detection and dispatch control.
+//!
+//! The best ISA is detected once. Any variant can be forced, for every call
+//! with [`set_override`] or the `TK_ISA` environment variable (`scalar`, `avx2`,
+//! `avx512`; read once, the API override wins), or per call through each
+//! family's options, so tests and benches reach every variant on one machine.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::{Error, Result};
+use crate::ffi::tk_isa;
+
+/// An instruction set that CPU kernel variants are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable C; available everywhere.
+    Scalar,
+    /// x86-64 AVX2 with FMA and F16C.
+    Avx2,
+    /// x86-64 AVX-512 F, BW, DQ and VL.
+    Avx512,
+}
+
+impl Isa {
+    /// Every ISA, from the most portable to the widest.
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    /// Lower-case name, as accepted by `TK_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a name as written by [`Isa::name`].
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == name.trim().to_ascii_lowercase())
+    }
+
+    /// Whether this CPU (and build target) can run this ISA's variants.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    pub(crate) fn from_ffi(i: tk_isa) -> Isa {
+        match i {
+            tk_isa::TK_ISA_SCALAR => Isa::Scalar,
+            tk_isa::TK_ISA_AVX2 => Isa::Avx2,
+            tk_isa::TK_ISA_AVX512 => Isa::Avx512,
+        }
+    }
+
+    /// Ok(self) when available, the typed error otherwise.
+    pub fn require(self) -> Result<Isa> {
+        if self.is_available() {
+            Ok(self)
+        } else {
+            Err(Error::UnsupportedIsa { isa: self })
+        }
+    }
+}
+
+/// The widest ISA this CPU supports (detected once).
+pub fn detected() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        Isa::ALL
+            .into_iter()
+            .rev()
+            .find(|i| i.is_available())
+            .unwrap_or(Isa::Scalar)
+    })
+}
+
+const NO_OVERRIDE: u8 = u8::MAX;
+static OVERRIDE: AtomicU8 = AtomicU8::new(NO_OVERRIDE);
+
+/// Forces every later call (that does not name its own ISA) onto `isa`, or
+/// restores automatic selection with `None`. Fails for an unavailable ISA.
+pub fn set_override(isa: Option<Isa>) -> Result<()> {
+    let code = match isa {
+        Some(i) => i.require()? as u8,
+        None => NO_OVERRIDE,
+    };
+    OVERRIDE.store(code, Ordering::Relaxed);
+    Ok(())
+}
+
+/// `TK_ISA`, read once: None when unset or empty.
+fn env_choice() -> Result<Option<Isa>> {
+    static ENV: OnceLock<Result<Option<Isa>>> = OnceLock::new();
+    ENV.get_or_init(|| match std::env::var("TK_ISA") {
+        Ok(s) if !s.trim().is_empty() => match Isa::from_name(&s) {
+            Some(i) => i.require().map(Some),
+            None => Err(Error::UnknownIsaName { name: s }),
+        },
+        _ => Ok(None),
+    })
+    .clone()
+}
+
+/// The ISA a call uses when it does not name one: the API override, else
+/// `TK_ISA`, else [`detected`].
+pub fn selected() -> Result<Isa> {
+    match OVERRIDE.load(Ordering::Relaxed) {
+        NO_OVERRIDE => Ok(env_choice()?.unwrap_or_else(detected)),
+        code => Ok(Isa::ALL[code as usize]),
+    }
+}

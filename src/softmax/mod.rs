@@ -1,0 +1,296 @@
+//! Row-wise softmax and log-softmax over the last dimension of a row-major
+//! `[rows, cols]` buffer.
+//!
+//! ```
+//! use transformer_kernels::softmax::{self, Softmax};
+//!
+//! let logits = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
+//! let mut probs = [0.0f32; 6];
+//! softmax::softmax(&logits, &mut probs, 3)?; // two rows of three
+//! assert!((probs[0..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+//!
+//! // Temperature 2, log-softmax, in place:
+//! let mut buf = logits;
+//! Softmax::new().scale(0.5).log(true).run_inplace(&mut buf, 3)?;
+//! # Ok::<(), transformer_kernels::Error>(())
+//! ```
+//!
+//! # Semantics and accuracy
+//!
+//! Each row is first scaled in f32, `z = fl32(scale * x)` (f16/bf16 inputs are
+//! widened exactly), and the output is the exact softmax of `z`, rounded to the
+//! output dtype, within [`error_bound`]. A row that holds NaN or `+inf`, or only
+//! `-inf`, gives NaN throughout that row and nothing else (as `z - max z` does
+//! in IEEE arithmetic, and as PyTorch does); a `-inf` entry of any other row
+//! gives exactly 0 (`-inf` under log-softmax). Rows of huge values (±1e30) or of
+//! many equal large values do not overflow. The stated bound holds for
+//! `|z| <= 2^20`; beyond that results stay finite and ties stay exact, but the
+//! exp argument reduction is clamped (see kernels-cpu/softmax/README.md).
+
+mod variants;
+
+pub use variants::{Variant, find, variants};
+
+use crate::dtype::{Dtype, Element};
+use crate::error::{Error, Result};
+use crate::ffi;
+use crate::isa::{self, Isa};
+use crate::shape::Rows;
+
+/// How a row is swept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Max; exp, store and sum; scale. Reads the input twice and the output once
+    /// more: the baseline.
+    ThreePass,
+    /// Dukhan & Ablavatski, "The Two-Pass Softmax Algorithm" (2020): the sum of
+    /// exp is accumulated as (mantissa, exponent) pairs without a max pass,
+    /// then exp is recomputed and scaled. Two reads of the input, one write.
+    TwoPass,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 2] = [Algorithm::ThreePass, Algorithm::TwoPass];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::ThreePass => "threepass",
+            Algorithm::TwoPass => "twopass",
+        }
+    }
+
+    fn from_ffi(a: ffi::tk_softmax_algo) -> Algorithm {
+        match a {
+            ffi::tk_softmax_algo::TK_SOFTMAX_THREEPASS => Algorithm::ThreePass,
+            ffi::tk_softmax_algo::TK_SOFTMAX_TWOPASS => Algorithm::TwoPass,
+        }
+    }
+}
+
+/// Rows at least this many bytes long use the two-pass algorithm by default.
+/// Measured with `cargo run --release -- --crossover` (docs/softmax.md): below
+/// it the row stays in L1/L2 between passes and the three-pass algorithm, which
+/// evaluates exp once per element instead of twice, is faster.
+pub const TWOPASS_MIN_ROW_BYTES: usize = 64 * 1024;
+
+/// Outputs at least this large use non-temporal stores by default (two-pass
+/// only): they would not stay in cache anyway, and streaming saves the
+/// read-for-ownership of every output line.
+pub const NONTEMPORAL_MIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Options of a softmax call. `Softmax::new()` is plain softmax with scale 1,
+/// automatic algorithm and ISA.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Softmax {
+    scale: f32,
+    log: bool,
+    algorithm: Option<Algorithm>,
+    isa: Option<Isa>,
+    nontemporal: Option<bool>,
+}
+
+impl Default for Softmax {
+    fn default() -> Self {
+        Softmax::new()
+    }
+}
+
+impl Softmax {
+    pub const fn new() -> Softmax {
+        Softmax {
+            scale: 1.0,
+            log: false,
+            algorithm: None,
+            isa: None,
+            nontemporal: None,
+        }
+    }
+    /// Multiply the input by `scale` (1 / temperature) first. Must be finite.
+    pub const fn scale(mut self, scale: f32) -> Softmax {
+        self.scale = scale;
+        self
+    }
+    /// Compute log-softmax instead of softmax.
+    pub const fn log(mut self, log: bool) -> Softmax {
+        self.log = log;
+        self
+    }
+    /// Force an algorithm (default: by row length, see [`TWOPASS_MIN_ROW_BYTES`]).
+    pub const fn algorithm(mut self, algorithm: Algorithm) -> Softmax {
+        self.algorithm = Some(algorithm);
+        self
+    }
+    /// Force an instruction set (default: [`isa::selected`]).
+    pub const fn isa(mut self, isa: Isa) -> Softmax {
+        self.isa = Some(isa);
+        self
+    }
+    /// Force streaming stores on or off (default: by output size, see
+    /// [`NONTEMPORAL_MIN_BYTES`]). A hint; the three-pass variants ignore it.
+    pub const fn nontemporal(mut self, on: bool) -> Softmax {
+        self.nontemporal = Some(on);
+        self
+    }
+
+    /// The variant a call on rows of `cols` elements of `T` would run.
+    pub fn plan<T: Element>(&self, cols: usize) -> Result<&'static Variant> {
+        let isa = match self.isa {
+            Some(i) => i.require()?,
+            None => isa::selected()?,
+        };
+        let algorithm = self.algorithm.unwrap_or(
+            if cols.saturating_mul(T::DTYPE.size()) >= TWOPASS_MIN_ROW_BYTES {
+                Algorithm::TwoPass
+            } else {
+                Algorithm::ThreePass
+            },
+        );
+        find(T::DTYPE, isa, algorithm).ok_or_else(|| Error::NoVariant {
+            kernel: "softmax",
+            detail: format!("{} {} {}", T::DTYPE.name(), isa.name(), algorithm.name()),
+        })
+    }
+
+    fn check_scale(&self) -> Result<()> {
+        if self.scale.is_finite() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: "softmax scale",
+                reason: "must be finite",
+            })
+        }
+    }
+
+    fn params(&self, rows: Rows, out_bytes: usize) -> ffi::tk_softmax_params {
+        let mut flags = 0;
+        if self.log {
+            flags |= ffi::TK_SOFTMAX_LOG;
+        }
+        if self
+            .nontemporal
+            .unwrap_or(out_bytes >= NONTEMPORAL_MIN_BYTES)
+        {
+            flags |= ffi::TK_SOFTMAX_NONTEMPORAL;
+        }
+        ffi::tk_softmax_params {
+            x: std::ptr::null(),
+            y: std::ptr::null_mut(),
+            rows: rows.rows,
+            cols: rows.cols,
+            x_stride: rows.cols,
+            y_stride: rows.cols,
+            scale: self.scale,
+            flags,
+        }
+    }
+
+    /// Softmax of each `cols`-long row of `x` into `y` (same length).
+    /// Nothing is written when an error is returned.
+    pub fn run<T: Element>(&self, x: &[T], y: &mut [T], cols: usize) -> Result<()> {
+        let rows = Rows::of_len("softmax input", x.len(), cols)?;
+        rows.expect_len("softmax output", y.len())?;
+        self.check_scale()?;
+        let variant = self.plan::<T>(cols)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut p = self.params(rows, std::mem::size_of_val(y));
+        p.x = x.as_ptr().cast();
+        p.y = y.as_mut_ptr().cast();
+        // SAFETY: x and y hold rows*cols elements of T (checked above), the
+        // variant's dtype is T's (`plan` looked it up by T::DTYPE), its ISA is
+        // available (`plan` required it), and the borrow rules keep x and y
+        // from overlapping. The kernel reads and writes only within rows*cols.
+        unsafe { (variant.run)(&p) };
+        Ok(())
+    }
+
+    /// Softmax of each `cols`-long row of `xy`, in place.
+    pub fn run_inplace<T: Element>(&self, xy: &mut [T], cols: usize) -> Result<()> {
+        let rows = Rows::of_len("softmax buffer", xy.len(), cols)?;
+        self.check_scale()?;
+        let variant = self.plan::<T>(cols)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut p = self.params(rows, std::mem::size_of_val(xy));
+        p.y = xy.as_mut_ptr().cast();
+        p.x = p.y.cast_const();
+        // SAFETY: as in `run`; every variant supports y == x exactly (each
+        // element is read before, or independently of, its own write).
+        unsafe { (variant.run)(&p) };
+        Ok(())
+    }
+}
+
+/// Softmax of each `cols`-long row of `x` into `y`.
+pub fn softmax<T: Element>(x: &[T], y: &mut [T], cols: usize) -> Result<()> {
+    Softmax::new().run(x, y, cols)
+}
+
+/// Log-softmax of each `cols`-long row of `x` into `y`.
+pub fn log_softmax<T: Element>(x: &[T], y: &mut [T], cols: usize) -> Result<()> {
+    Softmax::new().log(true).run(x, y, cols)
+}
+
+/// Softmax of each `cols`-long row of `xy`, in place.
+pub fn softmax_inplace<T: Element>(xy: &mut [T], cols: usize) -> Result<()> {
+    Softmax::new().run_inplace(xy, cols)
+}
+
+/// Log-softmax of each `cols`-long row of `xy`, in place.
+pub fn log_softmax_inplace<T: Element>(xy: &mut [T], cols: usize) -> Result<()> {
+    Softmax::new().log(true).run_inplace(xy, cols)
+}
+
+/// Units of f32 roundoff (2^-24) allowed against the exact softmax of `z`:
+/// up to 64 f32 additions per SIMD lane within a 2048-element block, a 6-level
+/// lane reduction, the exp polynomial (< 3 ulp) in the sum and in the output,
+/// and the final scaling. Blocks are merged in f64, so it does not grow with `cols`.
+pub const F32_ULPS: f64 = 96.0;
+
+/// The accuracy contract: the largest allowed `|y - y_exact|` for one element,
+/// where `exact` is the exact (f64) result for `z`, `z_abs` is `|z|` of that
+/// element and `z_max_abs` is `|max z|` of its row.
+///
+/// - softmax: `(F32_ULPS * 2^-24 + k * u_out) * |exact| + tiny_out`, where
+///   `u_out` is the output dtype's unit roundoff, `k` is 1 (two rounding steps,
+///   k = 2, for the three-pass algorithm with 16-bit outputs, which stores the
+///   unnormalised exp in the output buffer), and `tiny_out` covers outputs
+///   below the smallest normal (2^-126 for f32 and bf16, 2^-24 for f16).
+/// - log-softmax: `2^-24 * (F32_ULPS + 2 * (z_abs + 2 * z_max_abs + 2 ln cols)) + u_out * |exact|`:
+///   the subtraction `z - log sum` cancels, so its error scales with the
+///   magnitudes involved.
+pub fn error_bound(
+    dtype: Dtype,
+    algorithm: Algorithm,
+    log: bool,
+    exact: f64,
+    z_abs: f64,
+    z_max_abs: f64,
+    cols: usize,
+) -> f64 {
+    let u = Dtype::F32.unit_roundoff();
+    let u_out = if dtype == Dtype::F32 {
+        0.0
+    } else {
+        dtype.unit_roundoff()
+    };
+    if log {
+        let lncols = (cols as f64).ln();
+        return u * (F32_ULPS + 2.0 * (z_abs + 2.0 * z_max_abs + 2.0 * lncols))
+            + u_out * exact.abs();
+    }
+    let roundings = if algorithm == Algorithm::ThreePass && dtype != Dtype::F32 {
+        2.0
+    } else {
+        1.0
+    };
+    let tiny = if dtype == Dtype::F16 {
+        f64::powi(2.0, -24)
+    } else {
+        f64::powi(2.0, -126)
+    };
+    (F32_ULPS * u + roundings * u_out) * exact.abs() + tiny
+}
