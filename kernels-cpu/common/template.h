@@ -14,4 +14,13 @@
 /* Elements per summation block: SIMD partial sums are merged into a double
  * total once per block, so f32 rounding error grows with the block, not the row. */
 #define TK_SUM_BLOCK 2048
+
+/* Software prefetch this far ahead of a streaming sweep. The kernels do enough
+ * arithmetic per cache line that the out-of-order window alone keeps too few
+ * misses in flight to reach the single-core bandwidth. Prefetches past the end
+ * of a buffer are harmless (they never fault). */
+#ifndef TK_PREFETCH_BYTES
+#define TK_PREFETCH_BYTES 8192
+#endif
+#define TK_PREFETCH(p) _mm_prefetch((const char *)(p) + TK_PREFETCH_BYTES, _MM_HINT_T0)
 #endif

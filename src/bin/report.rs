@@ -1,1 +1,384 @@
-fn main() {}
+//! The microbenchmark report: every softmax variant over a size ladder from
+//! in-L1 to past the last-level cache, against this machine's memory bandwidth
+//! measured in the same run and against the three-pass baseline.
+//!
+//! ```text
+//! cargo run --release                      # full report (a few minutes)
+//! cargo run --release -- --quick           # under a minute
+//! cargo run --release -- --json out.json   # plus one JSON record per measurement
+//! cargo run --release -- --filter avx512   # only kernels whose name contains this
+//! cargo run --release -- --crossover       # three-pass vs two-pass by row length
+//! ```
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use half::{bf16, f16};
+use transformer_kernels::softmax::{self, Algorithm, Softmax, Variant};
+use transformer_kernels::{Dtype, Element, Isa, isa};
+
+struct Args {
+    quick: bool,
+    json: Option<String>,
+    filter: Option<String>,
+    crossover: bool,
+    sizes: Option<Vec<usize>>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        quick: false,
+        json: None,
+        filter: None,
+        crossover: false,
+        sizes: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--crossover" => args.crossover = true,
+            "--json" => args.json = Some(it.next().expect("--json needs a path")),
+            "--filter" => args.filter = Some(it.next().expect("--filter needs a string")),
+            "--sizes" => {
+                let list = it
+                    .next()
+                    .expect("--sizes needs a comma-separated list of row lengths");
+                args.sizes = Some(
+                    list.split(',')
+                        .map(|s| s.trim().parse().expect("--sizes: not a number"))
+                        .collect(),
+                );
+            }
+            "--help" | "-h" => {
+                println!(
+                    "usage: report [--quick] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover]"
+                );
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other:?} (try --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+/// Median wall time of `f` over `reps` runs after one warm-up run.
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Repetitions that keep one measurement near `budget` seconds.
+fn reps_for(bytes: usize, quick: bool) -> usize {
+    let budget = if quick { 0.05 } else { 0.4 };
+    let per_run = bytes as f64 / 8e9; // a rough guess of one run's time
+    ((budget / per_run) as usize).clamp(3, 2000)
+}
+
+/// Single-core memory bandwidth out of cache, in bytes per second:
+/// read (a sum over the buffer) and copy (bytes read + bytes written by memcpy).
+struct Bandwidth {
+    read: f64,
+    copy: f64,
+}
+
+fn measure_bandwidth(bytes: usize) -> Bandwidth {
+    let n = bytes / 8;
+    let src: Vec<u64> = (0..n as u64).collect();
+    let mut dst = vec![0u64; n];
+    // eight independent sums, so the loop is bound by memory, not by an add chain
+    let read_t = median_secs(5, || {
+        let mut acc = [0u64; 8];
+        for chunk in black_box(&src).chunks_exact(8) {
+            for (a, &v) in acc.iter_mut().zip(chunk) {
+                *a = a.wrapping_add(v);
+            }
+        }
+        black_box(acc);
+    });
+    let copy_t = median_secs(5, || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&dst);
+    });
+    Bandwidth {
+        read: bytes as f64 / read_t,
+        copy: 2.0 * bytes as f64 / copy_t,
+    }
+}
+
+#[derive(Clone)]
+struct Record {
+    kernel: String,
+    isa: Isa,
+    dtype: Dtype,
+    algorithm: Algorithm,
+    log: bool,
+    rows: usize,
+    cols: usize,
+    bytes: usize,
+    median_s: f64,
+    gbps: f64,
+    roofline_fraction: f64,
+    baseline: String,
+    speedup: f64,
+}
+
+impl Record {
+    fn json(&self) -> String {
+        format!(
+            concat!(
+                "{{\"family\":\"softmax\",\"kernel\":\"{}\",\"isa\":\"{}\",\"dtype\":\"{}\",",
+                "\"algorithm\":\"{}\",\"log\":{},\"rows\":{},\"cols\":{},\"bytes\":{},",
+                "\"median_s\":{:.9},\"gbps\":{:.3},\"roofline_fraction\":{:.4},",
+                "\"baseline\":\"{}\",\"speedup_vs_baseline\":{:.4}}}"
+            ),
+            self.kernel,
+            self.isa.name(),
+            self.dtype.name(),
+            self.algorithm.name(),
+            self.log,
+            self.rows,
+            self.cols,
+            self.bytes,
+            self.median_s,
+            self.gbps,
+            self.roofline_fraction,
+            self.baseline,
+            self.speedup
+        )
+    }
+}
+
+/// Times `variant` on `rows` x `cols` inputs; returns the median seconds.
+fn time_variant<T: Element>(v: &Variant, x: &[T], y: &mut [T], cols: usize, reps: usize) -> f64 {
+    let opts = Softmax::new().isa(v.isa).algorithm(v.algorithm);
+    median_secs(reps, || {
+        opts.run(black_box(x), black_box(&mut *y), cols).unwrap()
+    })
+}
+
+fn inputs<T: Element>(n: usize) -> Vec<T> {
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            T::from_f32(((s >> 40) as f32 / (1u64 << 24) as f32) * 16.0 - 8.0)
+        })
+        .collect()
+}
+
+/// Measures every (runnable, selected) variant of dtype T over the ladder.
+fn ladder<T: Element>(args: &Args, bw: &Bandwidth, sizes: &[usize], out: &mut Vec<Record>) {
+    let variants: Vec<&Variant> = softmax::variants()
+        .iter()
+        .filter(|v| v.dtype == T::DTYPE && v.isa.is_available())
+        .filter(|v| {
+            args.filter
+                .as_ref()
+                .is_none_or(|f| v.name.contains(f.as_str()))
+        })
+        .collect();
+    if variants.is_empty() {
+        return;
+    }
+    for &n in sizes {
+        let x: Vec<T> = inputs(n);
+        let mut y: Vec<T> = vec![T::from_f32(0.0); n];
+        let bytes = 2 * n * T::DTYPE.size(); // input + output, the bytes the API moves
+        let in_bytes = n * T::DTYPE.size();
+        // floor: one read sweep, then one copy-like sweep (read x, write y)
+        let floor_s = in_bytes as f64 / bw.read + bytes as f64 / bw.copy;
+        let mut measured: Vec<(&Variant, f64)> = Vec::new();
+        for v in &variants {
+            // the portable scalar kernels stop at 64 MiB: minutes per run beyond
+            if v.isa == Isa::Scalar && in_bytes > 64 << 20 {
+                continue;
+            }
+            let reps = reps_for(bytes, args.quick);
+            let t = time_variant(v, &x, &mut y, n, reps);
+            measured.push((v, t));
+        }
+        for &(v, t) in &measured {
+            let base = measured
+                .iter()
+                .find(|(b, _)| b.isa == v.isa && b.algorithm == Algorithm::ThreePass)
+                .map(|&(b, bt)| (b.name.to_string(), bt / t))
+                .unwrap_or_else(|| ("-".into(), f64::NAN));
+            out.push(Record {
+                kernel: v.name.to_string(),
+                isa: v.isa,
+                dtype: v.dtype,
+                algorithm: v.algorithm,
+                log: false,
+                rows: 1,
+                cols: n,
+                bytes,
+                median_s: t,
+                gbps: bytes as f64 / t / 1e9,
+                roofline_fraction: floor_s / t,
+                baseline: base.0,
+                speedup: base.1,
+            });
+        }
+    }
+}
+
+fn human(bytes: usize) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.0} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else if bytes >= 1 << 20 {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+fn print_table(records: &[Record]) {
+    println!(
+        "\n| kernel | row (input) | GB/s (in+out) | roofline | vs three-pass |\n|---|---:|---:|---:|---:|"
+    );
+    for r in records {
+        println!(
+            "| {} | {} | {:.2} | {:.0}% | {:.2}x |",
+            r.kernel,
+            human(r.bytes / 2),
+            r.gbps,
+            100.0 * r.roofline_fraction,
+            r.speedup
+        );
+    }
+}
+
+/// Three-pass vs two-pass by row length (rows of `cols`, 64 MiB of input in
+/// all), per ISA: the measurement behind `TWOPASS_MIN_ROW_BYTES`.
+fn crossover(args: &Args) {
+    println!(
+        "\n## crossover: two-pass time / three-pass time, f32, 64 MiB of input in rows of cols\n"
+    );
+    println!(
+        "| cols (row bytes) | isa | three-pass GB/s | two-pass GB/s | two-pass speedup |\n|---:|---|---:|---:|---:|"
+    );
+    let total = if args.quick { 8 << 20 } else { 64 << 20 } / 4;
+    for isa in Isa::ALL
+        .into_iter()
+        .filter(|i| i.is_available() && *i != Isa::Scalar)
+    {
+        for cols in [1024usize, 4096, 16384, 65536, 262_144, 1 << 20, 4 << 20] {
+            let rows = (total / cols).max(1);
+            let x: Vec<f32> = inputs(rows * cols);
+            let mut y = vec![0.0f32; rows * cols];
+            let reps = reps_for(8 * rows * cols, args.quick);
+            let t3 = Softmax::new().isa(isa).algorithm(Algorithm::ThreePass);
+            let t2 = Softmax::new().isa(isa).algorithm(Algorithm::TwoPass);
+            let s3 = median_secs(reps, || t3.run(black_box(&x), &mut y, cols).unwrap());
+            let s2 = median_secs(reps, || t2.run(black_box(&x), &mut y, cols).unwrap());
+            let bytes = 8.0 * (rows * cols) as f64;
+            println!(
+                "| {cols} ({}) | {} | {:.2} | {:.2} | {:.2}x |",
+                human(cols * 4),
+                isa.name(),
+                bytes / s3 / 1e9,
+                bytes / s2 / 1e9,
+                s3 / s2
+            );
+        }
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    println!("# transformer-kernels microbenchmark report\n");
+    println!(
+        "cpu: {}; detected ISA: {}; single thread",
+        cpu_name(),
+        isa::detected().name()
+    );
+    let bw = measure_bandwidth(1 << 30);
+    println!(
+        "memory bandwidth (this run, single core, out of cache): read {:.2} GB/s, copy {:.2} GB/s (read + written bytes)",
+        bw.read / 1e9,
+        bw.copy / 1e9
+    );
+    println!(
+        "roofline: a softmax row must be read twice and written once; floor = in/read + (in+out)/copy"
+    );
+    if args.crossover {
+        crossover(&args);
+        return;
+    }
+    // elements per row: 4K (16 KiB f32, in L1) up to 256M (1 GiB f32, past the L3)
+    let sizes: Vec<usize> = if let Some(s) = &args.sizes {
+        s.clone()
+    } else if args.quick {
+        vec![4 << 10, 64 << 10, 2 << 20, 16 << 20]
+    } else {
+        vec![
+            4 << 10,
+            64 << 10,
+            256 << 10,
+            2 << 20,
+            16 << 20,
+            64 << 20,
+            256 << 20,
+        ]
+    };
+    let mut records = Vec::new();
+    ladder::<f32>(&args, &bw, &sizes, &mut records);
+    ladder::<f16>(&args, &bw, &sizes, &mut records);
+    ladder::<bf16>(&args, &bw, &sizes, &mut records);
+    println!("\n## softmax, one row of n elements (the paper's setting), median of repeated runs");
+    print_table(&records);
+    summary(&records);
+    if let Some(path) = &args.json {
+        let body: Vec<String> = records.iter().map(Record::json).collect();
+        std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
+            .expect("cannot write the JSON report");
+        println!("\nwrote {} records to {path}", records.len());
+    }
+}
+
+/// The headline numbers: two-pass vs three-pass at the largest size per ISA.
+fn summary(records: &[Record]) {
+    println!("\n## summary (largest row measured, f32)\n");
+    for isa in Isa::ALL {
+        let best = records
+            .iter()
+            .filter(|r| r.isa == isa && r.dtype == Dtype::F32 && r.algorithm == Algorithm::TwoPass)
+            .max_by_key(|r| r.bytes);
+        if let Some(r) = best {
+            println!(
+                "- {}: {:.2} GB/s, {:.0}% of the bandwidth floor, {:.2}x the three-pass {} ({})",
+                r.kernel,
+                r.gbps,
+                100.0 * r.roofline_fraction,
+                r.speedup,
+                isa.name(),
+                human(r.bytes / 2)
+            );
+        }
+    }
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
