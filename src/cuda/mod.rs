@@ -1,1 +1,87 @@
 //! CUDA backend (feature `cuda`).
+//!
+//! The kernels in kernels-cuda/ are compiled by build.rs into one fatbin that is
+//! embedded in the crate. [`Kernels::new`] loads it into a cudarc context once
+//! and resolves every kernel up front, so a missing or misspelt kernel fails
+//! there, not at its first call. Entry points take cudarc's `CudaView` /
+//! `CudaViewMut` and a `CudaStream`, so engines built on cudarc pass their own
+//! buffers without a copy. The CUDA driver is loaded dynamically: building or
+//! running CPU code needs no CUDA installation.
+//!
+//! ```no_run
+//! use transformer_kernels::cuda::Kernels;
+//! use transformer_kernels::softmax::Softmax;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ctx = cudarc::driver::CudaContext::new(0)?;
+//! let stream = ctx.default_stream();
+//! let kernels = Kernels::new(&ctx)?;
+//! let x = stream.clone_htod(&vec![0.5f32; 4 * 1000])?;
+//! let mut y = stream.alloc_zeros::<f32>(4 * 1000)?;
+//! kernels.softmax(&stream, &x.as_view(), &mut y.as_view_mut(), 1000, &Softmax::new())?;
+//! let probs = stream.clone_dtoh(&y)?;
+//! # Ok(()) }
+//! ```
+
+mod softmax;
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError};
+use cudarc::nvrtc::Ptx;
+
+use crate::error::{Error, Result};
+
+pub use softmax::SoftmaxShape;
+
+/// The embedded fatbin: SASS for sm_80 and sm_90, PTX for compute_90.
+static FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.fatbin"));
+
+/// Element types the CUDA kernels accept.
+pub trait CudaElement: crate::Element + cudarc::driver::DeviceRepr {}
+impl CudaElement for f32 {}
+impl CudaElement for half::f16 {}
+impl CudaElement for half::bf16 {}
+
+pub(crate) fn cuda_err(kernel: &'static str) -> impl Fn(DriverError) -> Error {
+    move |e| Error::Cuda {
+        kernel,
+        message: format!("{e:?}"),
+    }
+}
+
+/// Every kernel of this crate, loaded into one CUDA context.
+pub struct Kernels {
+    _module: Arc<CudaModule>,
+    softmax: softmax::SoftmaxKernels,
+}
+
+impl Kernels {
+    /// Loads the embedded module into `ctx` and resolves every kernel.
+    pub fn new(ctx: &Arc<CudaContext>) -> Result<Kernels> {
+        let module = ctx
+            .load_module(Ptx::from_binary(FATBIN.to_vec()))
+            .map_err(cuda_err("module load"))?;
+        let softmax = softmax::SoftmaxKernels::load(&module)?;
+        Ok(Kernels {
+            _module: module,
+            softmax,
+        })
+    }
+
+    pub(crate) fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction> {
+        module.load_function(name).map_err(|e| Error::Cuda {
+            kernel: "module load",
+            message: format!("kernel {name} not found in the embedded fatbin: {e:?}"),
+        })
+    }
+}
+
+/// Whether a CUDA driver and at least one device are present (for tests and
+/// reports that skip without a GPU).
+pub fn gpu_available() -> bool {
+    // SAFETY: only probes whether the driver library can be opened.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return false;
+    }
+    CudaContext::device_count().map(|n| n > 0).unwrap_or(false)
+}

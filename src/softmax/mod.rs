@@ -132,6 +132,11 @@ impl Softmax {
         self
     }
 
+    /// (scale, log): the options every backend honours.
+    pub fn scale_and_log(&self) -> (f32, bool) {
+        (self.scale, self.log)
+    }
+
     /// The variant a call on rows of `cols` elements of `T` would run.
     pub fn plan<T: Element>(&self, cols: usize) -> Result<&'static Variant> {
         let isa = match self.isa {

@@ -1,0 +1,3 @@
+// The one CUDA translation unit: every family's kernels, compiled by build.rs
+// into one fatbin (sm_80, sm_90 SASS + compute_90 PTX) embedded in the crate.
+#include "softmax.cu"

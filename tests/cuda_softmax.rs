@@ -1,0 +1,164 @@
+//! CUDA softmax against the f64 reference: every dtype, every launch shape
+//! (row lengths on both sides of each shape's capacity), softmax and
+//! log-softmax, extremes, poisoned outputs. Skips with a message without a GPU.
+#![cfg(feature = "cuda")]
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream};
+use half::{bf16, f16};
+use transformer_kernels::cuda::{CudaElement, Kernels, SoftmaxShape, gpu_available};
+use transformer_kernels::softmax::{self, Algorithm, Softmax};
+use transformer_kernels::{Error, reference};
+
+fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
+    if !gpu_available() {
+        eprintln!("SKIP cuda tests: no CUDA driver or device on this machine");
+        return None;
+    }
+    let ctx = CudaContext::new(0).expect("CUDA device 0");
+    let kernels = Kernels::new(&ctx).expect("load the embedded fatbin");
+    Some((ctx.default_stream(), kernels))
+}
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            match i % 97 {
+                3 => f32::NEG_INFINITY,
+                5 => 1.0e30,
+                7 => -1.0e30,
+                _ => ((s >> 40) as f32 / (1u64 << 24) as f32) * 40.0 - 20.0,
+            }
+        })
+        .collect()
+}
+
+fn check<T: CudaElement>(
+    stream: &Arc<CudaStream>,
+    k: &Kernels,
+    x32: &[f32],
+    cols: usize,
+    scale: f32,
+    log: bool,
+) {
+    let xt: Vec<T> = x32.iter().map(|&v| T::from_f32(v)).collect();
+    let xr: Vec<f32> = xt.iter().map(|v| v.to_f32()).collect();
+    let expected = reference::softmax::softmax(&xr, cols, scale, log);
+    let x = stream.clone_htod(&xt).unwrap();
+    // poison: a signalling-NaN pattern no kernel writes
+    let poison = T::from_f32(f32::from_bits(0x7FA5_A5A5));
+    let mut y = stream.clone_htod(&vec![poison; xt.len()]).unwrap();
+    k.softmax(
+        stream,
+        &x.as_view(),
+        &mut y.as_view_mut(),
+        cols,
+        &Softmax::new().scale(scale).log(log),
+    )
+    .unwrap();
+    let got: Vec<T> = stream.clone_dtoh(&y).unwrap();
+    let shape = SoftmaxShape::for_cols(cols);
+    for (r, (xrow, (grow, erow))) in xr
+        .chunks(cols)
+        .zip(got.chunks(cols).zip(expected.chunks(cols)))
+        .enumerate()
+    {
+        let zmax = xrow
+            .iter()
+            .map(|&v| f64::from(v * scale))
+            .fold(f64::NEG_INFINITY, f64::max)
+            .abs();
+        for (i, (&xv, (g, &e))) in xrow.iter().zip(grow.iter().zip(erow)).enumerate() {
+            let g = f64::from(g.to_f32());
+            let ctx = format!(
+                "{:?} {shape:?} cols={cols} log={log} row {r} col {i}: x={xv} got {g} want {e}",
+                T::DTYPE
+            );
+            if e.is_nan() {
+                assert!(g.is_nan(), "{ctx}");
+                continue;
+            }
+            if e.is_infinite() || g.is_infinite() {
+                assert_eq!(g, f64::from(T::from_f32(e as f32).to_f32()), "{ctx}");
+                continue;
+            }
+            let z = f64::from(xv * scale).abs();
+            let bound = softmax::error_bound(T::DTYPE, Algorithm::TwoPass, log, e, z, zmax, cols);
+            assert!(
+                (g - e).abs() <= bound,
+                "{ctx}: err {:.3e} > {bound:.3e}",
+                (g - e).abs()
+            );
+        }
+    }
+}
+
+/// Row lengths around every shape's capacity, plus vocabulary-sized rows.
+const COLS: &[usize] = &[
+    1, 3, 8, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 2047, 2048, 2049, 4095, 4096, 4097,
+    8191, 8192, 8193, 16383, 16384, 16385, 32767, 32768, 32769, 100_003, 262_144,
+];
+
+#[test]
+fn cuda_softmax_matches_reference() {
+    let Some((stream, k)) = gpu() else { return };
+    for &cols in COLS {
+        let rows = if cols > 10_000 { 3 } else { 7 };
+        let x = values(rows * cols, cols as u64);
+        for log in [false, true] {
+            for scale in [1.0f32, 0.37] {
+                check::<f32>(&stream, &k, &x, cols, scale, log);
+                check::<f16>(&stream, &k, &x, cols, scale, log);
+                check::<bf16>(&stream, &k, &x, cols, scale, log);
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_softmax_extremes() {
+    let Some((stream, k)) = gpu() else { return };
+    for cols in [17usize, 1000, 5000, 40_000] {
+        let mut x = vec![88.0f32; 4 * cols]; // row 0: many equal large values
+        x[cols..2 * cols].fill(f32::NEG_INFINITY); // row 1: all -inf -> NaN
+        x[2 * cols + 3] = f32::NAN; // row 2: NaN -> NaN row
+        for v in &mut x[3 * cols..] {
+            *v = -1.0e30;
+        }
+        x[3 * cols + cols / 2] = 1.0e30; // row 3: one-hot
+        for log in [false, true] {
+            check::<f32>(&stream, &k, &x, cols, 1.0, log);
+            check::<f16>(&stream, &k, &x, cols, 1.0, log);
+            check::<bf16>(&stream, &k, &x, cols, 1.0, log);
+        }
+    }
+}
+
+#[test]
+fn cuda_softmax_rejects_bad_shapes() {
+    let Some((stream, k)) = gpu() else { return };
+    let x = stream.clone_htod(&[1.0f32; 10]).unwrap();
+    let mut y = stream.alloc_zeros::<f32>(10).unwrap();
+    let r = k.softmax(
+        &stream,
+        &x.as_view(),
+        &mut y.as_view_mut(),
+        3,
+        &Softmax::new(),
+    );
+    assert!(matches!(r, Err(Error::LengthNotMultiple { .. })));
+    let r = k.softmax(
+        &stream,
+        &x.as_view(),
+        &mut y.as_view_mut(),
+        5,
+        &Softmax::new().scale(f32::NAN),
+    );
+    assert!(matches!(r, Err(Error::InvalidArgument { .. })));
+    assert!(stream.clone_dtoh(&y).unwrap().iter().all(|&v| v == 0.0));
+}
