@@ -214,6 +214,10 @@ fn huge_and_equal_values_do_not_overflow() {
     // many equal large values: a naive sum of exp overflows f32
     check_all(&vec![88.0f32; cols], cols, 1.0, 1);
     check_all(&[1.0e30f32; 17], 17, 1.0, 0);
+    // |z log2 e| overflows f32 here (found by the fuzzer): still exact structure
+    check_all(&[3.0e38f32], 1, 1.0, 0);
+    check_all(&[-3.0e38f32; 21], 21, 1.0, 0);
+    check_all(&[-1.0e38f32; 40], 40, 1.0, 2);
     let mut mixed = vec![-1.0e30f32; 40];
     mixed[7] = 1.0e30;
     mixed[21] = 1.0e30;

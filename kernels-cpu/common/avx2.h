@@ -40,8 +40,11 @@ static inline void tk256_stream_bf16(uint16_t *p, __m256 v) { _mm_stream_si128((
 
 /* exp(z) = p * 2^n, as tk512_expext. */
 static inline __m256 tk256_expext(__m256 z, __m256 *n) {
-    const __m256 vn = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(TK_LOG2E)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* clamp z log2 e to +-NMAX, except that z = -inf keeps n = -inf (exactly 0) */
+    __m256 zl = _mm256_min_ps(_mm256_mul_ps(z, _mm256_set1_ps(TK_LOG2E)), _mm256_set1_ps(TK_EXP_NMAX));
+    const __m256 neg_inf = _mm256_cmp_ps(z, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    zl = _mm256_blendv_ps(_mm256_max_ps(zl, _mm256_set1_ps(-TK_EXP_NMAX)), zl, neg_inf);
+    const __m256 vn = _mm256_round_ps(zl, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_HI), z);
     t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_LO), t);
     /* z = -inf gives t = NaN: replace it explicitly, then clamp (as tk512_expext) */

@@ -63,6 +63,9 @@ static inline uint16_t tk_f32_to_bf16(float f) {
  * give a finite mantissa (their exponent carries the magnitude, or the NaN).
  * It covers every exact reduction of |z| <= 2^20 (see softmax/README.md). */
 #define TK_EXP_TMAX 0x1.BB9D3Cp-2f /* 0.625 * ln 2 */
+/* |z * log2 e| is clamped here before rounding, so |z| up to FLT_MAX keeps a
+ * finite exponent (beyond 2^126 ln 2 ~ 5.9e37, inputs saturate to equal). */
+#define TK_EXP_NMAX 0x1p126f
 
 static inline float tk_exp_poly(float t) {
     float p = TK_EXP_C5;
@@ -77,7 +80,7 @@ static inline float tk_exp_poly(float t) {
  * for infinite z, NaN for NaN z). The reduction runs in double, so it is
  * exact for any |z| the clamp lets through. */
 static inline float tk_expext(float z, float *n) {
-    const float vn = rintf(z * TK_LOG2E);
+    const float vn = rintf(fminf(fmaxf(z * TK_LOG2E, -TK_EXP_NMAX), TK_EXP_NMAX));
     double t = (double)z - (double)vn * 0x1.62E42FEFA39EFp-1;
     if (!(t >= -TK_EXP_TMAX)) t = -TK_EXP_TMAX; /* NaN lands here too */
     if (t > TK_EXP_TMAX) t = TK_EXP_TMAX;

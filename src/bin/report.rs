@@ -8,7 +8,11 @@
 //! cargo run --release -- --json out.json   # plus one JSON record per measurement
 //! cargo run --release -- --filter avx512   # only kernels whose name contains this
 //! cargo run --release -- --crossover       # three-pass vs two-pass by row length
+//! cargo run --release --features cuda -- --gpu-only   # the GPU section alone
 //! ```
+
+#[cfg(feature = "cuda")]
+mod report_gpu;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -23,6 +27,7 @@ struct Args {
     filter: Option<String>,
     crossover: bool,
     sizes: Option<Vec<usize>>,
+    gpu_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -32,12 +37,14 @@ fn parse_args() -> Args {
         filter: None,
         crossover: false,
         sizes: None,
+        gpu_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--crossover" => args.crossover = true,
+            "--gpu-only" => args.gpu_only = true,
             "--json" => args.json = Some(it.next().expect("--json needs a path")),
             "--filter" => args.filter = Some(it.next().expect("--filter needs a string")),
             "--sizes" => {
@@ -52,7 +59,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover]"
+                    "usage: report [--quick] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only]"
                 );
                 std::process::exit(0);
             }
@@ -319,6 +326,10 @@ fn main() {
         crossover(&args);
         return;
     }
+    if args.gpu_only {
+        gpu_section();
+        return;
+    }
     // elements per row: 4K (16 KiB f32, in L1) up to 256M (1 GiB f32, past the L3)
     let sizes: Vec<usize> = if let Some(s) = &args.sizes {
         s.clone()
@@ -342,6 +353,7 @@ fn main() {
     println!("\n## softmax, one row of n elements (the paper's setting), median of repeated runs");
     print_table(&records);
     summary(&records);
+    gpu_section();
     if let Some(path) = &args.json {
         let body: Vec<String> = records.iter().map(Record::json).collect();
         std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
@@ -370,6 +382,13 @@ fn summary(records: &[Record]) {
             );
         }
     }
+}
+
+fn gpu_section() {
+    #[cfg(feature = "cuda")]
+    report_gpu::report();
+    #[cfg(not(feature = "cuda"))]
+    println!("\n(built without the `cuda` feature: GPU section skipped)");
 }
 
 fn cpu_name() -> String {

@@ -1,0 +1,98 @@
+//! GPU section of the report (feature `cuda`, needs a device): softmax over
+//! LLM-shaped batches, timed with device synchronisation, against the
+//! device-to-device copy bandwidth measured in the same run.
+
+use std::time::Instant;
+
+use cudarc::driver::{CudaContext, CudaStream};
+use half::{bf16, f16};
+use transformer_kernels::cuda::{CudaElement, Kernels, SoftmaxShape, gpu_available};
+use transformer_kernels::softmax::Softmax;
+
+/// (rows, cols): attention-score rows, a 32k and a 128k vocabulary, 256k rows.
+const SHAPES: [(usize, usize); 5] = [
+    (65536, 128),
+    (16384, 1024),
+    (4096, 32000),
+    (1024, 131072),
+    (256, 262144),
+];
+
+fn median(mut t: Vec<f64>) -> f64 {
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn time_gpu(stream: &CudaStream, reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    stream.synchronize().unwrap();
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                stream.synchronize().unwrap();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn run<T: CudaElement>(stream: &std::sync::Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+    for (rows, cols) in SHAPES {
+        let n = rows * cols;
+        let x = stream
+            .clone_htod(
+                &(0..n)
+                    .map(|i| T::from_f32((i % 1000) as f32 * 0.01))
+                    .collect::<Vec<T>>(),
+            )
+            .unwrap();
+        let mut y = stream.clone_htod(&vec![T::from_f32(0.0); n]).unwrap();
+        let t = time_gpu(stream, 20, || {
+            k.softmax(
+                stream,
+                &x.as_view(),
+                &mut y.as_view_mut(),
+                cols,
+                &Softmax::new(),
+            )
+            .unwrap()
+        });
+        let bytes = 2.0 * (n * std::mem::size_of::<T>()) as f64;
+        println!(
+            "| {} | {rows} x {cols} | {:?} | {:.1} | {:.0}% |",
+            T::DTYPE.name(),
+            SoftmaxShape::for_cols(cols),
+            bytes / t / 1e9,
+            100.0 * bytes / t / copy_bw
+        );
+    }
+}
+
+/// Prints the GPU table, or a line saying why there is none.
+pub fn report() {
+    if !gpu_available() {
+        println!("\n(no CUDA device: GPU section skipped)");
+        return;
+    }
+    let ctx = CudaContext::new(0).unwrap();
+    let stream = ctx.default_stream();
+    let k = Kernels::new(&ctx).unwrap();
+    let n = 256 << 20;
+    let a = stream.alloc_zeros::<u8>(n).unwrap();
+    let mut b = stream.alloc_zeros::<u8>(n).unwrap();
+    let t = time_gpu(&stream, 20, || stream.memcpy_dtod(&a, &mut b).unwrap());
+    let copy_bw = 2.0 * n as f64 / t;
+    println!(
+        "\n## GPU: {} (copy bandwidth {:.0} GB/s read + write, this run)\n",
+        ctx.name().unwrap_or_default(),
+        copy_bw / 1e9
+    );
+    println!(
+        "| dtype | rows x cols | kernel shape | GB/s (in+out) | of copy bw |\n|---|---|---|---:|---:|"
+    );
+    run::<f32>(&stream, &k, copy_bw);
+    run::<f16>(&stream, &k, copy_bw);
+    run::<bf16>(&stream, &k, copy_bw);
+}
