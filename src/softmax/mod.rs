@@ -26,6 +26,8 @@
 //! many equal large values do not overflow. The stated bound holds for
 //! `|z| <= 2^20`; beyond that results stay finite and ties stay exact, but the
 //! exp argument reduction is clamped (see kernels-cpu/softmax/README.md).
+//! Inputs with `|z| >= 2^126 ln 2` (about 5.9e37) saturate to that magnitude:
+//! softmax treats them as equal, and log-softmax of such rows is not meaningful.
 
 mod variants;
 
