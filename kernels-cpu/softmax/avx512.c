@@ -6,12 +6,5 @@
 #include "../common/template.h"
 #include "tk.h"
 
-#define TK_DT f32
-#include "avx512.inc"
-#undef TK_DT
-#define TK_DT f16
-#include "avx512.inc"
-#undef TK_DT
-#define TK_DT bf16
-#include "avx512.inc"
-#undef TK_DT
+#define TK_TEMPLATE "../softmax/avx512.inc" /* relative to common/ */
+#include "../common/instantiate.h"

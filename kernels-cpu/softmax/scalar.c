@@ -15,12 +15,5 @@ static inline void tk_store_f32(float *p, float v) { *p = v; }
 static inline void tk_store_f16(uint16_t *p, float v) { *p = tk_f32_to_f16(v); }
 static inline void tk_store_bf16(uint16_t *p, float v) { *p = tk_f32_to_bf16(v); }
 
-#define TK_DT f32
-#include "scalar.inc"
-#undef TK_DT
-#define TK_DT f16
-#include "scalar.inc"
-#undef TK_DT
-#define TK_DT bf16
-#include "scalar.inc"
-#undef TK_DT
+#define TK_TEMPLATE "../softmax/scalar.inc" /* relative to common/ */
+#include "../common/instantiate.h"

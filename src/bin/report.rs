@@ -9,6 +9,7 @@
 //! cargo run --release -- --filter avx512   # only kernels whose name contains this
 //! cargo run --release -- --crossover       # three-pass vs two-pass by row length
 //! cargo run --release --features cuda -- --gpu-only   # the GPU section alone
+//! cargo run --release -- --accuracy        # observed error of every variant vs the f64 reference
 //! ```
 
 #[cfg(feature = "cuda")]
@@ -28,6 +29,7 @@ struct Args {
     crossover: bool,
     sizes: Option<Vec<usize>>,
     gpu_only: bool,
+    accuracy: bool,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +40,7 @@ fn parse_args() -> Args {
         crossover: false,
         sizes: None,
         gpu_only: false,
+        accuracy: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -45,6 +48,7 @@ fn parse_args() -> Args {
             "--quick" => args.quick = true,
             "--crossover" => args.crossover = true,
             "--gpu-only" => args.gpu_only = true,
+            "--accuracy" => args.accuracy = true,
             "--json" => args.json = Some(it.next().expect("--json needs a path")),
             "--filter" => args.filter = Some(it.next().expect("--filter needs a string")),
             "--sizes" => {
@@ -59,7 +63,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only]"
+                    "usage: report [--quick] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy]"
                 );
                 std::process::exit(0);
             }
@@ -270,7 +274,7 @@ fn print_table(records: &[Record]) {
 }
 
 /// Three-pass vs two-pass by row length (rows of `cols`, 64 MiB of input in
-/// all), per ISA: the measurement behind `TWOPASS_MIN_ROW_BYTES`.
+/// all), per ISA: the measurement behind `softmax::twopass_min_row_bytes`.
 fn crossover(args: &Args) {
     println!(
         "\n## crossover: two-pass time / three-pass time, f32, 64 MiB of input in rows of cols\n"
@@ -324,6 +328,10 @@ fn main() {
     );
     if args.crossover {
         crossover(&args);
+        return;
+    }
+    if args.accuracy {
+        accuracy();
         return;
     }
     if args.gpu_only {
@@ -382,6 +390,72 @@ fn summary(records: &[Record]) {
             );
         }
     }
+}
+
+/// Largest observed error of every variant against the f64 reference, in
+/// units of 2^-24 relative (softmax) and as a fraction of the documented bound.
+fn accuracy() {
+    println!(
+        "\n## observed accuracy: max |y - exact| / |exact| in units of 2^-24, and max fraction of the bound\n"
+    );
+    println!(
+        "| kernel | softmax rel. error (2^-24) | of bound | log-softmax of bound |\n|---|---:|---:|---:|"
+    );
+    for v in softmax::variants().iter().filter(|v| v.isa.is_available()) {
+        let (rel, frac) = worst::<f32>(v, false);
+        let (_, lfrac) = worst::<f32>(v, true);
+        let (rel, frac, lfrac) = match v.dtype {
+            Dtype::F32 => (rel, frac, lfrac),
+            Dtype::F16 => (
+                worst::<f16>(v, false).0,
+                worst::<f16>(v, false).1,
+                worst::<f16>(v, true).1,
+            ),
+            Dtype::Bf16 => (
+                worst::<bf16>(v, false).0,
+                worst::<bf16>(v, false).1,
+                worst::<bf16>(v, true).1,
+            ),
+        };
+        println!("| {} | {:.1} | {:.2} | {:.2} |", v.name, rel, frac, lfrac);
+    }
+}
+
+/// (max relative error in 2^-24 units, max error / bound) over rows of several
+/// lengths and magnitudes.
+fn worst<T: Element>(v: &Variant, log: bool) -> (f64, f64) {
+    let (mut rel, mut frac) = (0.0f64, 0.0f64);
+    for (cols, amp) in [
+        (17usize, 10.0f32),
+        (1000, 30.0),
+        (100_003, 5.0),
+        (4096, 1000.0),
+    ] {
+        let x: Vec<T> = inputs::<T>(cols)
+            .iter()
+            .map(|t| T::from_f32(t.to_f32() * amp / 8.0))
+            .collect();
+        let xr: Vec<f32> = x.iter().map(|t| t.to_f32()).collect();
+        let want = transformer_kernels::reference::softmax::softmax(&xr, cols, 1.0, log);
+        let mut y = vec![T::from_f32(0.0); cols];
+        Softmax::new()
+            .isa(v.isa)
+            .algorithm(v.algorithm)
+            .log(log)
+            .run(&x, &mut y, cols)
+            .unwrap();
+        let zmax = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)).abs() as f64;
+        for ((g, &e), &z) in y.iter().zip(&want).zip(&xr) {
+            let err = (f64::from(g.to_f32()) - e).abs();
+            if e.abs() > 1e-30 {
+                rel = rel.max(err / e.abs() * (1u64 << 24) as f64);
+            }
+            let bound =
+                softmax::error_bound(T::DTYPE, v.algorithm, log, e, z.abs() as f64, zmax, cols);
+            frac = frac.max(err / bound);
+        }
+    }
+    (rel, frac)
 }
 
 fn gpu_section() {

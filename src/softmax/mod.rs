@@ -69,11 +69,21 @@ impl Algorithm {
     }
 }
 
-/// Rows at least this many bytes long use the two-pass algorithm by default.
-/// Measured with `cargo run --release -- --crossover` (docs/softmax.md): below
-/// it the row stays in L1/L2 between passes and the three-pass algorithm, which
-/// evaluates exp once per element instead of twice, is faster.
-pub const TWOPASS_MIN_ROW_BYTES: usize = 64 * 1024;
+/// Rows at least this many bytes long use the two-pass algorithm by default,
+/// per ISA. Measured with `cargo run --release -- --crossover` and the 1 GiB
+/// report rows (docs/softmax.md): the two-pass algorithm evaluates exp twice
+/// per element, so it wins only once the row no longer stays in cache between
+/// passes, and only where exp is cheap relative to memory traffic. AVX-512:
+/// ahead from ~256 KiB rows (1.1x) to 1.3-1.5x out of cache; AVX2: compute-bound,
+/// about even out of cache (1.04x at 1 GiB), behind in cache; scalar: 4x slower
+/// (libm-free exp twice vs `expf` once), never chosen.
+pub fn twopass_min_row_bytes(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 256 * 1024,
+        Isa::Avx2 => 256 * 1024 * 1024,
+        Isa::Scalar => usize::MAX,
+    }
+}
 
 /// Outputs at least this large use non-temporal stores by default (two-pass
 /// only): they would not stay in cache anyway, and streaming saves the
@@ -117,7 +127,7 @@ impl Softmax {
         self.log = log;
         self
     }
-    /// Force an algorithm (default: by row length, see [`TWOPASS_MIN_ROW_BYTES`]).
+    /// Force an algorithm (default: by row length, see [`twopass_min_row_bytes`]).
     pub const fn algorithm(mut self, algorithm: Algorithm) -> Softmax {
         self.algorithm = Some(algorithm);
         self
@@ -146,7 +156,7 @@ impl Softmax {
             None => isa::selected()?,
         };
         let algorithm = self.algorithm.unwrap_or(
-            if cols.saturating_mul(T::DTYPE.size()) >= TWOPASS_MIN_ROW_BYTES {
+            if cols.saturating_mul(T::DTYPE.size()) >= twopass_min_row_bytes(isa) {
                 Algorithm::TwoPass
             } else {
                 Algorithm::ThreePass
