@@ -38,8 +38,24 @@ static inline void tk256_stream_f32(float *p, __m256 v) { _mm256_stream_ps(p, v)
 static inline void tk256_stream_f16(uint16_t *p, __m256 v) { _mm_stream_si128((__m128i *)p, tk256_to_f16(v)); }
 static inline void tk256_stream_bf16(uint16_t *p, __m256 v) { _mm_stream_si128((__m128i *)p, tk256_to_bf16(v)); }
 
-/* exp(z) = p * 2^n, as tk512_expext. */
-static inline __m256 tk256_expext(__m256 z, __m256 *n) {
+/* Exp polynomial coefficients, optionally scaled (as tk512_poly). */
+typedef struct tk256_poly {
+    __m256 c0, c1, c2, c3, c4, c5;
+} tk256_poly;
+
+static inline tk256_poly tk256_poly_scaled(float f) {
+    tk256_poly k;
+    k.c0 = _mm256_set1_ps(f);
+    k.c1 = _mm256_set1_ps(TK_EXP_C1 * f);
+    k.c2 = _mm256_set1_ps(TK_EXP_C2 * f);
+    k.c3 = _mm256_set1_ps(TK_EXP_C3 * f);
+    k.c4 = _mm256_set1_ps(TK_EXP_C4 * f);
+    k.c5 = _mm256_set1_ps(TK_EXP_C5 * f);
+    return k;
+}
+
+/* exp(z) * f = p * 2^n, as tk512_expext_k. */
+static inline __m256 tk256_expext_k(__m256 z, __m256 *n, const tk256_poly *k) {
     /* clamp z log2 e to +-NMAX, except that z = -inf keeps n = -inf (exactly 0) */
     __m256 zl = _mm256_min_ps(_mm256_mul_ps(z, _mm256_set1_ps(TK_LOG2E)), _mm256_set1_ps(TK_EXP_NMAX));
     const __m256 neg_inf = _mm256_cmp_ps(z, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
@@ -47,17 +63,21 @@ static inline __m256 tk256_expext(__m256 z, __m256 *n) {
     const __m256 vn = _mm256_round_ps(zl, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_HI), z);
     t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_LO), t);
-    /* z = -inf gives t = NaN: replace it explicitly, then clamp (as tk512_expext) */
+    /* z = -inf gives t = NaN: replace it explicitly, then clamp (as tk512_expext_k) */
     t = _mm256_blendv_ps(t, _mm256_set1_ps(-TK_EXP_TMAX), _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
     t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-TK_EXP_TMAX)), _mm256_set1_ps(TK_EXP_TMAX));
-    __m256 p = _mm256_set1_ps(TK_EXP_C5);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C4));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C1));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_fmadd_ps(k->c5, t, k->c4);
+    p = _mm256_fmadd_ps(p, t, k->c3);
+    p = _mm256_fmadd_ps(p, t, k->c2);
+    p = _mm256_fmadd_ps(p, t, k->c1);
+    p = _mm256_fmadd_ps(p, t, k->c0);
     *n = vn;
     return p;
+}
+
+static inline __m256 tk256_expext(__m256 z, __m256 *n) {
+    const tk256_poly k = tk256_poly_scaled(1.0f);
+    return tk256_expext_k(z, n, &k);
 }
 
 /* 2^d for integer-valued d <= 0 or -inf; results below 2^-126 flush to 0.

@@ -49,10 +49,28 @@ static inline void tk512_stream_f32(float *p, __m512 v) { _mm512_stream_ps(p, v)
 static inline void tk512_stream_f16(uint16_t *p, __m512 v) { _mm256_stream_si256((__m256i *)p, tk512_to_f16(v)); }
 static inline void tk512_stream_bf16(uint16_t *p, __m512 v) { _mm256_stream_si256((__m256i *)p, tk512_to_bf16(v)); }
 
-/* exp(z) = p * 2^n, p = poly(t), t = z - n ln2 clamped to +-TK_EXP_TMAX.
- * n is -inf for z = -inf, so scalef(p, n - e) gives 0 without a special case.
- * Callers screen out rows with NaN or +inf (tk512_bad) before using results. */
-static inline __m512 tk512_expext(__m512 z, __m512 *n) {
+/* Coefficients of the exp polynomial, optionally all multiplied by a factor
+ * (pass 2 of the two-pass softmax folds 1/sum into them: one multiply less). */
+typedef struct tk512_poly {
+    __m512 c0, c1, c2, c3, c4, c5;
+} tk512_poly;
+
+static inline tk512_poly tk512_poly_scaled(float f) {
+    tk512_poly k;
+    k.c0 = _mm512_set1_ps(f);
+    k.c1 = _mm512_set1_ps(TK_EXP_C1 * f);
+    k.c2 = _mm512_set1_ps(TK_EXP_C2 * f);
+    k.c3 = _mm512_set1_ps(TK_EXP_C3 * f);
+    k.c4 = _mm512_set1_ps(TK_EXP_C4 * f);
+    k.c5 = _mm512_set1_ps(TK_EXP_C5 * f);
+    return k;
+}
+
+/* exp(z) * f = p * 2^n, p = f * poly(t), t = z - n ln2 clamped to +-TK_EXP_TMAX,
+ * with k = tk512_poly_scaled(f). n is -inf for z = -inf, so scalef(p, n - e)
+ * gives 0 without a special case. Callers screen out rows with NaN or +inf
+ * (tk512_bad) before using results. */
+static inline __m512 tk512_expext_k(__m512 z, __m512 *n, const tk512_poly *k) {
     /* clamp z log2 e to +-NMAX, except that z = -inf keeps n = -inf (exactly 0) */
     __m512 zl = _mm512_min_ps(_mm512_mul_ps(z, _mm512_set1_ps(TK_LOG2E)), _mm512_set1_ps(TK_EXP_NMAX));
     const __mmask16 finite_low = _mm512_cmp_ps_mask(z, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
@@ -64,14 +82,18 @@ static inline __m512 tk512_expext(__m512 z, __m512 *n) {
      * operands of max/min, so their NaN rule cannot be relied on), then clamp. */
     t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), _mm512_set1_ps(-TK_EXP_TMAX), t);
     t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-TK_EXP_TMAX)), _mm512_set1_ps(TK_EXP_TMAX));
-    __m512 p = _mm512_set1_ps(TK_EXP_C5);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TK_EXP_C4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TK_EXP_C3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TK_EXP_C2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TK_EXP_C1));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_fmadd_ps(k->c5, t, k->c4);
+    p = _mm512_fmadd_ps(p, t, k->c3);
+    p = _mm512_fmadd_ps(p, t, k->c2);
+    p = _mm512_fmadd_ps(p, t, k->c1);
+    p = _mm512_fmadd_ps(p, t, k->c0);
     *n = vn;
     return p;
+}
+
+static inline __m512 tk512_expext(__m512 z, __m512 *n) {
+    const tk512_poly k = tk512_poly_scaled(1.0f);
+    return tk512_expext_k(z, n, &k);
 }
 
 /* Fold one vector of extended sums into a scalar (m, e) pair. */

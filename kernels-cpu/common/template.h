@@ -5,6 +5,12 @@
 #define TK_CAT(a, b) TK_CAT_(a, b)
 #define TK_CAT3(a, b, c) TK_CAT(TK_CAT(a, b), c)
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TK_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TK_ALWAYS_INLINE inline
+#endif
+
 /* Element storage type per dtype name. */
 #define TK_STORAGE_f32 float
 #define TK_STORAGE_f16 uint16_t

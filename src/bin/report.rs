@@ -92,9 +92,9 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 
 /// Repetitions that keep one measurement near `budget` seconds.
 fn reps_for(bytes: usize, quick: bool) -> usize {
-    let budget = if quick { 0.05 } else { 0.4 };
+    let budget = if quick { 0.05 } else { 1.0 };
     let per_run = bytes as f64 / 8e9; // a rough guess of one run's time
-    ((budget / per_run) as usize).clamp(3, 2000)
+    ((budget / per_run) as usize).clamp(5, 2000)
 }
 
 /// Single-core memory bandwidth out of cache, in bytes per second:
@@ -171,12 +171,37 @@ impl Record {
     }
 }
 
-/// Times `variant` on `rows` x `cols` inputs; returns the median seconds.
-fn time_variant<T: Element>(v: &Variant, x: &[T], y: &mut [T], cols: usize, reps: usize) -> f64 {
-    let opts = Softmax::new().isa(v.isa).algorithm(v.algorithm);
-    median_secs(reps, || {
-        opts.run(black_box(x), black_box(&mut *y), cols).unwrap()
-    })
+/// Median seconds of each variant on the same buffers, the runs interleaved
+/// round-robin so that drift on a shared machine hits every variant alike.
+fn time_interleaved<T: Element>(
+    variants: &[&Variant],
+    x: &[T],
+    y: &mut [T],
+    cols: usize,
+    reps: usize,
+) -> Vec<f64> {
+    let opts: Vec<Softmax> = variants
+        .iter()
+        .map(|v| Softmax::new().isa(v.isa).algorithm(v.algorithm))
+        .collect();
+    let mut times = vec![Vec::with_capacity(reps); variants.len()];
+    for o in &opts {
+        o.run(x, y, cols).unwrap(); // warm-up (and page faults)
+    }
+    for _ in 0..reps {
+        for (o, t) in opts.iter().zip(times.iter_mut()) {
+            let start = Instant::now();
+            o.run(black_box(x), black_box(&mut *y), cols).unwrap();
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
 }
 
 fn inputs<T: Element>(n: usize) -> Vec<T> {
@@ -212,16 +237,14 @@ fn ladder<T: Element>(args: &Args, bw: &Bandwidth, sizes: &[usize], out: &mut Ve
         let in_bytes = n * T::DTYPE.size();
         // floor: one read sweep, then one copy-like sweep (read x, write y)
         let floor_s = in_bytes as f64 / bw.read + bytes as f64 / bw.copy;
-        let mut measured: Vec<(&Variant, f64)> = Vec::new();
-        for v in &variants {
-            // the portable scalar kernels stop at 64 MiB: minutes per run beyond
-            if v.isa == Isa::Scalar && in_bytes > 64 << 20 {
-                continue;
-            }
-            let reps = reps_for(bytes, args.quick);
-            let t = time_variant(v, &x, &mut y, n, reps);
-            measured.push((v, t));
-        }
+        // the portable scalar kernels stop at 64 MiB: minutes per run beyond
+        let runnable: Vec<&Variant> = variants
+            .iter()
+            .copied()
+            .filter(|v| v.isa != Isa::Scalar || in_bytes <= 64 << 20)
+            .collect();
+        let times = time_interleaved(&runnable, &x, &mut y, n, reps_for(bytes, args.quick));
+        let measured: Vec<(&Variant, f64)> = runnable.iter().copied().zip(times).collect();
         for &(v, t) in &measured {
             let base = measured
                 .iter()
@@ -274,7 +297,7 @@ fn print_table(records: &[Record]) {
 }
 
 /// Three-pass vs two-pass by row length (rows of `cols`, 64 MiB of input in
-/// all), per ISA: the measurement behind `softmax::twopass_min_row_bytes`.
+/// all), per ISA: the measurement behind `softmax::prefers_twopass`.
 fn crossover(args: &Args) {
     println!(
         "\n## crossover: two-pass time / three-pass time, f32, 64 MiB of input in rows of cols\n"
@@ -292,10 +315,12 @@ fn crossover(args: &Args) {
             let x: Vec<f32> = inputs(rows * cols);
             let mut y = vec![0.0f32; rows * cols];
             let reps = reps_for(8 * rows * cols, args.quick);
-            let t3 = Softmax::new().isa(isa).algorithm(Algorithm::ThreePass);
-            let t2 = Softmax::new().isa(isa).algorithm(Algorithm::TwoPass);
-            let s3 = median_secs(reps, || t3.run(black_box(&x), &mut y, cols).unwrap());
-            let s2 = median_secs(reps, || t2.run(black_box(&x), &mut y, cols).unwrap());
+            let (v3, v2) = (
+                softmax::find(Dtype::F32, isa, Algorithm::ThreePass).unwrap(),
+                softmax::find(Dtype::F32, isa, Algorithm::TwoPass).unwrap(),
+            );
+            let t = time_interleaved(&[v3, v2], &x, &mut y, cols, reps);
+            let (s3, s2) = (t[0], t[1]);
             let bytes = 8.0 * (rows * cols) as f64;
             println!(
                 "| {cols} ({}) | {} | {:.2} | {:.2} | {:.2}x |",

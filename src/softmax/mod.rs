@@ -69,19 +69,20 @@ impl Algorithm {
     }
 }
 
-/// Rows at least this many bytes long use the two-pass algorithm by default,
-/// per ISA. Measured with `cargo run --release -- --crossover` and the 1 GiB
-/// report rows (docs/softmax.md): the two-pass algorithm evaluates exp twice
-/// per element, so it wins only once the row no longer stays in cache between
-/// passes, and only where exp is cheap relative to memory traffic. AVX-512:
-/// ahead from ~256 KiB rows (1.1x) to 1.3-1.5x out of cache; AVX2: compute-bound,
-/// about even out of cache (1.04x at 1 GiB), behind in cache; scalar: 4x slower
-/// (libm-free exp twice vs `expf` once), never chosen.
-pub fn twopass_min_row_bytes(isa: Isa) -> usize {
+/// Whether the two-pass algorithm is the default for `rows` x `cols` elements
+/// of `elem_bytes` on `isa`. Measured with the report (`--crossover`, and the
+/// single-row ladder; docs/softmax.md):
+/// - AVX-512: ahead whenever the data does not fit in L2 (1.06-1.4x from 1 MiB
+///   up, whatever the row length, helped by streaming stores), slightly behind
+///   (0.92-0.96x) when everything stays in L2, where evaluating exp twice costs.
+/// - AVX2: compute-bound; ahead only for rows of 4 MiB and more (1.03-1.06x).
+/// - scalar: 4x slower (a polynomial exp twice instead of `expf` once): never.
+pub fn prefers_twopass(isa: Isa, rows: usize, cols: usize, elem_bytes: usize) -> bool {
+    let row_bytes = cols.saturating_mul(elem_bytes);
     match isa {
-        Isa::Avx512 => 256 * 1024,
-        Isa::Avx2 => 256 * 1024 * 1024,
-        Isa::Scalar => usize::MAX,
+        Isa::Avx512 => row_bytes.saturating_mul(rows) >= 1 << 20,
+        Isa::Avx2 => row_bytes >= 4 << 20,
+        Isa::Scalar => false,
     }
 }
 
@@ -127,7 +128,7 @@ impl Softmax {
         self.log = log;
         self
     }
-    /// Force an algorithm (default: by row length, see [`twopass_min_row_bytes`]).
+    /// Force an algorithm (default: by size, see [`prefers_twopass`]).
     pub const fn algorithm(mut self, algorithm: Algorithm) -> Softmax {
         self.algorithm = Some(algorithm);
         self
@@ -149,19 +150,19 @@ impl Softmax {
         (self.scale, self.log)
     }
 
-    /// The variant a call on rows of `cols` elements of `T` would run.
-    pub fn plan<T: Element>(&self, cols: usize) -> Result<&'static Variant> {
+    /// The variant a call on `rows` rows of `cols` elements of `T` would run.
+    pub fn plan<T: Element>(&self, rows: usize, cols: usize) -> Result<&'static Variant> {
         let isa = match self.isa {
             Some(i) => i.require()?,
             None => isa::selected()?,
         };
-        let algorithm = self.algorithm.unwrap_or(
-            if cols.saturating_mul(T::DTYPE.size()) >= twopass_min_row_bytes(isa) {
-                Algorithm::TwoPass
-            } else {
-                Algorithm::ThreePass
-            },
-        );
+        let algorithm =
+            self.algorithm
+                .unwrap_or(if prefers_twopass(isa, rows, cols, T::DTYPE.size()) {
+                    Algorithm::TwoPass
+                } else {
+                    Algorithm::ThreePass
+                });
         find(T::DTYPE, isa, algorithm).ok_or_else(|| Error::NoVariant {
             kernel: "softmax",
             detail: format!("{} {} {}", T::DTYPE.name(), isa.name(), algorithm.name()),
@@ -208,7 +209,7 @@ impl Softmax {
         let rows = Rows::of_len("softmax input", x.len(), cols)?;
         rows.expect_len("softmax output", y.len())?;
         self.check_scale()?;
-        let variant = self.plan::<T>(cols)?;
+        let variant = self.plan::<T>(rows.rows, cols)?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -227,7 +228,7 @@ impl Softmax {
     pub fn run_inplace<T: Element>(&self, xy: &mut [T], cols: usize) -> Result<()> {
         let rows = Rows::of_len("softmax buffer", xy.len(), cols)?;
         self.check_scale()?;
-        let variant = self.plan::<T>(cols)?;
+        let variant = self.plan::<T>(rows.rows, cols)?;
         if rows.is_empty() {
             return Ok(());
         }

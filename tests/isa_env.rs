@@ -1,0 +1,40 @@
+//! `TK_ISA` forces the ISA of calls that do not name one; the API override wins
+//! over it. (Its own test binary: the variable is read once per process.)
+
+use transformer_kernels::softmax::{self, Algorithm, Softmax};
+use transformer_kernels::{Isa, isa};
+
+#[test]
+fn env_var_then_api_override() {
+    // SAFETY: the only test in this binary, set before any thread reads the env.
+    unsafe { std::env::set_var("TK_ISA", "scalar") };
+    assert_eq!(isa::selected(), Ok(Isa::Scalar));
+    let plan = Softmax::new().plan::<f32>(1, 100).unwrap();
+    assert_eq!(plan.name, "tk_softmax_f32_scalar_threepass");
+    let mut y = [0.0f32; 3];
+    softmax::softmax(&[1.0f32, 2.0, 3.0], &mut y, 3).unwrap();
+    assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+
+    let best = isa::detected();
+    isa::set_override(Some(best)).unwrap();
+    assert_eq!(isa::selected(), Ok(best));
+    isa::set_override(None).unwrap();
+    assert_eq!(isa::selected(), Ok(Isa::Scalar));
+
+    // defaults by size on the widest ISA: three-pass in L2, two-pass past it
+    if best == Isa::Avx512 {
+        let opts = Softmax::new().isa(Isa::Avx512);
+        assert_eq!(
+            opts.plan::<f32>(4, 1000).unwrap().algorithm,
+            Algorithm::ThreePass
+        );
+        assert_eq!(
+            opts.plan::<f32>(1, 1 << 20).unwrap().algorithm,
+            Algorithm::TwoPass
+        );
+        assert_eq!(
+            opts.plan::<f32>(1024, 1024).unwrap().algorithm,
+            Algorithm::TwoPass
+        );
+    }
+}
