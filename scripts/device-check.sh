@@ -31,17 +31,19 @@ run)
         for t in device-bin/*; do
             case "$(basename "$t")" in report) continue ;; esac
             echo "### $(basename "$t")"
-            "$t" --test-threads=1 2>&1 | tail -15
+            "$t" --test-threads=1 2>&1 | tail -15 || echo "!!! $(basename "$t") FAILED"
         done
         echo
         echo "## compute-sanitizer (memcheck, racecheck) on the CUDA tests"
         for t in device-bin/cuda_softmax-*; do
-            compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --test-threads=1 2>&1 | tail -4
-            compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --test-threads=1 cuda_softmax_extremes 2>&1 | tail -4
+            compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --test-threads=1 2>&1 | tail -4 ||
+                echo "!!! memcheck reported errors"
+            compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --test-threads=1 cuda_softmax_extremes 2>&1 |
+                tail -4 || echo "!!! racecheck reported errors"
         done
         echo
-        device-bin/report --gpu-only
-        python3 scripts/torch_softmax_bench.py
+        device-bin/report --gpu-only || echo "!!! GPU report failed"
+        python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch baseline failed"
     } 2>&1 | tee "$out"
     ;;
 *)

@@ -1,7 +1,7 @@
 //! `TK_ISA` forces the ISA of calls that do not name one; the API override wins
 //! over it. (Its own test binary: the variable is read once per process.)
 
-use transformer_kernels::softmax::{self, Algorithm, Softmax};
+use transformer_kernels::softmax::{self, Algorithm, Softmax, Variant};
 use transformer_kernels::{Isa, isa};
 
 #[test]
@@ -21,20 +21,32 @@ fn env_var_then_api_override() {
     isa::set_override(None).unwrap();
     assert_eq!(isa::selected(), Ok(Isa::Scalar));
 
-    // defaults by size on the widest ISA: three-pass in L2, two-pass past it
+    // defaults by size on the widest ISA: three-pass while cached, two-pass once it streams
     if best == Isa::Avx512 {
         let opts = Softmax::new().isa(Isa::Avx512);
+        let algo = |p: &Variant| p.algorithm;
         assert_eq!(
-            opts.plan::<f32>(4, 1000).unwrap().algorithm,
+            algo(opts.plan::<f32>(4, 1000).unwrap()),
             Algorithm::ThreePass
         );
         assert_eq!(
-            opts.plan::<f32>(1, 1 << 20).unwrap().algorithm,
+            algo(opts.plan::<f32>(1024, 1024).unwrap()),
+            Algorithm::ThreePass
+        );
+        assert_eq!(
+            algo(opts.plan::<f32>(1, 1 << 24).unwrap()),
             Algorithm::TwoPass
         );
         assert_eq!(
-            opts.plan::<f32>(1024, 1024).unwrap().algorithm,
+            algo(opts.plan::<half::bf16>(4096, 8192).unwrap()),
             Algorithm::TwoPass
+        );
+    }
+    if Isa::Avx2.is_available() {
+        let avx2 = Softmax::new().isa(Isa::Avx2);
+        assert_eq!(
+            avx2.plan::<f32>(1, 1 << 26).unwrap().algorithm,
+            Algorithm::ThreePass
         );
     }
 }

@@ -90,11 +90,9 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
-/// Repetitions that keep one measurement near `budget` seconds.
-fn reps_for(bytes: usize, quick: bool) -> usize {
-    let budget = if quick { 0.05 } else { 1.0 };
-    let per_run = bytes as f64 / 8e9; // a rough guess of one run's time
-    ((budget / per_run) as usize).clamp(5, 2000)
+/// Seconds of measuring per (size, dtype): all variants together.
+fn budget_s(quick: bool) -> f64 {
+    if quick { 0.15 } else { 2.0 }
 }
 
 /// Single-core memory bandwidth out of cache, in bytes per second:
@@ -173,21 +171,28 @@ impl Record {
 
 /// Median seconds of each variant on the same buffers, the runs interleaved
 /// round-robin so that drift on a shared machine hits every variant alike.
+/// The number of rounds fits `budget_s` from the warm-up times (at least 5).
 fn time_interleaved<T: Element>(
     variants: &[&Variant],
     x: &[T],
     y: &mut [T],
     cols: usize,
-    reps: usize,
+    budget_s: f64,
 ) -> Vec<f64> {
     let opts: Vec<Softmax> = variants
         .iter()
         .map(|v| Softmax::new().isa(v.isa).algorithm(v.algorithm))
         .collect();
+    let warm: f64 = opts
+        .iter()
+        .map(|o| {
+            let start = Instant::now();
+            o.run(x, y, cols).unwrap(); // warm-up (and page faults)
+            start.elapsed().as_secs_f64()
+        })
+        .sum();
+    let reps = ((budget_s / warm.max(1e-9)) as usize).clamp(5, 2000);
     let mut times = vec![Vec::with_capacity(reps); variants.len()];
-    for o in &opts {
-        o.run(x, y, cols).unwrap(); // warm-up (and page faults)
-    }
     for _ in 0..reps {
         for (o, t) in opts.iter().zip(times.iter_mut()) {
             let start = Instant::now();
@@ -243,7 +248,12 @@ fn ladder<T: Element>(args: &Args, bw: &Bandwidth, sizes: &[usize], out: &mut Ve
             .copied()
             .filter(|v| v.isa != Isa::Scalar || in_bytes <= 64 << 20)
             .collect();
-        let times = time_interleaved(&runnable, &x, &mut y, n, reps_for(bytes, args.quick));
+        eprintln!(
+            "measuring {} x {n} ({} variants)",
+            T::DTYPE.name(),
+            runnable.len()
+        );
+        let times = time_interleaved(&runnable, &x, &mut y, n, budget_s(args.quick));
         let measured: Vec<(&Variant, f64)> = runnable.iter().copied().zip(times).collect();
         for &(v, t) in &measured {
             let base = measured
@@ -314,12 +324,11 @@ fn crossover(args: &Args) {
             let rows = (total / cols).max(1);
             let x: Vec<f32> = inputs(rows * cols);
             let mut y = vec![0.0f32; rows * cols];
-            let reps = reps_for(8 * rows * cols, args.quick);
             let (v3, v2) = (
                 softmax::find(Dtype::F32, isa, Algorithm::ThreePass).unwrap(),
                 softmax::find(Dtype::F32, isa, Algorithm::TwoPass).unwrap(),
             );
-            let t = time_interleaved(&[v3, v2], &x, &mut y, cols, reps);
+            let t = time_interleaved(&[v3, v2], &x, &mut y, cols, budget_s(args.quick));
             let (s3, s2) = (t[0], t[1]);
             let bytes = 8.0 * (rows * cols) as f64;
             println!(
@@ -376,6 +385,7 @@ fn main() {
             2 << 20,
             16 << 20,
             64 << 20,
+            128 << 20, // 512 MiB of f32: the row ONNX Runtime was measured on
             256 << 20,
         ]
     };

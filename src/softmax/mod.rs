@@ -70,19 +70,19 @@ impl Algorithm {
 }
 
 /// Whether the two-pass algorithm is the default for `rows` x `cols` elements
-/// of `elem_bytes` on `isa`. Measured with the report (`--crossover`, and the
-/// single-row ladder; docs/softmax.md):
-/// - AVX-512: ahead whenever the data does not fit in L2 (1.06-1.4x from 1 MiB
-///   up, whatever the row length, helped by streaming stores), slightly behind
-///   (0.92-0.96x) when everything stays in L2, where evaluating exp twice costs.
-/// - AVX2: compute-bound; ahead only for rows of 4 MiB and more (1.03-1.06x).
-/// - scalar: 4x slower (a polynomial exp twice instead of `expf` once): never.
+/// of `elem_bytes` on `isa`. Measured with the report (single-row ladder and
+/// `--crossover`, variants interleaved; docs/softmax.md):
+/// - AVX-512: 1.3-1.45x the three-pass kernel once the output streams
+///   ([`NONTEMPORAL_MIN_BYTES`] and up); 0.91-0.95x while the data sits in
+///   L2/L3, where the three-pass kernel's extra sweeps are cheap and exp twice is not.
+/// - AVX2: compute-bound (no `vscalefps`): 0.67-1.03x everywhere, never chosen.
+/// - scalar: 0.2x (a polynomial exp twice instead of `expf` once), never chosen.
 pub fn prefers_twopass(isa: Isa, rows: usize, cols: usize, elem_bytes: usize) -> bool {
-    let row_bytes = cols.saturating_mul(elem_bytes);
     match isa {
-        Isa::Avx512 => row_bytes.saturating_mul(rows) >= 1 << 20,
-        Isa::Avx2 => row_bytes >= 4 << 20,
-        Isa::Scalar => false,
+        Isa::Avx512 => {
+            rows.saturating_mul(cols).saturating_mul(elem_bytes) >= NONTEMPORAL_MIN_BYTES
+        }
+        Isa::Avx2 | Isa::Scalar => false,
     }
 }
 
