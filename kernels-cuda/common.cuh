@@ -31,14 +31,14 @@ template <typename T> union Pack {
 };
 
 // Loads VEC elements starting at p (16-byte aligned when `aligned`), widened
-// to f32; elements at index >= n read as `fill`.
+// to f32; elements at index >= n read as `fill`. Plain loads, not __ldg: the
+// kernels also run in place, where the input is not read-only.
 template <typename T>
-__device__ __forceinline__ void load_vec(const T *__restrict__ p, int n, bool aligned, float fill,
-                                         float (&out)[Io<T>::VEC]) {
+__device__ __forceinline__ void load_vec(const T *p, int n, bool aligned, float fill, float (&out)[Io<T>::VEC]) {
     constexpr int V = Io<T>::VEC;
     if (aligned && n >= V) {
         Pack<T> pk;
-        pk.raw = __ldg(reinterpret_cast<const uint4 *>(p));
+        pk.raw = *reinterpret_cast<const uint4 *>(p);
 #pragma unroll
         for (int k = 0; k < V; k++) out[k] = Io<T>::load(pk.elems[k]);
     } else {
@@ -49,7 +49,7 @@ __device__ __forceinline__ void load_vec(const T *__restrict__ p, int n, bool al
 
 // Stores the first min(n, VEC) values at p (one 128-bit store when aligned and full).
 template <typename T>
-__device__ __forceinline__ void store_vec(T *__restrict__ p, int n, bool aligned, const float (&v)[Io<T>::VEC]) {
+__device__ __forceinline__ void store_vec(T *p, int n, bool aligned, const float (&v)[Io<T>::VEC]) {
     constexpr int V = Io<T>::VEC;
     if (aligned && n >= V) {
         Pack<T> pk;

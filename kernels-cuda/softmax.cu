@@ -9,6 +9,8 @@
 //    256k and beyond): pass 1 keeps an online (max, sum) per thread, pass 2
 //    rereads (mostly from L2) and writes. Two reads, one write.
 // Accesses are 128-bit when the row start is 16-byte aligned (host-checked).
+// y may equal x (in place): each thread reads its elements before it writes
+// them and no thread reads another's, so x and y are not declared __restrict__.
 // Semantics match the CPU kernels: z = fl32(scale * x); NaN or +inf anywhere
 // in a row, or a row of only -inf, makes that row NaN; -inf entries give 0.
 // Indexing: row offsets are 64-bit; cols < 2^31 (host-checked).
@@ -26,7 +28,7 @@ struct SoftmaxArgs {
 };
 
 template <typename T, int GROUP, int ITEMS>
-__device__ __forceinline__ void softmax_row_regs(const T *__restrict__ x, T *__restrict__ y, int lane,
+__device__ __forceinline__ void softmax_row_regs(const T *x, T *y, int lane,
                                                  const SoftmaxArgs &a) {
     constexpr int V = Io<T>::VEC;
     static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
@@ -68,7 +70,7 @@ __device__ __forceinline__ void softmax_row_regs(const T *__restrict__ x, T *__r
 
 // A warp per row; blockDim.x = 32 * WARPS.
 template <typename T, int ITEMS, int WARPS>
-__device__ void softmax_warp(const T *__restrict__ x, T *__restrict__ y, SoftmaxArgs a) {
+__device__ void softmax_warp(const T *x, T *y, SoftmaxArgs a) {
     const int row = blockIdx.x * WARPS + threadIdx.x / 32;
     if (row >= a.rows) return;
     const size_t off = (size_t)row * (size_t)a.cols;
@@ -77,7 +79,7 @@ __device__ void softmax_warp(const T *__restrict__ x, T *__restrict__ y, Softmax
 
 // A block of GROUP threads per row.
 template <typename T, int GROUP, int ITEMS>
-__device__ void softmax_block(const T *__restrict__ x, T *__restrict__ y, SoftmaxArgs a) {
+__device__ void softmax_block(const T *x, T *y, SoftmaxArgs a) {
     const size_t off = (size_t)blockIdx.x * (size_t)a.cols;
     softmax_row_regs<T, GROUP, ITEMS>(x + off, y + off, threadIdx.x, a);
 }
@@ -89,7 +91,7 @@ __device__ __forceinline__ float rescale(float s, float from, float to) {
 }
 
 template <typename T, int GROUP>
-__device__ void softmax_stream(const T *__restrict__ x, T *__restrict__ y, SoftmaxArgs a) {
+__device__ void softmax_stream(const T *x, T *y, SoftmaxArgs a) {
     constexpr int V = Io<T>::VEC;
     const size_t off = (size_t)blockIdx.x * (size_t)a.cols;
     x += off;

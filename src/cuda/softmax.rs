@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{
-    CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, DevicePtr, LaunchConfig,
-    PushKernelArg,
+    CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+    LaunchConfig, PushKernelArg,
 };
 
 use super::{CudaElement, Kernels, cuda_err};
@@ -118,6 +119,29 @@ struct SoftmaxArgs {
 // SAFETY: plain-old-data with the C layout the kernel expects.
 unsafe impl cudarc::driver::DeviceRepr for SoftmaxArgs {}
 
+/// Checks what the kernels need beyond the shape: a finite scale, 32-bit sizes.
+/// Returns the kernel arguments (alignment still to be filled in).
+fn validate(rows: Rows, opts: &Softmax) -> Result<SoftmaxArgs> {
+    let (scale, log) = opts.scale_and_log();
+    if !scale.is_finite() {
+        return Err(Error::InvalidArgument {
+            what: "softmax scale",
+            reason: "must be finite",
+        });
+    }
+    let too_big = || Error::InvalidArgument {
+        what: "softmax on CUDA",
+        reason: "rows and cols must be below 2^31",
+    };
+    Ok(SoftmaxArgs {
+        rows: i32::try_from(rows.rows).map_err(|_| too_big())?,
+        cols: i32::try_from(rows.cols).map_err(|_| too_big())?,
+        scale,
+        log_out: log as i32,
+        aligned: 0,
+    })
+}
+
 pub(crate) struct SoftmaxKernels {
     /// [dtype][shape]
     functions: Vec<Vec<CudaFunction>>,
@@ -154,48 +178,66 @@ impl Kernels {
     ) -> Result<()> {
         let rows = Rows::of_len("softmax input", x.len(), cols)?;
         rows.expect_len("softmax output", y.len())?;
-        let (scale, log) = opts.scale_and_log();
-        if !scale.is_finite() {
-            return Err(Error::InvalidArgument {
-                what: "softmax scale",
-                reason: "must be finite",
-            });
-        }
-        let too_big = Error::InvalidArgument {
-            what: "softmax on CUDA",
-            reason: "rows and cols must be below 2^31",
-        };
-        let rows_i = i32::try_from(rows.rows).map_err(|_| too_big.clone())?;
-        let cols_i = i32::try_from(cols).map_err(|_| too_big)?;
+        validate(rows, opts)?;
+        let (xp, _x_sync) = x.device_ptr(stream);
+        let (yp, _y_sync) = y.device_ptr_mut(stream);
+        // SAFETY: xp and yp address rows*cols elements of T (checked above) that
+        // stay borrowed, shared and exclusive, until the guards drop after launch.
+        unsafe { self.launch_softmax::<T>(stream, xp, yp, rows, opts) }
+    }
+
+    /// Softmax (or log-softmax) of each `cols`-long row of `xy`, in place.
+    pub fn softmax_inplace<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        xy: &mut CudaViewMut<'_, T>,
+        cols: usize,
+        opts: &Softmax,
+    ) -> Result<()> {
+        let rows = Rows::of_len("softmax buffer", xy.len(), cols)?;
+        validate(rows, opts)?;
+        let (p, _sync) = xy.device_ptr_mut(stream);
+        // SAFETY: p addresses rows*cols elements of T, exclusively borrowed; the
+        // kernels support y == x (see kernels-cuda/softmax.cu).
+        unsafe { self.launch_softmax::<T>(stream, p, p, rows, opts) }
+    }
+
+    /// Validates the options, picks the launch shape and enqueues the kernel.
+    ///
+    /// # Safety
+    /// `x` and `y` must address `rows.rows * rows.cols` elements of `T` on the
+    /// stream's device, stay valid until the kernel has run, and either be
+    /// equal or not overlap.
+    unsafe fn launch_softmax<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: CUdeviceptr,
+        y: CUdeviceptr,
+        rows: Rows,
+        opts: &Softmax,
+    ) -> Result<()> {
+        let args = validate(rows, opts)?;
         if rows.is_empty() {
             return Ok(());
         }
-        let shape = SoftmaxShape::for_cols(cols);
+        let shape = SoftmaxShape::for_cols(rows.cols);
         let index = SHAPES
             .iter()
             .position(|&s| s == shape)
             .expect("shape comes from SHAPES");
         let func = &self.softmax.functions[T::DTYPE as usize][index];
-        let row_bytes = cols * std::mem::size_of::<T>();
-        let aligned = {
-            let (xp, _sx) = x.device_ptr(stream);
-            let (yp, _sy) = y.device_ptr(stream);
-            xp % 16 == 0 && yp % 16 == 0 && row_bytes % 16 == 0
-        };
+        let row_bytes = rows.cols * std::mem::size_of::<T>();
+        let aligned = x % 16 == 0 && y % 16 == 0 && row_bytes % 16 == 0;
         let args = SoftmaxArgs {
-            rows: rows_i,
-            cols: cols_i,
-            scale,
-            log_out: log as i32,
             aligned: aligned as i32,
+            ..args
         };
         let mut launch = stream.launch_builder(func);
-        launch.arg(x).arg(y).arg(&args);
+        launch.arg(&x).arg(&y).arg(&args);
         // SAFETY: the kernel signature is (const T*, T*, SoftmaxArgs) with T
         // matching this dtype (the function was looked up by T::DTYPE); x and y
-        // hold rows*cols elements (checked above) and cannot alias (one is
-        // borrowed shared, the other exclusively); the grid covers every row
-        // and each thread stays within its row's cols elements.
+        // are valid for rows*cols elements (the caller's contract); the grid
+        // covers every row and each thread stays within its row.
         unsafe { launch.launch(shape.launch(rows.rows as u32)) }.map_err(cuda_err("softmax"))?;
         Ok(())
     }
