@@ -13,6 +13,11 @@ use transformer_kernels::{Error, reference};
 
 fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
     if !gpu_available() {
+        // the device check sets TK_REQUIRE_GPU: there, a missing GPU is a failure
+        assert!(
+            std::env::var_os("TK_REQUIRE_GPU").is_none(),
+            "TK_REQUIRE_GPU is set but no CUDA device answers"
+        );
         eprintln!("SKIP cuda tests: no CUDA driver or device on this machine");
         return None;
     }

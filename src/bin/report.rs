@@ -351,15 +351,6 @@ fn main() {
         cpu_name(),
         isa::detected().name()
     );
-    let bw = measure_bandwidth(1 << 30);
-    println!(
-        "memory bandwidth (this run, single core, out of cache): read {:.2} GB/s, copy {:.2} GB/s (read + written bytes)",
-        bw.read / 1e9,
-        bw.copy / 1e9
-    );
-    println!(
-        "roofline: a softmax row must be read twice and written once; floor = in/read + (in+out)/copy"
-    );
     if args.crossover {
         crossover(&args);
         return;
@@ -372,6 +363,16 @@ fn main() {
         gpu_section();
         return;
     }
+    let bw = measure_bandwidth(1 << 30);
+    println!(
+        "memory bandwidth (this run, single core, out of cache): read {:.2} GB/s, copy {:.2} GB/s (read + written bytes)",
+        bw.read / 1e9,
+        bw.copy / 1e9
+    );
+    println!(
+        "roofline: a softmax row must be read twice and written once; floor = in/read + (in+out)/copy"
+    );
+
     // elements per row: 4K (16 KiB f32, in L1) up to 256M (1 GiB f32, past the L3)
     let sizes: Vec<usize> = if let Some(s) = &args.sizes {
         s.clone()
