@@ -30,6 +30,11 @@ pub mod softmax;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+/// The README's examples run as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 pub use dtype::{Dtype, Element};
 pub use error::{Error, Result};
 pub use isa::Isa;
