@@ -56,11 +56,13 @@ static inline tk256_poly tk256_poly_scaled(float f) {
 
 /* exp(z) * f = p * 2^n, as tk512_expext_k. */
 static inline __m256 tk256_expext_k(__m256 z, __m256 *n, const tk256_poly *k) {
-    /* clamp z log2 e to +-NMAX, except that z = -inf keeps n = -inf (exactly 0) */
-    __m256 zl = _mm256_min_ps(_mm256_mul_ps(z, _mm256_set1_ps(TK_LOG2E)), _mm256_set1_ps(TK_EXP_NMAX));
+    /* clamp z to +-ZMAX (n to +-NMAX), except that z = -inf keeps n = -inf (exactly 0) */
+    __m256 zc = _mm256_min_ps(z, _mm256_set1_ps(TK_EXP_ZMAX));
     const __m256 neg_inf = _mm256_cmp_ps(z, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
-    zl = _mm256_blendv_ps(_mm256_max_ps(zl, _mm256_set1_ps(-TK_EXP_NMAX)), zl, neg_inf);
-    const __m256 vn = _mm256_round_ps(zl, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    zc = _mm256_blendv_ps(_mm256_max_ps(zc, _mm256_set1_ps(-TK_EXP_ZMAX)), zc, neg_inf);
+    /* n = round(z log2 e) with one rounding of the exact product (magic-number FMA) */
+    const __m256 magic = _mm256_set1_ps(TK_ROUND_MAGIC);
+    const __m256 vn = _mm256_sub_ps(_mm256_fmadd_ps(zc, _mm256_set1_ps(TK_LOG2E), magic), magic);
     __m256 t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_HI), z);
     t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_LO), t);
     /* z = -inf gives t = NaN: replace it explicitly, then clamp (as tk512_expext_k) */

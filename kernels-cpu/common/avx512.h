@@ -71,11 +71,13 @@ static inline tk512_poly tk512_poly_scaled(float f) {
  * gives 0 without a special case. Callers screen out rows with NaN or +inf
  * (tk512_bad) before using results. */
 static inline __m512 tk512_expext_k(__m512 z, __m512 *n, const tk512_poly *k) {
-    /* clamp z log2 e to +-NMAX, except that z = -inf keeps n = -inf (exactly 0) */
-    __m512 zl = _mm512_min_ps(_mm512_mul_ps(z, _mm512_set1_ps(TK_LOG2E)), _mm512_set1_ps(TK_EXP_NMAX));
+    /* clamp z to +-ZMAX (n to +-NMAX), except that z = -inf keeps n = -inf (exactly 0) */
+    __m512 zc = _mm512_min_ps(z, _mm512_set1_ps(TK_EXP_ZMAX));
     const __mmask16 finite_low = _mm512_cmp_ps_mask(z, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
-    zl = _mm512_mask_max_ps(zl, finite_low, zl, _mm512_set1_ps(-TK_EXP_NMAX));
-    const __m512 vn = _mm512_roundscale_ps(zl, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    zc = _mm512_mask_max_ps(zc, finite_low, zc, _mm512_set1_ps(-TK_EXP_ZMAX));
+    /* n = round(z log2 e) with one rounding of the exact product (magic-number FMA) */
+    const __m512 magic = _mm512_set1_ps(TK_ROUND_MAGIC);
+    const __m512 vn = _mm512_sub_ps(_mm512_fmadd_ps(zc, _mm512_set1_ps(TK_LOG2E), magic), magic);
     __m512 t = _mm512_fmadd_ps(vn, _mm512_set1_ps(TK_MINUS_LN2_HI), z);
     t = _mm512_fmadd_ps(vn, _mm512_set1_ps(TK_MINUS_LN2_LO), t);
     /* z = -inf gives t = NaN: replace it explicitly (the compiler may swap the

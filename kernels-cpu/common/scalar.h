@@ -60,12 +60,16 @@ static inline uint16_t tk_f32_to_bf16(float f) {
 #define TK_MINUS_LN2_HI (-0x1.62E43p-1f)
 #define TK_MINUS_LN2_LO 0x1.05C61p-29f
 /* Reduced arguments are clamped to this range, so huge or infinite inputs
- * give a finite mantissa (their exponent carries the magnitude, or the NaN).
- * It covers every exact reduction of |z| <= 2^20 (see softmax/README.md). */
+ * give a finite mantissa (their exponent carries the magnitude). Every exact
+ * reduction of |z| <= 2^20 stays inside it (see softmax/README.md). */
 #define TK_EXP_TMAX 0x1.BB9D3Cp-2f /* 0.625 * ln 2 */
 /* |z * log2 e| is clamped here before rounding, so |z| up to FLT_MAX keeps a
  * finite exponent (beyond 2^126 ln 2 ~ 5.9e37, inputs saturate to equal). */
 #define TK_EXP_NMAX 0x1p126f
+#define TK_EXP_ZMAX 0x1.62E43p+125f /* TK_EXP_NMAX * ln 2, rounded up */
+/* Adding then subtracting 1.5 * 2^23 rounds to an integer; with an FMA the
+ * product z * log2(e) is rounded only once, there. */
+#define TK_ROUND_MAGIC 0x1.8p23f
 
 static inline float tk_exp_poly(float t) {
     float p = TK_EXP_C5;
@@ -76,11 +80,18 @@ static inline float tk_exp_poly(float t) {
     return p * t + 1.0f;
 }
 
-/* exp(z) = p * 2^n with p in [0.53, 1.9]. n is an integer-valued float (+-inf
- * for infinite z, NaN for NaN z). The reduction runs in double, so it is
- * exact for any |z| the clamp lets through. */
+/* exp(z) = p * 2^n with p in [0.53, 1.9]. n is an integer-valued float (-inf
+ * for z = -inf, clamped to +-TK_EXP_NMAX otherwise). The reduction runs in
+ * double: n = round(z / ln 2) to within 2^-30 for |z| <= 2^20, so |t| stays in
+ * the polynomial's interval. */
 static inline float tk_expext(float z, float *n) {
-    const float vn = rintf(fminf(fmaxf(z * TK_LOG2E, -TK_EXP_NMAX), TK_EXP_NMAX));
+    if (z == -INFINITY) {
+        *n = -INFINITY;
+        return 1.0f;
+    }
+    double nd = nearbyint((double)z * 0x1.71547652B82FEp+0);
+    nd = nd > TK_EXP_NMAX ? TK_EXP_NMAX : (nd < -TK_EXP_NMAX ? -TK_EXP_NMAX : nd);
+    const float vn = (float)nd; /* exact for |nd| <= 2^24; huge z then clamp below */
     double t = (double)z - (double)vn * 0x1.62E42FEFA39EFp-1;
     if (!(t >= -TK_EXP_TMAX)) t = -TK_EXP_TMAX; /* NaN lands here too */
     if (t > TK_EXP_TMAX) t = TK_EXP_TMAX;

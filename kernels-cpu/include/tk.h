@@ -101,6 +101,16 @@ typedef struct tk_softmax_variant {
 extern const tk_softmax_variant tk_softmax_variants[];
 extern const size_t tk_softmax_variant_count;
 
+/* The extended exp the kernels use, exposed so its error can be tested on its
+ * own: m[i] * 2^e[i] = exp(z[i]) for i < count. One per ISA (X86 ones only on
+ * x86-64); the index is the tk_isa value. */
+typedef void (*tk_expext_fn)(const float *z, float *m, float *e, size_t count);
+void tk_expext_f32_scalar(const float *z, float *m, float *e, size_t count);
+#if defined(__x86_64__) || defined(_M_X64)
+void tk_expext_f32_avx2(const float *z, float *m, float *e, size_t count);
+void tk_expext_f32_avx512(const float *z, float *m, float *e, size_t count);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,3 +17,7 @@ static inline void tk_store_bf16(uint16_t *p, float v) { *p = tk_f32_to_bf16(v);
 
 #define TK_TEMPLATE "../softmax/scalar.inc" /* relative to common/ */
 #include "../common/instantiate.h"
+
+void tk_expext_f32_scalar(const float *z, float *m, float *e, size_t count) {
+    for (size_t i = 0; i < count; i++) m[i] = tk_expext(z[i], &e[i]);
+}

@@ -143,3 +143,15 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub static tk_softmax_variant_count: usize;
 }
+pub type tk_expext_fn = ::std::option::Option<
+    unsafe extern "C" fn(z: *const f32, m: *mut f32, e: *mut f32, count: usize),
+>;
+unsafe extern "C" {
+    pub fn tk_expext_f32_scalar(z: *const f32, m: *mut f32, e: *mut f32, count: usize);
+}
+unsafe extern "C" {
+    pub fn tk_expext_f32_avx2(z: *const f32, m: *mut f32, e: *mut f32, count: usize);
+}
+unsafe extern "C" {
+    pub fn tk_expext_f32_avx512(z: *const f32, m: *mut f32, e: *mut f32, count: usize);
+}

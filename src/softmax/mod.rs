@@ -312,3 +312,30 @@ pub fn error_bound(
     };
     (F32_ULPS * u + roundings * u_out) * exact.abs() + tiny
 }
+
+/// The extended exp every softmax kernel of `isa` uses: `m[i] * 2^e[i] =
+/// exp(z[i])`, with `m` in [0.53, 1.9] (see kernels-cpu/softmax/README.md). For
+/// testing and error analysis of the kernels' exp on its own.
+pub fn exp_extended(isa: Isa, z: &[f32], m: &mut [f32], e: &mut [f32]) -> Result<()> {
+    isa.require()?;
+    if m.len() != z.len() || e.len() != z.len() {
+        return Err(Error::LengthMismatch {
+            what: "exp_extended outputs",
+            expected: z.len(),
+            actual: m.len().min(e.len()),
+        });
+    }
+    let f: unsafe extern "C" fn(*const f32, *mut f32, *mut f32, usize) = match isa {
+        Isa::Scalar => ffi::tk_expext_f32_scalar,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => ffi::tk_expext_f32_avx2,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => ffi::tk_expext_f32_avx512,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => return Err(Error::UnsupportedIsa { isa }),
+    };
+    // SAFETY: the ISA is available (checked), and z, m, e all hold z.len()
+    // elements (checked); the function reads z and writes m and e in bounds.
+    unsafe { f(z.as_ptr(), m.as_mut_ptr(), e.as_mut_ptr(), z.len()) };
+    Ok(())
+}
