@@ -55,7 +55,7 @@ fn check<T: CudaElement>(
     let xr: Vec<f32> = xt.iter().map(|v| v.to_f32()).collect();
     let x = stream.clone_htod(&xt).unwrap();
     // poison: a signalling-NaN pattern no kernel writes
-    let poison = T::from_f32(f32::from_bits(0x7FA5_A5A5));
+    let poison = reference::poison::<T>();
     let mut y = stream.clone_htod(&vec![poison; xt.len()]).unwrap();
     k.softmax(
         stream,
@@ -66,6 +66,11 @@ fn check<T: CudaElement>(
     )
     .unwrap();
     let got: Vec<T> = stream.clone_dtoh(&y).unwrap();
+    assert!(
+        !got.iter().any(|&t| reference::same_bits(t, poison)),
+        "{:?} cols={cols}: element not written",
+        T::DTYPE
+    );
     let shape = SoftmaxShape::for_cols(cols);
     // the GPU kernels round once: the two-pass (single rounding) bound applies
     if let Err(msg) =

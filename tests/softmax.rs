@@ -8,31 +8,6 @@ use proptest::prelude::*;
 use transformer_kernels::softmax::{self, Algorithm, Softmax, Variant};
 use transformer_kernels::{Dtype, Element, Error, Isa, reference};
 
-/// A bit pattern no kernel produces (a signalling NaN with a payload): an
-/// output element still holding it was never written.
-trait Poison: Element {
-    const POISON: Self;
-    fn same_bits(self, other: Self) -> bool;
-}
-impl Poison for f32 {
-    const POISON: f32 = f32::from_bits(0x7FA5_A5A5);
-    fn same_bits(self, o: f32) -> bool {
-        self.to_bits() == o.to_bits()
-    }
-}
-impl Poison for f16 {
-    const POISON: f16 = f16::from_bits(0x7D5A);
-    fn same_bits(self, o: f16) -> bool {
-        self.to_bits() == o.to_bits()
-    }
-}
-impl Poison for bf16 {
-    const POISON: bf16 = bf16::from_bits(0x7F85);
-    fn same_bits(self, o: bf16) -> bool {
-        self.to_bits() == o.to_bits()
-    }
-}
-
 fn runnable(v: &Variant) -> bool {
     if v.isa.is_available() {
         return true;
@@ -42,7 +17,7 @@ fn runnable(v: &Variant) -> bool {
 }
 
 /// Checks one call of `variant` on `x` (rows of `cols`) against the reference.
-fn check_variant<T: Poison>(
+fn check_variant<T: Element>(
     variant: &Variant,
     x32: &[f32],
     cols: usize,
@@ -60,9 +35,9 @@ fn check_variant<T: Poison>(
         .algorithm(variant.algorithm);
 
     // out of place, both buffers shifted off their natural alignment
-    let mut xbuf = vec![T::POISON; offset + xt.len()];
+    let mut xbuf = vec![reference::poison::<T>(); offset + xt.len()];
     xbuf[offset..].copy_from_slice(&xt);
-    let mut ybuf = vec![T::POISON; offset + 1 + xt.len()];
+    let mut ybuf = vec![reference::poison::<T>(); offset + 1 + xt.len()];
     let y = &mut ybuf[offset + 1..];
     opts.run(&xbuf[offset..], y, cols).unwrap();
     compare(variant, &xr, y, cols, scale, log, "out-of-place");
@@ -73,7 +48,7 @@ fn check_variant<T: Poison>(
     compare(variant, &xr, &inplace, cols, scale, log, "in-place");
 }
 
-fn compare<T: Poison>(
+fn compare<T: Element>(
     variant: &Variant,
     x: &[f32],
     y: &[T],
@@ -82,7 +57,10 @@ fn compare<T: Poison>(
     log: bool,
     mode: &str,
 ) {
-    if let Some(i) = y.iter().position(|v| v.same_bits(T::POISON)) {
+    if let Some(i) = y
+        .iter()
+        .position(|v| reference::same_bits(*v, reference::poison::<T>()))
+    {
         panic!("{} {mode}: element {i} not written", variant.name);
     }
     if let Err(msg) = reference::softmax::check(x, y, cols, scale, log, variant.algorithm, false) {
@@ -260,8 +238,11 @@ fn all_neg_inf_row_is_nan() {
 #[test]
 fn bad_shapes_are_typed_errors_and_write_nothing() {
     let x = [1.0f32; 10];
-    let mut y = [f32::POISON; 10];
-    let untouched = |y: &[f32]| y.iter().all(|v| v.same_bits(f32::POISON));
+    let mut y = [reference::poison::<f32>(); 10];
+    let untouched = |y: &[f32]| {
+        y.iter()
+            .all(|v| reference::same_bits(*v, reference::poison::<f32>()))
+    };
     assert_eq!(
         softmax::softmax(&x, &mut y, 3),
         Err(Error::LengthNotMultiple {
