@@ -65,8 +65,8 @@ static inline __m256 tk256_expext_k(__m256 z, __m256 *n, const tk256_poly *k) {
     const __m256 vn = _mm256_sub_ps(_mm256_fmadd_ps(zc, _mm256_set1_ps(TK_LOG2E), magic), magic);
     __m256 t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_HI), z);
     t = _mm256_fmadd_ps(vn, _mm256_set1_ps(TK_MINUS_LN2_LO), t);
-    /* z = -inf gives t = NaN: replace it explicitly, then clamp (as tk512_expext_k) */
-    t = _mm256_blendv_ps(t, _mm256_set1_ps(-TK_EXP_TMAX), _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+    /* z = -inf gives t = NaN: replace it through the mask at hand, then clamp (as tk512_expext_k) */
+    t = _mm256_blendv_ps(t, _mm256_set1_ps(-TK_EXP_TMAX), neg_inf);
     t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-TK_EXP_TMAX)), _mm256_set1_ps(TK_EXP_TMAX));
     __m256 p = _mm256_fmadd_ps(k->c5, t, k->c4);
     p = _mm256_fmadd_ps(p, t, k->c3);

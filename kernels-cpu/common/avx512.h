@@ -80,9 +80,10 @@ static inline __m512 tk512_expext_k(__m512 z, __m512 *n, const tk512_poly *k) {
     const __m512 vn = _mm512_sub_ps(_mm512_fmadd_ps(zc, _mm512_set1_ps(TK_LOG2E), magic), magic);
     __m512 t = _mm512_fmadd_ps(vn, _mm512_set1_ps(TK_MINUS_LN2_HI), z);
     t = _mm512_fmadd_ps(vn, _mm512_set1_ps(TK_MINUS_LN2_LO), t);
-    /* z = -inf gives t = NaN: replace it explicitly (the compiler may swap the
-     * operands of max/min, so their NaN rule cannot be relied on), then clamp. */
-    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), _mm512_set1_ps(-TK_EXP_TMAX), t);
+    /* z = -inf gives t = NaN: replace it through the mask already at hand (the
+     * compiler may swap the operands of max/min, so their NaN rule cannot be
+     * relied on), then clamp. NaN z leaves NaN t, but such rows are discarded. */
+    t = _mm512_mask_mov_ps(_mm512_set1_ps(-TK_EXP_TMAX), finite_low, t);
     t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-TK_EXP_TMAX)), _mm512_set1_ps(TK_EXP_TMAX));
     __m512 p = _mm512_fmadd_ps(k->c5, t, k->c4);
     p = _mm512_fmadd_ps(p, t, k->c3);

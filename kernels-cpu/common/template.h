@@ -26,7 +26,12 @@
  * misses in flight to reach the single-core bandwidth. Prefetches past the end
  * of a buffer are harmless (they never fault). */
 #ifndef TK_PREFETCH_BYTES
-#define TK_PREFETCH_BYTES 8192
+#define TK_PREFETCH_BYTES 4096
 #endif
-#define TK_PREFETCH(p) _mm_prefetch((const char *)(p) + TK_PREFETCH_BYTES, _MM_HINT_T0)
+/* Prefetches every cache line of the `count` elements at p, TK_PREFETCH_BYTES ahead. */
+#define TK_PREFETCH(p, count)                                                                 \
+    do {                                                                                      \
+        for (size_t pf_ = 0; pf_ < (count) * sizeof(*(p)); pf_ += 64)                         \
+            _mm_prefetch((const char *)(p) + TK_PREFETCH_BYTES + pf_, _MM_HINT_T0);           \
+    } while (0)
 #endif
