@@ -10,15 +10,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1 << 27);
-    let mut s = 1u64;
-    let x: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 16.0 - 8.0
-        })
-        .collect();
+    let x = transformer_kernels::reference::uniform_values(1, n, 8.0);
     let mut y = vec![0.0f32; n];
     for v in softmax::variants()
         .iter()

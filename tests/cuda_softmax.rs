@@ -26,21 +26,18 @@ fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
     Some((ctx.default_stream(), kernels))
 }
 
+/// Logits in [-20, 20) with -inf and +-1e30 mixed in.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match i % 97 {
-                3 => f32::NEG_INFINITY,
-                5 => 1.0e30,
-                7 => -1.0e30,
-                _ => ((s >> 40) as f32 / (1u64 << 24) as f32) * 40.0 - 20.0,
-            }
-        })
-        .collect()
+    let mut v = reference::uniform_values(seed, n, 20.0);
+    for (i, x) in v.iter_mut().enumerate() {
+        match i % 97 {
+            3 => *x = f32::NEG_INFINITY,
+            5 => *x = 1.0e30,
+            7 => *x = -1.0e30,
+            _ => {}
+        }
+    }
+    v
 }
 
 fn check<T: CudaElement>(

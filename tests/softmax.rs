@@ -120,26 +120,13 @@ fn case_strategy() -> impl Strategy<Value = (usize, Vec<f32>, f32, usize)> {
             let values = if n > 100_000 {
                 // long rows: a cheap strategy (a few seeds expanded) keeps shrinking fast
                 (any::<u64>(), -20.0f32..20.0)
-                    .prop_map(move |(seed, amp)| expand(seed, amp, n))
+                    .prop_map(move |(seed, amp)| reference::uniform_values(seed, n, amp))
                     .boxed()
             } else {
                 prop::collection::vec(value_strategy(), n).boxed()
             };
             (Just(cols), values, Just(scale), Just(offset))
         })
-}
-
-/// Deterministic pseudo-random values in [-amp, amp] from a seed.
-fn expand(seed: u64, amp: f32, n: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-        })
-        .collect()
 }
 
 proptest! {

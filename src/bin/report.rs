@@ -210,14 +210,9 @@ fn time_interleaved<T: Element>(
 }
 
 fn inputs<T: Element>(n: usize) -> Vec<T> {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            T::from_f32(((s >> 40) as f32 / (1u64 << 24) as f32) * 16.0 - 8.0)
-        })
+    transformer_kernels::reference::uniform_values(0x9E37_79B9_7F4A_7C15, n, 8.0)
+        .into_iter()
+        .map(T::from_f32)
         .collect()
 }
 

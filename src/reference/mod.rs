@@ -20,3 +20,17 @@ pub fn poison<T: Element>() -> T {
 pub fn same_bits<T: Element>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
 }
+
+/// `n` deterministic pseudo-random values uniform in `[-amp, amp)` (xorshift64
+/// seeded with `seed`): reproducible inputs for tests, benches and reports.
+pub fn uniform_values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}
