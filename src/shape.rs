@@ -52,3 +52,51 @@ impl Rows {
         Ok(())
     }
 }
+
+/// `rows` rows of `cols` elements whose starts are `stride` elements apart
+/// (`stride >= cols`; the elements between rows are not part of the matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StridedRows {
+    pub rows: usize,
+    pub cols: usize,
+    pub stride: usize,
+}
+
+impl StridedRows {
+    /// Validates the shape against a buffer of `len` elements.
+    pub fn new(
+        what: &'static str,
+        len: usize,
+        rows: usize,
+        cols: usize,
+        stride: usize,
+    ) -> Result<StridedRows> {
+        if cols == 0 {
+            return Err(Error::ZeroSize {
+                what: "row length (cols)",
+            });
+        }
+        if stride < cols {
+            return Err(Error::InvalidArgument {
+                what,
+                reason: "row stride is shorter than the row",
+            });
+        }
+        if rows > 0 {
+            let needed = (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(cols))
+                .ok_or(Error::Overflow {
+                    what: "(rows - 1) * stride + cols",
+                })?;
+            if needed > len {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected: needed,
+                    actual: len,
+                });
+            }
+        }
+        Ok(StridedRows { rows, cols, stride })
+    }
+}

@@ -144,6 +144,51 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Strided rows: the same results as the compacted rows, gaps untouched.
+    #[test]
+    fn strided_rows_match_and_leave_gaps((rows, cols, xpad, ypad, seed) in (1usize..5, 1usize..300, 0usize..20, 0usize..20, any::<u64>())) {
+        let (xs, ys) = (cols + xpad, cols + ypad);
+        let x = reference::uniform_values(seed, (rows - 1) * xs + cols, 30.0);
+        let compact: Vec<f32> = (0..rows).flat_map(|r| x[r * xs..r * xs + cols].to_vec()).collect();
+        let poison = reference::poison::<f32>();
+        for v in softmax::variants().iter().filter(|v| runnable(v) && v.dtype == Dtype::F32) {
+            let mut y = vec![poison; (rows - 1) * ys + cols];
+            Softmax::new().isa(v.isa).algorithm(v.algorithm).run_strided(&x, xs, &mut y, ys, rows, cols).unwrap();
+            let got: Vec<f32> = (0..rows).flat_map(|r| y[r * ys..r * ys + cols].to_vec()).collect();
+            let mut want = vec![0.0f32; compact.len()];
+            Softmax::new().isa(v.isa).algorithm(v.algorithm).run(&compact, &mut want, cols).unwrap();
+            prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            for r in 0..rows - 1 {
+                prop_assert!(y[r * ys + cols..(r + 1) * ys].iter().all(|&v| reference::same_bits(v, poison)), "{}: gap written", v.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn strided_shape_errors() {
+    let x = [0.0f32; 10];
+    let mut y = [0.0f32; 10];
+    let s = Softmax::new();
+    assert!(matches!(
+        s.run_strided(&x, 2, &mut y, 4, 2, 3),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        s.run_strided(&x, 4, &mut y, 4, 3, 3),
+        Err(Error::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        s.run_strided(&x, usize::MAX, &mut y, 4, 3, 3),
+        Err(Error::Overflow { .. })
+    ));
+    s.run_strided(&x, 4, &mut y, 4, 3, 2).unwrap();
+    assert_eq!(y[2..4], [0.0, 0.0]);
+}
+
 #[test]
 fn huge_and_equal_values_do_not_overflow() {
     let cols = 100_003;

@@ -37,7 +37,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::shape::Rows;
+use crate::shape::{Rows, StridedRows};
 
 /// How a row is swept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -220,6 +220,40 @@ impl Softmax {
         // variant's dtype is T's (`plan` looked it up by T::DTYPE), its ISA is
         // available (`plan` required it), and the borrow rules keep x and y
         // from overlapping. The kernel reads and writes only within rows*cols.
+        unsafe { (variant.run)(&p) };
+        Ok(())
+    }
+
+    /// Softmax of `rows` rows of `cols` elements that start `x_stride` (in `x`)
+    /// and `y_stride` (in `y`) elements apart, as in a padded or sliced matrix.
+    /// Elements between rows are neither read nor written.
+    pub fn run_strided<T: Element>(
+        &self,
+        x: &[T],
+        x_stride: usize,
+        y: &mut [T],
+        y_stride: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let xs = StridedRows::new("softmax strided input", x.len(), rows, cols, x_stride)?;
+        let ys = StridedRows::new("softmax strided output", y.len(), rows, cols, y_stride)?;
+        self.check_scale()?;
+        let variant = self.plan::<T>(rows, cols)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut p = self.params(
+            Rows { rows, cols },
+            rows.saturating_mul(cols) * std::mem::size_of::<T>(),
+        );
+        p.x = x.as_ptr().cast();
+        p.y = y.as_mut_ptr().cast();
+        p.x_stride = xs.stride;
+        p.y_stride = ys.stride;
+        // SAFETY: as in `run`; StridedRows checked that every row lies within
+        // its buffer ((rows - 1) * stride + cols <= len), and the kernels touch
+        // only the cols elements of each row.
         unsafe { (variant.run)(&p) };
         Ok(())
     }
