@@ -169,34 +169,59 @@ impl Record {
     }
 }
 
-/// Median seconds of each variant on the same buffers, the runs interleaved
-/// round-robin so that drift on a shared machine hits every variant alike.
+/// What one slot of a timing round runs: a kernel, or a bandwidth probe on
+/// the kernels' own buffers.
+enum Task {
+    Kernel(Softmax),
+    /// Sum the input's bytes (a pure read sweep).
+    Read,
+    /// Copy the input over the output (read + write sweep).
+    Copy,
+}
+
+fn run_task<T: Element>(task: &Task, x: &[T], y: &mut [T], cols: usize) {
+    match task {
+        Task::Kernel(o) => o.run(black_box(x), black_box(&mut *y), cols).unwrap(),
+        Task::Read => {
+            let mut acc = [0u64; 8];
+            for chunk in bytemuck::cast_slice::<T, u8>(black_box(x)).chunks_exact(64) {
+                for (a, w) in acc.iter_mut().zip(chunk.chunks_exact(8)) {
+                    *a = a.wrapping_add(u64::from_ne_bytes(w.try_into().unwrap()));
+                }
+            }
+            black_box(acc);
+        }
+        Task::Copy => {
+            y.copy_from_slice(black_box(x));
+            black_box(&*y);
+        }
+    }
+}
+
+/// Median seconds of each task on the same buffers, the runs interleaved
+/// round-robin so that drift on a shared machine hits every task alike.
 /// The number of rounds fits `budget_s` from the warm-up times (at least 5).
 fn time_interleaved<T: Element>(
-    variants: &[&Variant],
+    tasks: &[Task],
     x: &[T],
     y: &mut [T],
     cols: usize,
     budget_s: f64,
 ) -> Vec<f64> {
-    let opts: Vec<Softmax> = variants
+    let warm: f64 = tasks
         .iter()
-        .map(|v| Softmax::new().isa(v.isa).algorithm(v.algorithm))
-        .collect();
-    let warm: f64 = opts
-        .iter()
-        .map(|o| {
+        .map(|task| {
             let start = Instant::now();
-            o.run(x, y, cols).unwrap(); // warm-up (and page faults)
+            run_task(task, x, y, cols); // warm-up (and page faults)
             start.elapsed().as_secs_f64()
         })
         .sum();
     let reps = ((budget_s / warm.max(1e-9)) as usize).clamp(5, 2000);
-    let mut times = vec![Vec::with_capacity(reps); variants.len()];
+    let mut times = vec![Vec::with_capacity(reps); tasks.len()];
     for _ in 0..reps {
-        for (o, t) in opts.iter().zip(times.iter_mut()) {
+        for (task, t) in tasks.iter().zip(times.iter_mut()) {
             let start = Instant::now();
-            o.run(black_box(x), black_box(&mut *y), cols).unwrap();
+            run_task(task, x, y, cols);
             t.push(start.elapsed().as_secs_f64());
         }
     }
@@ -208,6 +233,17 @@ fn time_interleaved<T: Element>(
         })
         .collect()
 }
+
+fn kernel_tasks(variants: &[&Variant]) -> Vec<Task> {
+    variants
+        .iter()
+        .map(|v| Task::Kernel(Softmax::new().isa(v.isa).algorithm(v.algorithm)))
+        .collect()
+}
+
+/// Inputs this large are out of cache: their floor uses read and copy
+/// bandwidth re-measured on the same buffers, interleaved with the kernels.
+const PROBE_MIN_BYTES: usize = 256 << 20;
 
 fn inputs<T: Element>(n: usize) -> Vec<T> {
     transformer_kernels::reference::uniform_values(0x9E37_79B9_7F4A_7C15, n, 8.0)
@@ -235,8 +271,6 @@ fn ladder<T: Element>(args: &Args, bw: &Bandwidth, sizes: &[usize], out: &mut Ve
         let mut y: Vec<T> = vec![T::from_f32(0.0); n];
         let bytes = 2 * n * T::DTYPE.size(); // input + output, the bytes the API moves
         let in_bytes = n * T::DTYPE.size();
-        // floor: one read sweep, then one copy-like sweep (read x, write y)
-        let floor_s = in_bytes as f64 / bw.read + bytes as f64 / bw.copy;
         // the portable scalar kernels stop at 64 MiB: minutes per run beyond
         let runnable: Vec<&Variant> = variants
             .iter()
@@ -248,7 +282,29 @@ fn ladder<T: Element>(args: &Args, bw: &Bandwidth, sizes: &[usize], out: &mut Ve
             T::DTYPE.name(),
             runnable.len()
         );
-        let times = time_interleaved(&runnable, &x, &mut y, n, budget_s(args.quick));
+        let mut tasks = kernel_tasks(&runnable);
+        let probe = in_bytes >= PROBE_MIN_BYTES;
+        if probe {
+            tasks.extend([Task::Read, Task::Copy]);
+        }
+        let times = time_interleaved(&tasks, &x, &mut y, n, budget_s(args.quick));
+        let (read_bw, copy_bw) = if probe {
+            (
+                in_bytes as f64 / times[runnable.len()],
+                bytes as f64 / times[runnable.len() + 1],
+            )
+        } else {
+            (bw.read, bw.copy)
+        };
+        if probe {
+            eprintln!(
+                "  bandwidth on these buffers: read {:.2} GB/s, copy {:.2} GB/s",
+                read_bw / 1e9,
+                copy_bw / 1e9
+            );
+        }
+        // floor: one read sweep, then one copy-like sweep (read x, write y)
+        let floor_s = in_bytes as f64 / read_bw + bytes as f64 / copy_bw;
         let measured: Vec<(&Variant, f64)> = runnable.iter().copied().zip(times).collect();
         for &(v, t) in &measured {
             let base = measured
@@ -323,7 +379,13 @@ fn crossover(args: &Args) {
                 softmax::find(Dtype::F32, isa, Algorithm::ThreePass).unwrap(),
                 softmax::find(Dtype::F32, isa, Algorithm::TwoPass).unwrap(),
             );
-            let t = time_interleaved(&[v3, v2], &x, &mut y, cols, budget_s(args.quick));
+            let t = time_interleaved(
+                &kernel_tasks(&[v3, v2]),
+                &x,
+                &mut y,
+                cols,
+                budget_s(args.quick),
+            );
             let (s3, s2) = (t[0], t[1]);
             let bytes = 8.0 * (rows * cols) as f64;
             println!(
@@ -365,7 +427,8 @@ fn main() {
         bw.copy / 1e9
     );
     println!(
-        "roofline: a softmax row must be read twice and written once; floor = in/read + (in+out)/copy"
+        "roofline: a softmax row must be read twice and written once; floor = in/read + (in+out)/copy \
+         (rows of 256 MiB and more: both bandwidths re-measured on the same buffers, interleaved with the kernels)"
     );
 
     // elements per row: 4K (16 KiB f32, in L1) up to 256M (1 GiB f32, past the L3)
