@@ -180,27 +180,51 @@ impl Softmax {
         }
     }
 
-    fn params(&self, rows: Rows, out_bytes: usize) -> ffi::tk_softmax_params {
+    /// Runs `variant` on `rows` rows of `cols` elements at `x` / `y`, rows
+    /// `x_stride` / `y_stride` elements apart: the one place every CPU entry
+    /// point builds the params struct and calls the kernel.
+    ///
+    /// # Safety
+    /// `variant` must be runnable (its ISA available) and of `T`'s dtype; `x`
+    /// and `y` must address every row of their strided shapes; `y` must equal
+    /// `x` or not overlap it.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn call<T: Element>(
+        &self,
+        variant: &Variant,
+        x: *const T,
+        x_stride: usize,
+        y: *mut T,
+        y_stride: usize,
+        rows: usize,
+        cols: usize,
+    ) {
         let mut flags = 0;
         if self.log {
             flags |= ffi::TK_SOFTMAX_LOG;
         }
+        let out_bytes = rows
+            .saturating_mul(cols)
+            .saturating_mul(std::mem::size_of::<T>());
         if self
             .nontemporal
             .unwrap_or(out_bytes >= NONTEMPORAL_MIN_BYTES)
         {
             flags |= ffi::TK_SOFTMAX_NONTEMPORAL;
         }
-        ffi::tk_softmax_params {
-            x: std::ptr::null(),
-            y: std::ptr::null_mut(),
-            rows: rows.rows,
-            cols: rows.cols,
-            x_stride: rows.cols,
-            y_stride: rows.cols,
+        let p = ffi::tk_softmax_params {
+            x: x.cast(),
+            y: y.cast(),
+            rows,
+            cols,
+            x_stride,
+            y_stride,
             scale: self.scale,
             flags,
-        }
+        };
+        // SAFETY: the caller's contract above; kernels read and write only
+        // the cols elements of each row.
+        unsafe { (variant.run)(&p) };
     }
 
     /// Softmax of each `cols`-long row of `x` into `y` (same length).
@@ -213,14 +237,21 @@ impl Softmax {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut p = self.params(rows, std::mem::size_of_val(y));
-        p.x = x.as_ptr().cast();
-        p.y = y.as_mut_ptr().cast();
         // SAFETY: x and y hold rows*cols elements of T (checked above), the
         // variant's dtype is T's (`plan` looked it up by T::DTYPE), its ISA is
         // available (`plan` required it), and the borrow rules keep x and y
-        // from overlapping. The kernel reads and writes only within rows*cols.
-        unsafe { (variant.run)(&p) };
+        // from overlapping.
+        unsafe {
+            self.call(
+                variant,
+                x.as_ptr(),
+                cols,
+                y.as_mut_ptr(),
+                cols,
+                rows.rows,
+                cols,
+            )
+        };
         Ok(())
     }
 
@@ -243,18 +274,19 @@ impl Softmax {
         if rows == 0 {
             return Ok(());
         }
-        let mut p = self.params(
-            Rows { rows, cols },
-            rows.saturating_mul(cols) * std::mem::size_of::<T>(),
-        );
-        p.x = x.as_ptr().cast();
-        p.y = y.as_mut_ptr().cast();
-        p.x_stride = xs.stride;
-        p.y_stride = ys.stride;
         // SAFETY: as in `run`; StridedRows checked that every row lies within
-        // its buffer ((rows - 1) * stride + cols <= len), and the kernels touch
-        // only the cols elements of each row.
-        unsafe { (variant.run)(&p) };
+        // its buffer ((rows - 1) * stride + cols <= len).
+        unsafe {
+            self.call(
+                variant,
+                x.as_ptr(),
+                xs.stride,
+                y.as_mut_ptr(),
+                ys.stride,
+                rows,
+                cols,
+            )
+        };
         Ok(())
     }
 
@@ -266,12 +298,10 @@ impl Softmax {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut p = self.params(rows, std::mem::size_of_val(xy));
-        p.y = xy.as_mut_ptr().cast();
-        p.x = p.y.cast_const();
+        let ptr = xy.as_mut_ptr();
         // SAFETY: as in `run`; every variant supports y == x exactly (each
         // element is read before, or independently of, its own write).
-        unsafe { (variant.run)(&p) };
+        unsafe { self.call(variant, ptr.cast_const(), cols, ptr, cols, rows.rows, cols) };
         Ok(())
     }
 }
