@@ -111,6 +111,125 @@ void tk_expext_f32_avx2(const float *z, float *m, float *e, size_t count);
 void tk_expext_f32_avx512(const float *z, float *m, float *e, size_t count);
 #endif
 
+/* ------------------------------------------------------------------- norm */
+
+typedef enum tk_norm_kind {
+    /* (h - mean) * rstd, rstd = 1 / sqrt(var + eps) */
+    TK_NORM_LAYERNORM = 0,
+    /* h * rstd, rstd = 1 / sqrt(mean(h^2) + eps) */
+    TK_NORM_RMSNORM = 1,
+    /* no row statistics: h itself (frozen per-channel statistics, such as
+     * inference-time BatchNorm or PowerNorm, folded into gamma and beta) */
+    TK_NORM_CHANNEL = 2,
+} tk_norm_kind;
+
+/* Flags of tk_norm_params.flags and tk_norm_backward_params.flags. */
+#define TK_NORM_CRMS 1u        /* RMSNorm on rows that store d - 1 coordinates of a zero-mean
+                                * d-vector: mean(h^2) includes the implied last one, -sum(h) */
+#define TK_NORM_PARAMS_F32 2u  /* gamma and beta are f32 (else the I/O dtype) */
+#define TK_NORM_NONTEMPORAL 4u /* streaming stores for y and h (forward only) */
+
+/*
+ * Row-wise normalisation of a row-major [rows, cols] buffer:
+ *   h = x + residual (rounded to the dtype; h = x without a residual)
+ *   y = ((h - mean) * rstd * gamma + beta) * out_scale
+ * with mean = 0 for RMSNorm and mean = 0, rstd = 1 for TK_NORM_CHANNEL.
+ * Outputs, each optional: h (only with a residual; may equal residual), y in
+ * the dtype (may equal x), q/q_scale (int8 per row: q_scale = max|y| / 127,
+ * q = round_even(y * 127 / max|y|); a row of zeros gives scale 0 and q = 0; a
+ * row with NaN or inf in y gives scale NaN and q = 0), mean/rstd (f32 per
+ * row). No other overlaps. cols >= 1; gamma/beta NULL mean 1/0.
+ */
+typedef struct tk_norm_params {
+    const void *x;
+    const void *residual;
+    void *h;
+    void *y;
+    int8_t *q;
+    float *q_scale;
+    const void *gamma;
+    const void *beta;
+    float *mean;
+    float *rstd;
+    size_t rows;
+    size_t cols;
+    size_t x_stride;
+    size_t residual_stride; /* of residual and h */
+    size_t y_stride;
+    size_t q_stride;
+    float eps;
+    float out_scale;
+    tk_norm_kind kind;
+    uint32_t flags;
+} tk_norm_params;
+
+/*
+ * Gradients of tk_norm for one [rows, cols] batch, from the statistics the
+ * forward saved (mean is read for LayerNorm only, rstd not for CHANNEL):
+ *   xhat = (h - mean) * rstd,  g = dy * gamma * out_scale
+ *   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) + dh   (LayerNorm)
+ *   dx = rstd * (g - xhat * mean(g * xhat)) + dh             (RMSNorm)
+ *   dx = g + dh                                              (CHANNEL)
+ *   dgamma_acc[j] += sum_rows dy * xhat * out_scale;  dbeta_acc[j] += sum_rows dy * out_scale
+ * h is the normalised input (x + residual when the forward fused them); dh,
+ * the gradient reaching h through the residual stream, is optional; with a
+ * residual dx is also the residual's gradient. The accumulators are f64 so the
+ * row order alone fixes the result bits; either may be NULL. dx may equal dy.
+ * TK_NORM_CRMS is not supported here.
+ */
+typedef struct tk_norm_backward_params {
+    const void *dy;
+    const void *h;
+    const void *dh;
+    void *dx;
+    const void *gamma;
+    const float *mean;
+    const float *rstd;
+    double *dgamma_acc;
+    double *dbeta_acc;
+    size_t rows;
+    size_t cols;
+    size_t dy_stride;
+    size_t h_stride;
+    size_t dh_stride;
+    size_t dx_stride;
+    float out_scale;
+    tk_norm_kind kind;
+    uint32_t flags;
+} tk_norm_backward_params;
+
+typedef void (*tk_norm_fn)(const tk_norm_params *params);
+typedef void (*tk_norm_backward_fn)(const tk_norm_backward_params *params);
+
+/* The variant list: X(dtype, isa). Each variant is a forward and a backward kernel. */
+#define TK_NORM_VARIANTS_PORTABLE(X) X(f32, scalar) X(f16, scalar) X(bf16, scalar)
+#define TK_NORM_VARIANTS_X86(X)                                                \
+    X(f32, avx2) X(f16, avx2) X(bf16, avx2) X(f32, avx512) X(f16, avx512) X(bf16, avx512)
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define TK_NORM_VARIANTS(X) TK_NORM_VARIANTS_PORTABLE(X) TK_NORM_VARIANTS_X86(X)
+#else
+#define TK_NORM_VARIANTS(X) TK_NORM_VARIANTS_PORTABLE(X)
+#endif
+
+#define TK_DECLARE_NORM(dtype, isa)                                            \
+    void tk_norm_forward_##dtype##_##isa(const tk_norm_params *params);        \
+    void tk_norm_backward_##dtype##_##isa(const tk_norm_backward_params *params);
+TK_NORM_VARIANTS(TK_DECLARE_NORM)
+#undef TK_DECLARE_NORM
+
+typedef struct tk_norm_variant {
+    const char *name; /* tk_norm_<dtype>_<isa>; the symbols add _forward / _backward */
+    tk_dtype dtype;
+    tk_isa isa;
+    tk_norm_fn forward;
+    tk_norm_backward_fn backward;
+} tk_norm_variant;
+
+/* Every norm variant compiled into this library. */
+extern const tk_norm_variant tk_norm_variants[];
+extern const size_t tk_norm_variant_count;
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,13 +1,7 @@
 /* The table of every compiled softmax variant, expanded from the one list in
  * tk.h. Rust reads it for dispatch, tests, benches and the report. */
-#include "tk.h"
+#include "../common/enum_names.h"
 
-#define TK_DTYPE_ENUM_f32 TK_DTYPE_F32
-#define TK_DTYPE_ENUM_f16 TK_DTYPE_F16
-#define TK_DTYPE_ENUM_bf16 TK_DTYPE_BF16
-#define TK_ISA_ENUM_scalar TK_ISA_SCALAR
-#define TK_ISA_ENUM_avx2 TK_ISA_AVX2
-#define TK_ISA_ENUM_avx512 TK_ISA_AVX512
 #define TK_ALGO_ENUM_threepass TK_SOFTMAX_THREEPASS
 #define TK_ALGO_ENUM_twopass TK_SOFTMAX_TWOPASS
 

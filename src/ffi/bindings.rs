@@ -4,6 +4,9 @@
 
 pub const TK_SOFTMAX_LOG: u32 = 1;
 pub const TK_SOFTMAX_NONTEMPORAL: u32 = 2;
+pub const TK_NORM_CRMS: u32 = 1;
+pub const TK_NORM_PARAMS_F32: u32 = 2;
+pub const TK_NORM_NONTEMPORAL: u32 = 4;
 #[repr(u32)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub enum tk_dtype {
@@ -154,4 +157,228 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn tk_expext_f32_avx512(z: *const f32, m: *mut f32, e: *mut f32, count: usize);
+}
+#[repr(u32)]
+#[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
+pub enum tk_norm_kind {
+    TK_NORM_LAYERNORM = 0,
+    TK_NORM_RMSNORM = 1,
+    TK_NORM_CHANNEL = 2,
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_norm_params {
+    pub x: *const ::std::os::raw::c_void,
+    pub residual: *const ::std::os::raw::c_void,
+    pub h: *mut ::std::os::raw::c_void,
+    pub y: *mut ::std::os::raw::c_void,
+    pub q: *mut i8,
+    pub q_scale: *mut f32,
+    pub gamma: *const ::std::os::raw::c_void,
+    pub beta: *const ::std::os::raw::c_void,
+    pub mean: *mut f32,
+    pub rstd: *mut f32,
+    pub rows: usize,
+    pub cols: usize,
+    pub x_stride: usize,
+    pub residual_stride: usize,
+    pub y_stride: usize,
+    pub q_stride: usize,
+    pub eps: f32,
+    pub out_scale: f32,
+    pub kind: tk_norm_kind,
+    pub flags: u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_norm_params"][::std::mem::size_of::<tk_norm_params>() - 144usize];
+    ["Alignment of tk_norm_params"][::std::mem::align_of::<tk_norm_params>() - 8usize];
+    ["Offset of field: tk_norm_params::x"][::std::mem::offset_of!(tk_norm_params, x) - 0usize];
+    ["Offset of field: tk_norm_params::residual"]
+        [::std::mem::offset_of!(tk_norm_params, residual) - 8usize];
+    ["Offset of field: tk_norm_params::h"][::std::mem::offset_of!(tk_norm_params, h) - 16usize];
+    ["Offset of field: tk_norm_params::y"][::std::mem::offset_of!(tk_norm_params, y) - 24usize];
+    ["Offset of field: tk_norm_params::q"][::std::mem::offset_of!(tk_norm_params, q) - 32usize];
+    ["Offset of field: tk_norm_params::q_scale"]
+        [::std::mem::offset_of!(tk_norm_params, q_scale) - 40usize];
+    ["Offset of field: tk_norm_params::gamma"]
+        [::std::mem::offset_of!(tk_norm_params, gamma) - 48usize];
+    ["Offset of field: tk_norm_params::beta"]
+        [::std::mem::offset_of!(tk_norm_params, beta) - 56usize];
+    ["Offset of field: tk_norm_params::mean"]
+        [::std::mem::offset_of!(tk_norm_params, mean) - 64usize];
+    ["Offset of field: tk_norm_params::rstd"]
+        [::std::mem::offset_of!(tk_norm_params, rstd) - 72usize];
+    ["Offset of field: tk_norm_params::rows"]
+        [::std::mem::offset_of!(tk_norm_params, rows) - 80usize];
+    ["Offset of field: tk_norm_params::cols"]
+        [::std::mem::offset_of!(tk_norm_params, cols) - 88usize];
+    ["Offset of field: tk_norm_params::x_stride"]
+        [::std::mem::offset_of!(tk_norm_params, x_stride) - 96usize];
+    ["Offset of field: tk_norm_params::residual_stride"]
+        [::std::mem::offset_of!(tk_norm_params, residual_stride) - 104usize];
+    ["Offset of field: tk_norm_params::y_stride"]
+        [::std::mem::offset_of!(tk_norm_params, y_stride) - 112usize];
+    ["Offset of field: tk_norm_params::q_stride"]
+        [::std::mem::offset_of!(tk_norm_params, q_stride) - 120usize];
+    ["Offset of field: tk_norm_params::eps"]
+        [::std::mem::offset_of!(tk_norm_params, eps) - 128usize];
+    ["Offset of field: tk_norm_params::out_scale"]
+        [::std::mem::offset_of!(tk_norm_params, out_scale) - 132usize];
+    ["Offset of field: tk_norm_params::kind"]
+        [::std::mem::offset_of!(tk_norm_params, kind) - 136usize];
+    ["Offset of field: tk_norm_params::flags"]
+        [::std::mem::offset_of!(tk_norm_params, flags) - 140usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_norm_backward_params {
+    pub dy: *const ::std::os::raw::c_void,
+    pub h: *const ::std::os::raw::c_void,
+    pub dh: *const ::std::os::raw::c_void,
+    pub dx: *mut ::std::os::raw::c_void,
+    pub gamma: *const ::std::os::raw::c_void,
+    pub mean: *const f32,
+    pub rstd: *const f32,
+    pub dgamma_acc: *mut f64,
+    pub dbeta_acc: *mut f64,
+    pub rows: usize,
+    pub cols: usize,
+    pub dy_stride: usize,
+    pub h_stride: usize,
+    pub dh_stride: usize,
+    pub dx_stride: usize,
+    pub out_scale: f32,
+    pub kind: tk_norm_kind,
+    pub flags: u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_norm_backward_params"]
+        [::std::mem::size_of::<tk_norm_backward_params>() - 136usize];
+    ["Alignment of tk_norm_backward_params"]
+        [::std::mem::align_of::<tk_norm_backward_params>() - 8usize];
+    ["Offset of field: tk_norm_backward_params::dy"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dy) - 0usize];
+    ["Offset of field: tk_norm_backward_params::h"]
+        [::std::mem::offset_of!(tk_norm_backward_params, h) - 8usize];
+    ["Offset of field: tk_norm_backward_params::dh"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dh) - 16usize];
+    ["Offset of field: tk_norm_backward_params::dx"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dx) - 24usize];
+    ["Offset of field: tk_norm_backward_params::gamma"]
+        [::std::mem::offset_of!(tk_norm_backward_params, gamma) - 32usize];
+    ["Offset of field: tk_norm_backward_params::mean"]
+        [::std::mem::offset_of!(tk_norm_backward_params, mean) - 40usize];
+    ["Offset of field: tk_norm_backward_params::rstd"]
+        [::std::mem::offset_of!(tk_norm_backward_params, rstd) - 48usize];
+    ["Offset of field: tk_norm_backward_params::dgamma_acc"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dgamma_acc) - 56usize];
+    ["Offset of field: tk_norm_backward_params::dbeta_acc"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dbeta_acc) - 64usize];
+    ["Offset of field: tk_norm_backward_params::rows"]
+        [::std::mem::offset_of!(tk_norm_backward_params, rows) - 72usize];
+    ["Offset of field: tk_norm_backward_params::cols"]
+        [::std::mem::offset_of!(tk_norm_backward_params, cols) - 80usize];
+    ["Offset of field: tk_norm_backward_params::dy_stride"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dy_stride) - 88usize];
+    ["Offset of field: tk_norm_backward_params::h_stride"]
+        [::std::mem::offset_of!(tk_norm_backward_params, h_stride) - 96usize];
+    ["Offset of field: tk_norm_backward_params::dh_stride"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dh_stride) - 104usize];
+    ["Offset of field: tk_norm_backward_params::dx_stride"]
+        [::std::mem::offset_of!(tk_norm_backward_params, dx_stride) - 112usize];
+    ["Offset of field: tk_norm_backward_params::out_scale"]
+        [::std::mem::offset_of!(tk_norm_backward_params, out_scale) - 120usize];
+    ["Offset of field: tk_norm_backward_params::kind"]
+        [::std::mem::offset_of!(tk_norm_backward_params, kind) - 124usize];
+    ["Offset of field: tk_norm_backward_params::flags"]
+        [::std::mem::offset_of!(tk_norm_backward_params, flags) - 128usize];
+};
+pub type tk_norm_fn = ::std::option::Option<unsafe extern "C" fn(params: *const tk_norm_params)>;
+pub type tk_norm_backward_fn =
+    ::std::option::Option<unsafe extern "C" fn(params: *const tk_norm_backward_params)>;
+unsafe extern "C" {
+    pub fn tk_norm_forward_f32_scalar(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_f32_scalar(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_f16_scalar(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_f16_scalar(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_bf16_scalar(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_bf16_scalar(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_f32_avx2(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_f32_avx2(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_f16_avx2(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_f16_avx2(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_bf16_avx2(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_bf16_avx2(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_f32_avx512(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_f32_avx512(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_f16_avx512(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_f16_avx512(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_bf16_avx512(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_bf16_avx512(params: *const tk_norm_backward_params);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_norm_variant {
+    pub name: *const ::std::os::raw::c_char,
+    pub dtype: tk_dtype,
+    pub isa: tk_isa,
+    pub forward: tk_norm_fn,
+    pub backward: tk_norm_backward_fn,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_norm_variant"][::std::mem::size_of::<tk_norm_variant>() - 32usize];
+    ["Alignment of tk_norm_variant"][::std::mem::align_of::<tk_norm_variant>() - 8usize];
+    ["Offset of field: tk_norm_variant::name"]
+        [::std::mem::offset_of!(tk_norm_variant, name) - 0usize];
+    ["Offset of field: tk_norm_variant::dtype"]
+        [::std::mem::offset_of!(tk_norm_variant, dtype) - 8usize];
+    ["Offset of field: tk_norm_variant::isa"]
+        [::std::mem::offset_of!(tk_norm_variant, isa) - 12usize];
+    ["Offset of field: tk_norm_variant::forward"]
+        [::std::mem::offset_of!(tk_norm_variant, forward) - 16usize];
+    ["Offset of field: tk_norm_variant::backward"]
+        [::std::mem::offset_of!(tk_norm_variant, backward) - 24usize];
+};
+unsafe extern "C" {
+    pub static tk_norm_variants: [tk_norm_variant; 0usize];
+}
+unsafe extern "C" {
+    pub static tk_norm_variant_count: usize;
 }

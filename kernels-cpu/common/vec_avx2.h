@@ -1,0 +1,93 @@
+/* The portable vector interface (tkv_*) on AVX2 + FMA + F16C: 8 f32 lanes.
+ * AVX2 has no 16-bit masked loads, so partial vectors go through a small
+ * buffer (tails only: n is a constant TKV_W in the main loops). */
+#ifndef TK_COMMON_VEC_AVX2_H
+#define TK_COMMON_VEC_AVX2_H
+
+#include <string.h>
+
+#include "avx2.h"
+
+#define TKV_ISA avx2
+#define TKV_W 8
+typedef __m256 tkv;
+
+static inline tkv tkv_zero(void) { return _mm256_setzero_ps(); }
+static inline tkv tkv_set1(float f) { return _mm256_set1_ps(f); }
+static inline tkv tkv_add(tkv a, tkv b) { return _mm256_add_ps(a, b); }
+static inline tkv tkv_sub(tkv a, tkv b) { return _mm256_sub_ps(a, b); }
+static inline tkv tkv_mul(tkv a, tkv b) { return _mm256_mul_ps(a, b); }
+static inline tkv tkv_fmadd(tkv a, tkv b, tkv c) { return _mm256_fmadd_ps(a, b, c); }
+static inline tkv tkv_max(tkv a, tkv b) { return _mm256_max_ps(a, b); }
+static inline tkv tkv_min(tkv a, tkv b) { return _mm256_min_ps(a, b); }
+static inline tkv tkv_abs(tkv a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static inline float tkv_hsum(tkv v) { return tk256_hsum(v); }
+static inline float tkv_hmax(tkv v) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+static inline tkv tkv_keep(tkv v, size_t n) {
+    if (n >= 8) return v;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+    return _mm256_and_ps(v, _mm256_castsi256_ps(in));
+}
+
+#define TKV_AVX2_IO(dt, T)                                                      \
+    static inline tkv tkv_load_##dt(const T *p, size_t n) {                     \
+        if (n >= 8) return tk256_load_##dt(p);                                  \
+        T buf[8] = {0};                                                         \
+        memcpy(buf, p, n * sizeof(T));                                          \
+        return tk256_load_##dt(buf);                                            \
+    }                                                                           \
+    static inline void tkv_store_##dt(T *p, size_t n, tkv v) {                  \
+        if (n >= 8) { tk256_store_##dt(p, v); return; }                         \
+        T buf[8];                                                               \
+        tk256_store_##dt(buf, v);                                               \
+        memcpy(p, buf, n * sizeof(T));                                          \
+    }                                                                           \
+    static inline void tkv_stream_##dt(T *p, tkv v) { tk256_stream_##dt(p, v); }
+TKV_AVX2_IO(f32, float)
+TKV_AVX2_IO(f16, uint16_t)
+TKV_AVX2_IO(bf16, uint16_t)
+#undef TKV_AVX2_IO
+static inline void tkv_stream_fence(void) { _mm_sfence(); }
+#define TKV_HAS_STREAM 1
+
+static inline tkv tkv_round_f32(tkv v) { return v; }
+static inline tkv tkv_round_f16(tkv v) { return _mm256_cvtph_ps(tk256_to_f16(v)); }
+static inline tkv tkv_round_bf16(tkv v) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(tk256_to_bf16(v)), 16));
+}
+
+static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) {
+    const __m256i i = _mm256_cvtps_epi32(v);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    const __m128i b = _mm_packs_epi16(w, w);
+    if (n >= 8) {
+        _mm_storel_epi64((__m128i *)p, b);
+        return;
+    }
+    int8_t buf[16];
+    _mm_storeu_si128((__m128i *)buf, b);
+    memcpy(p, buf, n);
+}
+
+static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
+    if (n >= 8) {
+        const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        _mm256_storeu_pd(acc, _mm256_add_pd(_mm256_loadu_pd(acc), lo));
+        _mm256_storeu_pd(acc + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 4), hi));
+        return;
+    }
+    float buf[8];
+    _mm256_storeu_ps(buf, v);
+    for (size_t i = 0; i < n; i++) acc[i] += (double)buf[i];
+}
+
+static inline void tkv_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+
+#endif

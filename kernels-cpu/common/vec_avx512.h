@@ -1,0 +1,64 @@
+/* The portable vector interface (tkv_*) on AVX-512: 16 f32 lanes. Templates
+ * written against it (norm/) compile unchanged for scalar, AVX2 and AVX-512.
+ * Every load/store takes n <= TKV_W: lanes >= n are read as 0 and not written. */
+#ifndef TK_COMMON_VEC_AVX512_H
+#define TK_COMMON_VEC_AVX512_H
+
+#include "avx512.h"
+
+#define TKV_ISA avx512
+#define TKV_W 16
+typedef __m512 tkv;
+
+static inline tkv tkv_zero(void) { return _mm512_setzero_ps(); }
+static inline tkv tkv_set1(float f) { return _mm512_set1_ps(f); }
+static inline tkv tkv_add(tkv a, tkv b) { return _mm512_add_ps(a, b); }
+static inline tkv tkv_sub(tkv a, tkv b) { return _mm512_sub_ps(a, b); }
+static inline tkv tkv_mul(tkv a, tkv b) { return _mm512_mul_ps(a, b); }
+static inline tkv tkv_fmadd(tkv a, tkv b, tkv c) { return _mm512_fmadd_ps(a, b, c); }
+static inline tkv tkv_max(tkv a, tkv b) { return _mm512_max_ps(a, b); }
+static inline tkv tkv_min(tkv a, tkv b) { return _mm512_min_ps(a, b); }
+static inline tkv tkv_abs(tkv a) { return _mm512_abs_ps(a); }
+static inline float tkv_hsum(tkv v) { return _mm512_reduce_add_ps(v); }
+static inline float tkv_hmax(tkv v) { return _mm512_reduce_max_ps(v); }
+/* Lanes >= n become 0. */
+static inline tkv tkv_keep(tkv v, size_t n) { return _mm512_maskz_mov_ps(tk_mask16(n), v); }
+
+static inline tkv tkv_load_f32(const float *p, size_t n) { return _mm512_maskz_loadu_ps(tk_mask16(n), p); }
+static inline tkv tkv_load_f16(const uint16_t *p, size_t n) { return tk512_load_f16(p, tk_mask16(n), _mm512_setzero_ps()); }
+static inline tkv tkv_load_bf16(const uint16_t *p, size_t n) { return tk512_load_bf16(p, tk_mask16(n), _mm512_setzero_ps()); }
+static inline void tkv_store_f32(float *p, size_t n, tkv v) { tk512_store_f32(p, tk_mask16(n), v); }
+static inline void tkv_store_f16(uint16_t *p, size_t n, tkv v) { tk512_store_f16(p, tk_mask16(n), v); }
+static inline void tkv_store_bf16(uint16_t *p, size_t n, tkv v) { tk512_store_bf16(p, tk_mask16(n), v); }
+/* Full-vector streaming stores; p aligned to TKV_W elements. */
+static inline void tkv_stream_f32(float *p, tkv v) { tk512_stream_f32(p, v); }
+static inline void tkv_stream_f16(uint16_t *p, tkv v) { tk512_stream_f16(p, v); }
+static inline void tkv_stream_bf16(uint16_t *p, tkv v) { tk512_stream_bf16(p, v); }
+static inline void tkv_stream_fence(void) { _mm_sfence(); }
+#define TKV_HAS_STREAM 1
+
+/* v rounded to the dtype and widened back (what a store then a load gives). */
+static inline tkv tkv_round_f32(tkv v) { return v; }
+static inline tkv tkv_round_f16(tkv v) { return _mm512_cvtph_ps(tk512_to_f16(v)); }
+static inline tkv tkv_round_bf16(tkv v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(tk512_to_bf16(v)), 16));
+}
+
+/* Rounds to the nearest integer, ties to even (integer-valued v in [-127, 127]), and stores n int8. */
+static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) {
+    _mm512_mask_cvtsepi32_storeu_epi8(p, tk_mask16(n), _mm512_cvtps_epi32(v));
+}
+
+/* acc[i] += v[i] in f64 for i < n. */
+static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
+    const __mmask16 k = tk_mask16(n);
+    const __mmask8 lo = (__mmask8)k, hi = (__mmask8)(k >> 8);
+    const __m512d vl = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d vh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    _mm512_mask_storeu_pd(acc, lo, _mm512_add_pd(_mm512_maskz_loadu_pd(lo, acc), vl));
+    _mm512_mask_storeu_pd(acc + 8, hi, _mm512_add_pd(_mm512_maskz_loadu_pd(hi, acc + 8), vh));
+}
+
+static inline void tkv_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+
+#endif

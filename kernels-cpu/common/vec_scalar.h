@@ -1,0 +1,50 @@
+/* The portable vector interface (tkv_*) with one lane: plain C for any
+ * target, so the scalar variants run the same algorithm as the SIMD ones.
+ * Separate multiply and add (no fmaf: without an FMA unit it is a libm call). */
+#ifndef TK_COMMON_VEC_SCALAR_H
+#define TK_COMMON_VEC_SCALAR_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scalar.h"
+
+#define TKV_ISA scalar
+#define TKV_W 1
+typedef float tkv;
+
+static inline tkv tkv_zero(void) { return 0.0f; }
+static inline tkv tkv_set1(float f) { return f; }
+static inline tkv tkv_add(tkv a, tkv b) { return a + b; }
+static inline tkv tkv_sub(tkv a, tkv b) { return a - b; }
+static inline tkv tkv_mul(tkv a, tkv b) { return a * b; }
+static inline tkv tkv_fmadd(tkv a, tkv b, tkv c) { return a * b + c; }
+static inline tkv tkv_max(tkv a, tkv b) { return a > b ? a : b; }
+static inline tkv tkv_min(tkv a, tkv b) { return a < b ? a : b; }
+static inline tkv tkv_abs(tkv a) { return fabsf(a); }
+static inline float tkv_hsum(tkv v) { return v; }
+static inline float tkv_hmax(tkv v) { return v; }
+static inline tkv tkv_keep(tkv v, size_t n) { return n ? v : 0.0f; }
+
+static inline tkv tkv_load_f32(const float *p, size_t n) { return n ? *p : 0.0f; }
+static inline tkv tkv_load_f16(const uint16_t *p, size_t n) { return n ? tk_f16_to_f32(*p) : 0.0f; }
+static inline tkv tkv_load_bf16(const uint16_t *p, size_t n) { return n ? tk_bf16_to_f32(*p) : 0.0f; }
+static inline void tkv_store_f32(float *p, size_t n, tkv v) { if (n) *p = v; }
+static inline void tkv_store_f16(uint16_t *p, size_t n, tkv v) { if (n) *p = tk_f32_to_f16(v); }
+static inline void tkv_store_bf16(uint16_t *p, size_t n, tkv v) { if (n) *p = tk_f32_to_bf16(v); }
+static inline void tkv_stream_f32(float *p, tkv v) { *p = v; }
+static inline void tkv_stream_f16(uint16_t *p, tkv v) { *p = tk_f32_to_f16(v); }
+static inline void tkv_stream_bf16(uint16_t *p, tkv v) { *p = tk_f32_to_bf16(v); }
+static inline void tkv_stream_fence(void) {}
+#define TKV_HAS_STREAM 0
+
+static inline tkv tkv_round_f32(tkv v) { return v; }
+static inline tkv tkv_round_f16(tkv v) { return tk_f16_to_f32(tk_f32_to_f16(v)); }
+static inline tkv tkv_round_bf16(tkv v) { return tk_bf16_to_f32(tk_f32_to_bf16(v)); }
+
+static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) { if (n) *p = (int8_t)nearbyintf(v); }
+static inline void tkv_acc_f64(double *acc, size_t n, tkv v) { if (n) *acc += (double)v; }
+static inline void tkv_prefetch(const void *p) { (void)p; }
+
+#endif

@@ -1,0 +1,10 @@
+/* Norm forward and backward on the avx2 vector interface, for f32, f16 and
+ * bf16 I/O (the templates forward.inc and backward.inc, once per dtype). */
+#include "../common/vec_avx2.h"
+#include "../common/template.h"
+#include "stats.h"
+
+#define TK_TEMPLATE "../norm/forward.inc" /* relative to common/ */
+#include "../common/instantiate.h"
+#define TK_TEMPLATE "../norm/backward.inc"
+#include "../common/instantiate.h"

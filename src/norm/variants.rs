@@ -1,0 +1,50 @@
+//! The compiled norm variants, read once from the C table (the X-macro list
+//! in kernels-cpu/include/tk.h).
+
+use std::sync::OnceLock;
+
+use crate::dtype::Dtype;
+use crate::ffi;
+use crate::isa::Isa;
+
+/// One compiled norm microkernel pair (forward and backward).
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    /// `tk_norm_<dtype>_<isa>`; the C symbols are `tk_norm_forward_...` and `tk_norm_backward_...`.
+    pub name: &'static str,
+    pub dtype: Dtype,
+    pub isa: Isa,
+    pub(crate) forward: unsafe extern "C" fn(*const ffi::tk_norm_params),
+    pub(crate) backward: unsafe extern "C" fn(*const ffi::tk_norm_backward_params),
+}
+
+/// Every norm variant in this build, whether or not this CPU can run it.
+pub fn variants() -> &'static [Variant] {
+    static TABLE: OnceLock<Vec<Variant>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        // SAFETY: the C side defines `tk_norm_variants` as a static array of
+        // exactly `tk_norm_variant_count` initialised entries that live for
+        // the whole program; names are static NUL-terminated ASCII literals.
+        let table = unsafe {
+            std::slice::from_raw_parts(ffi::tk_norm_variants.as_ptr(), ffi::tk_norm_variant_count)
+        };
+        table
+            .iter()
+            .map(|v| Variant {
+                // SAFETY: see above.
+                name: unsafe { std::ffi::CStr::from_ptr(v.name) }
+                    .to_str()
+                    .unwrap_or("?"),
+                dtype: Dtype::from_ffi(v.dtype),
+                isa: Isa::from_ffi(v.isa),
+                forward: v.forward.expect("C norm table holds a null forward"),
+                backward: v.backward.expect("C norm table holds a null backward"),
+            })
+            .collect()
+    })
+}
+
+/// The variant for (dtype, isa), if compiled.
+pub fn find(dtype: Dtype, isa: Isa) -> Option<&'static Variant> {
+    variants().iter().find(|v| v.dtype == dtype && v.isa == isa)
+}

@@ -1,0 +1,598 @@
+//! Property tests: every norm variant (ISA x dtype) x kind (LayerNorm, RMSNorm,
+//! CRMSNorm, Channel) x fusion (residual in place or not, gamma/beta in f32 or
+//! the dtype, output scale, y and/or int8) against the f64 reference, forward
+//! and backward, within the documented bounds and with poisoned outputs.
+//! Variants whose ISA this CPU lacks are skipped with a message.
+
+use half::{bf16, f16};
+use proptest::prelude::*;
+use transformer_kernels::norm::{self, ChannelAffine, Kind, Norm, Variant};
+use transformer_kernels::reference::norm::{self as rn, Case};
+use transformer_kernels::reference::{poison, same_bits, uniform_values};
+use transformer_kernels::{Dtype, Error, Isa};
+
+fn runnable(v: &Variant) -> bool {
+    if v.isa.is_available() {
+        return true;
+    }
+    eprintln!("SKIP {}: this CPU lacks {}", v.name, v.isa.name());
+    false
+}
+
+fn forward_all(case: &Case) {
+    forward_dtypes(case, &Dtype::ALL);
+}
+
+fn forward_dtypes(case: &Case, dtypes: &[Dtype]) {
+    for v in norm::variants()
+        .iter()
+        .filter(|v| runnable(v) && dtypes.contains(&v.dtype))
+    {
+        let r = match v.dtype {
+            Dtype::F32 => rn::check_forward::<f32>(case, v.isa),
+            Dtype::F16 => rn::check_forward::<f16>(case, v.isa),
+            Dtype::Bf16 => rn::check_forward::<bf16>(case, v.isa),
+        };
+        if let Err(msg) = r {
+            panic!("{} forward: {msg}\ncase: {case:?}", v.name);
+        }
+    }
+}
+
+fn backward_all(case: &Case) {
+    for v in norm::variants().iter().filter(|v| runnable(v)) {
+        let r = match v.dtype {
+            Dtype::F32 => rn::check_backward::<f32>(case, v.isa),
+            Dtype::F16 => rn::check_backward::<f16>(case, v.isa),
+            Dtype::Bf16 => rn::check_backward::<bf16>(case, v.isa),
+        };
+        if let Err(msg) = r {
+            panic!("{} backward: {msg}\ncase: {case:?}", v.name);
+        }
+    }
+}
+
+/// A case from a seed and the shape/option choices proptest makes.
+#[allow(clippy::too_many_arguments)]
+fn make_case(
+    seed: u64,
+    kind: Kind,
+    crms: bool,
+    rows: usize,
+    cols: usize,
+    amp: f32,
+    offset: f32,
+    residual: u8,
+    params: u8,
+    out_scale: f32,
+    outputs: u8,
+    dh: bool,
+) -> Case {
+    let n = rows * cols;
+    let x: Vec<f32> = uniform_values(seed, n, amp)
+        .iter()
+        .map(|v| v + offset)
+        .collect();
+    let gamma = (params & 1 != 0).then(|| uniform_values(seed ^ 0x55, cols, 2.0));
+    let beta = (params & 2 != 0).then(|| uniform_values(seed ^ 0x77, cols, 1.0));
+    Case {
+        kind,
+        crms,
+        eps: 1e-5,
+        out_scale,
+        cols,
+        x,
+        residual: (residual != 0).then(|| uniform_values(seed ^ 0x99, n, amp)),
+        residual_in_place: residual == 1,
+        gamma,
+        beta,
+        params_f32: params & 4 != 0,
+        want_y: outputs & 1 != 0,
+        want_q: outputs & 2 != 0,
+        dy: uniform_values(seed ^ 0x1234, n, 1.0),
+        dh: dh.then(|| uniform_values(seed ^ 0x4321, n, 1.0)),
+    }
+}
+
+fn kind_strategy() -> impl Strategy<Value = (Kind, bool)> {
+    prop_oneof![
+        Just((Kind::LayerNorm, false)),
+        Just((Kind::RmsNorm, false)),
+        Just((Kind::RmsNorm, true)),
+        Just((Kind::Channel, false)),
+    ]
+}
+
+/// Row lengths around the vector widths, the 4-vector unroll and the 2048
+/// summation block.
+fn cols_strategy() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        1usize..=70,
+        70usize..=600,
+        2040usize..=2060,
+        Just(4096 + 33)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn forward_matches_reference(
+        seed in any::<u64>(),
+        (kind, crms) in kind_strategy(),
+        rows in 1usize..4,
+        cols in cols_strategy(),
+        amp in prop_oneof![Just(1.0f32), Just(1e-3f32), Just(100.0f32)],
+        offset in prop_oneof![Just(0.0f32), Just(3.0f32), Just(-50.0f32)],
+        residual in 0u8..3,
+        params in 0u8..8,
+        out_scale in prop_oneof![Just(1.0f32), Just(0.5f32.sqrt()), Just(-2.0f32)],
+        outputs in 1u8..4,
+    ) {
+        forward_all(&make_case(seed, kind, crms, rows, cols, amp, offset, residual, params, out_scale, outputs, false));
+    }
+
+    #[test]
+    fn backward_matches_reference(
+        seed in any::<u64>(),
+        kind in prop_oneof![Just(Kind::LayerNorm), Just(Kind::RmsNorm)],
+        rows in 1usize..5,
+        cols in cols_strategy(),
+        amp in prop_oneof![Just(1.0f32), Just(30.0f32)],
+        offset in prop_oneof![Just(0.0f32), Just(2.0f32)],
+        params in 0u8..8,
+        out_scale in prop_oneof![Just(1.0f32), Just(0.25f32)],
+        dh in any::<bool>(),
+    ) {
+        backward_all(&make_case(seed, kind, false, rows, cols, amp, offset, 0, params & 5, out_scale, 1, dh));
+    }
+}
+
+/// The numerics requirement: mean 1e4, std 1e-2 (f32; f16/bf16 cannot hold
+/// such rows). A single f32 mean would be off by 5e-4 there, 5% of the spread.
+#[test]
+fn large_mean_small_spread() {
+    for kind in [Kind::LayerNorm, Kind::RmsNorm] {
+        for cols in [64usize, 4096, 8192 + 5] {
+            let x: Vec<f32> = uniform_values(7, 3 * cols, 1.7e-2)
+                .iter()
+                .map(|v| v + 1e4)
+                .collect();
+            let case = make_case(1, kind, false, 3, cols, 1.0, 0.0, 0, 0, 1.0, 3, false);
+            let case = Case {
+                x,
+                eps: 0.0,
+                ..case
+            };
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                if let Err(m) = rn::check_forward::<f32>(&case, isa) {
+                    panic!("{kind:?} {} cols {cols}: {m}", isa.name());
+                }
+                if let Err(m) = rn::check_backward::<f32>(&case, isa) {
+                    panic!("{kind:?} {} cols {cols} backward: {m}", isa.name());
+                }
+            }
+        }
+    }
+}
+
+/// Zero rows: LayerNorm/RMSNorm give beta (finite), int8 gives scale 0, q 0.
+#[test]
+fn zero_rows_and_extremes() {
+    for (kind, crms) in [
+        (Kind::LayerNorm, false),
+        (Kind::RmsNorm, false),
+        (Kind::RmsNorm, true),
+    ] {
+        let mut case = make_case(3, kind, crms, 2, 37, 1.0, 0.0, 0, 3, 1.0, 3, false);
+        case.x = vec![0.0; 74];
+        forward_all(&case);
+        // large rows: near the f16 limit, and (f32, bf16) 1e15, whose sums
+        // of squares still fit in f32
+        case.x = uniform_values(9, 74, 6e4);
+        forward_all(&case);
+        case.x = uniform_values(9, 74, 1e15);
+        forward_dtypes(&case, &[Dtype::F32, Dtype::Bf16]);
+        // constant rows: LayerNorm variance 0, output = beta
+        case.x = vec![3.25; 74];
+        forward_all(&case);
+    }
+}
+
+/// NaN and inf rows: y NaN, int8 scale NaN and q 0; other rows unaffected.
+#[test]
+fn non_finite_rows() {
+    for v in norm::variants()
+        .iter()
+        .filter(|v| runnable(v) && v.dtype == Dtype::F32)
+    {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut x = uniform_values(5, 3 * 40, 1.0);
+            x[45] = bad;
+            let mut y = vec![0.0f32; x.len()];
+            let (mut q, mut s) = (vec![1i8; x.len()], vec![0.0f32; 3]);
+            Norm::layer_norm()
+                .isa(v.isa)
+                .forward(&x, 40)
+                .output(&mut y)
+                .quantized(&mut q, &mut s)
+                .run()
+                .unwrap();
+            assert!(y[40..80].iter().all(|v| v.is_nan()), "{}", v.name);
+            assert!(
+                s[1].is_nan() && q[40..80].iter().all(|&v| v == 0),
+                "{}",
+                v.name
+            );
+            assert!(y[..40].iter().chain(&y[80..]).all(|v| v.is_finite()));
+            assert!(s[0].is_finite() && s[2].is_finite());
+        }
+    }
+}
+
+#[test]
+fn inplace_equals_out_of_place() {
+    for v in norm::variants()
+        .iter()
+        .filter(|v| runnable(v) && v.dtype == Dtype::Bf16)
+    {
+        let x: Vec<bf16> = uniform_values(11, 5 * 300, 3.0)
+            .iter()
+            .map(|&f| bf16::from_f32(f))
+            .collect();
+        let g = uniform_values(12, 300, 1.0);
+        let n = Norm::layer_norm().gamma(&g).isa(v.isa);
+        let mut y = vec![bf16::ZERO; x.len()];
+        n.run(&x, &mut y, 300).unwrap();
+        let mut xy = x.clone();
+        n.run_inplace(&mut xy, 300).unwrap();
+        assert!(
+            xy.iter().zip(&y).all(|(a, b)| same_bits(*a, *b)),
+            "{}",
+            v.name
+        );
+    }
+}
+
+/// Streaming stores must not change a bit, whatever the alignment of y and h.
+#[test]
+fn nontemporal_matches_regular_stores() {
+    for v in norm::variants().iter().filter(|v| runnable(v)) {
+        for off in 0..3 {
+            let cols = 1000 + off;
+            let x = uniform_values(21, 4 * cols, 2.0);
+            let r = uniform_values(22, 4 * cols, 2.0);
+            let run = |nt: bool| -> (Vec<f32>, Vec<f32>) {
+                let mut y = vec![0.0f32; off + x.len()];
+                let mut h = vec![0.0f32; x.len() + 1];
+                Norm::rms_norm()
+                    .isa(v.isa)
+                    .nontemporal(nt)
+                    .forward(&x, cols)
+                    .residual_into(&r, &mut h[1..])
+                    .output(&mut y[off..])
+                    .run()
+                    .unwrap();
+                (y, h)
+            };
+            if v.dtype == Dtype::F32 {
+                assert_eq!(run(true), run(false), "{} off {off}", v.name);
+            }
+        }
+    }
+}
+
+/// dgamma/dbeta are the same bits on every run (sums in f64 in row order).
+#[test]
+fn backward_is_deterministic() {
+    let cols = 333;
+    let x = uniform_values(31, 64 * cols, 2.0);
+    let dy = uniform_values(32, 64 * cols, 1.0);
+    let g = uniform_values(33, cols, 1.0);
+    let n = Norm::layer_norm().gamma(&g);
+    let (mut m, mut r) = (vec![0.0; 64], vec![0.0; 64]);
+    let mut y = vec![0.0f32; x.len()];
+    n.forward(&x, cols)
+        .output(&mut y)
+        .stats(&mut m, &mut r)
+        .run()
+        .unwrap();
+    let grads = || {
+        let (mut dx, mut dg, mut db) = (
+            vec![0.0f32; x.len()],
+            vec![0.0f32; cols],
+            vec![0.0f32; cols],
+        );
+        let mut ws = vec![7.0f64; 2 * cols];
+        n.backward(&dy, &x, &m, &r, cols)
+            .dx(&mut dx)
+            .dgamma(&mut dg)
+            .dbeta(&mut db)
+            .workspace(&mut ws)
+            .run()
+            .unwrap();
+        (dx, dg, db)
+    };
+    let a = grads();
+    let b = grads();
+    assert!(
+        a.1.iter()
+            .zip(&b.1)
+            .all(|(p, q)| p.to_bits() == q.to_bits())
+    );
+    assert!(
+        a.2.iter()
+            .zip(&b.2)
+            .all(|(p, q)| p.to_bits() == q.to_bits())
+    );
+}
+
+/// The reference gradients against central finite differences of the
+/// reference forward (f64), with and without the residual fusion.
+#[test]
+fn reference_gradients_match_finite_differences() {
+    for kind in [Kind::LayerNorm, Kind::RmsNorm] {
+        for with_dh in [false, true] {
+            let d = 7;
+            let spec = rn::RowSpec {
+                kind,
+                crms: false,
+                eps: 1e-3,
+                out_scale: 0.7,
+            };
+            let h: Vec<f64> = uniform_values(41, d, 2.0)
+                .iter()
+                .map(|&v| v as f64 + 0.5)
+                .collect();
+            let g: Vec<f64> = uniform_values(42, d, 1.5)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let b: Vec<f64> = uniform_values(43, d, 1.0)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let dy: Vec<f64> = uniform_values(44, d, 1.0)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let dh: Vec<f64> = uniform_values(45, d, 1.0)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            // loss = dy . y(h) + dh . h (dh: the residual stream's own use of h)
+            let loss = |h: &[f64], g: &[f64], b: &[f64]| -> f64 {
+                let y = rn::forward(&spec, h, Some(g), Some(b));
+                let extra: f64 = if with_dh {
+                    h.iter().zip(&dh).map(|(p, q)| p * q).sum()
+                } else {
+                    0.0
+                };
+                y.iter().zip(&dy).map(|(p, q)| p * q).sum::<f64>() + extra
+            };
+            let (dx, dg, db) = rn::backward(&spec, &h, &dy, Some(&g), with_dh.then_some(&dh[..]));
+            let step = 1e-6;
+            for j in 0..d {
+                let fd = |which: usize| {
+                    let (mut hp, mut gp, mut bp) = (h.clone(), g.clone(), b.clone());
+                    let (mut hm, mut gm, mut bm) = (h.clone(), g.clone(), b.clone());
+                    match which {
+                        0 => {
+                            hp[j] += step;
+                            hm[j] -= step;
+                        }
+                        1 => {
+                            gp[j] += step;
+                            gm[j] -= step;
+                        }
+                        _ => {
+                            bp[j] += step;
+                            bm[j] -= step;
+                        }
+                    }
+                    (loss(&hp, &gp, &bp) - loss(&hm, &gm, &bm)) / (2.0 * step)
+                };
+                for (name, analytic, numeric) in [
+                    ("dx", dx[j], fd(0)),
+                    ("dgamma", dg[j], fd(1)),
+                    ("dbeta", db[j], fd(2)),
+                ] {
+                    assert!(
+                        (analytic - numeric).abs() < 1e-6 * (1.0 + numeric.abs()),
+                        "{kind:?} dh={with_dh} {name}[{j}]: {analytic} vs {numeric}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn srms_norm_is_x_over_rms() {
+    let x = [3.0f32, 4.0, 0.0, 0.0];
+    let mut y = [0.0f32; 4];
+    Norm::srms_norm().eps(0.0).run(&x, &mut y, 4).unwrap();
+    // ||x|| = 5, sqrt(d) = 2: y = x / 2.5
+    assert_eq!(y, [1.2, 1.6, 0.0, 0.0]);
+}
+
+#[test]
+fn layer_scale_is_inverse_sqrt_depth() {
+    let x = uniform_values(51, 64, 1.0);
+    let (mut a, mut b) = (vec![0.0f32; 64], vec![0.0f32; 64]);
+    Norm::layer_norm().run(&x, &mut a, 64).unwrap();
+    Norm::layer_norm()
+        .layer_scale(16)
+        .run(&x, &mut b, 64)
+        .unwrap();
+    assert!(
+        a.iter()
+            .zip(&b)
+            .all(|(p, q)| (p * 0.25 - q).abs() <= 1e-7 * p.abs())
+    );
+    assert!(matches!(
+        Norm::layer_norm().layer_scale(0).run(&x, &mut b, 64),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn channel_affine_batch_and_power_norm_and_folding() {
+    let d = 5;
+    let mean = uniform_values(61, d, 1.0);
+    let var: Vec<f32> = uniform_values(62, d, 1.0)
+        .iter()
+        .map(|v| v.abs() + 0.1)
+        .collect();
+    let g = uniform_values(63, d, 2.0);
+    let b = uniform_values(64, d, 1.0);
+    let bn = ChannelAffine::batch_norm(&mean, &var, Some(&g), Some(&b), 1e-5).unwrap();
+    let pn = ChannelAffine::power_norm(&var, Some(&g), Some(&b), 1e-5).unwrap();
+    let x = uniform_values(65, 3 * d, 3.0);
+    for (aff, m) in [(&bn, Some(&mean)), (&pn, None)] {
+        let mut y = vec![0.0f32; x.len()];
+        Norm::channel(aff).run(&x, &mut y, d).unwrap();
+        for i in 0..x.len() {
+            let j = i % d;
+            let e = g[j] as f64 * (x[i] as f64 - m.map_or(0.0, |m| m[j] as f64))
+                / (var[j] as f64 + 1e-5).sqrt()
+                + b[j] as f64;
+            assert!(
+                (y[i] as f64 - e).abs() < 1e-5 * (1.0 + e.abs()),
+                "{i}: {} vs {e}",
+                y[i]
+            );
+        }
+        // fold into the next linear layer (out = 2) and into the previous one (in = 3)
+        let w_next = uniform_values(66, 2 * d, 1.0);
+        let c_next = uniform_values(67, 2, 1.0);
+        let (mut w2, mut c2) = (w_next.clone(), c_next.clone());
+        aff.fold_into_next(&mut w2, &mut c2).unwrap();
+        for r in 0..3 {
+            for o in 0..2 {
+                let direct: f64 = (0..d)
+                    .map(|j| w_next[o * d + j] as f64 * y[r * d + j] as f64)
+                    .sum::<f64>()
+                    + c_next[o] as f64;
+                let folded: f64 = (0..d)
+                    .map(|j| w2[o * d + j] as f64 * x[r * d + j] as f64)
+                    .sum::<f64>()
+                    + c2[o] as f64;
+                assert!((direct - folded).abs() < 1e-4, "next: {direct} vs {folded}");
+            }
+        }
+        let u = uniform_values(68, 3, 1.0);
+        let w_prev = uniform_values(69, d * 3, 1.0);
+        let c_prev = uniform_values(70, d, 1.0);
+        let (mut w3, mut c3) = (w_prev.clone(), c_prev.clone());
+        aff.fold_into_previous(&mut w3, &mut c3).unwrap();
+        for j in 0..d {
+            let xj: f64 = (0..3)
+                .map(|k| w_prev[j * 3 + k] as f64 * u[k] as f64)
+                .sum::<f64>()
+                + c_prev[j] as f64;
+            let direct = aff.scale[j] as f64 * xj + aff.shift[j] as f64;
+            let folded: f64 = (0..3)
+                .map(|k| w3[j * 3 + k] as f64 * u[k] as f64)
+                .sum::<f64>()
+                + c3[j] as f64;
+            assert!(
+                (direct - folded).abs() < 1e-5,
+                "previous: {direct} vs {folded}"
+            );
+        }
+    }
+    assert!(ChannelAffine::batch_norm(&mean, &[-1.0; 5], None, None, 0.0).is_err());
+    assert!(bn.fold_into_next(&mut [0.0; 7], &mut [0.0; 2]).is_err());
+}
+
+#[test]
+fn errors_write_nothing() {
+    let x = vec![1.0f32; 12];
+    let g16 = vec![f16::ONE; 4];
+    let g32 = vec![1.0f32; 4];
+    let mut y = vec![poison::<f32>(); 12];
+    let untouched = |y: &[f32]| y.iter().all(|v| same_bits(*v, poison::<f32>()));
+    let cases: Vec<(Result<(), Error>, &str)> = vec![
+        (Norm::layer_norm().run(&x, &mut y, 5), "not a multiple"),
+        (
+            Norm::layer_norm().run(&x, &mut y[..8], 4),
+            "length mismatch",
+        ),
+        (Norm::layer_norm().run(&x, &mut y, 0), "zero cols"),
+        (
+            Norm::layer_norm().gamma(&g32[..3]).run(&x, &mut y, 4),
+            "gamma length",
+        ),
+        (
+            Norm::layer_norm().gamma(&g16).run(&x, &mut y, 4),
+            "gamma dtype",
+        ),
+        (
+            Norm::layer_norm()
+                .gamma(&g32)
+                .beta(&[0.0f32; 4])
+                .run(&x, &mut y, 4)
+                .and(Ok(()))
+                .and_then(|_| {
+                    Norm::layer_norm()
+                        .gamma(&g32)
+                        .beta(&[bf16::ZERO; 4])
+                        .run(&x, &mut y, 4)
+                }),
+            "beta dtype",
+        ),
+        (
+            Norm::layer_norm().eps(f32::NAN).run(&x, &mut y, 4),
+            "eps NaN",
+        ),
+        (Norm::layer_norm().eps(-1.0).run(&x, &mut y, 4), "eps < 0"),
+        (
+            Norm::layer_norm()
+                .out_scale(f32::INFINITY)
+                .run(&x, &mut y, 4),
+            "out_scale inf",
+        ),
+        (Norm::layer_norm().forward(&x, 4).run(), "no output"),
+    ];
+    for (r, what) in cases {
+        assert!(r.is_err(), "{what} accepted");
+    }
+    // the "beta dtype" case ran one valid call first; re-poison and check the rest
+    let mut y = vec![poison::<f32>(); 12];
+    let mut q = vec![0i8; 12];
+    let mut s = vec![0.0f32; 2];
+    assert!(
+        Norm::layer_norm()
+            .forward(&x, 4)
+            .output(&mut y)
+            .quantized(&mut q, &mut s)
+            .run()
+            .is_err()
+    );
+    assert!(untouched(&y));
+    let (m, r) = (vec![0.0f32; 3], vec![1.0f32; 3]);
+    let mut dx = vec![poison::<f32>(); 12];
+    assert!(
+        Norm::crms_norm()
+            .backward(&x, &x, &m, &r, 4)
+            .dx(&mut dx)
+            .run()
+            .is_err()
+    );
+    assert!(
+        Norm::layer_norm()
+            .backward(&x, &x, &m[..2], &r, 4)
+            .dx(&mut dx)
+            .run()
+            .is_err()
+    );
+    assert!(
+        Norm::layer_norm()
+            .backward(&x, &x, &m, &r, 4)
+            .run()
+            .is_err()
+    );
+    assert!(untouched(&dx));
+}
