@@ -88,6 +88,9 @@ static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
     for (size_t i = 0; i < n; i++) acc[i] += (double)buf[i];
 }
 
-static inline void tkv_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+/* Macros, not functions: GCC marks a void function whose only effect is a
+ * prefetch as const, then deletes its calls as dead code. */
+#define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define tkv_prefetch_l2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 
 #endif

@@ -59,6 +59,9 @@ static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
     _mm512_mask_storeu_pd(acc + 8, hi, _mm512_add_pd(_mm512_maskz_loadu_pd(hi, acc + 8), vh));
 }
 
-static inline void tkv_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+/* Macros, not functions: GCC marks a void function whose only effect is a
+ * prefetch as const, then deletes its calls as dead code. */
+#define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define tkv_prefetch_l2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 
 #endif

@@ -45,6 +45,9 @@ static inline tkv tkv_round_bf16(tkv v) { return tk_bf16_to_f32(tk_f32_to_bf16(v
 
 static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) { if (n) *p = (int8_t)nearbyintf(v); }
 static inline void tkv_acc_f64(double *acc, size_t n, tkv v) { if (n) *acc += (double)v; }
-static inline void tkv_prefetch(const void *p) { (void)p; }
+/* Macros, not functions: GCC marks a void function whose only effect is a
+ * prefetch as const, then deletes its calls as dead code. */
+#define tkv_prefetch(p) ((void)(p))
+#define tkv_prefetch_l2(p) ((void)(p))
 
 #endif

@@ -7,6 +7,9 @@
 
 #include "tk.h"
 
+/* Rows up to this many bytes (per input) are prefetched a whole row ahead. */
+#define TK_NORM_PREFETCH_ROW_MAX (256u * 1024u)
+
 static inline size_t tk_norm_min(size_t a, size_t b) { return a < b ? a : b; }
 
 /* What the write sweep needs of a row: y = ((h - mean_hi) - mean_lo) * rstd.

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "cuda")]
 mod report_gpu;
+mod report_norm;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -30,6 +31,8 @@ struct Args {
     sizes: Option<Vec<usize>>,
     gpu_only: bool,
     accuracy: bool,
+    family: Option<String>,
+    ort: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +44,8 @@ fn parse_args() -> Args {
         sizes: None,
         gpu_only: false,
         accuracy: false,
+        family: None,
+        ort: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -51,6 +56,8 @@ fn parse_args() -> Args {
             "--accuracy" => args.accuracy = true,
             "--json" => args.json = Some(it.next().expect("--json needs a path")),
             "--filter" => args.filter = Some(it.next().expect("--filter needs a string")),
+            "--family" => args.family = Some(it.next().expect("--family needs softmax or norm")),
+            "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
             "--sizes" => {
                 let list = it
                     .next()
@@ -63,7 +70,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy]"
+                    "usage: report [--quick] [--family softmax|norm] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON]"
                 );
                 std::process::exit(0);
             }
@@ -448,19 +455,33 @@ fn main() {
             256 << 20,
         ]
     };
+    let wants = |f: &str| args.family.as_deref().is_none_or(|a| a == f);
     let mut records = Vec::new();
-    ladder::<f32>(&args, &bw, &sizes, &mut records);
-    ladder::<f16>(&args, &bw, &sizes, &mut records);
-    ladder::<bf16>(&args, &bw, &sizes, &mut records);
-    println!("\n## softmax, one row of n elements (the paper's setting), median of repeated runs");
-    print_table(&records);
-    summary(&records);
+    if wants("softmax") {
+        ladder::<f32>(&args, &bw, &sizes, &mut records);
+        ladder::<f16>(&args, &bw, &sizes, &mut records);
+        ladder::<bf16>(&args, &bw, &sizes, &mut records);
+        println!(
+            "\n## softmax, one row of n elements (the paper's setting), median of repeated runs"
+        );
+        print_table(&records);
+        summary(&records);
+    }
+    let norm_records = if wants("norm") {
+        report_norm::report(args.quick, args.filter.as_deref(), args.ort.as_deref())
+    } else {
+        Vec::new()
+    };
     gpu_section();
     if let Some(path) = &args.json {
-        let body: Vec<String> = records.iter().map(Record::json).collect();
+        let body: Vec<String> = records
+            .iter()
+            .map(Record::json)
+            .chain(norm_records.iter().map(|r| r.json()))
+            .collect();
         std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
             .expect("cannot write the JSON report");
-        println!("\nwrote {} records to {path}", records.len());
+        println!("\nwrote {} records to {path}", body.len());
     }
 }
 

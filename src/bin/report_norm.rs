@@ -1,0 +1,375 @@
+//! Norm section of the report: every forward/backward operation per ISA x
+//! dtype on an out-of-cache batch (16384 x 8192: 512 MiB of f32 per tensor,
+//! past the 480 MiB L3) and an in-cache one, against the copy bandwidth
+//! measured on the same buffers in the same interleaved rounds, and the fused
+//! residual + norm against the unfused pair (add, then norm) in the same run.
+//! With `--ort PYTHON`, ONNX Runtime's single-thread LayerNormalization,
+//! SimplifiedLayerNormalization (RMSNorm) and SkipSimplifiedLayerNormalization
+//! run on the same shape between two measurements of ours.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use half::{bf16, f16};
+use transformer_kernels::norm::{self, Norm};
+use transformer_kernels::reference::uniform_values;
+use transformer_kernels::{Dtype, Element, Isa};
+
+/// One timed operation. Bytes are what the operation must move (each tensor
+/// read or written once).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    /// memcpy x -> y: the bandwidth probe (one read + one write sweep).
+    Copy,
+    LayerNorm,
+    RmsNorm,
+    /// h = x + r alone (the first half of the unfused pair).
+    Add,
+    /// RMSNorm of h alone (the second half of the unfused pair).
+    RmsNormOfH,
+    ResidualRmsNorm,
+    ResidualLayerNorm,
+    RmsNormInt8,
+    LayerNormBackward,
+    RmsNormBackward,
+}
+
+impl Op {
+    const KERNELS: [Op; 9] = [
+        Op::LayerNorm,
+        Op::RmsNorm,
+        Op::Add,
+        Op::RmsNormOfH,
+        Op::ResidualRmsNorm,
+        Op::ResidualLayerNorm,
+        Op::RmsNormInt8,
+        Op::LayerNormBackward,
+        Op::RmsNormBackward,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Copy => "copy",
+            Op::LayerNorm => "layernorm",
+            Op::RmsNorm => "rmsnorm",
+            Op::Add => "add",
+            Op::RmsNormOfH => "rmsnorm(h)",
+            Op::ResidualRmsNorm => "residual+rmsnorm",
+            Op::ResidualLayerNorm => "residual+layernorm",
+            Op::RmsNormInt8 => "rmsnorm->int8",
+            Op::LayerNormBackward => "layernorm backward",
+            Op::RmsNormBackward => "rmsnorm backward",
+        }
+    }
+
+    /// Bytes moved for n elements of `es` bytes in `rows` rows.
+    fn bytes(self, n: usize, rows: usize, es: usize) -> usize {
+        match self {
+            Op::Copy | Op::LayerNorm | Op::RmsNorm | Op::RmsNormOfH => 2 * n * es,
+            Op::Add => 3 * n * es,
+            Op::ResidualRmsNorm | Op::ResidualLayerNorm => 4 * n * es,
+            Op::RmsNormInt8 => n * es + n + 4 * rows,
+            Op::LayerNormBackward | Op::RmsNormBackward => 3 * n * es,
+        }
+    }
+}
+
+struct Bufs<T> {
+    x: Vec<T>,
+    r: Vec<T>,
+    h: Vec<T>,
+    y: Vec<T>,
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    dx: Vec<T>,
+    mean: Vec<f32>,
+    rstd: Vec<f32>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+    ws: Vec<f64>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+fn values<T: Element>(seed: u64, n: usize, amp: f32, offset: f32) -> Vec<T> {
+    uniform_values(seed, n, amp)
+        .into_iter()
+        .map(|v| T::from_f32(v + offset))
+        .collect()
+}
+
+impl<T: Element> Bufs<T> {
+    fn new(rows: usize, cols: usize) -> Bufs<T> {
+        let n = rows * cols;
+        let mut b = Bufs {
+            x: values(1, n, 2.0, 0.5),
+            r: values(2, n, 2.0, 0.0),
+            h: vec![T::from_f32(0.0); n],
+            y: vec![T::from_f32(0.0); n],
+            q: vec![0; n],
+            scales: vec![0.0; rows],
+            dx: vec![T::from_f32(0.0); n],
+            mean: vec![0.0; rows],
+            rstd: vec![0.0; rows],
+            dgamma: vec![0.0; cols],
+            dbeta: vec![0.0; cols],
+            ws: vec![0.0; 2 * cols],
+            gamma: uniform_values(3, cols, 1.0),
+            beta: uniform_values(4, cols, 0.5),
+        };
+        // statistics for the backward (and every output page touched once)
+        let (x, mean, rstd) = (&b.x, &mut b.mean, &mut b.rstd);
+        Norm::layer_norm()
+            .forward(x, cols)
+            .output(&mut b.y)
+            .stats(mean, rstd)
+            .run()
+            .unwrap();
+        b.h.copy_from_slice(&b.x);
+        b
+    }
+
+    fn run(&mut self, op: Op, isa: Isa, cols: usize) {
+        let ln = Norm::layer_norm()
+            .gamma(&self.gamma)
+            .beta(&self.beta)
+            .isa(isa);
+        let rms = Norm::rms_norm().gamma(&self.gamma).isa(isa);
+        let x = black_box(&self.x[..]);
+        match op {
+            Op::Copy => self.y.copy_from_slice(x),
+            Op::LayerNorm => ln.run(x, &mut self.y, cols).unwrap(),
+            Op::RmsNorm => rms.run(x, &mut self.y, cols).unwrap(),
+            Op::Add => rms
+                .forward(x, cols)
+                .residual_into(&self.r, &mut self.h)
+                .run()
+                .unwrap(),
+            Op::RmsNormOfH => rms.run(&self.h, &mut self.y, cols).unwrap(),
+            Op::ResidualRmsNorm => rms
+                .forward(x, cols)
+                .residual_into(&self.r, &mut self.h)
+                .output(&mut self.y)
+                .run()
+                .unwrap(),
+            Op::ResidualLayerNorm => ln
+                .forward(x, cols)
+                .residual_into(&self.r, &mut self.h)
+                .output(&mut self.y)
+                .run()
+                .unwrap(),
+            Op::RmsNormInt8 => rms
+                .forward(x, cols)
+                .quantized(&mut self.q, &mut self.scales)
+                .run()
+                .unwrap(),
+            Op::LayerNormBackward | Op::RmsNormBackward => {
+                let n = if op == Op::LayerNormBackward { ln } else { rms };
+                n.backward(&self.y, x, &self.mean, &self.rstd, cols)
+                    .dx(&mut self.dx)
+                    .dgamma(&mut self.dgamma)
+                    .dbeta(&mut self.dbeta)
+                    .workspace(&mut self.ws)
+                    .run()
+                    .unwrap()
+            }
+        }
+        black_box(&self.y);
+    }
+}
+
+/// Median seconds per op, runs interleaved round-robin within `budget_s`.
+fn interleaved<T: Element>(
+    b: &mut Bufs<T>,
+    ops: &[Op],
+    isa: Isa,
+    cols: usize,
+    budget_s: f64,
+) -> Vec<f64> {
+    let start = Instant::now();
+    for &op in ops {
+        b.run(op, isa, cols);
+    }
+    let warm = start.elapsed().as_secs_f64();
+    let reps = ((budget_s / warm.max(1e-9)) as usize).clamp(5, 1000);
+    let mut t = vec![Vec::with_capacity(reps); ops.len()];
+    for _ in 0..reps {
+        for (i, &op) in ops.iter().enumerate() {
+            let s = Instant::now();
+            b.run(op, isa, cols);
+            t[i].push(s.elapsed().as_secs_f64());
+        }
+    }
+    t.into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+pub struct NormRecord {
+    op: Op,
+    isa: Isa,
+    dtype: Dtype,
+    rows: usize,
+    cols: usize,
+    bytes: usize,
+    median_s: f64,
+    copy_gbps: f64,
+    baseline: &'static str,
+    speedup: f64,
+}
+
+impl NormRecord {
+    fn gbps(&self) -> f64 {
+        self.bytes as f64 / self.median_s / 1e9
+    }
+    pub fn json(&self) -> String {
+        format!(
+            concat!(
+                "{{\"family\":\"norm\",\"kernel\":\"tk_norm_{}_{} {}\",\"isa\":\"{}\",\"dtype\":\"{}\",",
+                "\"op\":\"{}\",\"rows\":{},\"cols\":{},\"bytes\":{},\"median_s\":{:.9},",
+                "\"gbps\":{:.3},\"roofline_fraction\":{:.4},\"baseline\":\"{}\",",
+                "\"speedup_vs_baseline\":{:.4}}}"
+            ),
+            self.dtype.name(),
+            self.isa.name(),
+            self.op.name(),
+            self.isa.name(),
+            self.dtype.name(),
+            self.op.name(),
+            self.rows,
+            self.cols,
+            self.bytes,
+            self.median_s,
+            self.gbps(),
+            self.gbps() / self.copy_gbps,
+            self.baseline,
+            self.speedup
+        )
+    }
+}
+
+fn measure<T: Element>(
+    rows: usize,
+    cols: usize,
+    filter: Option<&str>,
+    budget_s: f64,
+    out: &mut Vec<NormRecord>,
+) {
+    let isas: Vec<Isa> = norm::variants()
+        .iter()
+        .filter(|v| v.dtype == T::DTYPE && v.isa.is_available())
+        .filter(|v| filter.is_none_or(|f| v.name.contains(f)))
+        .map(|v| v.isa)
+        .filter(|&i| i != Isa::Scalar || rows * cols <= 1 << 22)
+        .collect();
+    if isas.is_empty() {
+        return;
+    }
+    eprintln!("measuring norm {} {rows} x {cols}", T::DTYPE.name());
+    let mut b = Bufs::<T>::new(rows, cols);
+    let n = rows * cols;
+    let es = T::DTYPE.size();
+    for isa in isas {
+        let mut ops = vec![Op::Copy];
+        ops.extend(Op::KERNELS);
+        let t = interleaved(&mut b, &ops, isa, cols, budget_s);
+        let copy_gbps = Op::Copy.bytes(n, rows, es) as f64 / t[0] / 1e9;
+        let at = |op: Op| t[ops.iter().position(|&o| o == op).unwrap()];
+        let unfused = at(Op::Add) + at(Op::RmsNormOfH);
+        for (i, &op) in ops.iter().enumerate().skip(1) {
+            let (baseline, speedup) = match op {
+                Op::ResidualRmsNorm => ("add + rmsnorm", unfused / t[i]),
+                Op::ResidualLayerNorm => {
+                    ("add + layernorm", (at(Op::Add) + at(Op::LayerNorm)) / t[i])
+                }
+                _ => ("-", f64::NAN),
+            };
+            out.push(NormRecord {
+                op,
+                isa,
+                dtype: T::DTYPE,
+                rows,
+                cols,
+                bytes: op.bytes(n, rows, es),
+                median_s: t[i],
+                copy_gbps,
+                baseline,
+                speedup,
+            });
+        }
+    }
+}
+
+/// ONNX Runtime's numbers on the same shape, from scripts/ort_norm_bench.py.
+fn ort(python: &str, rows: usize, cols: usize) -> Option<String> {
+    let out = std::process::Command::new(python)
+        .args([
+            "scripts/ort_norm_bench.py",
+            &rows.to_string(),
+            &cols.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "ort_norm_bench.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn report(quick: bool, filter: Option<&str>, ort_python: Option<&str>) -> Vec<NormRecord> {
+    let shapes: &[(usize, usize)] = if quick {
+        &[(512, 4096), (64, 1024)]
+    } else {
+        &[(16384, 8192), (256, 4096)]
+    };
+    let budget = if quick { 0.15 } else { 3.0 };
+    let mut records = Vec::new();
+    for &(rows, cols) in shapes {
+        measure::<f32>(rows, cols, filter, budget, &mut records);
+        if rows * cols >= 1 << 26 {
+            if let Some(py) = ort_python {
+                if let Some(text) = ort(py, rows, cols) {
+                    println!(
+                        "\n### ONNX Runtime on {rows} x {cols} f32, between two runs of ours\n\n{text}"
+                    );
+                }
+                // ours again after the peer, so drift shows up in the table
+                measure::<f32>(rows, cols, Some("avx512"), budget, &mut records);
+            }
+        }
+        measure::<f16>(rows, cols, filter, budget, &mut records);
+        measure::<bf16>(rows, cols, filter, budget, &mut records);
+    }
+    println!(
+        "\n## norm: [rows, d] batches, median of interleaved runs; roofline = copy bandwidth measured in the same rounds\n"
+    );
+    println!(
+        "| op | isa | dtype | rows x d | GB/s | of copy bw | baseline | speedup |\n|---|---|---|---|---:|---:|---|---:|"
+    );
+    for r in &records {
+        println!(
+            "| {} | {} | {} | {} x {} | {:.2} | {:.0}% | {} | {} |",
+            r.op.name(),
+            r.isa.name(),
+            r.dtype.name(),
+            r.rows,
+            r.cols,
+            r.gbps(),
+            100.0 * r.gbps() / r.copy_gbps,
+            r.baseline,
+            if r.speedup.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.2}x", r.speedup)
+            }
+        );
+    }
+    records
+}
