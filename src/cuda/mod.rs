@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod norm;
 mod softmax;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
 
+pub use norm::{DeviceNormBackward, DeviceNormForward, DeviceWeights, NormShape};
 pub use softmax::SoftmaxShape;
 
 /// The embedded fatbin: SASS for sm_80 and sm_90, PTX for compute_90.
@@ -53,6 +55,7 @@ pub(crate) fn cuda_err(kernel: &'static str) -> impl Fn(DriverError) -> Error {
 pub struct Kernels {
     _module: Arc<CudaModule>,
     softmax: softmax::SoftmaxKernels,
+    norm: norm::NormKernels,
 }
 
 impl Kernels {
@@ -62,9 +65,11 @@ impl Kernels {
             .load_module(Ptx::from_binary(FATBIN.to_vec()))
             .map_err(cuda_err("module load"))?;
         let softmax = softmax::SoftmaxKernels::load(&module)?;
+        let norm = norm::NormKernels::load(&module)?;
         Ok(Kernels {
             _module: module,
             softmax,
+            norm,
         })
     }
 

@@ -306,15 +306,7 @@ impl<'a> Norm<'a> {
     /// Checks the scalars and gamma/beta against row length `cols` and dtype
     /// `T`; returns the kernel flags they imply.
     fn check<T: Element>(&self, cols: usize) -> Result<u32> {
-        if !(self.eps >= 0.0 && self.eps.is_finite()) {
-            return Err(invalid("norm eps", "must be finite and >= 0"));
-        }
-        if !self.out_scale.is_finite() {
-            return Err(invalid(
-                "norm out_scale",
-                "must be finite (layer_scale needs layer >= 1)",
-            ));
-        }
+        self.check_scalars()?;
         let mut flags = if self.crms { ffi::TK_NORM_CRMS } else { 0 };
         let mut dtype = None;
         for (what, w) in [("norm gamma", self.gamma), ("norm beta", self.beta)] {
@@ -339,6 +331,20 @@ impl<'a> Norm<'a> {
             flags |= ffi::TK_NORM_PARAMS_F32;
         }
         Ok(flags)
+    }
+
+    /// Checks eps and the output scale (what every backend needs).
+    pub(crate) fn check_scalars(&self) -> Result<()> {
+        if !(self.eps >= 0.0 && self.eps.is_finite()) {
+            return Err(invalid("norm eps", "must be finite and >= 0"));
+        }
+        if !self.out_scale.is_finite() {
+            return Err(invalid(
+                "norm out_scale",
+                "must be finite (layer_scale needs layer >= 1)",
+            ));
+        }
+        Ok(())
     }
 
     /// y = norm(x) for each `cols`-long row of `x` into `y`.

@@ -1,0 +1,386 @@
+// Row-wise LayerNorm / RMSNorm / CRMSNorm / per-channel affine on CUDA,
+// forward and backward, f32 / f16 / bf16 I/O, f32 arithmetic; the semantics of
+// the CPU kernels (kernels-cpu/include/tk.h, tk_norm_params).
+//
+// Forward shapes, chosen by the host from the row length:
+//  - rows32x<ITEMS>: a warp per row, the row held in registers (ITEMS per lane);
+//  - rows<GROUP>x<ITEMS>: a block per row, same scheme with block reductions;
+//  - stream<GROUP>: a block per row for rows too long to hold: the row is
+//    swept from global memory (L2) once per statistic.
+// Statistics: the mean is kept as an f32 pair (hi = fl(sum / n), lo = mean of
+// h - hi), and the variance is the mean of (h - hi)^2 less lo^2, so a large
+// mean over a small spread keeps its accuracy (as on the CPU).
+// Backward: `groups` row groups (a warp or a block each) walk the rows
+// group, group + groups, ...; each keeps its partial dgamma/dbeta in its own
+// row of a workspace (no atomics), and tk_norm_reduce_partials sums the
+// groups in order: the same bits on every run for a given (rows, cols).
+
+#include "common.cuh"
+
+namespace tk {
+
+struct NormArgs {
+    int rows;
+    int cols;
+    float eps;
+    float out_scale;
+    int kind; // 0 LayerNorm, 1 RMSNorm, 2 per-channel (no statistics)
+    int crms; // RMSNorm over cols + 1 coordinates, the last being -sum
+    int params_f32;
+    int aligned; // every row of every tensor starts 16-byte aligned
+};
+
+struct NormPtrs {
+    const void *x;
+    const void *residual;
+    void *h;
+    void *y;
+    int8_t *q;
+    float *q_scale;
+    const void *gamma;
+    const void *beta;
+    float *mean;
+    float *rstd;
+};
+
+template <typename T> __device__ __forceinline__ float param(const void *p, int f32, int j, float absent) {
+    if (!p) return absent;
+    return f32 ? static_cast<const float *>(p)[j] : Io<T>::load(static_cast<const T *>(p)[j]);
+}
+
+template <typename T> __device__ __forceinline__ float round_to(float v) { return Io<T>::load(Io<T>::store(v)); }
+
+// (mean_hi, mean_lo, rstd) from a row's sums: n1 = sum h, then (c1, c2) = the
+// sums of h - hi and (h - hi)^2, and sum h^2 for RMSNorm.
+struct RowStats {
+    float hi, lo, rstd;
+};
+
+// y for one element; hi/lo/rstd are 0/0/1 for the per-channel kind.
+__device__ __forceinline__ float norm_y(float h, const RowStats &s, float g, float b, float os) {
+    return fmaf((h - s.hi - s.lo) * s.rstd, g, b) * os;
+}
+
+// The statistics of a row whose elements this thread holds in v[0..n) (masked
+// by `valid`), reduced over the GROUP threads of the row.
+// Element i of this thread's registers is column col_of<GROUP, V>(i, lane).
+template <int GROUP, int V> __device__ __forceinline__ int col_of(int i, int lane) {
+    return ((i / V) * GROUP + lane) * V + i % V;
+}
+
+template <int GROUP, int ITEMS, int V>
+__device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int lane, const NormArgs &a) {
+    RowStats s = {0.0f, 0.0f, 1.0f};
+    if (a.kind == 2) return s;
+    float s1 = 0.0f;
+#pragma unroll
+    for (int i = 0; i < ITEMS; i++) s1 += col_of<GROUP, V>(i, lane) < a.cols ? v[i] : 0.0f;
+    s1 = GroupReduce<GROUP>::sum(s1);
+    const float n = (float)a.cols;
+    if (a.kind == 0) {
+        s.hi = s1 / n;
+        float c1 = 0.0f, c2 = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            const float d = col_of<GROUP, V>(i, lane) < a.cols ? v[i] - s.hi : 0.0f;
+            c1 += d;
+            c2 = fmaf(d, d, c2);
+        }
+        c1 = GroupReduce<GROUP>::sum(c1);
+        c2 = GroupReduce<GROUP>::sum(c2);
+        s.lo = c1 / n;
+        s.rstd = 1.0f / sqrtf(fmaxf(c2 / n - s.lo * s.lo, 0.0f) + a.eps);
+    } else {
+        float q = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) q = col_of<GROUP, V>(i, lane) < a.cols ? fmaf(v[i], v[i], q) : q;
+        q = GroupReduce<GROUP>::sum(q);
+        const float d = a.crms ? n + 1.0f : n;
+        if (a.crms) q = fmaf(s1, s1, q);
+        s.rstd = 1.0f / sqrtf(q / d + a.eps);
+    }
+    return s;
+}
+
+template <typename T, int GROUP, int ITEMS>
+__device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormPtrs &p, const NormArgs &a) {
+    constexpr int V = Io<T>::VEC;
+    static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
+    constexpr int CHUNKS = ITEMS / V;
+    const size_t off = (size_t)row * (size_t)a.cols;
+    const T *x = static_cast<const T *>(p.x) + off;
+    const T *r = p.residual ? static_cast<const T *>(p.residual) + off : nullptr;
+    float h[ITEMS];
+#pragma unroll
+    for (int c = 0; c < CHUNKS; c++) {
+        const int start = (c * GROUP + lane) * V;
+        float v[V];
+        load_vec<T>(x + start, a.cols - start, a.aligned, 0.0f, v);
+        if (r) {
+            float w[V];
+            load_vec<T>(r + start, a.cols - start, a.aligned, 0.0f, w);
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] = round_to<T>(v[k] + w[k]);
+            if (p.h && start < a.cols) store_vec<T>(static_cast<T *>(p.h) + off + start, a.cols - start, a.aligned, v);
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) h[c * V + k] = v[k];
+    }
+    const RowStats s = row_stats_regs<GROUP, ITEMS, V>(h, lane, a);
+    if (lane == 0 && p.mean) p.mean[row] = s.hi;
+    if (lane == 0 && p.rstd) p.rstd[row] = s.rstd;
+    if (!p.y && !p.q) return;
+    float amax = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; c++) {
+        const int start = (c * GROUP + lane) * V;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const int j = start + k;
+            const bool valid = j < a.cols;
+            const int jj = valid ? j : 0;
+            const float y = norm_y(h[c * V + k], s, param<T>(p.gamma, a.params_f32, jj, 1.0f),
+                                   param<T>(p.beta, a.params_f32, jj, 0.0f), a.out_scale);
+            h[c * V + k] = y;
+            // inf marks a non-finite y: it wins the max and flags the row
+            if (valid) amax = fmaxf(amax, isfinite(y) ? fabsf(y) : INFINITY);
+        }
+    }
+    if (p.y) {
+#pragma unroll
+        for (int c = 0; c < CHUNKS; c++) {
+            const int start = (c * GROUP + lane) * V;
+            if (start >= a.cols) break;
+            float v[V];
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] = h[c * V + k];
+            store_vec<T>(static_cast<T *>(p.y) + off + start, a.cols - start, a.aligned, v);
+        }
+    }
+    if (p.q) {
+        amax = GroupReduce<GROUP>::max(amax);
+        const bool bad = isinf(amax);
+        const float inv = bad || amax == 0.0f ? 0.0f : 127.0f / amax;
+        if (lane == 0) p.q_scale[row] = bad ? NAN : amax / 127.0f;
+#pragma unroll
+        for (int c = 0; c < CHUNKS; c++) {
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const int j = (c * GROUP + lane) * V + k;
+                if (j < a.cols)
+                    p.q[off + j] = (int8_t)(int)rintf(fminf(fmaxf(h[c * V + k] * inv, -127.0f), 127.0f));
+            }
+        }
+    }
+}
+
+template <typename T, int ITEMS, int WARPS>
+__device__ void norm_forward_warp(NormPtrs p, NormArgs a) {
+    const int row = blockIdx.x * WARPS + threadIdx.x / 32;
+    if (row >= a.rows) return;
+    norm_forward_regs<T, 32, ITEMS>(row, threadIdx.x % 32, p, a);
+}
+
+template <typename T, int GROUP, int ITEMS> __device__ void norm_forward_block(NormPtrs p, NormArgs a) {
+    norm_forward_regs<T, GROUP, ITEMS>(blockIdx.x, threadIdx.x, p, a);
+}
+
+// A block per row of any length: h is written first (with a residual) and
+// read back for each statistic and for the write.
+template <typename T, int GROUP> __device__ void norm_forward_stream(NormPtrs p, NormArgs a) {
+    const size_t off = (size_t)blockIdx.x * (size_t)a.cols;
+    const T *x = static_cast<const T *>(p.x) + off;
+    const T *src = x;
+    float s1 = 0.0f, q = 0.0f;
+    if (p.residual) {
+        const T *r = static_cast<const T *>(p.residual) + off;
+        T *h = static_cast<T *>(p.h) + off;
+        for (int j = threadIdx.x; j < a.cols; j += GROUP) {
+            const T v = Io<T>::store(Io<T>::load(x[j]) + Io<T>::load(r[j]));
+            h[j] = v;
+        }
+        __syncthreads();
+        src = h;
+    }
+    RowStats s = {0.0f, 0.0f, 1.0f};
+    if (a.kind != 2) {
+        for (int j = threadIdx.x; j < a.cols; j += GROUP) {
+            const float v = Io<T>::load(src[j]);
+            s1 += v;
+            q = fmaf(v, v, q);
+        }
+        s1 = GroupReduce<GROUP>::sum(s1);
+        const float n = (float)a.cols;
+        if (a.kind == 0) {
+            s.hi = s1 / n;
+            float c1 = 0.0f, c2 = 0.0f;
+            for (int j = threadIdx.x; j < a.cols; j += GROUP) {
+                const float d = Io<T>::load(src[j]) - s.hi;
+                c1 += d;
+                c2 = fmaf(d, d, c2);
+            }
+            c1 = GroupReduce<GROUP>::sum(c1);
+            c2 = GroupReduce<GROUP>::sum(c2);
+            s.lo = c1 / n;
+            s.rstd = 1.0f / sqrtf(fmaxf(c2 / n - s.lo * s.lo, 0.0f) + a.eps);
+        } else {
+            q = GroupReduce<GROUP>::sum(q);
+            if (a.crms) q = fmaf(s1, s1, q);
+            s.rstd = 1.0f / sqrtf(q / (a.crms ? n + 1.0f : n) + a.eps);
+        }
+    }
+    if (threadIdx.x == 0 && p.mean) p.mean[blockIdx.x] = s.hi;
+    if (threadIdx.x == 0 && p.rstd) p.rstd[blockIdx.x] = s.rstd;
+    float inv = 0.0f;
+    bool bad = false;
+    if (p.q) {
+        float amax = 0.0f;
+        for (int j = threadIdx.x; j < a.cols; j += GROUP) {
+            const float y = norm_y(Io<T>::load(src[j]), s, param<T>(p.gamma, a.params_f32, j, 1.0f),
+                                   param<T>(p.beta, a.params_f32, j, 0.0f), a.out_scale);
+            amax = fmaxf(amax, isfinite(y) ? fabsf(y) : INFINITY);
+        }
+        amax = GroupReduce<GROUP>::max(amax);
+        bad = isinf(amax);
+        inv = bad || amax == 0.0f ? 0.0f : 127.0f / amax;
+        if (threadIdx.x == 0) p.q_scale[blockIdx.x] = bad ? NAN : amax / 127.0f;
+    }
+    if (!p.y && !p.q) return;
+    for (int j = threadIdx.x; j < a.cols; j += GROUP) {
+        const float y = norm_y(Io<T>::load(src[j]), s, param<T>(p.gamma, a.params_f32, j, 1.0f),
+                               param<T>(p.beta, a.params_f32, j, 0.0f), a.out_scale);
+        if (p.y) static_cast<T *>(p.y)[off + j] = Io<T>::store(y);
+        if (p.q) p.q[off + j] = bad ? 0 : (int8_t)(int)rintf(fminf(fmaxf(y * inv, -127.0f), 127.0f));
+    }
+}
+
+// ---- backward ----
+
+struct NormBwdArgs {
+    int rows;
+    int cols;
+    float out_scale;
+    int kind;
+    int params_f32;
+    int groups; // row groups; the workspace holds 2 * groups * cols floats
+};
+
+struct NormBwdPtrs {
+    const void *dy;
+    const void *h;
+    const void *dh;
+    void *dx;
+    const void *gamma;
+    const float *mean;
+    const float *rstd;
+    float *partial; // [groups][cols] dgamma, then [groups][cols] dbeta; NULL: none
+};
+
+// Group `group` (GROUP threads, this one `lane`) processes rows group, group +
+// groups, ...: two sweeps over global memory per row (sums, then dx), with its
+// partial dgamma/dbeta in its own workspace rows.
+template <typename T, int GROUP>
+__device__ __forceinline__ void norm_backward_group(int group, int lane, const NormBwdPtrs &p, const NormBwdArgs &a) {
+    const float n = (float)a.cols;
+    const bool ln = a.kind == 0, channel = a.kind == 2;
+    float *pg = p.partial ? p.partial + (size_t)group * a.cols : nullptr;
+    float *pb = p.partial ? p.partial + ((size_t)a.groups + group) * a.cols : nullptr;
+    if (pg)
+        for (int j = lane; j < a.cols; j += GROUP) pg[j] = pb[j] = 0.0f;
+    for (int row = group; row < a.rows; row += a.groups) {
+        const size_t off = (size_t)row * (size_t)a.cols;
+        const T *dy = static_cast<const T *>(p.dy) + off;
+        const T *h = static_cast<const T *>(p.h) + off;
+        const float mh = ln ? p.mean[row] : 0.0f;
+        const float rs = channel ? 1.0f : p.rstd[row];
+        float lo = 0.0f, mg = 0.0f, mgx = 0.0f;
+        if (!channel) {
+            float sg = 0.0f, sgx = 0.0f, sx = 0.0f;
+            for (int j = lane; j < a.cols; j += GROUP) {
+                const float g = Io<T>::load(dy[j]) * param<T>(p.gamma, a.params_f32, j, 1.0f) * a.out_scale;
+                const float xc = Io<T>::load(h[j]) - mh;
+                sg += g;
+                sgx = fmaf(g, xc, sgx);
+                sx += xc;
+            }
+            sg = GroupReduce<GROUP>::sum(sg);
+            sgx = GroupReduce<GROUP>::sum(sgx);
+            sx = GroupReduce<GROUP>::sum(sx);
+            lo = ln ? sx / n : 0.0f;
+            mg = ln ? sg / n : 0.0f;
+            mgx = rs * (sgx - lo * sg) / n;
+        }
+        for (int j = lane; j < a.cols; j += GROUP) {
+            const float dyv = Io<T>::load(dy[j]);
+            const float g = dyv * param<T>(p.gamma, a.params_f32, j, 1.0f) * a.out_scale;
+            const float xhat = (Io<T>::load(h[j]) - mh - lo) * rs;
+            float d = rs * (g - mg - xhat * mgx);
+            if (p.dh) d += Io<T>::load(static_cast<const T *>(p.dh)[off + j]);
+            static_cast<T *>(p.dx)[off + j] = Io<T>::store(d);
+            if (pg) {
+                pg[j] = fmaf(dyv * a.out_scale, xhat, pg[j]);
+                pb[j] = fmaf(dyv, a.out_scale, pb[j]);
+            }
+        }
+    }
+}
+
+} // namespace tk
+
+// Sums the groups' partials in group order (f64), per column.
+extern "C" __global__ void __launch_bounds__(256)
+    tk_norm_reduce_partials(const float *partial, int groups, int cols, float *dgamma, float *dbeta) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= cols) return;
+    double g = 0.0, b = 0.0;
+    for (int k = 0; k < groups; k++) {
+        g += partial[(size_t)k * cols + j];
+        b += partial[((size_t)groups + k) * cols + j];
+    }
+    if (dgamma) dgamma[j] = (float)g;
+    if (dbeta) dbeta[j] = (float)b;
+}
+
+// ---- instantiation list: (dtype name, C type) x kernel shape ----
+// Names say the launch geometry, as for softmax; src/cuda/norm.rs lists the
+// same shapes and resolves every name when the module loads.
+#define TK_NORM_WARP(dt, T, ITEMS)                                                                 \
+    extern "C" __global__ void __launch_bounds__(128)                                               \
+        tk_norm_forward_##dt##_cuda_rows32x##ITEMS(tk::NormPtrs p, tk::NormArgs a) {               \
+        tk::norm_forward_warp<T, ITEMS, 4>(p, a);                                                   \
+    }
+#define TK_NORM_BLOCK(dt, T, GROUP, ITEMS)                                                         \
+    extern "C" __global__ void __launch_bounds__(GROUP)                                             \
+        tk_norm_forward_##dt##_cuda_rows##GROUP##x##ITEMS(tk::NormPtrs p, tk::NormArgs a) {        \
+        tk::norm_forward_block<T, GROUP, ITEMS>(p, a);                                              \
+    }
+#define TK_NORM_STREAM(dt, T, GROUP)                                                               \
+    extern "C" __global__ void __launch_bounds__(GROUP)                                             \
+        tk_norm_forward_##dt##_cuda_stream##GROUP(tk::NormPtrs p, tk::NormArgs a) {                \
+        tk::norm_forward_stream<T, GROUP>(p, a);                                                    \
+    }
+#define TK_NORM_BACKWARD(dt, T, GROUP)                                                             \
+    extern "C" __global__ void __launch_bounds__(GROUP)                                             \
+        tk_norm_backward_##dt##_cuda_group##GROUP(tk::NormBwdPtrs p, tk::NormBwdArgs a) {          \
+        if (GROUP == 32) {                                                                          \
+            const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;                        \
+            if (g < a.groups) tk::norm_backward_group<T, 32>(g, threadIdx.x % 32, p, a);            \
+        } else {                                                                                    \
+            tk::norm_backward_group<T, GROUP>(blockIdx.x, threadIdx.x, p, a);                       \
+        }                                                                                           \
+    }
+#define TK_NORM_ALL(dt, T)                                                                         \
+    TK_NORM_WARP(dt, T, 8)                                                                         \
+    TK_NORM_WARP(dt, T, 16)                                                                        \
+    TK_NORM_WARP(dt, T, 32)                                                                        \
+    TK_NORM_WARP(dt, T, 64)                                                                        \
+    TK_NORM_BLOCK(dt, T, 256, 16)                                                                  \
+    TK_NORM_BLOCK(dt, T, 512, 16)                                                                  \
+    TK_NORM_BLOCK(dt, T, 1024, 16)                                                                 \
+    TK_NORM_STREAM(dt, T, 1024)                                                                    \
+    TK_NORM_BACKWARD(dt, T, 32)                                                                    \
+    TK_NORM_BACKWARD(dt, T, 1024)
+
+TK_NORM_ALL(f32, float)
+TK_NORM_ALL(f16, __half)
+TK_NORM_ALL(bf16, __nv_bfloat16)

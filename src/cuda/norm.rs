@@ -1,0 +1,626 @@
+//! Norms on CUDA (kernels-cuda/norm.cu): launch-shape selection and the safe
+//! entry points. Options come from the same [`Norm`] as on the CPU; gain and
+//! bias are device buffers given with the call.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+    LaunchConfig, PushKernelArg,
+};
+
+use super::{CudaElement, Kernels, cuda_err};
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::norm::{Kind, Norm};
+use crate::shape::Rows;
+
+/// A forward kernel shape: `Rows { group, items }` holds a row in registers of
+/// `group` threads (`items` elements each); `Stream` sweeps rows of any length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormShape {
+    Rows { group: u32, items: u32 },
+    Stream { group: u32 },
+}
+
+/// The shapes compiled in kernels-cuda/norm.cu (TK_NORM_ALL), shortest rows
+/// first; the first that holds the row is used. A warp per row up to 2048
+/// f32 (4096 f16) elements, a block per row up to 16384, then streaming.
+const SHAPES: [NormShape; 8] = [
+    NormShape::Rows {
+        group: 32,
+        items: 8,
+    },
+    NormShape::Rows {
+        group: 32,
+        items: 16,
+    },
+    NormShape::Rows {
+        group: 32,
+        items: 32,
+    },
+    NormShape::Rows {
+        group: 32,
+        items: 64,
+    },
+    NormShape::Rows {
+        group: 256,
+        items: 16,
+    },
+    NormShape::Rows {
+        group: 512,
+        items: 16,
+    },
+    NormShape::Rows {
+        group: 1024,
+        items: 16,
+    },
+    NormShape::Stream { group: 1024 },
+];
+
+const WARPS_PER_BLOCK: u32 = 4;
+
+/// Row groups of the backward: a function of `rows` only, so the reduction
+/// order (and the result bits) do not depend on the device.
+const BACKWARD_GROUPS: usize = 256;
+/// Rows up to this long get a warp per group in the backward, else a block.
+const BACKWARD_WARP_MAX_COLS: usize = 2048;
+
+impl NormShape {
+    fn name(self, dtype: Dtype) -> String {
+        match self {
+            NormShape::Rows { group, items } => {
+                format!("tk_norm_forward_{}_cuda_rows{group}x{items}", dtype.name())
+            }
+            NormShape::Stream { group } => {
+                format!("tk_norm_forward_{}_cuda_stream{group}", dtype.name())
+            }
+        }
+    }
+
+    /// The shape used for rows of `cols` elements.
+    pub fn for_cols(cols: usize) -> NormShape {
+        *SHAPES
+            .iter()
+            .find(|s| match s {
+                NormShape::Rows { group, items } => (*group as usize) * (*items as usize) >= cols,
+                NormShape::Stream { .. } => true,
+            })
+            .unwrap()
+    }
+
+    fn launch(self, rows: u32) -> LaunchConfig {
+        let (grid, block) = match self {
+            NormShape::Rows { group: 32, .. } => {
+                (rows.div_ceil(WARPS_PER_BLOCK), 32 * WARPS_PER_BLOCK)
+            }
+            NormShape::Rows { group, .. } | NormShape::Stream { group } => (rows, group),
+        };
+        LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+/// Mirrors `tk::NormArgs`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct NormArgs {
+    rows: i32,
+    cols: i32,
+    eps: f32,
+    out_scale: f32,
+    kind: i32,
+    crms: i32,
+    params_f32: i32,
+    aligned: i32,
+}
+
+/// Mirrors `tk::NormPtrs` (0 = absent).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct NormPtrs {
+    x: CUdeviceptr,
+    residual: CUdeviceptr,
+    h: CUdeviceptr,
+    y: CUdeviceptr,
+    q: CUdeviceptr,
+    q_scale: CUdeviceptr,
+    gamma: CUdeviceptr,
+    beta: CUdeviceptr,
+    mean: CUdeviceptr,
+    rstd: CUdeviceptr,
+}
+
+/// Mirrors `tk::NormBwdArgs`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct NormBwdArgs {
+    rows: i32,
+    cols: i32,
+    out_scale: f32,
+    kind: i32,
+    params_f32: i32,
+    groups: i32,
+}
+
+/// Mirrors `tk::NormBwdPtrs` (0 = absent).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct NormBwdPtrs {
+    dy: CUdeviceptr,
+    h: CUdeviceptr,
+    dh: CUdeviceptr,
+    dx: CUdeviceptr,
+    gamma: CUdeviceptr,
+    mean: CUdeviceptr,
+    rstd: CUdeviceptr,
+    partial: CUdeviceptr,
+}
+
+// SAFETY: plain-old-data with the C layouts the kernels expect.
+unsafe impl cudarc::driver::DeviceRepr for NormArgs {}
+unsafe impl cudarc::driver::DeviceRepr for NormPtrs {}
+unsafe impl cudarc::driver::DeviceRepr for NormBwdArgs {}
+unsafe impl cudarc::driver::DeviceRepr for NormBwdPtrs {}
+
+/// A gain or bias vector on the device: f32 or the I/O dtype.
+pub enum DeviceWeights<'v, 'a, T> {
+    F32(&'v CudaView<'a, f32>),
+    Io(&'v CudaView<'a, T>),
+}
+
+impl<T> DeviceWeights<'_, '_, T> {
+    fn len(&self) -> usize {
+        match self {
+            DeviceWeights::F32(v) => v.len(),
+            DeviceWeights::Io(v) => v.len(),
+        }
+    }
+    fn is_f32(&self) -> bool {
+        matches!(self, DeviceWeights::F32(_))
+    }
+}
+
+/// The buffers of one forward call (see [`crate::norm::Forward`] for their
+/// meaning); `x` and at least one of residual, y, q are required.
+pub struct DeviceNormForward<'v, 'a, T> {
+    pub x: &'v CudaView<'a, T>,
+    /// h = x + residual, written back over the residual.
+    pub residual: Option<&'v mut CudaViewMut<'a, T>>,
+    pub y: Option<&'v mut CudaViewMut<'a, T>>,
+    /// int8 values and one f32 scale per row.
+    pub q: Option<(&'v mut CudaViewMut<'a, i8>, &'v mut CudaViewMut<'a, f32>)>,
+    /// Saved (mean, rstd) per row, for the backward.
+    pub stats: Option<(&'v mut CudaViewMut<'a, f32>, &'v mut CudaViewMut<'a, f32>)>,
+    pub gamma: Option<DeviceWeights<'v, 'a, T>>,
+    pub beta: Option<DeviceWeights<'v, 'a, T>>,
+}
+
+impl<'v, 'a, T> DeviceNormForward<'v, 'a, T> {
+    /// A call on `x` with every option absent.
+    pub fn new(x: &'v CudaView<'a, T>) -> Self {
+        DeviceNormForward {
+            x,
+            residual: None,
+            y: None,
+            q: None,
+            stats: None,
+            gamma: None,
+            beta: None,
+        }
+    }
+}
+
+/// The buffers of one backward call (see [`crate::norm::Backward`]).
+/// `workspace` holds at least [`Kernels::norm_backward_workspace_len`] floats
+/// when dgamma or dbeta is asked for.
+pub struct DeviceNormBackward<'v, 'a, T> {
+    pub dy: &'v CudaView<'a, T>,
+    pub h: &'v CudaView<'a, T>,
+    pub mean: &'v CudaView<'a, f32>,
+    pub rstd: &'v CudaView<'a, f32>,
+    pub dx: &'v mut CudaViewMut<'a, T>,
+    pub dh: Option<&'v CudaView<'a, T>>,
+    pub gamma: Option<DeviceWeights<'v, 'a, T>>,
+    pub dgamma: Option<&'v mut CudaViewMut<'a, f32>>,
+    pub dbeta: Option<&'v mut CudaViewMut<'a, f32>>,
+    pub workspace: Option<&'v mut CudaViewMut<'a, f32>>,
+}
+
+pub(crate) struct NormKernels {
+    /// [dtype][shape]
+    forward: Vec<Vec<CudaFunction>>,
+    /// [dtype][warp, block]
+    backward: Vec<[CudaFunction; 2]>,
+    reduce: CudaFunction,
+}
+
+impl NormKernels {
+    pub(crate) fn load(module: &Arc<CudaModule>) -> Result<NormKernels> {
+        let mut forward = Vec::new();
+        let mut backward = Vec::new();
+        for d in Dtype::ALL {
+            forward.push(
+                SHAPES
+                    .iter()
+                    .map(|s| Kernels::function(module, &s.name(d)))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            let f = |g: u32| {
+                Kernels::function(
+                    module,
+                    &format!("tk_norm_backward_{}_cuda_group{g}", d.name()),
+                )
+            };
+            backward.push([f(32)?, f(1024)?]);
+        }
+        Ok(NormKernels {
+            forward,
+            backward,
+            reduce: Kernels::function(module, "tk_norm_reduce_partials")?,
+        })
+    }
+}
+
+fn too_big() -> Error {
+    Error::InvalidArgument {
+        what: "norm on CUDA",
+        reason: "rows and cols must be below 2^31",
+    }
+}
+
+fn kind_code(k: Kind) -> i32 {
+    match k {
+        Kind::LayerNorm => 0,
+        Kind::RmsNorm => 1,
+        Kind::Channel => 2,
+    }
+}
+
+/// Gain/bias checks shared by forward and backward: length, one dtype for
+/// both, host weights refused (they would be ignored here).
+fn check_weights<T>(
+    norm: &Norm,
+    cols: usize,
+    gamma: &Option<DeviceWeights<'_, '_, T>>,
+    beta: &Option<DeviceWeights<'_, '_, T>>,
+) -> Result<bool> {
+    if norm.kind() != Kind::Channel && (norm.gain().is_some() || norm.bias().is_some()) {
+        return Err(Error::InvalidArgument {
+            what: "norm on CUDA",
+            reason: "pass gamma/beta as device buffers in the call, not on the Norm",
+        });
+    }
+    if norm.kind() == Kind::Channel && (gamma.is_none() || beta.is_none()) {
+        return Err(Error::InvalidArgument {
+            what: "per-channel norm on CUDA",
+            reason: "needs the scale and shift as device gamma and beta",
+        });
+    }
+    let mut f32s = None;
+    for (what, w) in [("norm gamma", gamma), ("norm beta", beta)] {
+        if let Some(w) = w {
+            if w.len() != cols {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected: cols,
+                    actual: w.len(),
+                });
+            }
+            if f32s.is_some_and(|f| f != w.is_f32()) {
+                return Err(Error::InvalidArgument {
+                    what: "norm gamma and beta",
+                    reason: "must share one dtype",
+                });
+            }
+            f32s = Some(w.is_f32());
+        }
+    }
+    Ok(f32s.unwrap_or(false))
+}
+
+/// Anything held only for its drop (the views' stream-ordering guards).
+trait Guard {}
+impl<G> Guard for G {}
+
+/// Device pointers of a call with the guards that keep the stream ordered.
+struct Ptrs<'s> {
+    guards: Vec<Box<dyn Guard + 's>>,
+    addrs: Vec<CUdeviceptr>,
+}
+
+impl<'s> Ptrs<'s> {
+    fn new() -> Self {
+        Ptrs {
+            guards: Vec::new(),
+            addrs: Vec::new(),
+        }
+    }
+    fn view<U>(&mut self, v: &'s CudaView<'_, U>, s: &'s Arc<CudaStream>) -> CUdeviceptr {
+        let (p, g) = v.device_ptr(s);
+        self.guards.push(Box::new(g));
+        self.addrs.push(p);
+        p
+    }
+    fn view_mut<U>(
+        &mut self,
+        v: &'s mut CudaViewMut<'_, U>,
+        s: &'s Arc<CudaStream>,
+    ) -> CUdeviceptr {
+        let (p, g) = v.device_ptr_mut(s);
+        self.guards.push(Box::new(g));
+        self.addrs.push(p);
+        p
+    }
+    fn weights<T>(
+        &mut self,
+        w: &'s Option<DeviceWeights<'_, '_, T>>,
+        s: &'s Arc<CudaStream>,
+    ) -> CUdeviceptr {
+        match w {
+            None => 0,
+            Some(DeviceWeights::F32(v)) => self.view(*v, s),
+            Some(DeviceWeights::Io(v)) => self.view(*v, s),
+        }
+    }
+    fn aligned(&self) -> bool {
+        self.addrs.iter().all(|p| p % 16 == 0)
+    }
+}
+
+impl Kernels {
+    /// Forward norm of each `cols`-long row, enqueued on `stream`, with the
+    /// options of `norm` (kind, eps, CRMS, output scale; its ISA and store
+    /// hints are CPU-only). Semantics as [`crate::norm`]; accuracy within
+    /// [`crate::norm::forward_error_bound`]. Nothing is enqueued on error.
+    pub fn norm_forward<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        norm: &Norm,
+        cols: usize,
+        call: DeviceNormForward<'_, '_, T>,
+    ) -> Result<()> {
+        norm.check_scalars()?;
+        let rows = Rows::of_len("norm input", call.x.len(), cols)?;
+        let params_f32 = check_weights(norm, cols, &call.gamma, &call.beta)?;
+        if call.residual.is_none() && call.y.is_none() && call.q.is_none() {
+            return Err(Error::InvalidArgument {
+                what: "norm forward",
+                reason: "needs an output (y, int8, or a residual)",
+            });
+        }
+        let per_row = Rows {
+            rows: rows.rows,
+            cols: 1,
+        };
+        if let Some(r) = &call.residual {
+            rows.expect_len("norm residual", r.len())?;
+        }
+        if let Some(y) = &call.y {
+            rows.expect_len("norm output", y.len())?;
+        }
+        if let Some((q, s)) = &call.q {
+            rows.expect_len("norm int8 output", q.len())?;
+            per_row.expect_len("norm int8 scales", s.len())?;
+        }
+        if let Some((m, r)) = &call.stats {
+            per_row.expect_len("norm saved mean", m.len())?;
+            per_row.expect_len("norm saved rstd", r.len())?;
+        }
+        let args = NormArgs {
+            rows: i32::try_from(rows.rows).map_err(|_| too_big())?,
+            cols: i32::try_from(cols).map_err(|_| too_big())?,
+            eps: norm.epsilon(),
+            out_scale: norm.output_scale(),
+            kind: kind_code(norm.kind()),
+            crms: norm.is_crms() as i32,
+            params_f32: params_f32 as i32,
+            aligned: 0,
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let DeviceNormForward {
+            x,
+            residual,
+            y,
+            q,
+            stats,
+            gamma,
+            beta,
+        } = call;
+        let mut ptrs = Ptrs::new();
+        let mut p = NormPtrs {
+            x: ptrs.view(x, stream),
+            ..NormPtrs::default()
+        };
+        if let Some(r) = residual {
+            p.residual = ptrs.view_mut(r, stream);
+            p.h = p.residual;
+        }
+        if let Some(y) = y {
+            p.y = ptrs.view_mut(y, stream);
+        }
+        let aligned = ptrs.aligned() && (cols * std::mem::size_of::<T>()) % 16 == 0;
+        if let Some((q, s)) = q {
+            p.q = ptrs.view_mut(q, stream);
+            p.q_scale = ptrs.view_mut(s, stream);
+        }
+        if let Some((m, r)) = stats {
+            p.mean = ptrs.view_mut(m, stream);
+            p.rstd = ptrs.view_mut(r, stream);
+        }
+        p.gamma = ptrs.weights(&gamma, stream);
+        p.beta = ptrs.weights(&beta, stream);
+        let args = NormArgs {
+            aligned: aligned as i32,
+            ..args
+        };
+        let shape = NormShape::for_cols(cols);
+        let index = SHAPES.iter().position(|&s| s == shape).unwrap();
+        let func = &self.norm.forward[T::DTYPE as usize][index];
+        let mut launch = stream.launch_builder(func);
+        launch.arg(&p).arg(&args);
+        // SAFETY: the kernel takes (NormPtrs, NormArgs) with T this dtype (looked
+        // up by T::DTYPE); every pointer addresses the length checked above and
+        // stays borrowed until the guards in `ptrs` drop after the launch; the
+        // grid covers every row and threads stay within their rows.
+        unsafe { launch.launch(shape.launch(rows.rows as u32)) }
+            .map_err(cuda_err("norm forward"))?;
+        drop(ptrs);
+        Ok(())
+    }
+
+    /// Floats of workspace [`Kernels::norm_backward`] needs for dgamma/dbeta.
+    pub fn norm_backward_workspace_len(rows: usize, cols: usize) -> usize {
+        2 * rows.clamp(1, BACKWARD_GROUPS) * cols
+    }
+
+    /// Backward of [`Kernels::norm_forward`] for LayerNorm, RMSNorm or the
+    /// per-channel kind: dx (plus dh with a fused residual) and, when asked,
+    /// dgamma/dbeta reduced over rows in a fixed order without atomics (the
+    /// same bits on every run). Accuracy within [`crate::norm::backward_error_bound`].
+    pub fn norm_backward<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        norm: &Norm,
+        cols: usize,
+        call: DeviceNormBackward<'_, '_, T>,
+    ) -> Result<()> {
+        norm.check_scalars()?;
+        if norm.is_crms() {
+            return Err(Error::InvalidArgument {
+                what: "norm backward",
+                reason: "CRMSNorm has no backward kernel",
+            });
+        }
+        let rows = Rows::of_len("norm backward dy", call.dy.len(), cols)?;
+        rows.expect_len("norm backward h", call.h.len())?;
+        rows.expect_len("norm backward dx", call.dx.len())?;
+        if let Some(dh) = &call.dh {
+            rows.expect_len("norm backward residual grad", dh.len())?;
+        }
+        let per_row = Rows {
+            rows: rows.rows,
+            cols: 1,
+        };
+        per_row.expect_len("norm backward mean", call.mean.len())?;
+        per_row.expect_len("norm backward rstd", call.rstd.len())?;
+        let params_f32 = check_weights(norm, cols, &call.gamma, &None)?;
+        let wants = call.dgamma.is_some() || call.dbeta.is_some();
+        for (what, g) in [("norm dgamma", &call.dgamma), ("norm dbeta", &call.dbeta)] {
+            if let Some(g) = g {
+                if g.len() != cols {
+                    return Err(Error::LengthMismatch {
+                        what,
+                        expected: cols,
+                        actual: g.len(),
+                    });
+                }
+            }
+        }
+        let ws_len = Kernels::norm_backward_workspace_len(rows.rows, cols);
+        if wants {
+            let have = call.workspace.as_ref().map_or(0, |w| w.len());
+            if have < ws_len {
+                return Err(Error::LengthMismatch {
+                    what: "norm backward workspace",
+                    expected: ws_len,
+                    actual: have,
+                });
+            }
+        }
+        let groups = rows.rows.clamp(1, BACKWARD_GROUPS);
+        let args = NormBwdArgs {
+            rows: i32::try_from(rows.rows).map_err(|_| too_big())?,
+            cols: i32::try_from(cols).map_err(|_| too_big())?,
+            out_scale: norm.output_scale(),
+            kind: kind_code(norm.kind()),
+            params_f32: params_f32 as i32,
+            groups: groups as i32,
+        };
+        let DeviceNormBackward {
+            dy,
+            h,
+            mean,
+            rstd,
+            dx,
+            dh,
+            gamma,
+            dgamma,
+            dbeta,
+            workspace,
+        } = call;
+        let mut ptrs = Ptrs::new();
+        let mut p = NormBwdPtrs {
+            dy: ptrs.view(dy, stream),
+            h: ptrs.view(h, stream),
+            dx: ptrs.view_mut(dx, stream),
+            mean: ptrs.view(mean, stream),
+            rstd: ptrs.view(rstd, stream),
+            ..NormBwdPtrs::default()
+        };
+        if let Some(dh) = dh {
+            p.dh = ptrs.view(dh, stream);
+        }
+        p.gamma = ptrs.weights(&gamma, stream);
+        if wants {
+            p.partial = ptrs.view_mut(workspace.expect("checked above"), stream);
+        }
+        let dg = dgamma.map_or(0, |g| ptrs.view_mut(g, stream));
+        let db = dbeta.map_or(0, |b| ptrs.view_mut(b, stream));
+        let warp = cols <= BACKWARD_WARP_MAX_COLS;
+        let func = &self.norm.backward[T::DTYPE as usize][if warp { 0 } else { 1 }];
+        let cfg = if warp {
+            LaunchConfig {
+                grid_dim: ((groups as u32).div_ceil(WARPS_PER_BLOCK), 1, 1),
+                block_dim: (32 * WARPS_PER_BLOCK, 1, 1),
+                shared_mem_bytes: 0,
+            }
+        } else {
+            LaunchConfig {
+                grid_dim: (groups as u32, 1, 1),
+                block_dim: (1024, 1, 1),
+                shared_mem_bytes: 0,
+            }
+        };
+        if rows.is_empty() {
+            // dgamma/dbeta of no rows: the reduction of zero groups writes zeros
+        } else {
+            let mut launch = stream.launch_builder(func);
+            launch.arg(&p).arg(&args);
+            // SAFETY: (NormBwdPtrs, NormBwdArgs) with T this dtype; pointers
+            // address the checked lengths (the workspace 2 * groups * cols) and
+            // stay borrowed until `ptrs` drops; group g touches only its rows
+            // and its own workspace rows.
+            unsafe { launch.launch(cfg) }.map_err(cuda_err("norm backward"))?;
+        }
+        if wants {
+            let ngroups: i32 = if rows.is_empty() { 0 } else { groups as i32 };
+            let cols32 = args.cols;
+            let mut launch = stream.launch_builder(&self.norm.reduce);
+            launch
+                .arg(&p.partial)
+                .arg(&ngroups)
+                .arg(&cols32)
+                .arg(&dg)
+                .arg(&db);
+            // SAFETY: (const float*, int, int, float*, float*): the partials
+            // hold 2 * groups * cols floats, dgamma/dbeta cols each (or 0).
+            unsafe {
+                launch.launch(LaunchConfig {
+                    grid_dim: ((cols as u32).div_ceil(256), 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+            }
+            .map_err(cuda_err("norm backward reduction"))?;
+        }
+        drop(ptrs);
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! CUDA norms against the f64 reference: every dtype, every forward launch
+//! shape (row lengths on both sides of each capacity), LayerNorm / RMSNorm /
+//! CRMSNorm / per-channel, fused residual, int8 output, saved statistics, and
+//! the backward with dgamma/dbeta (bit-identical across runs). Skips with a
+//! message without a GPU (TK_REQUIRE_GPU=1 makes that a failure).
+#![cfg(feature = "cuda")]
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream};
+use half::{bf16, f16};
+use transformer_kernels::cuda::{
+    CudaElement, DeviceNormBackward, DeviceNormForward, DeviceWeights, Kernels, gpu_available,
+};
+use transformer_kernels::norm::{self, ChannelAffine, GradTerms, Kind, Norm};
+use transformer_kernels::reference::norm::{self as rn, RowSpec};
+use transformer_kernels::reference::{poison, uniform_values};
+use transformer_kernels::{Dtype, Error};
+
+fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
+    if !gpu_available() {
+        assert!(
+            std::env::var_os("TK_REQUIRE_GPU").is_none(),
+            "TK_REQUIRE_GPU is set but no CUDA device answers"
+        );
+        eprintln!("SKIP cuda norm tests: no CUDA driver or device on this machine");
+        return None;
+    }
+    let ctx = CudaContext::new(0).expect("CUDA device 0");
+    let kernels = Kernels::new(&ctx).expect("load the embedded fatbin");
+    Some((ctx.default_stream(), kernels))
+}
+
+const COLS: [usize; 10] = [1, 100, 259, 1024, 2048, 2049, 5000, 16384, 16385, 40000];
+
+fn round<T: CudaElement>(v: &[f32]) -> Vec<T> {
+    v.iter().map(|&f| T::from_f32(f)).collect()
+}
+fn wide<T: CudaElement>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|e| e.to_f32() as f64).collect()
+}
+
+/// One forward call on the GPU checked element by element.
+fn forward_case<T: CudaElement>(
+    s: &Arc<CudaStream>,
+    k: &Kernels,
+    kind: Kind,
+    crms: bool,
+    cols: usize,
+    residual: bool,
+    offset: f32,
+) {
+    let rows = 3;
+    let n = rows * cols;
+    let x: Vec<T> = round(
+        &uniform_values(1, n, 2.0)
+            .iter()
+            .map(|v| v + offset)
+            .collect::<Vec<_>>(),
+    );
+    let r: Vec<T> = round(&uniform_values(2, n, 1.0));
+    let g32 = uniform_values(3, cols, 1.5);
+    let b32 = uniform_values(4, cols, 0.5);
+    let affine = ChannelAffine {
+        scale: g32.clone(),
+        shift: b32.clone(),
+    };
+    let norm = match (kind, crms) {
+        (Kind::LayerNorm, _) => Norm::layer_norm(),
+        (Kind::RmsNorm, false) => Norm::rms_norm(),
+        (Kind::RmsNorm, true) => Norm::crms_norm(),
+        (Kind::Channel, _) => Norm::channel(&affine),
+    }
+    .out_scale(0.75);
+    // LayerNorm and Channel: f32 gamma and beta; RMS: gamma in the I/O dtype
+    let g_io: Vec<T> = round(&g32);
+    let (gd, bd): (Vec<f64>, Option<Vec<f64>>) = if kind == Kind::RmsNorm {
+        (wide(&g_io), None)
+    } else {
+        (
+            g32.iter().map(|&v| v as f64).collect(),
+            Some(b32.iter().map(|&v| v as f64).collect()),
+        )
+    };
+    let xd = s.clone_htod(&x).unwrap();
+    let mut rd = s.clone_htod(&r).unwrap();
+    let mut yd = s.clone_htod(&vec![poison::<T>(); n]).unwrap();
+    let mut qd = s.alloc_zeros::<i8>(n).unwrap();
+    let mut sd = s.alloc_zeros::<f32>(rows).unwrap();
+    let mut md = s.alloc_zeros::<f32>(rows).unwrap();
+    let mut vd = s.alloc_zeros::<f32>(rows).unwrap();
+    let g32d = s.clone_htod(&g32).unwrap();
+    let b32d = s.clone_htod(&b32).unwrap();
+    let giod = s.clone_htod(&g_io).unwrap();
+    let (xv, g32v, b32v, giov) = (xd.as_view(), g32d.as_view(), b32d.as_view(), giod.as_view());
+    let (mut rv, mut yv, mut qv, mut sv, mut mv, mut vv) = (
+        rd.as_view_mut(),
+        yd.as_view_mut(),
+        qd.as_view_mut(),
+        sd.as_view_mut(),
+        md.as_view_mut(),
+        vd.as_view_mut(),
+    );
+    let mut call = DeviceNormForward::new(&xv);
+    call.y = Some(&mut yv);
+    call.q = Some((&mut qv, &mut sv));
+    call.stats = Some((&mut mv, &mut vv));
+    if residual {
+        call.residual = Some(&mut rv);
+    }
+    if kind == Kind::RmsNorm {
+        call.gamma = Some(DeviceWeights::Io(&giov));
+    } else {
+        call.gamma = Some(DeviceWeights::F32(&g32v));
+        call.beta = Some(DeviceWeights::F32(&b32v));
+    }
+    k.norm_forward(s, &norm, cols, call).unwrap();
+    let y: Vec<T> = s.clone_dtoh(&yd).unwrap();
+    let q: Vec<i8> = s.clone_dtoh(&qd).unwrap();
+    let scales: Vec<f32> = s.clone_dtoh(&sd).unwrap();
+    let h_out: Vec<T> = s.clone_dtoh(&rd).unwrap();
+    let h: Vec<T> = if residual {
+        x.iter()
+            .zip(&r)
+            .map(|(a, b)| T::from_f32(a.to_f32() + b.to_f32()))
+            .collect()
+    } else {
+        x.clone()
+    };
+    if residual {
+        assert!(
+            h.iter()
+                .zip(&h_out)
+                .all(|(a, b)| a.to_f32().to_bits() == b.to_f32().to_bits()),
+            "h differs"
+        );
+    }
+    let spec = RowSpec {
+        kind,
+        crms,
+        eps: norm.epsilon() as f64,
+        out_scale: 0.75,
+    };
+    let what = format!(
+        "{} {kind:?} crms={crms} cols={cols} residual={residual}",
+        T::DTYPE.name()
+    );
+    for row in 0..rows {
+        let hd = wide(&h[row * cols..(row + 1) * cols]);
+        let (m, rs) = rn::stats(&spec, &hd);
+        let want = rn::forward(&spec, &hd, Some(&gd), bd.as_deref());
+        let (_, s_ref) = rn::quantize_row(&want);
+        let mut tmax = 0.0f64;
+        for j in 0..cols {
+            let tol = norm::forward_error_bound(
+                T::DTYPE,
+                want[j],
+                (hd[j] - m) * rs,
+                gd[j],
+                bd.as_ref().map_or(0.0, |b| b[j]),
+                0.75,
+            );
+            tmax = tmax.max(tol);
+            let got = y[row * cols + j].to_f32() as f64;
+            assert!(
+                (got - want[j]).abs() <= tol,
+                "{what} row {row} col {j}: {got} vs {}",
+                want[j]
+            );
+            let deq = q[row * cols + j] as f64 * scales[row] as f64;
+            assert!(
+                (deq - want[j]).abs() <= 0.5 * s_ref * 1.0001 + 2.0 * tol,
+                "{what} q row {row} col {j}"
+            );
+        }
+        assert!(
+            (scales[row] as f64 - s_ref).abs() <= tmax / 127.0 + 1e-7 * s_ref,
+            "{what} scale row {row}"
+        );
+    }
+}
+
+#[test]
+fn forward_matches_reference() {
+    let Some((s, k)) = gpu() else { return };
+    for cols in COLS {
+        for (kind, crms) in [
+            (Kind::LayerNorm, false),
+            (Kind::RmsNorm, false),
+            (Kind::RmsNorm, true),
+            (Kind::Channel, false),
+        ] {
+            for residual in [false, true] {
+                forward_case::<f32>(&s, &k, kind, crms, cols, residual, 0.5);
+                forward_case::<f16>(&s, &k, kind, crms, cols, residual, 0.5);
+                forward_case::<bf16>(&s, &k, kind, crms, cols, residual, 0.5);
+            }
+        }
+        // the numerics requirement: a large mean over a small spread (f32)
+        let x: Vec<f32> = uniform_values(9, 2 * cols, 1.7e-2)
+            .iter()
+            .map(|v| v + 1e4)
+            .collect();
+        let xd = s.clone_htod(&x).unwrap();
+        let mut yd = s.alloc_zeros::<f32>(x.len()).unwrap();
+        let (xv, mut yv) = (xd.as_view(), yd.as_view_mut());
+        let mut call = DeviceNormForward::new(&xv);
+        call.y = Some(&mut yv);
+        k.norm_forward(&s, &Norm::layer_norm().eps(0.0), cols, call)
+            .unwrap();
+        let y: Vec<f32> = s.clone_dtoh(&yd).unwrap();
+        let spec = RowSpec {
+            kind: Kind::LayerNorm,
+            crms: false,
+            eps: 0.0,
+            out_scale: 1.0,
+        };
+        for row in 0..2 {
+            let hd: Vec<f64> = x[row * cols..(row + 1) * cols]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            if cols == 1 {
+                continue; // a single element has no spread: 0/0
+            }
+            let (m, rs) = rn::stats(&spec, &hd);
+            let want = rn::forward(&spec, &hd, None, None);
+            for j in 0..cols {
+                let tol =
+                    norm::forward_error_bound(Dtype::F32, want[j], (hd[j] - m) * rs, 1.0, 0.0, 1.0);
+                assert!(
+                    (y[row * cols + j] as f64 - want[j]).abs() <= tol,
+                    "large mean cols {cols} col {j}"
+                );
+            }
+        }
+    }
+}
+
+fn backward_case<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, kind: Kind, cols: usize) {
+    let rows = 5;
+    let n = rows * cols;
+    let h: Vec<T> = round(
+        &uniform_values(11, n, 2.0)
+            .iter()
+            .map(|v| v + 0.3)
+            .collect::<Vec<_>>(),
+    );
+    let dy: Vec<T> = round(&uniform_values(12, n, 1.0));
+    let dh: Vec<T> = round(&uniform_values(13, n, 1.0));
+    let g32 = uniform_values(14, cols, 1.5);
+    let norm = if kind == Kind::LayerNorm {
+        Norm::layer_norm()
+    } else {
+        Norm::rms_norm()
+    }
+    .out_scale(0.5);
+    let hd_ = s.clone_htod(&h).unwrap();
+    let dyd = s.clone_htod(&dy).unwrap();
+    let dhd = s.clone_htod(&dh).unwrap();
+    let gd_ = s.clone_htod(&g32).unwrap();
+    let mut md = s.alloc_zeros::<f32>(rows).unwrap();
+    let mut vd = s.alloc_zeros::<f32>(rows).unwrap();
+    let mut yd = s.clone_htod(&vec![T::from_f32(0.0); n]).unwrap();
+    {
+        let (hv, gv) = (hd_.as_view(), gd_.as_view());
+        let (mut yv, mut mv, mut vv) = (yd.as_view_mut(), md.as_view_mut(), vd.as_view_mut());
+        let mut call = DeviceNormForward::new(&hv);
+        call.y = Some(&mut yv);
+        call.stats = Some((&mut mv, &mut vv));
+        call.gamma = Some(DeviceWeights::F32(&gv));
+        k.norm_forward(s, &norm, cols, call).unwrap();
+    }
+    let run = || -> (Vec<T>, Vec<f32>, Vec<f32>) {
+        let mut dxd = s.clone_htod(&vec![poison::<T>(); n]).unwrap();
+        let mut dgd = s.alloc_zeros::<f32>(cols).unwrap();
+        let mut dbd = s.alloc_zeros::<f32>(cols).unwrap();
+        let mut wsd = s
+            .alloc_zeros::<f32>(Kernels::norm_backward_workspace_len(rows, cols))
+            .unwrap();
+        let (hv, dyv, dhv, gv, mv, vv) = (
+            hd_.as_view(),
+            dyd.as_view(),
+            dhd.as_view(),
+            gd_.as_view(),
+            md.as_view(),
+            vd.as_view(),
+        );
+        let (mut dxv, mut dgv, mut dbv, mut wsv) = (
+            dxd.as_view_mut(),
+            dgd.as_view_mut(),
+            dbd.as_view_mut(),
+            wsd.as_view_mut(),
+        );
+        k.norm_backward(
+            s,
+            &norm,
+            cols,
+            DeviceNormBackward {
+                dy: &dyv,
+                h: &hv,
+                mean: &mv,
+                rstd: &vv,
+                dx: &mut dxv,
+                dh: Some(&dhv),
+                gamma: Some(DeviceWeights::F32(&gv)),
+                dgamma: Some(&mut dgv),
+                dbeta: Some(&mut dbv),
+                workspace: Some(&mut wsv),
+            },
+        )
+        .unwrap();
+        (
+            s.clone_dtoh(&dxd).unwrap(),
+            s.clone_dtoh(&dgd).unwrap(),
+            s.clone_dtoh(&dbd).unwrap(),
+        )
+    };
+    let (dx, dg, db) = run();
+    let (dx2, dg2, db2) = run();
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&dg), bits(&dg2), "dgamma not deterministic");
+    assert_eq!(bits(&db), bits(&db2), "dbeta not deterministic");
+    assert!(
+        dx.iter()
+            .zip(&dx2)
+            .all(|(a, b)| a.to_f32().to_bits() == b.to_f32().to_bits())
+    );
+    let spec = RowSpec {
+        kind,
+        crms: false,
+        eps: norm.epsilon() as f64,
+        out_scale: 0.5,
+    };
+    let gdd: Vec<f64> = g32.iter().map(|&v| v as f64).collect();
+    let u = Dtype::F32.unit_roundoff();
+    let (mut dg_ref, mut db_ref, mut dg_tol) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
+    for row in 0..rows {
+        let sp = row * cols..(row + 1) * cols;
+        let (hd, dyd64, dhd64) = (
+            wide(&h[sp.clone()]),
+            wide(&dy[sp.clone()]),
+            wide(&dh[sp.clone()]),
+        );
+        let (want, dgr, dbr) = rn::backward(&spec, &hd, &dyd64, Some(&gdd), Some(&dhd64));
+        let (m, rs) = rn::stats(&spec, &hd);
+        let g: Vec<f64> = (0..cols).map(|j| dyd64[j] * gdd[j] * 0.5).collect();
+        let xhat: Vec<f64> = hd.iter().map(|v| (v - m) * rs).collect();
+        let nn = cols as f64;
+        let t = |j: usize| GradTerms {
+            rstd: rs,
+            g: g[j],
+            xhat: xhat[j],
+            mean_abs_g: g.iter().map(|v| v.abs()).sum::<f64>() / nn,
+            mean_gx: g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / nn,
+            mean_abs_gx: g.iter().zip(&xhat).map(|(a, b)| (a * b).abs()).sum::<f64>() / nn,
+            dh: dhd64[j],
+        };
+        for j in 0..cols {
+            let tol = norm::backward_error_bound(T::DTYPE, want[j], &t(j));
+            let got = dx[row * cols + j].to_f32() as f64;
+            assert!(
+                (got - want[j]).abs() <= tol,
+                "{} {kind:?} cols {cols} dx row {row} col {j}: {got} vs {}",
+                T::DTYPE.name(),
+                want[j]
+            );
+            dg_ref[j] += dgr[j];
+            db_ref[j] += dbr[j];
+            dg_tol[j] += norm::STATS_ULPS * u * (dyd64[j] * 0.5).abs() * (xhat[j].abs() + 1.0);
+        }
+    }
+    for j in 0..cols {
+        assert!(
+            (dg[j] as f64 - dg_ref[j]).abs() <= dg_tol[j] + u * dg_ref[j].abs(),
+            "dgamma[{j}]"
+        );
+        assert!(
+            (db[j] as f64 - db_ref[j]).abs() <= 2.0 * u * rows as f64 + u * db_ref[j].abs(),
+            "dbeta[{j}]"
+        );
+    }
+}
+
+#[test]
+fn backward_matches_reference_and_is_deterministic() {
+    let Some((s, k)) = gpu() else { return };
+    for cols in [1usize, 100, 2048, 2049, 9000] {
+        for kind in [Kind::LayerNorm, Kind::RmsNorm] {
+            backward_case::<f32>(&s, &k, kind, cols);
+            backward_case::<f16>(&s, &k, kind, cols);
+            backward_case::<bf16>(&s, &k, kind, cols);
+        }
+    }
+}
+
+#[test]
+fn errors_enqueue_nothing() {
+    let Some((s, k)) = gpu() else { return };
+    let xd = s.clone_htod(&vec![1.0f32; 12]).unwrap();
+    let xv = xd.as_view();
+    // no output
+    assert!(matches!(
+        k.norm_forward(&s, &Norm::layer_norm(), 4, DeviceNormForward::new(&xv)),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // host weights on a GPU call
+    let g = [1.0f32; 4];
+    let mut yd = s.alloc_zeros::<f32>(12).unwrap();
+    let mut yv = yd.as_view_mut();
+    let mut call = DeviceNormForward::new(&xv);
+    call.y = Some(&mut yv);
+    assert!(
+        k.norm_forward(&s, &Norm::layer_norm().gamma(&g), 4, call)
+            .is_err()
+    );
+    // not a multiple of cols
+    let mut call = DeviceNormForward::new(&xv);
+    call.y = Some(&mut yv);
+    assert!(k.norm_forward(&s, &Norm::layer_norm(), 5, call).is_err());
+    let y: Vec<f32> = s.clone_dtoh(&yd).unwrap();
+    assert!(y.iter().all(|&v| v == 0.0));
+}
