@@ -16,8 +16,18 @@ fn check<T: Element>(v: &Variant, x32: &[f32], cols: usize, scale: f32, log: boo
     let poison = reference::poison::<T>();
     let mut ybuf = vec![poison; xt.len() + offset];
     let y = &mut ybuf[offset..];
-    Softmax::new().scale(scale).log(log).isa(v.isa).algorithm(v.algorithm).run(&xt, y, cols).unwrap();
-    assert!(!y.iter().any(|&t| reference::same_bits(t, poison)), "{}: an element was not written", v.name);
+    Softmax::new()
+        .scale(scale)
+        .log(log)
+        .isa(v.isa)
+        .algorithm(v.algorithm)
+        .run(&xt, y, cols)
+        .unwrap();
+    assert!(
+        !y.iter().any(|&t| reference::same_bits(t, poison)),
+        "{}: an element was not written",
+        v.name
+    );
     if let Err(msg) = reference::softmax::check(&xr, y, cols, scale, log, v.algorithm, true) {
         panic!("{} log={log} scale={scale} cols={cols}: {msg}", v.name);
     }
@@ -30,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     let cols = 1 + (data[0] as usize % 97) * (1 + data[1] as usize % 3);
     let scale = [1.0f32, 0.5, -2.0, 0.0, 1e-3][data[2] as usize % 5];
     let offset = data[3] as usize % 4;
-    let mut x: Vec<f32> = data[4..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let mut x: Vec<f32> = data[4..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     let rows = x.len() / cols;
     if rows == 0 {
         return;
