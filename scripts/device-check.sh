@@ -15,7 +15,7 @@ build)
     rm -rf device-bin && mkdir -p device-bin
     cargo build --release --features cuda --bin report
     cp target/release/report device-bin/
-    cargo test --release --features cuda --test cuda_softmax --no-run 2>&1 | tee /tmp/tk-no-run.log
+    cargo test --release --features cuda --test cuda_softmax --test cuda_norm --no-run 2>&1 | tee /tmp/tk-no-run.log
     grep -o 'target/release/deps/cuda_[A-Za-z0-9_-]*' /tmp/tk-no-run.log | sort -u | while read -r bin; do
         cp "$bin" device-bin/
     done
@@ -38,15 +38,19 @@ run)
         done
         echo
         echo "## compute-sanitizer (memcheck, racecheck) on the CUDA tests"
-        for t in device-bin/cuda_softmax-*; do
+        for t in device-bin/cuda_softmax-* device-bin/cuda_norm-*; do
+            echo "### $(basename "$t")"
             compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --test-threads=1 2>&1 | tail -4 ||
                 echo "!!! memcheck reported errors"
-            compute-sanitizer --tool racecheck --error-exitcode 1 "$t" --test-threads=1 cuda_softmax_extremes 2>&1 |
-                tail -4 || echo "!!! racecheck reported errors"
         done
+        compute-sanitizer --tool racecheck --error-exitcode 1 device-bin/cuda_softmax-* --test-threads=1 cuda_softmax_extremes 2>&1 |
+            tail -4 || echo "!!! racecheck reported errors"
+        compute-sanitizer --tool racecheck --error-exitcode 1 device-bin/cuda_norm-* --test-threads=1 backward 2>&1 |
+            tail -4 || echo "!!! racecheck reported errors"
         echo
         device-bin/report --gpu-only || echo "!!! GPU report failed"
         python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch baseline failed"
+        python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
     } 2>&1 | tee "$out"
     ;;
 *)

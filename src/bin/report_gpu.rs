@@ -2,6 +2,9 @@
 //! LLM-shaped batches, timed with device synchronisation, against the
 //! device-to-device copy bandwidth measured in the same run.
 
+#[path = "report_gpu_norm.rs"]
+mod norm;
+
 use std::time::Instant;
 
 use cudarc::driver::{CudaContext, CudaStream};
@@ -23,7 +26,7 @@ fn median(mut t: Vec<f64>) -> f64 {
     t[t.len() / 2]
 }
 
-fn time_gpu(stream: &CudaStream, reps: usize, mut f: impl FnMut()) -> f64 {
+pub(crate) fn time_gpu(stream: &CudaStream, reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     stream.synchronize().unwrap();
     median(
@@ -95,4 +98,5 @@ pub fn report() {
     run::<f32>(&stream, &k, copy_bw);
     run::<f16>(&stream, &k, copy_bw);
     run::<bf16>(&stream, &k, copy_bw);
+    norm::report(&stream, &k, copy_bw);
 }

@@ -1,0 +1,135 @@
+//! GPU norm table (feature `cuda`): LayerNorm, RMSNorm and fused residual +
+//! RMSNorm forward for d from 1024 to 8192 (and the backward), against the
+//! device copy bandwidth measured in the same run. The bar: 90% of
+//! copy bandwidth; scripts/torch_norm_bench.py measures PyTorch on the same
+//! shapes in the same device run.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+use half::{bf16, f16};
+use transformer_kernels::cuda::{
+    CudaElement, DeviceNormBackward, DeviceNormForward, DeviceWeights, Kernels, NormShape,
+};
+use transformer_kernels::norm::Norm;
+
+use super::time_gpu;
+
+/// (rows, d): a batch of 16384 tokens at the hidden sizes of common models.
+const SHAPES: [(usize, usize); 4] = [(16384, 1024), (16384, 2048), (16384, 4096), (16384, 8192)];
+
+fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+    for (rows, d) in SHAPES {
+        let n = rows * d;
+        let es = std::mem::size_of::<T>();
+        let host: Vec<T> = (0..n)
+            .map(|i| T::from_f32((i % 1000) as f32 * 0.01 - 3.0))
+            .collect();
+        let x = s.clone_htod(&host).unwrap();
+        let mut r = s.clone_htod(&host).unwrap();
+        let mut y = s.clone_htod(&host).unwrap();
+        let mut dx = s.clone_htod(&host).unwrap();
+        let g = s.clone_htod(&vec![1.0f32; d]).unwrap();
+        let b = s.clone_htod(&vec![0.0f32; d]).unwrap();
+        let mut mean = s.alloc_zeros::<f32>(rows).unwrap();
+        let mut rstd = s.alloc_zeros::<f32>(rows).unwrap();
+        let mut dg = s.alloc_zeros::<f32>(d).unwrap();
+        let mut db = s.alloc_zeros::<f32>(d).unwrap();
+        let mut ws = s
+            .alloc_zeros::<f32>(Kernels::norm_backward_workspace_len(rows, d))
+            .unwrap();
+        let (ln, rms) = (Norm::layer_norm(), Norm::rms_norm());
+        let row = |op: &str, bytes: usize, t: f64| {
+            println!(
+                "| {op} | {} | {rows} x {d} | {:?} | {:.0} | {:.0}% |",
+                T::DTYPE.name(),
+                NormShape::for_cols(d),
+                bytes as f64 / t / 1e9,
+                100.0 * bytes as f64 / t / copy_bw
+            );
+        };
+        let t = time_gpu(s, 20, || {
+            let (xv, gv, bv, mut yv) = (x.as_view(), g.as_view(), b.as_view(), y.as_view_mut());
+            let mut c = DeviceNormForward::new(&xv);
+            c.y = Some(&mut yv);
+            c.gamma = Some(DeviceWeights::F32(&gv));
+            c.beta = Some(DeviceWeights::F32(&bv));
+            k.norm_forward(s, &ln, d, c).unwrap()
+        });
+        row("layernorm", 2 * n * es, t);
+        let t = time_gpu(s, 20, || {
+            let (xv, gv, mut yv) = (x.as_view(), g.as_view(), y.as_view_mut());
+            let mut c = DeviceNormForward::new(&xv);
+            c.y = Some(&mut yv);
+            c.gamma = Some(DeviceWeights::F32(&gv));
+            k.norm_forward(s, &rms, d, c).unwrap()
+        });
+        row("rmsnorm", 2 * n * es, t);
+        let t = time_gpu(s, 20, || {
+            let (xv, gv, mut rv, mut yv) =
+                (x.as_view(), g.as_view(), r.as_view_mut(), y.as_view_mut());
+            let mut c = DeviceNormForward::new(&xv);
+            c.residual = Some(&mut rv);
+            c.y = Some(&mut yv);
+            c.gamma = Some(DeviceWeights::F32(&gv));
+            k.norm_forward(s, &rms, d, c).unwrap()
+        });
+        row("residual+rmsnorm", 4 * n * es, t);
+        {
+            let (xv, mut yv, mut mv, mut vv) = (
+                x.as_view(),
+                y.as_view_mut(),
+                mean.as_view_mut(),
+                rstd.as_view_mut(),
+            );
+            let mut c = DeviceNormForward::new(&xv);
+            c.y = Some(&mut yv);
+            c.stats = Some((&mut mv, &mut vv));
+            k.norm_forward(s, &ln, d, c).unwrap();
+        }
+        let t = time_gpu(s, 20, || {
+            let (xv, yv, mv, vv, gv) = (
+                x.as_view(),
+                y.as_view(),
+                mean.as_view(),
+                rstd.as_view(),
+                g.as_view(),
+            );
+            let (mut dxv, mut dgv, mut dbv, mut wsv) = (
+                dx.as_view_mut(),
+                dg.as_view_mut(),
+                db.as_view_mut(),
+                ws.as_view_mut(),
+            );
+            k.norm_backward(
+                s,
+                &ln,
+                d,
+                DeviceNormBackward {
+                    dy: &yv,
+                    h: &xv,
+                    mean: &mv,
+                    rstd: &vv,
+                    dx: &mut dxv,
+                    dh: None,
+                    gamma: Some(DeviceWeights::F32(&gv)),
+                    dgamma: Some(&mut dgv),
+                    dbeta: Some(&mut dbv),
+                    workspace: Some(&mut wsv),
+                },
+            )
+            .unwrap()
+        });
+        row("layernorm backward", 3 * n * es, t);
+    }
+}
+
+pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+    println!("\n### norms (bytes: each tensor read or written once)\n");
+    println!(
+        "| op | dtype | rows x d | kernel shape | GB/s | of copy bw |\n|---|---|---|---|---:|---:|"
+    );
+    run::<f32>(s, k, copy_bw);
+    run::<bf16>(s, k, copy_bw);
+    run::<f16>(s, k, copy_bw);
+}
