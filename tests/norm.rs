@@ -278,6 +278,25 @@ fn nontemporal_matches_regular_stores() {
             };
             if v.dtype == Dtype::F32 {
                 assert_eq!(run(true), run(false), "{} off {off}", v.name);
+                // the backward's dx too
+                let (mut m, mut rs) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+                let mut y = vec![0.0f32; x.len()];
+                let n = Norm::layer_norm().isa(v.isa);
+                n.forward(&x, cols)
+                    .output(&mut y)
+                    .stats(&mut m, &mut rs)
+                    .run()
+                    .unwrap();
+                let grad = |nt: bool| {
+                    let mut dx = vec![0.0f32; off + x.len()];
+                    n.nontemporal(nt)
+                        .backward(&r, &x, &m, &rs, cols)
+                        .dx(&mut dx[off..])
+                        .run()
+                        .unwrap();
+                    dx
+                };
+                assert_eq!(grad(true), grad(false), "{} backward off {off}", v.name);
             }
         }
     }

@@ -127,7 +127,7 @@ typedef enum tk_norm_kind {
 #define TK_NORM_CRMS 1u        /* RMSNorm on rows that store d - 1 coordinates of a zero-mean
                                 * d-vector: mean(h^2) includes the implied last one, -sum(h) */
 #define TK_NORM_PARAMS_F32 2u  /* gamma and beta are f32 (else the I/O dtype) */
-#define TK_NORM_NONTEMPORAL 4u /* streaming stores for y and h (forward only) */
+#define TK_NORM_NONTEMPORAL 4u /* streaming stores for y and h (forward), dx (backward) */
 
 /*
  * Row-wise normalisation of a row-major [rows, cols] buffer:

@@ -669,8 +669,12 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
                 }
             }
         }
-        let flags = n.check::<T>(cols)?;
+        let mut flags = n.check::<T>(cols)?;
         let variant = n.plan::<T>()?;
+        let dx_bytes = rows.len()?.saturating_mul(std::mem::size_of::<T>());
+        if n.nontemporal.unwrap_or(dx_bytes >= NONTEMPORAL_MIN_BYTES) {
+            flags |= ffi::TK_NORM_NONTEMPORAL;
+        }
         let wants = self.dgamma.is_some() || self.dbeta.is_some();
         let mut owned = Vec::new();
         let ws: &mut [f64] = match self.workspace {
