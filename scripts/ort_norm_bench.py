@@ -7,8 +7,9 @@ same-machine comparison with the report's norm section
 
 Inputs and outputs are bound once (io_binding), so only the kernel is timed.
 Prints one markdown line per operator: GB/s of the bytes it must move
-(LayerNorm, RMSNorm: input + output; skip + RMSNorm: input, skip, output and
-the sum, 16 bytes per element), median of the repetitions.
+(LayerNorm, RMSNorm: input + output; Add: two inputs and the sum; skip +
+RMSNorm: input, skip, output and the sum, 16 bytes per element), median of the
+repetitions.
 """
 import sys
 import time
@@ -55,6 +56,10 @@ cases = [
      session(helper.make_node("SimplifiedLayerNormalization", ["x", "g"], ["y"], axis=-1, epsilon=1e-6),
              [vi("x", [rows, d]), vi("g", [d])], [vi("y", [rows, d])], onnx_op),
      {"x": x, "g": gamma}, ["y"]),
+    ("Add (the first half of the unfused pair)", 12,
+     session(helper.make_node("Add", ["x", "s"], ["h"]),
+             [vi("x", [rows, d]), vi("s", [rows, d])], [vi("h", [rows, d])], onnx_op),
+     {"x": x, "s": skip}, ["h"]),
     ("SkipSimplifiedLayerNormalization (skip + RMSNorm)", 16,
      session(helper.make_node("SkipSimplifiedLayerNormalization", ["x", "s", "g"], ["y", "", "", "h"],
                               domain="com.microsoft", epsilon=1e-6),
