@@ -56,6 +56,25 @@ struct RowStats {
     float hi, lo, rstd;
 };
 
+// LayerNorm statistics from the sums centred on hi: c1 = sum (h - hi),
+// c2 = sum (h - hi)^2 over n elements.
+__device__ __forceinline__ RowStats layernorm_stats(float hi, float c1, float c2, float n, float eps) {
+    RowStats s;
+    s.hi = hi;
+    s.lo = c1 / n;
+    s.rstd = 1.0f / sqrtf(fmaxf(c2 / n - s.lo * s.lo, 0.0f) + eps);
+    return s;
+}
+
+// RMSNorm statistics from s1 = sum h and q = sum h^2 (CRMS: the implied
+// last coordinate -s1 joins the mean of squares).
+__device__ __forceinline__ RowStats rms_stats(float s1, float q, float n, int crms, float eps) {
+    RowStats s = {0.0f, 0.0f, 1.0f};
+    if (crms) q = fmaf(s1, s1, q);
+    s.rstd = 1.0f / sqrtf(q / (crms ? n + 1.0f : n) + eps);
+    return s;
+}
+
 // y for one element; hi/lo/rstd are 0/0/1 for the per-channel kind.
 __device__ __forceinline__ float norm_y(float h, const RowStats &s, float g, float b, float os) {
     return fmaf((h - s.hi - s.lo) * s.rstd, g, b) * os;
@@ -86,20 +105,12 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
             c1 += d;
             c2 = fmaf(d, d, c2);
         }
-        c1 = GroupReduce<GROUP>::sum(c1);
-        c2 = GroupReduce<GROUP>::sum(c2);
-        s.lo = c1 / n;
-        s.rstd = 1.0f / sqrtf(fmaxf(c2 / n - s.lo * s.lo, 0.0f) + a.eps);
-    } else {
-        float q = 0.0f;
-#pragma unroll
-        for (int i = 0; i < ITEMS; i++) q = col_of<GROUP, V>(i, lane) < a.cols ? fmaf(v[i], v[i], q) : q;
-        q = GroupReduce<GROUP>::sum(q);
-        const float d = a.crms ? n + 1.0f : n;
-        if (a.crms) q = fmaf(s1, s1, q);
-        s.rstd = 1.0f / sqrtf(q / d + a.eps);
+        return layernorm_stats(s.hi, GroupReduce<GROUP>::sum(c1), GroupReduce<GROUP>::sum(c2), n, a.eps);
     }
-    return s;
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < ITEMS; i++) q = col_of<GROUP, V>(i, lane) < a.cols ? fmaf(v[i], v[i], q) : q;
+    return rms_stats(s1, GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
 }
 
 template <typename T, int GROUP, int ITEMS>
@@ -219,14 +230,9 @@ template <typename T, int GROUP> __device__ void norm_forward_stream(NormPtrs p,
                 c1 += d;
                 c2 = fmaf(d, d, c2);
             }
-            c1 = GroupReduce<GROUP>::sum(c1);
-            c2 = GroupReduce<GROUP>::sum(c2);
-            s.lo = c1 / n;
-            s.rstd = 1.0f / sqrtf(fmaxf(c2 / n - s.lo * s.lo, 0.0f) + a.eps);
+            s = layernorm_stats(s.hi, GroupReduce<GROUP>::sum(c1), GroupReduce<GROUP>::sum(c2), n, a.eps);
         } else {
-            q = GroupReduce<GROUP>::sum(q);
-            if (a.crms) q = fmaf(s1, s1, q);
-            s.rstd = 1.0f / sqrtf(q / (a.crms ? n + 1.0f : n) + a.eps);
+            s = rms_stats(s1, GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
         }
     }
     if (threadIdx.x == 0 && p.mean) p.mean[blockIdx.x] = s.hi;

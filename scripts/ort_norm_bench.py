@@ -12,31 +12,19 @@ RMSNorm: input, skip, output and the sum, 16 bytes per element), median of the
 repetitions.
 """
 import sys
-import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
+from ort_timing import median_bound_s, session
 
 rows = int(sys.argv[1]) if len(sys.argv) > 1 else 16384
 d = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
 reps = int(sys.argv[3]) if len(sys.argv) > 3 else 9
-F = TensorProto.FLOAT
-
-
-def session(node, inputs, outputs, opsets):
-    graph = helper.make_graph([node], "g", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=opsets)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 def vi(name, shape):
-    return helper.make_tensor_value_info(name, F, shape)
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
 rng = np.random.default_rng(1)
@@ -46,45 +34,27 @@ gamma = rng.random(d, dtype=np.float32)
 beta = rng.random(d, dtype=np.float32)
 onnx_op = [helper.make_opsetid("", 17)]
 ms_op = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+xs, vs = [vi("x", [rows, d]), vi("s", [rows, d])], [vi("g", [d]), vi("b", [d])]
 
+# (name, bytes per element, nodes, inputs, outputs, opsets, feeds)
 cases = [
     ("LayerNormalization", 8,
-     session(helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5),
-             [vi("x", [rows, d]), vi("g", [d]), vi("b", [d])], [vi("y", [rows, d])], onnx_op),
-     {"x": x, "g": gamma, "b": beta}, ["y"]),
+     [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+     [xs[0]] + vs, ["y"], onnx_op, {"x": x, "g": gamma, "b": beta}),
     ("SimplifiedLayerNormalization (RMSNorm)", 8,
-     session(helper.make_node("SimplifiedLayerNormalization", ["x", "g"], ["y"], axis=-1, epsilon=1e-6),
-             [vi("x", [rows, d]), vi("g", [d])], [vi("y", [rows, d])], onnx_op),
-     {"x": x, "g": gamma}, ["y"]),
+     [helper.make_node("SimplifiedLayerNormalization", ["x", "g"], ["y"], axis=-1, epsilon=1e-6)],
+     [xs[0], vs[0]], ["y"], onnx_op, {"x": x, "g": gamma}),
     ("Add (the first half of the unfused pair)", 12,
-     session(helper.make_node("Add", ["x", "s"], ["h"]),
-             [vi("x", [rows, d]), vi("s", [rows, d])], [vi("h", [rows, d])], onnx_op),
-     {"x": x, "s": skip}, ["h"]),
+     [helper.make_node("Add", ["x", "s"], ["h"])], xs, ["h"], onnx_op, {"x": x, "s": skip}),
     ("SkipSimplifiedLayerNormalization (skip + RMSNorm)", 16,
-     session(helper.make_node("SkipSimplifiedLayerNormalization", ["x", "s", "g"], ["y", "", "", "h"],
-                              domain="com.microsoft", epsilon=1e-6),
-             [vi("x", [rows, d]), vi("s", [rows, d]), vi("g", [d])],
-             [vi("y", [rows, d]), vi("h", [rows, d])], ms_op),
-     {"x": x, "s": skip, "g": gamma}, ["y", "h"]),
+     [helper.make_node("SkipSimplifiedLayerNormalization", ["x", "s", "g"], ["y", "", "", "h"],
+                       domain="com.microsoft", epsilon=1e-6)],
+     xs + [vs[0]], ["y", "h"], ms_op, {"x": x, "s": skip, "g": gamma}),
 ]
 
 print(f"onnxruntime {ort.__version__}, 1 thread, {rows} x {d} f32\n")
 print("| ONNX Runtime operator | GB/s | median ms |\n|---|---:|---:|")
-for name, bytes_per_elem, sess, feeds, outs in cases:
-    binding = sess.io_binding()
-    for k, v in feeds.items():
-        binding.bind_cpu_input(k, v)
-    keep = []
-    for o in outs:
-        buf = np.empty((rows, d), dtype=np.float32)
-        keep.append(buf)
-        binding.bind_output(o, "cpu", 0, np.float32, [rows, d], buf.ctypes.data)
-    sess.run_with_iobinding(binding)  # warm-up, page faults
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        sess.run_with_iobinding(binding)
-        times.append(time.perf_counter() - t)
-    times.sort()
-    med = times[len(times) // 2]
+for name, bytes_per_elem, nodes, inputs, outs, opsets, feeds in cases:
+    sess = session(nodes, inputs, [vi(o, [rows, d]) for o in outs], opsets)
+    med = median_bound_s(sess, feeds, {o: np.empty((rows, d), dtype=np.float32) for o in outs}, reps)
     print(f"| {name} | {bytes_per_elem * rows * d / med / 1e9:.2f} | {med * 1e3:.1f} |")

@@ -8,43 +8,25 @@ Input and output are bound once (io_binding), so only the kernel is timed.
 Prints GB/s of input + output, median of the repetitions.
 """
 import sys
-import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
+from ort_timing import median_bound_s, session
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 128 << 20
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 9
 
-graph = helper.make_graph(
+sess = session(
     [helper.make_node("Softmax", ["x"], ["y"], axis=-1)],
-    "softmax",
     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+    [helper.make_opsetid("", 13)],
 )
-model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-opts = ort.SessionOptions()
-opts.intra_op_num_threads = 1
-opts.inter_op_num_threads = 1
-opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
 rng = np.random.default_rng(1)
 x = (rng.random((1, n), dtype=np.float32) * 16 - 8).astype(np.float32)
 y = np.empty_like(x)
-binding = sess.io_binding()
-binding.bind_cpu_input("x", x)
-binding.bind_output("y", "cpu", 0, np.float32, list(y.shape), y.ctypes.data)
-sess.run_with_iobinding(binding)  # warm-up, page faults
-times = []
-for _ in range(reps):
-    t = time.perf_counter()
-    sess.run_with_iobinding(binding)
-    times.append(time.perf_counter() - t)
-times.sort()
-med = times[len(times) // 2]
+med = median_bound_s(sess, {"x": x}, {"y": y}, reps)
 print(f"onnxruntime {ort.__version__} Softmax f32, 1 thread, row of {n} ({n * 4 >> 20} MiB): "
       f"{2 * 4 * n / med / 1e9:.2f} GB/s (input+output), median {med * 1e3:.1f} ms of {reps}")
 # ONNX Runtime sums the row in f32: on long rows its outputs drift from 1 (reported, not asserted)

@@ -3,24 +3,11 @@ rms_norm (and the unfused residual add + rms_norm) on the same shapes and
 dtypes as src/bin/report_gpu_norm.rs, timed with CUDA events, median of 20."""
 import torch
 import torch.nn.functional as F
+from torch_timing import median_ms
 
 SHAPES = [(16384, 1024), (16384, 2048), (16384, 4096), (16384, 8192)]
 DTYPES = [("f32", torch.float32), ("bf16", torch.bfloat16), ("f16", torch.float16)]
 
-
-def median_ms(fn, reps=20):
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
 
 
 print(f"\n## PyTorch {torch.__version__} norms on {torch.cuda.get_device_name()}\n")

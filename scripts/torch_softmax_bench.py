@@ -1,24 +1,11 @@
 """PyTorch baseline for the GPU softmax table: torch.softmax on the same shapes
 and dtypes as src/bin/report_gpu.rs, timed with CUDA events, median of 20."""
 import torch
+from torch_timing import median_ms
 
 SHAPES = [(65536, 128), (16384, 1024), (4096, 32000), (1024, 131072), (256, 262144)]
 DTYPES = [("f32", torch.float32), ("f16", torch.float16), ("bf16", torch.bfloat16)]
 
-
-def median_ms(fn, reps=20):
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
 
 
 print(f"\n## PyTorch {torch.__version__} torch.softmax on {torch.cuda.get_device_name()}\n")

@@ -2,6 +2,19 @@
 
 use crate::error::{Error, Result};
 
+/// Requires a buffer (`what`) to hold exactly `expected` elements.
+pub fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
 /// A row-major `[rows, cols]` matrix held in a contiguous slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rows {

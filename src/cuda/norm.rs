@@ -14,7 +14,7 @@ use super::{CudaElement, Kernels, cuda_err};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::norm::{Kind, Norm};
-use crate::shape::Rows;
+use crate::shape::{Rows, expect_len};
 
 /// A forward kernel shape: `Rows { group, items }` holds a row in registers of
 /// `group` threads (`items` elements each); `Stream` sweeps rows of any length.
@@ -304,13 +304,7 @@ fn check_weights<T>(
     let mut f32s = None;
     for (what, w) in [("norm gamma", gamma), ("norm beta", beta)] {
         if let Some(w) = w {
-            if w.len() != cols {
-                return Err(Error::LengthMismatch {
-                    what,
-                    expected: cols,
-                    actual: w.len(),
-                });
-            }
+            expect_len(what, cols, w.len())?;
             if f32s.is_some_and(|f| f != w.is_f32()) {
                 return Err(Error::InvalidArgument {
                     what: "norm gamma and beta",
@@ -514,13 +508,7 @@ impl Kernels {
         let wants = call.dgamma.is_some() || call.dbeta.is_some();
         for (what, g) in [("norm dgamma", &call.dgamma), ("norm dbeta", &call.dbeta)] {
             if let Some(g) = g {
-                if g.len() != cols {
-                    return Err(Error::LengthMismatch {
-                        what,
-                        expected: cols,
-                        actual: g.len(),
-                    });
-                }
+                expect_len(what, cols, g.len())?;
             }
         }
         let ws_len = Kernels::norm_backward_workspace_len(rows.rows, cols);

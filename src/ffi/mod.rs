@@ -11,3 +11,24 @@
 #![allow(clippy::all)]
 
 include!("bindings.rs");
+
+/// A variant table the C side defines (`tk_<family>_variants` and its count).
+///
+/// # Safety
+/// `first` must point to `count` initialised entries that live for the whole
+/// program (the C tables are static arrays).
+pub(crate) unsafe fn static_table<E>(first: *const E, count: usize) -> &'static [E] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(first, count) }
+}
+
+/// A variant's name from the C table: a static NUL-terminated ASCII literal.
+///
+/// # Safety
+/// `name` must point to a NUL-terminated string that lives for the whole program.
+pub(crate) unsafe fn static_name(name: *const std::ffi::c_char) -> &'static str {
+    // SAFETY: the caller's contract.
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_str()
+        .unwrap_or("?")
+}

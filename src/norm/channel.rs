@@ -4,6 +4,7 @@
 //! folded into an adjacent linear layer so that it costs nothing at all.
 
 use crate::error::{Error, Result};
+use crate::shape::expect_len;
 
 /// `y[j] = x[j] * scale[j] + shift[j]` for every row.
 ///
@@ -28,18 +29,6 @@ use crate::error::{Error, Result};
 pub struct ChannelAffine {
     pub scale: Vec<f32>,
     pub shift: Vec<f32>,
-}
-
-fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::LengthMismatch {
-            what,
-            expected,
-            actual,
-        })
-    }
 }
 
 impl ChannelAffine {
@@ -79,9 +68,9 @@ impl ChannelAffine {
                 what: "channel statistics",
             });
         }
-        check_len("channel mean", d, mean.map_or(d, |m| m.len()))?;
-        check_len("channel gamma", d, gamma.map_or(d, |g| g.len()))?;
-        check_len("channel beta", d, beta.map_or(d, |b| b.len()))?;
+        expect_len("channel mean", d, mean.map_or(d, |m| m.len()))?;
+        expect_len("channel gamma", d, gamma.map_or(d, |g| g.len()))?;
+        expect_len("channel beta", d, beta.map_or(d, |b| b.len()))?;
         if !(eps >= 0.0 && eps.is_finite())
             || var.iter().any(|v| (*v + eps).is_nan() || *v + eps <= 0.0)
         {
@@ -115,7 +104,7 @@ impl ChannelAffine {
     pub fn fold_into_next(&self, w: &mut [f32], bias: &mut [f32]) -> Result<()> {
         let d = self.len();
         let out = bias.len();
-        check_len("fold_into_next weight [out, d]", out * d, w.len())?;
+        expect_len("fold_into_next weight [out, d]", out * d, w.len())?;
         for (row, c) in w.chunks_exact_mut(d).zip(bias.iter_mut()) {
             let mut acc = *c as f64;
             for (j, wv) in row.iter_mut().enumerate() {
@@ -132,7 +121,7 @@ impl ChannelAffine {
     /// scaled by `scale[j]`, and `shift[j]` is added to `c[j]`.
     pub fn fold_into_previous(&self, w: &mut [f32], bias: &mut [f32]) -> Result<()> {
         let d = self.len();
-        check_len("fold_into_previous bias", d, bias.len())?;
+        expect_len("fold_into_previous bias", d, bias.len())?;
         if w.len() % d != 0 {
             return Err(Error::LengthNotMultiple {
                 what: "fold_into_previous weight [d, in]",

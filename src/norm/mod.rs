@@ -76,7 +76,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::shape::Rows;
+use crate::shape::{Rows, expect_len};
 
 /// Which statistics normalise a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -311,13 +311,7 @@ impl<'a> Norm<'a> {
         let mut dtype = None;
         for (what, w) in [("norm gamma", self.gamma), ("norm beta", self.beta)] {
             if let Some(w) = w {
-                if w.len() != cols {
-                    return Err(Error::LengthMismatch {
-                        what,
-                        expected: cols,
-                        actual: w.len(),
-                    });
-                }
+                expect_len(what, cols, w.len())?;
                 if w.dtype() != Dtype::F32 && w.dtype() != T::DTYPE {
                     return Err(invalid(what, "must be f32 or the dtype of the data"));
                 }
@@ -660,13 +654,7 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
             ("norm dbeta", self.dbeta.as_deref()),
         ] {
             if let Some(g) = g {
-                if g.len() != cols {
-                    return Err(Error::LengthMismatch {
-                        what,
-                        expected: cols,
-                        actual: g.len(),
-                    });
-                }
+                expect_len(what, cols, g.len())?;
             }
         }
         let mut flags = n.check::<T>(cols)?;

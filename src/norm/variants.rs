@@ -23,18 +23,16 @@ pub fn variants() -> &'static [Variant] {
     static TABLE: OnceLock<Vec<Variant>> = OnceLock::new();
     TABLE.get_or_init(|| {
         // SAFETY: the C side defines `tk_norm_variants` as a static array of
-        // exactly `tk_norm_variant_count` initialised entries that live for
-        // the whole program; names are static NUL-terminated ASCII literals.
+        // exactly `tk_norm_variant_count` initialised entries; names are
+        // static NUL-terminated literals.
         let table = unsafe {
-            std::slice::from_raw_parts(ffi::tk_norm_variants.as_ptr(), ffi::tk_norm_variant_count)
+            ffi::static_table(ffi::tk_norm_variants.as_ptr(), ffi::tk_norm_variant_count)
         };
         table
             .iter()
             .map(|v| Variant {
                 // SAFETY: see above.
-                name: unsafe { std::ffi::CStr::from_ptr(v.name) }
-                    .to_str()
-                    .unwrap_or("?"),
+                name: unsafe { ffi::static_name(v.name) },
                 dtype: Dtype::from_ffi(v.dtype),
                 isa: Isa::from_ffi(v.isa),
                 forward: v.forward.expect("C norm table holds a null forward"),

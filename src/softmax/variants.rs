@@ -26,10 +26,10 @@ pub fn variants() -> &'static [Variant] {
     static TABLE: OnceLock<Vec<Variant>> = OnceLock::new();
     TABLE.get_or_init(|| {
         // SAFETY: the C side defines `tk_softmax_variants` as a static array of
-        // exactly `tk_softmax_variant_count` initialised entries that live for
-        // the whole program; names are static NUL-terminated literals.
+        // exactly `tk_softmax_variant_count` initialised entries; names are
+        // static NUL-terminated literals.
         let table = unsafe {
-            std::slice::from_raw_parts(
+            ffi::static_table(
                 ffi::tk_softmax_variants.as_ptr(),
                 ffi::tk_softmax_variant_count,
             )
@@ -37,10 +37,8 @@ pub fn variants() -> &'static [Variant] {
         table
             .iter()
             .map(|v| Variant {
-                // SAFETY: see above; the literal is ASCII.
-                name: unsafe { std::ffi::CStr::from_ptr(v.name) }
-                    .to_str()
-                    .unwrap_or("?"),
+                // SAFETY: see above.
+                name: unsafe { ffi::static_name(v.name) },
                 dtype: Dtype::from_ffi(v.dtype),
                 isa: Isa::from_ffi(v.isa),
                 algorithm: Algorithm::from_ffi(v.algo),
