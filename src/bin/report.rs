@@ -33,6 +33,7 @@ struct Args {
     accuracy: bool,
     family: Option<String>,
     ort: Option<String>,
+    onednn: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +47,7 @@ fn parse_args() -> Args {
         accuracy: false,
         family: None,
         ort: None,
+        onednn: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -58,6 +60,9 @@ fn parse_args() -> Args {
             "--filter" => args.filter = Some(it.next().expect("--filter needs a string")),
             "--family" => args.family = Some(it.next().expect("--family needs softmax or norm")),
             "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
+            "--onednn" => {
+                args.onednn = Some(it.next().expect("--onednn needs the built oneDNN bench"))
+            }
             "--sizes" => {
                 let list = it
                     .next()
@@ -70,7 +75,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON]"
+                    "usage: report [--quick] [--family softmax|norm] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN]"
                 );
                 std::process::exit(0);
             }
@@ -468,7 +473,11 @@ fn main() {
         summary(&records);
     }
     let norm_records = if wants("norm") {
-        report_norm::report(args.quick, args.filter.as_deref(), args.ort.as_deref())
+        let peers = report_norm::Peers {
+            ort_python: args.ort.as_deref(),
+            onednn_bin: args.onednn.as_deref(),
+        };
+        report_norm::report(args.quick, args.filter.as_deref(), &peers)
     } else {
         Vec::new()
     };

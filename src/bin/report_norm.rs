@@ -4,8 +4,9 @@
 //! measured on the same buffers in the same interleaved rounds, and the fused
 //! residual + norm against the unfused pair (add, then norm) in the same run.
 //! With `--ort PYTHON`, ONNX Runtime's single-thread LayerNormalization,
-//! SimplifiedLayerNormalization (RMSNorm) and SkipSimplifiedLayerNormalization
-//! run on the same shape between two measurements of ours.
+//! SimplifiedLayerNormalization (RMSNorm), Add and SkipSimplifiedLayerNormalization,
+//! and with `--onednn BIN` oneDNN's LayerNorm, run on the same shape between two
+//! measurements of ours.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -303,27 +304,30 @@ fn measure<T: Element>(
     }
 }
 
-/// ONNX Runtime's numbers on the same shape, from scripts/ort_norm_bench.py.
-fn ort(python: &str, rows: usize, cols: usize) -> Option<String> {
-    let out = std::process::Command::new(python)
-        .args([
-            "scripts/ort_norm_bench.py",
-            &rows.to_string(),
-            &cols.to_string(),
-        ])
+/// Where the peers' programs are (report flags `--ort PYTHON`, `--onednn BIN`).
+#[derive(Default)]
+pub struct Peers<'a> {
+    /// A Python with onnxruntime, onnx and numpy: runs scripts/ort_norm_bench.py.
+    pub ort_python: Option<&'a str>,
+    /// scripts/onednn_layernorm_bench.c built (see its header).
+    pub onednn_bin: Option<&'a str>,
+}
+
+/// A peer's markdown output on the same shape, single-threaded.
+fn peer(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("OMP_NUM_THREADS", "1")
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!(
-            "ort_norm_bench.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        eprintln!("{program} failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub fn report(quick: bool, filter: Option<&str>, ort_python: Option<&str>) -> Vec<NormRecord> {
+pub fn report(quick: bool, filter: Option<&str>, peers: &Peers) -> Vec<NormRecord> {
     let shapes: &[(usize, usize)] = if quick {
         &[(512, 4096), (64, 1024)]
     } else {
@@ -333,16 +337,20 @@ pub fn report(quick: bool, filter: Option<&str>, ort_python: Option<&str>) -> Ve
     let mut records = Vec::new();
     for &(rows, cols) in shapes {
         measure::<f32>(rows, cols, filter, budget, &mut records);
-        if rows * cols >= 1 << 26 {
-            if let Some(py) = ort_python {
-                if let Some(text) = ort(py, rows, cols) {
-                    println!(
-                        "\n### ONNX Runtime on {rows} x {cols} f32, between two runs of ours\n\n{text}"
-                    );
-                }
-                // ours again after the peer, so drift shows up in the table
-                measure::<f32>(rows, cols, Some("avx512"), budget, &mut records);
+        if rows * cols >= 1 << 26 && (peers.ort_python.is_some() || peers.onednn_bin.is_some()) {
+            let (r, c) = (rows.to_string(), cols.to_string());
+            println!("\n### peers on {rows} x {cols} f32, one thread, between two runs of ours\n");
+            if let Some(text) = peers
+                .ort_python
+                .and_then(|py| peer(py, &["scripts/ort_norm_bench.py", &r, &c]))
+            {
+                println!("{text}");
             }
+            if let Some(text) = peers.onednn_bin.and_then(|bin| peer(bin, &[&r, &c])) {
+                println!("| oneDNN primitive | GB/s | median ms |\n|---|---:|---:|\n{text}");
+            }
+            // ours again after the peers, so drift shows up in the table
+            measure::<f32>(rows, cols, Some("avx512"), budget, &mut records);
         }
         measure::<f16>(rows, cols, filter, budget, &mut records);
         measure::<bf16>(rows, cols, filter, budget, &mut records);
