@@ -177,6 +177,44 @@ fn large_mean_small_spread() {
     }
 }
 
+/// LayerNorm rows whose mean jumps between 2048-element summation blocks or
+/// drifts along the row (the blocks' Chan merge), against the reference.
+#[test]
+fn layernorm_blocks_with_moving_means() {
+    let cols = 3 * 2048 + 77;
+    let base = uniform_values(61, 2 * cols, 1.0);
+    let jump: Vec<f32> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + if i % cols >= 2048 { 1e3 } else { 0.0 })
+        .collect();
+    let drift: Vec<f32> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + (i % cols) as f32 * 1e-3)
+        .collect();
+    for x in [jump, drift, base] {
+        let case = Case {
+            x,
+            ..make_case(
+                2,
+                Kind::LayerNorm,
+                false,
+                2,
+                cols,
+                1.0,
+                0.0,
+                0,
+                3,
+                1.0,
+                3,
+                false,
+            )
+        };
+        forward_all(&case);
+    }
+}
+
 /// Zero rows: LayerNorm/RMSNorm give beta (finite), int8 gives scale 0, q 0.
 #[test]
 fn zero_rows_and_extremes() {
