@@ -178,8 +178,9 @@ __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormP
 #pragma unroll
             for (int k = 0; k < V; k++) {
                 const int j = (c * GROUP + lane) * V + k;
+                // a row with NaN or inf writes q = 0 (fmaxf would turn NaN * 0 into -127)
                 if (j < a.cols)
-                    p.q[off + j] = (int8_t)(int)rintf(fminf(fmaxf(h[c * V + k] * inv, -127.0f), 127.0f));
+                    p.q[off + j] = bad ? 0 : (int8_t)(int)rintf(fminf(fmaxf(h[c * V + k] * inv, -127.0f), 127.0f));
             }
         }
     }

@@ -421,3 +421,32 @@ fn errors_enqueue_nothing() {
     let y: Vec<f32> = s.clone_dtoh(&yd).unwrap();
     assert!(y.iter().all(|&v| v == 0.0));
 }
+
+/// A row holding NaN or inf: y NaN, int8 scale NaN and q 0, other rows
+/// untouched (both the register and the streaming shapes).
+#[test]
+fn non_finite_rows_int8() {
+    let Some((s, k)) = gpu() else { return };
+    for cols in [100usize, 40000] {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut x = uniform_values(5, 3 * cols, 1.0);
+            x[cols + 7] = bad;
+            let xd = s.clone_htod(&x).unwrap();
+            let mut qd = s.clone_htod(&vec![1i8; x.len()]).unwrap();
+            let mut sd = s.alloc_zeros::<f32>(3).unwrap();
+            let xv = xd.as_view();
+            let (mut qv, mut sv) = (qd.as_view_mut(), sd.as_view_mut());
+            let mut call = DeviceNormForward::new(&xv);
+            call.q = Some((&mut qv, &mut sv));
+            k.norm_forward(&s, &Norm::layer_norm(), cols, call).unwrap();
+            let q: Vec<i8> = s.clone_dtoh(&qd).unwrap();
+            let sc: Vec<f32> = s.clone_dtoh(&sd).unwrap();
+            assert!(
+                sc[1].is_nan() && q[cols..2 * cols].iter().all(|&v| v == 0),
+                "cols {cols}"
+            );
+            assert!(sc[0].is_finite() && sc[2].is_finite());
+            assert!(q[..cols].iter().any(|&v| v.unsigned_abs() == 127));
+        }
+    }
+}
