@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use half::{bf16, f16};
-use transformer_kernels::norm::{self, Norm};
+use transformer_kernels::norm::{self, ChannelAffine, Norm};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::{Dtype, Element, Isa};
 
@@ -33,10 +33,17 @@ enum Op {
     RmsNormInt8,
     LayerNormBackward,
     RmsNormBackward,
+    /// RMSNorm backward with the residual stream's gradient added (dy, h, dh in; dx out).
+    ResidualRmsNormBackward,
+    /// The paper variants, each an option of the same kernels.
+    CrmsNorm,
+    SrmsNorm,
+    ScaledLayerNorm,
+    Channel,
 }
 
 impl Op {
-    const KERNELS: [Op; 9] = [
+    const KERNELS: [Op; 14] = [
         Op::LayerNorm,
         Op::RmsNorm,
         Op::Add,
@@ -46,6 +53,11 @@ impl Op {
         Op::RmsNormInt8,
         Op::LayerNormBackward,
         Op::RmsNormBackward,
+        Op::ResidualRmsNormBackward,
+        Op::CrmsNorm,
+        Op::SrmsNorm,
+        Op::ScaledLayerNorm,
+        Op::Channel,
     ];
 
     fn name(self) -> &'static str {
@@ -60,6 +72,11 @@ impl Op {
             Op::RmsNormInt8 => "rmsnorm->int8",
             Op::LayerNormBackward => "layernorm backward",
             Op::RmsNormBackward => "rmsnorm backward",
+            Op::ResidualRmsNormBackward => "residual+rmsnorm backward",
+            Op::CrmsNorm => "crmsnorm",
+            Op::SrmsNorm => "srmsnorm",
+            Op::ScaledLayerNorm => "layernorm/sqrt(layer)",
+            Op::Channel => "batchnorm (frozen)",
         }
     }
 
@@ -67,6 +84,8 @@ impl Op {
     fn bytes(self, n: usize, rows: usize, es: usize) -> usize {
         match self {
             Op::Copy | Op::LayerNorm | Op::RmsNorm | Op::RmsNormOfH => 2 * n * es,
+            Op::CrmsNorm | Op::SrmsNorm | Op::ScaledLayerNorm | Op::Channel => 2 * n * es,
+            Op::ResidualRmsNormBackward => 4 * n * es,
             Op::Add => 3 * n * es,
             Op::ResidualRmsNorm | Op::ResidualLayerNorm => 4 * n * es,
             Op::RmsNormInt8 => n * es + n + 4 * rows,
@@ -90,6 +109,7 @@ struct Bufs<T> {
     ws: Vec<f64>,
     gamma: Vec<f32>,
     beta: Vec<f32>,
+    affine: ChannelAffine,
 }
 
 fn values<T: Element>(seed: u64, n: usize, amp: f32, offset: f32) -> Vec<T> {
@@ -117,6 +137,14 @@ impl<T: Element> Bufs<T> {
             ws: vec![0.0; 2 * cols],
             gamma: uniform_values(3, cols, 1.0),
             beta: uniform_values(4, cols, 0.5),
+            affine: ChannelAffine::batch_norm(
+                &uniform_values(5, cols, 1.0),
+                &vec![0.5; cols],
+                Some(&uniform_values(3, cols, 1.0)),
+                Some(&uniform_values(4, cols, 0.5)),
+                1e-5,
+            )
+            .unwrap(),
         };
         // statistics for the backward (and every output page touched once)
         let (x, mean, rstd) = (&b.x, &mut b.mean, &mut b.rstd);
@@ -164,16 +192,33 @@ impl<T: Element> Bufs<T> {
                 .quantized(&mut self.q, &mut self.scales)
                 .run()
                 .unwrap(),
-            Op::LayerNormBackward | Op::RmsNormBackward => {
+            Op::LayerNormBackward | Op::RmsNormBackward | Op::ResidualRmsNormBackward => {
                 let n = if op == Op::LayerNormBackward { ln } else { rms };
-                n.backward(&self.y, x, &self.mean, &self.rstd, cols)
+                let mut call = n
+                    .backward(&self.y, x, &self.mean, &self.rstd, cols)
                     .dx(&mut self.dx)
                     .dgamma(&mut self.dgamma)
                     .dbeta(&mut self.dbeta)
-                    .workspace(&mut self.ws)
-                    .run()
-                    .unwrap()
+                    .workspace(&mut self.ws);
+                if op == Op::ResidualRmsNormBackward {
+                    call = call.residual_grad(&self.r);
+                }
+                call.run().unwrap()
             }
+            Op::CrmsNorm => Norm::crms_norm()
+                .gamma(&self.gamma)
+                .isa(isa)
+                .run(x, &mut self.y, cols)
+                .unwrap(),
+            Op::SrmsNorm => Norm::srms_norm()
+                .isa(isa)
+                .run(x, &mut self.y, cols)
+                .unwrap(),
+            Op::ScaledLayerNorm => ln.layer_scale(12).run(x, &mut self.y, cols).unwrap(),
+            Op::Channel => Norm::channel(&self.affine)
+                .isa(isa)
+                .run(x, &mut self.y, cols)
+                .unwrap(),
         }
         black_box(&self.y);
     }
