@@ -293,6 +293,42 @@ fn inplace_equals_out_of_place() {
     }
 }
 
+/// Strided rows give the compact result and leave the gaps untouched; bad
+/// strides are refused before anything is written.
+#[test]
+fn strided_rows_match_compact() {
+    for v in norm::variants()
+        .iter()
+        .filter(|v| runnable(v) && v.dtype == Dtype::F32)
+    {
+        let (rows, cols, xs, ys) = (5, 300, 317, 301);
+        let x = uniform_values(71, (rows - 1) * xs + cols, 2.0);
+        let g = uniform_values(72, cols, 1.0);
+        let n = Norm::layer_norm().gamma(&g).isa(v.isa);
+        let mut y = vec![poison::<f32>(); (rows - 1) * ys + cols];
+        n.run_strided(&x, xs, &mut y, ys, rows, cols).unwrap();
+        for r in 0..rows {
+            let mut want = vec![0.0f32; cols];
+            n.run(&x[r * xs..r * xs + cols], &mut want, cols).unwrap();
+            assert_eq!(&y[r * ys..r * ys + cols], &want[..], "{} row {r}", v.name);
+            if r + 1 < rows {
+                assert!(
+                    y[r * ys + cols..(r + 1) * ys]
+                        .iter()
+                        .all(|e| same_bits(*e, poison::<f32>()))
+                );
+            }
+        }
+        let mut y2 = vec![poison::<f32>(); y.len()];
+        assert!(
+            n.run_strided(&x, cols - 1, &mut y2, ys, rows, cols)
+                .is_err()
+        );
+        assert!(n.run_strided(&x, xs, &mut y2[1..], ys, rows, cols).is_err());
+        assert!(y2.iter().all(|e| same_bits(*e, poison::<f32>())));
+    }
+}
+
 /// Streaming stores must not change a bit, whatever the alignment of y and h.
 #[test]
 fn nontemporal_matches_regular_stores() {

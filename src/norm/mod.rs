@@ -56,6 +56,10 @@
 //! Sums of squares are f32: rows need `|h| < 1e17` (f32 overflow). A row
 //! holding NaN or inf gives NaN statistics and a NaN row of y.
 //!
+//! Rows are compact (`run`, `run_inplace`, `forward`, `backward`) or a stride
+//! apart for padded or sliced matrices (`run_strided`; the gaps are neither
+//! read nor written).
+//!
 //! # Memory traffic
 //!
 //! x (and the residual) are read from memory once per call and y (and h)
@@ -76,7 +80,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::shape::{Rows, expect_len};
+use crate::shape::{Rows, StridedRows, expect_len};
 
 /// Which statistics normalise a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -346,6 +350,33 @@ impl<'a> Norm<'a> {
         self.forward(x, cols).output(y).run()
     }
 
+    /// y = norm(x) for `rows` rows of `cols` elements that start `x_stride`
+    /// (in `x`) and `y_stride` (in `y`) elements apart, as in a padded or
+    /// sliced matrix. Elements between rows are neither read nor written.
+    pub fn run_strided<T: Element>(
+        &self,
+        x: &[T],
+        x_stride: usize,
+        y: &mut [T],
+        y_stride: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let xs = StridedRows::new("norm strided input", x.len(), rows, cols, x_stride)?;
+        let ys = StridedRows::new("norm strided output", y.len(), rows, cols, y_stride)?;
+        let call = Call {
+            rows: Rows { rows, cols },
+            x_stride: Some(xs.stride),
+            y_stride: Some(ys.stride),
+            x: x.as_ptr(),
+            y: y.as_mut_ptr(),
+            ..Call::empty()
+        };
+        // SAFETY: StridedRows checked that every row lies within its buffer
+        // ((rows - 1) * stride + cols <= len); the borrows keep x and y apart.
+        unsafe { self.call(&call) }
+    }
+
     /// y = norm(x) in place.
     pub fn run_inplace<T: Element>(&self, xy: &mut [T], cols: usize) -> Result<()> {
         let rows = Rows::of_len("norm buffer", xy.len(), cols)?;
@@ -405,7 +436,8 @@ impl<'a> Norm<'a> {
     ///
     /// # Safety
     /// Every non-null pointer in `c` addresses `rows * cols` elements
-    /// (`rows` for q_scale/mean/rstd); outputs do not overlap each other or
+    /// (`rows` for q_scale/mean/rstd; x and y `rows` rows `x_stride` /
+    /// `y_stride` apart when given); outputs do not overlap each other or
     /// the inputs, except y == x and h == residual.
     unsafe fn call<T: Element>(&self, c: &Call<T>) -> Result<()> {
         let cols = c.rows.cols;
@@ -434,9 +466,9 @@ impl<'a> Norm<'a> {
             rstd: c.rstd,
             rows: c.rows.rows,
             cols,
-            x_stride: cols,
+            x_stride: c.x_stride.unwrap_or(cols),
             residual_stride: cols,
-            y_stride: cols,
+            y_stride: c.y_stride.unwrap_or(cols),
             q_stride: cols,
             eps: self.eps,
             out_scale: self.out_scale,
@@ -458,6 +490,9 @@ fn invalid(what: &'static str, reason: &'static str) -> Error {
 /// Raw pointers of one forward call (null = absent).
 struct Call<T> {
     rows: Rows,
+    /// Row strides of x and y (None: compact rows, `cols` apart).
+    x_stride: Option<usize>,
+    y_stride: Option<usize>,
     x: *const T,
     residual: *const T,
     h: *mut T,
@@ -472,6 +507,8 @@ impl<T> Call<T> {
     fn empty() -> Call<T> {
         Call {
             rows: Rows { rows: 0, cols: 1 },
+            x_stride: None,
+            y_stride: None,
             x: std::ptr::null(),
             residual: std::ptr::null(),
             h: std::ptr::null_mut(),
