@@ -210,31 +210,26 @@ fn run_task<T: Element>(task: &Task, x: &[T], y: &mut [T], cols: usize) {
     }
 }
 
-/// Median seconds of each task on the same buffers, the runs interleaved
-/// round-robin so that drift on a shared machine hits every task alike.
-/// The number of rounds fits `budget_s` from the warm-up times (at least 5).
-fn time_interleaved<T: Element>(
-    tasks: &[Task],
-    x: &[T],
-    y: &mut [T],
-    cols: usize,
+/// Median seconds of each of `count` tasks, the runs interleaved round-robin
+/// so that drift on a shared machine hits every task alike. `run(i)` runs task
+/// i; the number of rounds fits `budget_s` from one warm-up round (which also
+/// takes the page faults), at least 5 and at most `max_rounds`.
+pub(crate) fn interleave_medians(
+    count: usize,
     budget_s: f64,
+    max_rounds: usize,
+    mut run: impl FnMut(usize),
 ) -> Vec<f64> {
-    let warm: f64 = tasks
-        .iter()
-        .map(|task| {
-            let start = Instant::now();
-            run_task(task, x, y, cols); // warm-up (and page faults)
-            start.elapsed().as_secs_f64()
-        })
-        .sum();
-    let reps = ((budget_s / warm.max(1e-9)) as usize).clamp(5, 2000);
-    let mut times = vec![Vec::with_capacity(reps); tasks.len()];
+    let start = Instant::now();
+    (0..count).for_each(&mut run);
+    let warm = start.elapsed().as_secs_f64();
+    let reps = ((budget_s / warm.max(1e-9)) as usize).clamp(5, max_rounds);
+    let mut times = vec![Vec::with_capacity(reps); count];
     for _ in 0..reps {
-        for (task, t) in tasks.iter().zip(times.iter_mut()) {
-            let start = Instant::now();
-            run_task(task, x, y, cols);
-            t.push(start.elapsed().as_secs_f64());
+        for (i, t) in times.iter_mut().enumerate() {
+            let s = Instant::now();
+            run(i);
+            t.push(s.elapsed().as_secs_f64());
         }
     }
     times
@@ -244,6 +239,20 @@ fn time_interleaved<T: Element>(
             t[t.len() / 2]
         })
         .collect()
+}
+
+/// Median seconds of each softmax task on the same buffers (see
+/// [`interleave_medians`]).
+fn time_interleaved<T: Element>(
+    tasks: &[Task],
+    x: &[T],
+    y: &mut [T],
+    cols: usize,
+    budget_s: f64,
+) -> Vec<f64> {
+    interleave_medians(tasks.len(), budget_s, 2000, |i| {
+        run_task(&tasks[i], x, y, cols)
+    })
 }
 
 fn kernel_tasks(variants: &[&Variant]) -> Vec<Task> {

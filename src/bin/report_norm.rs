@@ -9,7 +9,6 @@
 //! measurements of ours.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use half::{bf16, f16};
 use transformer_kernels::norm::{self, ChannelAffine, Norm};
@@ -224,36 +223,6 @@ impl<T: Element> Bufs<T> {
     }
 }
 
-/// Median seconds per op, runs interleaved round-robin within `budget_s`.
-fn interleaved<T: Element>(
-    b: &mut Bufs<T>,
-    ops: &[Op],
-    isa: Isa,
-    cols: usize,
-    budget_s: f64,
-) -> Vec<f64> {
-    let start = Instant::now();
-    for &op in ops {
-        b.run(op, isa, cols);
-    }
-    let warm = start.elapsed().as_secs_f64();
-    let reps = ((budget_s / warm.max(1e-9)) as usize).clamp(5, 1000);
-    let mut t = vec![Vec::with_capacity(reps); ops.len()];
-    for _ in 0..reps {
-        for (i, &op) in ops.iter().enumerate() {
-            let s = Instant::now();
-            b.run(op, isa, cols);
-            t[i].push(s.elapsed().as_secs_f64());
-        }
-    }
-    t.into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect()
-}
-
 pub struct NormRecord {
     op: Op,
     isa: Isa,
@@ -321,7 +290,7 @@ fn measure<T: Element>(
     for isa in isas {
         let mut ops = vec![Op::Copy];
         ops.extend(Op::KERNELS);
-        let t = interleaved(&mut b, &ops, isa, cols, budget_s);
+        let t = super::interleave_medians(ops.len(), budget_s, 1000, |i| b.run(ops[i], isa, cols));
         let copy_gbps = Op::Copy.bytes(n, rows, es) as f64 / t[0] / 1e9;
         let at = |op: Op| t[ops.iter().position(|&o| o == op).unwrap()];
         let unfused = at(Op::Add) + at(Op::RmsNormOfH);
