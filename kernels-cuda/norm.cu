@@ -48,6 +48,37 @@ template <typename T> __device__ __forceinline__ float param(const void *p, int 
     return f32 ? static_cast<const float *>(p)[j] : Io<T>::load(static_cast<const T *>(p)[j]);
 }
 
+// Gain or bias values for columns start .. start + V (absent beyond cols or
+// when p is null), one or two 128-bit loads when the address allows: scalar
+// loads of the parameters were the 16-bit kernels' bottleneck (LSU issue).
+template <typename T, int V>
+__device__ __forceinline__ void param_vec(const void *p, int f32, int start, int cols, float absent, float (&out)[V]) {
+    if (!p) {
+#pragma unroll
+        for (int k = 0; k < V; k++) out[k] = absent;
+        return;
+    }
+    if (!f32) {
+        const T *q = static_cast<const T *>(p) + start;
+        load_vec<T>(q, cols - start, (reinterpret_cast<uintptr_t>(q) & 15) == 0, absent, out);
+        return;
+    }
+    const float *q = static_cast<const float *>(p) + start;
+    if (start + V <= cols && (reinterpret_cast<uintptr_t>(q) & 15) == 0) {
+#pragma unroll
+        for (int k = 0; k < V; k += 4) {
+            const float4 t = *reinterpret_cast<const float4 *>(q + k);
+            out[k] = t.x;
+            out[k + 1] = t.y;
+            out[k + 2] = t.z;
+            out[k + 3] = t.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; k++) out[k] = start + k < cols ? q[k] : absent;
+    }
+}
+
 template <typename T> __device__ __forceinline__ float round_to(float v) { return Io<T>::load(Io<T>::store(v)); }
 
 // (mean_hi, mean_lo, rstd) from a row's sums: n1 = sum h, then (c1, c2) = the
@@ -145,16 +176,15 @@ __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormP
 #pragma unroll
     for (int c = 0; c < CHUNKS; c++) {
         const int start = (c * GROUP + lane) * V;
+        float g[V], b[V];
+        param_vec<T, V>(p.gamma, a.params_f32, start, a.cols, 1.0f, g);
+        param_vec<T, V>(p.beta, a.params_f32, start, a.cols, 0.0f, b);
 #pragma unroll
         for (int k = 0; k < V; k++) {
-            const int j = start + k;
-            const bool valid = j < a.cols;
-            const int jj = valid ? j : 0;
-            const float y = norm_y(h[c * V + k], s, param<T>(p.gamma, a.params_f32, jj, 1.0f),
-                                   param<T>(p.beta, a.params_f32, jj, 0.0f), a.out_scale);
+            const float y = norm_y(h[c * V + k], s, g[k], b[k], a.out_scale);
             h[c * V + k] = y;
             // inf marks a non-finite y: it wins the max and flags the row
-            if (valid) amax = fmaxf(amax, isfinite(y) ? fabsf(y) : INFINITY);
+            if (start + k < a.cols) amax = fmaxf(amax, isfinite(y) ? fabsf(y) : INFINITY);
         }
     }
     if (p.y) {
@@ -366,8 +396,9 @@ extern "C" __global__ void __launch_bounds__(256)
         tk_norm_forward_##dt##_cuda_stream##GROUP(tk::NormPtrs p, tk::NormArgs a) {                \
         tk::norm_forward_stream<T, GROUP>(p, a);                                                    \
     }
+// GROUP 32: four warps a block (src/cuda/norm.rs WARPS_PER_BLOCK), each a group.
 #define TK_NORM_BACKWARD(dt, T, GROUP)                                                             \
-    extern "C" __global__ void __launch_bounds__(GROUP)                                             \
+    extern "C" __global__ void __launch_bounds__(GROUP == 32 ? 128 : GROUP)                         \
         tk_norm_backward_##dt##_cuda_group##GROUP(tk::NormBwdPtrs p, tk::NormBwdArgs a) {          \
         if (GROUP == 32) {                                                                          \
             const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;                        \

@@ -42,7 +42,7 @@ __device__ __forceinline__ void softmax_row_regs(const T *x, T *y, int lane,
         load_vec<T>(x + start, a.cols - start, a.aligned, -INFINITY, v);
 #pragma unroll
         for (int k = 0; k < V; k++) {
-            z[c * V + k] = start + k < a.cols ? v[k] * a.scale : -INFINITY;
+            z[c * V + k] = start + k < a.cols ? __fmul_rn(v[k], a.scale) : -INFINITY;
             max = fmaxf(max, z[c * V + k]);
         }
     }
@@ -103,7 +103,7 @@ __device__ void softmax_stream(const T *x, T *y, SoftmaxArgs a) {
         float cm = -INFINITY;
 #pragma unroll
         for (int k = 0; k < V; k++) {
-            v[k] = start + k < a.cols ? v[k] * a.scale : -INFINITY;
+            v[k] = start + k < a.cols ? __fmul_rn(v[k], a.scale) : -INFINITY;
             cm = fmaxf(cm, v[k]);
         }
         if (cm > m) {
@@ -122,7 +122,7 @@ __device__ void softmax_stream(const T *x, T *y, SoftmaxArgs a) {
         load_vec<T>(x + start, a.cols - start, a.aligned, -INFINITY, v);
 #pragma unroll
         for (int k = 0; k < V; k++) {
-            const float z = v[k] * a.scale;
+            const float z = __fmul_rn(v[k], a.scale);
             v[k] = a.log_out ? (z - max) - log_sum : expf(z - max) * inv;
             if (sum != sum) v[k] = NAN;
         }

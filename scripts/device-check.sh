@@ -6,7 +6,7 @@
 #   scripts/device-check.sh run     # on the GPU machine (carry device-bin):
 #                                   # every CUDA test, compute-sanitizer on them,
 #                                   # the GPU report and the PyTorch baseline,
-#                                   # all written to $OUT/device-check.md
+#                                   # each step its own file under $OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,35 +23,47 @@ build)
     ls -la device-bin
     ;;
 run)
-    out="${OUT:-/tmp}/device-check.md"
+    # Timing first, alone on the card; then the tests and the sanitizers side by
+    # side, each under a timeout so that one slow step cannot eat the lease.
+    # Every step writes its own file under $OUT; the summary prints last.
+    out="${OUT:-/tmp}"
     export PATH="$PATH:/usr/local/cuda/bin"
     export TK_REQUIRE_GPU=1 # the CUDA tests fail instead of skipping when no device answers
     {
         echo "# device check, $(date -u +%F)"
-        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-        echo
-        echo "## tests"
-        for t in device-bin/*; do
-            case "$(basename "$t")" in report) continue ;; esac
-            echo "### $(basename "$t")"
-            "$t" --test-threads=1 2>&1 | tail -15 || echo "!!! $(basename "$t") FAILED"
-        done
-        echo
-        echo "## compute-sanitizer (memcheck, racecheck) on the CUDA tests"
-        for t in device-bin/cuda_softmax-* device-bin/cuda_norm-*; do
-            echo "### $(basename "$t")"
-            compute-sanitizer --tool memcheck --error-exitcode 1 "$t" --test-threads=1 2>&1 | tail -4 ||
-                echo "!!! memcheck reported errors"
-        done
-        compute-sanitizer --tool racecheck --error-exitcode 1 device-bin/cuda_softmax-* --test-threads=1 cuda_softmax_extremes 2>&1 |
-            tail -4 || echo "!!! racecheck reported errors"
-        compute-sanitizer --tool racecheck --error-exitcode 1 device-bin/cuda_norm-* --test-threads=1 backward 2>&1 |
-            tail -4 || echo "!!! racecheck reported errors"
-        echo
-        device-bin/report --gpu-only || echo "!!! GPU report failed"
-        python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch baseline failed"
-        python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
-    } 2>&1 | tee "$out"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
+        timeout 150 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
+        timeout 60 python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch softmax baseline failed"
+        timeout 60 python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
+    } >"$out/timing.md" 2>&1
+    step() { # name, seconds, command...
+        local name=$1 secs=$2
+        shift 2
+        if timeout "$secs" "$@" >"$out/$name.log" 2>&1; then
+            echo "ok    $name"
+        else
+            echo "FAIL  $name (exit $?; 124 = timed out)"
+        fi
+    }
+    ss=$(ls device-bin/cuda_softmax-*)
+    nn=$(ls device-bin/cuda_norm-*)
+    san="compute-sanitizer --error-exitcode 1"
+    {
+        step test_softmax 120 "$ss" &
+        step test_norm 120 "$nn" &
+        step memcheck_softmax 200 $san --tool memcheck "$ss" --test-threads=1 &
+        step memcheck_norm 200 $san --tool memcheck "$nn" --test-threads=1 &
+        step racecheck 200 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward" &
+        wait
+    } >"$out/summary.txt"
+    cat "$out/timing.md"
+    echo
+    for f in "$out"/*.log; do
+        echo "== $(basename "$f"): last lines"
+        tail -6 "$f"
+    done
+    echo
+    cat "$out/summary.txt"
     ;;
 *)
     echo "usage: $0 build|run" >&2

@@ -26,6 +26,12 @@ fn median(mut t: Vec<f64>) -> f64 {
     t[t.len() / 2]
 }
 
+/// Launches timed back to back per sample, so that the host's synchronisation
+/// latency (tens of microseconds) is spread over many kernels, as in a model.
+const LAUNCHES_PER_SAMPLE: usize = 10;
+
+/// Median seconds per launch of `f` over `reps` samples (one warm-up launch
+/// first); scripts/torch_timing.py times PyTorch the same way.
 pub(crate) fn time_gpu(stream: &CudaStream, reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     stream.synchronize().unwrap();
@@ -33,9 +39,11 @@ pub(crate) fn time_gpu(stream: &CudaStream, reps: usize, mut f: impl FnMut()) ->
         (0..reps)
             .map(|_| {
                 let t = Instant::now();
-                f();
+                for _ in 0..LAUNCHES_PER_SAMPLE {
+                    f();
+                }
                 stream.synchronize().unwrap();
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64() / LAUNCHES_PER_SAMPLE as f64
             })
             .collect(),
     )
