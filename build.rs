@@ -23,19 +23,29 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/softmax/variants.c",
             "kernels-cpu/norm/scalar.c",
             "kernels-cpu/norm/variants.c",
+            "kernels-cpu/lightning/scalar.c",
+            "kernels-cpu/lightning/variants.c",
         ],
         x86_only: false,
         flags: &[],
     },
     CpuUnit {
         lib: "tk_avx2",
-        files: &["kernels-cpu/softmax/avx2.c", "kernels-cpu/norm/avx2.c"],
+        files: &[
+            "kernels-cpu/softmax/avx2.c",
+            "kernels-cpu/norm/avx2.c",
+            "kernels-cpu/lightning/avx2.c",
+        ],
         x86_only: true,
         flags: &["-mavx2", "-mfma", "-mf16c"],
     },
     CpuUnit {
         lib: "tk_avx512",
-        files: &["kernels-cpu/softmax/avx512.c", "kernels-cpu/norm/avx512.c"],
+        files: &[
+            "kernels-cpu/softmax/avx512.c",
+            "kernels-cpu/norm/avx512.c",
+            "kernels-cpu/lightning/avx512.c",
+        ],
         x86_only: true,
         flags: &[
             "-mavx512f",

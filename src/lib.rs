@@ -23,6 +23,7 @@ pub mod dtype;
 pub mod error;
 mod ffi;
 pub mod isa;
+pub mod lightning;
 pub mod norm;
 pub mod reference;
 pub mod shape;

@@ -230,6 +230,138 @@ typedef struct tk_norm_variant {
 extern const tk_norm_variant tk_norm_variants[];
 extern const size_t tk_norm_variant_count;
 
+/* -------------------------------------------------------------- lightning */
+
+/* Tokens per block of the CPU kernels: the intra-block product is B x B. */
+#define TK_LIGHTNING_BLOCK 64
+
+/* Where element (sequence b, head h, token t, channel c) of a tensor lives, in
+ * elements from its base: b * batch + h * head + t * token + c. With packed
+ * sequences (offsets), t is the token's index in the packed buffer and batch
+ * is unused. */
+typedef struct tk_lightning_layout {
+    ptrdiff_t batch;
+    ptrdiff_t head;
+    ptrdiff_t token;
+} tk_lightning_layout;
+
+/*
+ * Causal linear attention with a per-head decay (Lightning Attention):
+ *   S_t = decay[h] * S_{t-1} + k_t^T v_t,   o_t = q_t S_t,   S_0 = state_in or 0
+ * for every (sequence, head), S a dk x dv f32 matrix, computed in blocks of
+ * TK_LIGHTNING_BLOCK tokens (intra-block masked product + inter-block state).
+ * q, k are dk wide (layout qk), v, o are dv wide (layout vo), elements of the
+ * variant's dtype. Sequences: `batch` of n tokens each, or, with offsets,
+ * sequence b holds tokens offsets[b] .. offsets[b + 1] of the packed buffers.
+ * state_in / state_out: NULL or [batch, heads, dk, dv] f32 (they may be equal).
+ * decay[h] in (0, 1], a normal float. workspace: tk_lightning_workspace_floats.
+ */
+typedef struct tk_lightning_params {
+    const void *q;
+    const void *k;
+    const void *v;
+    void *o;
+    tk_lightning_layout qk;
+    tk_lightning_layout vo;
+    const size_t *offsets;
+    size_t batch;
+    size_t heads;
+    size_t n;
+    size_t dk;
+    size_t dv;
+    const float *decay;
+    const float *state_in;
+    float *state_out;
+    float *workspace;
+} tk_lightning_params;
+
+/*
+ * Gradients of tk_lightning_params' forward for dout = dL/do: dq, dk (layout
+ * qk), dv (layout vo), and with dstate_in non-NULL dL/dS_0. q, k, v, decay,
+ * offsets and state_in are the forward's; dstate_out is dL/dS_n (NULL: zero).
+ * Computed as three passes of the forward's block scheme: dq forward in time
+ * (from S^T), dk and dv backward in time (from the reverse state
+ * G_t = sum_{s >= t} decay^(s-t) q_s^T dout_s + decay^(n-t) dstate_out).
+ */
+typedef struct tk_lightning_backward_params {
+    const void *q;
+    const void *k;
+    const void *v;
+    const void *dout;
+    void *dq;
+    void *dk;
+    void *dv;
+    tk_lightning_layout qk;
+    tk_lightning_layout vo;
+    const size_t *offsets;
+    size_t batch;
+    size_t heads;
+    size_t n;
+    size_t dk_dim;
+    size_t dv_dim;
+    const float *decay;
+    const float *state_in;
+    const float *dstate_out;
+    float *dstate_in;
+    float *workspace;
+} tk_lightning_backward_params;
+
+/*
+ * One decoding step for `count` = batch * heads independent (sequence, head)
+ * pairs: S <- decay[i % heads] * S + k^T v, o = q S. q, k: [count, dk];
+ * v, o: [count, dv] (the dtype); state: [count, dk, dv] f32, updated in place.
+ */
+typedef struct tk_lightning_decode_params {
+    const void *q;
+    const void *k;
+    const void *v;
+    void *o;
+    float *state;
+    const float *decay;
+    size_t count;
+    size_t heads;
+    size_t dk;
+    size_t dv;
+} tk_lightning_decode_params;
+
+/* Floats of workspace a forward (backward = 0) or backward (1) call needs. */
+size_t tk_lightning_workspace_floats(size_t dk, size_t dv, int backward);
+
+typedef void (*tk_lightning_fn)(const tk_lightning_params *params);
+typedef void (*tk_lightning_backward_fn)(const tk_lightning_backward_params *params);
+typedef void (*tk_lightning_decode_fn)(const tk_lightning_decode_params *params);
+
+/* The variant list: X(dtype, isa), each a forward, backward and decode kernel. */
+#define TK_LIGHTNING_VARIANTS_PORTABLE(X) X(f32, scalar) X(f16, scalar) X(bf16, scalar)
+#define TK_LIGHTNING_VARIANTS_X86(X)                                           \
+    X(f32, avx2) X(f16, avx2) X(bf16, avx2) X(f32, avx512) X(f16, avx512) X(bf16, avx512)
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define TK_LIGHTNING_VARIANTS(X) TK_LIGHTNING_VARIANTS_PORTABLE(X) TK_LIGHTNING_VARIANTS_X86(X)
+#else
+#define TK_LIGHTNING_VARIANTS(X) TK_LIGHTNING_VARIANTS_PORTABLE(X)
+#endif
+
+#define TK_DECLARE_LIGHTNING(dtype, isa)                                                 \
+    void tk_lightning_forward_##dtype##_##isa(const tk_lightning_params *params);        \
+    void tk_lightning_backward_##dtype##_##isa(const tk_lightning_backward_params *params); \
+    void tk_lightning_decode_##dtype##_##isa(const tk_lightning_decode_params *params);
+TK_LIGHTNING_VARIANTS(TK_DECLARE_LIGHTNING)
+#undef TK_DECLARE_LIGHTNING
+
+typedef struct tk_lightning_variant {
+    const char *name; /* tk_lightning_<dtype>_<isa>; symbols add _forward / _backward / _decode */
+    tk_dtype dtype;
+    tk_isa isa;
+    tk_lightning_fn forward;
+    tk_lightning_backward_fn backward;
+    tk_lightning_decode_fn decode;
+} tk_lightning_variant;
+
+/* Every lightning variant compiled into this library. */
+extern const tk_lightning_variant tk_lightning_variants[];
+extern const size_t tk_lightning_variant_count;
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@ pub const TK_SOFTMAX_NONTEMPORAL: u32 = 2;
 pub const TK_NORM_CRMS: u32 = 1;
 pub const TK_NORM_PARAMS_F32: u32 = 2;
 pub const TK_NORM_NONTEMPORAL: u32 = 4;
+pub const TK_LIGHTNING_BLOCK: u32 = 64;
 #[repr(u32)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub enum tk_dtype {
@@ -381,4 +382,318 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub static tk_norm_variant_count: usize;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_lightning_layout {
+    pub batch: isize,
+    pub head: isize,
+    pub token: isize,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_lightning_layout"][::std::mem::size_of::<tk_lightning_layout>() - 24usize];
+    ["Alignment of tk_lightning_layout"][::std::mem::align_of::<tk_lightning_layout>() - 8usize];
+    ["Offset of field: tk_lightning_layout::batch"]
+        [::std::mem::offset_of!(tk_lightning_layout, batch) - 0usize];
+    ["Offset of field: tk_lightning_layout::head"]
+        [::std::mem::offset_of!(tk_lightning_layout, head) - 8usize];
+    ["Offset of field: tk_lightning_layout::token"]
+        [::std::mem::offset_of!(tk_lightning_layout, token) - 16usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_lightning_params {
+    pub q: *const ::std::os::raw::c_void,
+    pub k: *const ::std::os::raw::c_void,
+    pub v: *const ::std::os::raw::c_void,
+    pub o: *mut ::std::os::raw::c_void,
+    pub qk: tk_lightning_layout,
+    pub vo: tk_lightning_layout,
+    pub offsets: *const usize,
+    pub batch: usize,
+    pub heads: usize,
+    pub n: usize,
+    pub dk: usize,
+    pub dv: usize,
+    pub decay: *const f32,
+    pub state_in: *const f32,
+    pub state_out: *mut f32,
+    pub workspace: *mut f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_lightning_params"][::std::mem::size_of::<tk_lightning_params>() - 160usize];
+    ["Alignment of tk_lightning_params"][::std::mem::align_of::<tk_lightning_params>() - 8usize];
+    ["Offset of field: tk_lightning_params::q"]
+        [::std::mem::offset_of!(tk_lightning_params, q) - 0usize];
+    ["Offset of field: tk_lightning_params::k"]
+        [::std::mem::offset_of!(tk_lightning_params, k) - 8usize];
+    ["Offset of field: tk_lightning_params::v"]
+        [::std::mem::offset_of!(tk_lightning_params, v) - 16usize];
+    ["Offset of field: tk_lightning_params::o"]
+        [::std::mem::offset_of!(tk_lightning_params, o) - 24usize];
+    ["Offset of field: tk_lightning_params::qk"]
+        [::std::mem::offset_of!(tk_lightning_params, qk) - 32usize];
+    ["Offset of field: tk_lightning_params::vo"]
+        [::std::mem::offset_of!(tk_lightning_params, vo) - 56usize];
+    ["Offset of field: tk_lightning_params::offsets"]
+        [::std::mem::offset_of!(tk_lightning_params, offsets) - 80usize];
+    ["Offset of field: tk_lightning_params::batch"]
+        [::std::mem::offset_of!(tk_lightning_params, batch) - 88usize];
+    ["Offset of field: tk_lightning_params::heads"]
+        [::std::mem::offset_of!(tk_lightning_params, heads) - 96usize];
+    ["Offset of field: tk_lightning_params::n"]
+        [::std::mem::offset_of!(tk_lightning_params, n) - 104usize];
+    ["Offset of field: tk_lightning_params::dk"]
+        [::std::mem::offset_of!(tk_lightning_params, dk) - 112usize];
+    ["Offset of field: tk_lightning_params::dv"]
+        [::std::mem::offset_of!(tk_lightning_params, dv) - 120usize];
+    ["Offset of field: tk_lightning_params::decay"]
+        [::std::mem::offset_of!(tk_lightning_params, decay) - 128usize];
+    ["Offset of field: tk_lightning_params::state_in"]
+        [::std::mem::offset_of!(tk_lightning_params, state_in) - 136usize];
+    ["Offset of field: tk_lightning_params::state_out"]
+        [::std::mem::offset_of!(tk_lightning_params, state_out) - 144usize];
+    ["Offset of field: tk_lightning_params::workspace"]
+        [::std::mem::offset_of!(tk_lightning_params, workspace) - 152usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_lightning_backward_params {
+    pub q: *const ::std::os::raw::c_void,
+    pub k: *const ::std::os::raw::c_void,
+    pub v: *const ::std::os::raw::c_void,
+    pub dout: *const ::std::os::raw::c_void,
+    pub dq: *mut ::std::os::raw::c_void,
+    pub dk: *mut ::std::os::raw::c_void,
+    pub dv: *mut ::std::os::raw::c_void,
+    pub qk: tk_lightning_layout,
+    pub vo: tk_lightning_layout,
+    pub offsets: *const usize,
+    pub batch: usize,
+    pub heads: usize,
+    pub n: usize,
+    pub dk_dim: usize,
+    pub dv_dim: usize,
+    pub decay: *const f32,
+    pub state_in: *const f32,
+    pub dstate_out: *const f32,
+    pub dstate_in: *mut f32,
+    pub workspace: *mut f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_lightning_backward_params"]
+        [::std::mem::size_of::<tk_lightning_backward_params>() - 192usize];
+    ["Alignment of tk_lightning_backward_params"]
+        [::std::mem::align_of::<tk_lightning_backward_params>() - 8usize];
+    ["Offset of field: tk_lightning_backward_params::q"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, q) - 0usize];
+    ["Offset of field: tk_lightning_backward_params::k"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, k) - 8usize];
+    ["Offset of field: tk_lightning_backward_params::v"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, v) - 16usize];
+    ["Offset of field: tk_lightning_backward_params::dout"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dout) - 24usize];
+    ["Offset of field: tk_lightning_backward_params::dq"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dq) - 32usize];
+    ["Offset of field: tk_lightning_backward_params::dk"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dk) - 40usize];
+    ["Offset of field: tk_lightning_backward_params::dv"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dv) - 48usize];
+    ["Offset of field: tk_lightning_backward_params::qk"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, qk) - 56usize];
+    ["Offset of field: tk_lightning_backward_params::vo"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, vo) - 80usize];
+    ["Offset of field: tk_lightning_backward_params::offsets"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, offsets) - 104usize];
+    ["Offset of field: tk_lightning_backward_params::batch"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, batch) - 112usize];
+    ["Offset of field: tk_lightning_backward_params::heads"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, heads) - 120usize];
+    ["Offset of field: tk_lightning_backward_params::n"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, n) - 128usize];
+    ["Offset of field: tk_lightning_backward_params::dk_dim"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dk_dim) - 136usize];
+    ["Offset of field: tk_lightning_backward_params::dv_dim"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dv_dim) - 144usize];
+    ["Offset of field: tk_lightning_backward_params::decay"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, decay) - 152usize];
+    ["Offset of field: tk_lightning_backward_params::state_in"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, state_in) - 160usize];
+    ["Offset of field: tk_lightning_backward_params::dstate_out"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dstate_out) - 168usize];
+    ["Offset of field: tk_lightning_backward_params::dstate_in"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, dstate_in) - 176usize];
+    ["Offset of field: tk_lightning_backward_params::workspace"]
+        [::std::mem::offset_of!(tk_lightning_backward_params, workspace) - 184usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_lightning_decode_params {
+    pub q: *const ::std::os::raw::c_void,
+    pub k: *const ::std::os::raw::c_void,
+    pub v: *const ::std::os::raw::c_void,
+    pub o: *mut ::std::os::raw::c_void,
+    pub state: *mut f32,
+    pub decay: *const f32,
+    pub count: usize,
+    pub heads: usize,
+    pub dk: usize,
+    pub dv: usize,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_lightning_decode_params"]
+        [::std::mem::size_of::<tk_lightning_decode_params>() - 80usize];
+    ["Alignment of tk_lightning_decode_params"]
+        [::std::mem::align_of::<tk_lightning_decode_params>() - 8usize];
+    ["Offset of field: tk_lightning_decode_params::q"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, q) - 0usize];
+    ["Offset of field: tk_lightning_decode_params::k"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, k) - 8usize];
+    ["Offset of field: tk_lightning_decode_params::v"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, v) - 16usize];
+    ["Offset of field: tk_lightning_decode_params::o"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, o) - 24usize];
+    ["Offset of field: tk_lightning_decode_params::state"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, state) - 32usize];
+    ["Offset of field: tk_lightning_decode_params::decay"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, decay) - 40usize];
+    ["Offset of field: tk_lightning_decode_params::count"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, count) - 48usize];
+    ["Offset of field: tk_lightning_decode_params::heads"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, heads) - 56usize];
+    ["Offset of field: tk_lightning_decode_params::dk"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, dk) - 64usize];
+    ["Offset of field: tk_lightning_decode_params::dv"]
+        [::std::mem::offset_of!(tk_lightning_decode_params, dv) - 72usize];
+};
+unsafe extern "C" {
+    pub fn tk_lightning_workspace_floats(
+        dk: usize,
+        dv: usize,
+        backward: ::std::os::raw::c_int,
+    ) -> usize;
+}
+pub type tk_lightning_fn =
+    ::std::option::Option<unsafe extern "C" fn(params: *const tk_lightning_params)>;
+pub type tk_lightning_backward_fn =
+    ::std::option::Option<unsafe extern "C" fn(params: *const tk_lightning_backward_params)>;
+pub type tk_lightning_decode_fn =
+    ::std::option::Option<unsafe extern "C" fn(params: *const tk_lightning_decode_params)>;
+unsafe extern "C" {
+    pub fn tk_lightning_forward_f32_scalar(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_f32_scalar(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_f32_scalar(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_f16_scalar(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_f16_scalar(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_f16_scalar(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_bf16_scalar(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_bf16_scalar(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_bf16_scalar(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_f32_avx2(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_f32_avx2(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_f32_avx2(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_f16_avx2(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_f16_avx2(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_f16_avx2(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_bf16_avx2(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_bf16_avx2(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_bf16_avx2(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_f32_avx512(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_f32_avx512(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_f32_avx512(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_f16_avx512(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_f16_avx512(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_f16_avx512(params: *const tk_lightning_decode_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_forward_bf16_avx512(params: *const tk_lightning_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_backward_bf16_avx512(params: *const tk_lightning_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_lightning_decode_bf16_avx512(params: *const tk_lightning_decode_params);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_lightning_variant {
+    pub name: *const ::std::os::raw::c_char,
+    pub dtype: tk_dtype,
+    pub isa: tk_isa,
+    pub forward: tk_lightning_fn,
+    pub backward: tk_lightning_backward_fn,
+    pub decode: tk_lightning_decode_fn,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_lightning_variant"][::std::mem::size_of::<tk_lightning_variant>() - 40usize];
+    ["Alignment of tk_lightning_variant"][::std::mem::align_of::<tk_lightning_variant>() - 8usize];
+    ["Offset of field: tk_lightning_variant::name"]
+        [::std::mem::offset_of!(tk_lightning_variant, name) - 0usize];
+    ["Offset of field: tk_lightning_variant::dtype"]
+        [::std::mem::offset_of!(tk_lightning_variant, dtype) - 8usize];
+    ["Offset of field: tk_lightning_variant::isa"]
+        [::std::mem::offset_of!(tk_lightning_variant, isa) - 12usize];
+    ["Offset of field: tk_lightning_variant::forward"]
+        [::std::mem::offset_of!(tk_lightning_variant, forward) - 16usize];
+    ["Offset of field: tk_lightning_variant::backward"]
+        [::std::mem::offset_of!(tk_lightning_variant, backward) - 24usize];
+    ["Offset of field: tk_lightning_variant::decode"]
+        [::std::mem::offset_of!(tk_lightning_variant, decode) - 32usize];
+};
+unsafe extern "C" {
+    pub static tk_lightning_variants: [tk_lightning_variant; 0usize];
+}
+unsafe extern "C" {
+    pub static tk_lightning_variant_count: usize;
 }

@@ -1,0 +1,608 @@
+//! Lightning Attention: causal linear attention with a per-head decay
+//! (TransNormerLLM; Lightning Attention-2), computed in blocks so that time is
+//! linear in the sequence length:
+//!
+//! ```text
+//! S_t = decay[h] * S_{t-1} + k_t^T v_t,    o_t = q_t S_t
+//! ```
+//!
+//! for every (sequence, head), with `S` a `dk x dv` f32 state (zero, or an
+//! initial state you pass). Inside a block of 64 tokens the kernels use the
+//! masked product `((Q K^T) .* M) V` (`M_ij = decay^(i-j)` for `i >= j`),
+//! across blocks the state. Inputs and outputs are f32, f16 or bf16;
+//! arithmetic and states are f32.
+//!
+//! ```
+//! use transformer_kernels::lightning::{Lightning, Shape};
+//! let (batch, heads, n, d) = (1, 2, 100, 16);
+//! let q = vec![0.1f32; batch * heads * n * d];
+//! let (k, v) = (q.clone(), q.clone());
+//! let mut o = vec![0.0f32; q.len()];
+//! let mut state = vec![0.0f32; batch * heads * d * d];
+//! let decay = [0.9f32, 1.0];
+//! let shape = Shape::batch(batch, n, heads, d, d);
+//! Lightning::new()
+//!     .forward(&q, &k, &v, &mut o, &decay, shape)
+//!     .final_state(&mut state)
+//!     .run()?;
+//! # Ok::<(), transformer_kernels::Error>(())
+//! ```
+//!
+//! Accuracy (tested for every dtype and ISA): each output element is within
+//! [`crate::reference::lightning::error_bound`] of the exact value for the
+//! rounded inputs: `(dk + 2B + 2 ceil(n/B) + 8) * 2^-24` times the sum of the
+//! absolute values of its terms, plus the output's own rounding.
+
+mod variants;
+
+pub use variants::{Variant, find, variants};
+
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::ffi;
+use crate::isa::{self, Isa};
+use crate::shape::expect_len;
+
+/// Largest head dimension (`dk`, `dv`) the kernels take.
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// How tokens and heads are laid out in `q`, `k`, `v`, `o` (and their gradients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `[batch, heads, n, d]` (packed: `[heads, tokens, d]`).
+    #[default]
+    HeadsFirst,
+    /// `[batch, n, heads, d]` (packed: `[tokens, heads, d]`).
+    TokensFirst,
+}
+
+/// The sequences of a call: `batch` sequences of `n` tokens each, or
+/// sequences of any lengths packed one after another (the cu_seqlens
+/// convention: sequence `b` holds tokens `offsets[b] .. offsets[b + 1]`, with
+/// `offsets[0] == 0`); the state restarts at every sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequences<'a> {
+    Batch { batch: usize, n: usize },
+    Packed { offsets: &'a [usize] },
+}
+
+/// The shape of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape<'a> {
+    pub seqs: Sequences<'a>,
+    pub heads: usize,
+    pub dk: usize,
+    pub dv: usize,
+}
+
+impl<'a> Shape<'a> {
+    /// `batch` sequences of `n` tokens.
+    pub fn batch(batch: usize, n: usize, heads: usize, dk: usize, dv: usize) -> Shape<'a> {
+        Shape {
+            seqs: Sequences::Batch { batch, n },
+            heads,
+            dk,
+            dv,
+        }
+    }
+
+    /// Packed sequences of any lengths (cumulative token offsets).
+    pub fn packed(offsets: &'a [usize], heads: usize, dk: usize, dv: usize) -> Shape<'a> {
+        Shape {
+            seqs: Sequences::Packed { offsets },
+            heads,
+            dk,
+            dv,
+        }
+    }
+
+    /// Number of sequences.
+    pub fn sequences(&self) -> usize {
+        match self.seqs {
+            Sequences::Batch { batch, .. } => batch,
+            Sequences::Packed { offsets } => offsets.len().saturating_sub(1),
+        }
+    }
+
+    /// Tokens of all sequences together.
+    pub fn tokens(&self) -> Result<usize> {
+        match self.seqs {
+            Sequences::Batch { batch, n } => mul(&[batch, n], "lightning tokens"),
+            Sequences::Packed { offsets } => Ok(offsets.last().copied().unwrap_or(0)),
+        }
+    }
+
+    /// Elements of a `d`-wide tensor (`q`, `k`: `dk`; `v`, `o`: `dv`).
+    pub fn len(&self, d: usize) -> Result<usize> {
+        mul(&[self.tokens()?, self.heads, d], "lightning tensor length")
+    }
+
+    /// Floats of a state buffer: `[sequences, heads, dk, dv]`.
+    pub fn state_len(&self) -> Result<usize> {
+        mul(
+            &[self.sequences(), self.heads, self.dk, self.dv],
+            "lightning state length",
+        )
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.heads == 0 {
+            return Err(Error::ZeroSize {
+                what: "lightning heads",
+            });
+        }
+        for (what, d) in [("lightning dk", self.dk), ("lightning dv", self.dv)] {
+            if d == 0 || d > MAX_HEAD_DIM {
+                return Err(invalid(what, "head dims must be 1 ..= 256"));
+            }
+        }
+        if let Sequences::Packed { offsets } = self.seqs {
+            if offsets.first() != Some(&0) {
+                return Err(invalid(
+                    "lightning offsets",
+                    "must start with 0 (one more entry than sequences)",
+                ));
+            }
+            if offsets.windows(2).any(|w| w[1] < w[0]) {
+                return Err(invalid("lightning offsets", "must not decrease"));
+            }
+        }
+        // every element index must fit the kernels' signed offsets
+        let big = self.len(self.dk.max(self.dv))?;
+        if big > isize::MAX as usize / 4 {
+            return Err(Error::Overflow {
+                what: "lightning tensor length",
+            });
+        }
+        self.state_len()?;
+        Ok(())
+    }
+
+    fn layout(&self, layout: Layout, d: usize) -> ffi::tk_lightning_layout {
+        let (n, packed) = match self.seqs {
+            Sequences::Batch { n, .. } => (n, false),
+            Sequences::Packed { offsets } => (offsets.last().copied().unwrap_or(0), true),
+        };
+        let h = self.heads;
+        let (batch, head, token) = match layout {
+            Layout::HeadsFirst => (h * n * d, n * d, d),
+            Layout::TokensFirst => (n * h * d, d, h * d),
+        };
+        ffi::tk_lightning_layout {
+            batch: if packed { 0 } else { batch as isize },
+            head: head as isize,
+            token: token as isize,
+        }
+    }
+
+    fn ffi_offsets(&self) -> *const usize {
+        match self.seqs {
+            Sequences::Batch { .. } => std::ptr::null(),
+            Sequences::Packed { offsets } => offsets.as_ptr(),
+        }
+    }
+
+    fn ffi_n(&self) -> usize {
+        match self.seqs {
+            Sequences::Batch { n, .. } => n,
+            Sequences::Packed { .. } => 0,
+        }
+    }
+}
+
+fn mul(factors: &[usize], what: &'static str) -> Result<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or(Error::Overflow { what })
+}
+
+fn invalid(what: &'static str, reason: &'static str) -> Error {
+    Error::InvalidArgument { what, reason }
+}
+
+/// Floats of workspace a forward (`backward == false`) or backward call needs.
+pub fn workspace_len(dk: usize, dv: usize, backward: bool) -> usize {
+    // SAFETY: a pure function of its arguments.
+    unsafe { ffi::tk_lightning_workspace_floats(dk, dv, i32::from(backward)) }
+}
+
+/// The options of a Lightning attention call: layout and instruction set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lightning {
+    layout: Layout,
+    isa: Option<Isa>,
+}
+
+impl Lightning {
+    /// Heads-first layout, the best instruction set of this CPU.
+    pub fn new() -> Lightning {
+        Lightning::default()
+    }
+
+    /// The tensor layout.
+    pub fn layout(mut self, layout: Layout) -> Lightning {
+        self.layout = layout;
+        self
+    }
+
+    /// Force an instruction set (default: [`isa::selected`]).
+    pub fn isa(mut self, isa: Isa) -> Lightning {
+        self.isa = Some(isa);
+        self
+    }
+
+    /// The variant a call on `T` would run.
+    pub fn plan<T: Element>(&self) -> Result<&'static Variant> {
+        let isa = match self.isa {
+            Some(i) => i.require()?,
+            None => isa::selected()?,
+        };
+        find(T::DTYPE, isa).ok_or_else(|| Error::NoVariant {
+            kernel: "lightning",
+            detail: format!("{} {}", T::DTYPE.name(), isa.name()),
+        })
+    }
+
+    /// A forward (prefill) call: `o` from `q`, `k`, `v` (see [`Shape::len`]
+    /// for their lengths) and one decay per head.
+    pub fn forward<'a, T: Element>(
+        &self,
+        q: &'a [T],
+        k: &'a [T],
+        v: &'a [T],
+        o: &'a mut [T],
+        decay: &'a [f32],
+        shape: Shape<'a>,
+    ) -> Forward<'a, T> {
+        Forward {
+            opts: *self,
+            q,
+            k,
+            v,
+            o,
+            decay,
+            shape,
+            state_in: None,
+            state_out: None,
+            workspace: None,
+        }
+    }
+
+    /// A backward call: `dq`, `dk`, `dv` from the forward's inputs and
+    /// `dout = dL/do`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<'a, T: Element>(
+        &self,
+        q: &'a [T],
+        k: &'a [T],
+        v: &'a [T],
+        dout: &'a [T],
+        grads: Grads<'a, T>,
+        decay: &'a [f32],
+        shape: Shape<'a>,
+    ) -> Backward<'a, T> {
+        Backward {
+            opts: *self,
+            q,
+            k,
+            v,
+            dout,
+            grads,
+            decay,
+            shape,
+            state_in: None,
+            dstate_out: None,
+            dstate_in: None,
+            workspace: None,
+        }
+    }
+
+    /// One decoding step for `batch * heads` sequences at once:
+    /// `S <- decay S + k^T v`, `o = q S`. `q`, `k`: `[batch, heads, dk]`;
+    /// `v`, `o`: `[batch, heads, dv]`; `state`: `[batch, heads, dk, dv]`,
+    /// updated in place (the [`Forward::final_state`] of a prefill). The cost
+    /// does not depend on how many tokens the state has seen.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode<T: Element>(
+        &self,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        o: &mut [T],
+        state: &mut [f32],
+        decay: &[f32],
+        dk: usize,
+        dv: usize,
+    ) -> Result<()> {
+        let heads = decay.len();
+        let count = q.len() / dk.max(1);
+        let shape = Shape::batch(count / heads.max(1), 1, heads, dk, dv);
+        shape.check()?;
+        if count % heads != 0 {
+            return Err(invalid(
+                "lightning decode q",
+                "must hold a whole number of (sequence, head) rows",
+            ));
+        }
+        expect_len("lightning decode q", count * dk, q.len())?;
+        expect_len("lightning decode k", count * dk, k.len())?;
+        expect_len("lightning decode v", count * dv, v.len())?;
+        expect_len("lightning decode o", count * dv, o.len())?;
+        expect_len("lightning decode state", shape.state_len()?, state.len())?;
+        check_decay(decay, heads)?;
+        let variant = self.plan::<T>()?;
+        let p = ffi::tk_lightning_decode_params {
+            q: q.as_ptr().cast(),
+            k: k.as_ptr().cast(),
+            v: v.as_ptr().cast(),
+            o: o.as_mut_ptr().cast(),
+            state: state.as_mut_ptr(),
+            decay: decay.as_ptr(),
+            count,
+            heads,
+            dk,
+            dv,
+        };
+        // SAFETY: lengths checked above (count rows of dk / dv, count states
+        // of dk x dv); dk, dv <= 256 as the kernel's stack buffers need; the
+        // CPU runs this ISA (plan); the borrows outlive the call.
+        unsafe { (variant.decode)(&p) };
+        Ok(())
+    }
+}
+
+fn check_decay(decay: &[f32], heads: usize) -> Result<()> {
+    expect_len("lightning decay", heads, decay.len())?;
+    if !decay.iter().all(|l| (f32::MIN_POSITIVE..=1.0).contains(l)) {
+        return Err(invalid(
+            "lightning decay",
+            "every decay must be a normal float in (0, 1]",
+        ));
+    }
+    Ok(())
+}
+
+fn check_tensors<T: Element>(
+    shape: &Shape,
+    decay: &[f32],
+    qk: &[(&'static str, &[T])],
+    vo: &[(&'static str, usize)],
+) -> Result<()> {
+    shape.check()?;
+    check_decay(decay, shape.heads)?;
+    for (what, t) in qk {
+        expect_len(what, shape.len(shape.dk)?, t.len())?;
+    }
+    for &(what, len) in vo {
+        expect_len(what, shape.len(shape.dv)?, len)?;
+    }
+    Ok(())
+}
+
+fn opt_state(what: &'static str, s: Option<&[f32]>, shape: &Shape) -> Result<*const f32> {
+    match s {
+        None => Ok(std::ptr::null()),
+        Some(s) => {
+            expect_len(what, shape.state_len()?, s.len())?;
+            Ok(s.as_ptr())
+        }
+    }
+}
+
+fn opt_state_mut(
+    what: &'static str,
+    s: &mut Option<&mut [f32]>,
+    shape: &Shape,
+) -> Result<*mut f32> {
+    match s {
+        None => Ok(std::ptr::null_mut()),
+        Some(s) => {
+            expect_len(what, shape.state_len()?, s.len())?;
+            Ok(s.as_mut_ptr())
+        }
+    }
+}
+
+/// Runs `f` with the caller's workspace (checked) or a fresh one.
+fn with_workspace<R>(
+    ws: &mut Option<&mut [f32]>,
+    need: usize,
+    f: impl FnOnce(*mut f32) -> R,
+) -> Result<R> {
+    match ws {
+        Some(w) => {
+            if w.len() < need {
+                return Err(Error::LengthMismatch {
+                    what: "lightning workspace (at least)",
+                    expected: need,
+                    actual: w.len(),
+                });
+            }
+            Ok(f(w.as_mut_ptr()))
+        }
+        None => {
+            let mut w = vec![0.0f32; need];
+            Ok(f(w.as_mut_ptr()))
+        }
+    }
+}
+
+/// A forward call being set up; [`Forward::run`] checks and runs it.
+pub struct Forward<'a, T: Element> {
+    opts: Lightning,
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    o: &'a mut [T],
+    decay: &'a [f32],
+    shape: Shape<'a>,
+    state_in: Option<&'a [f32]>,
+    state_out: Option<&'a mut [f32]>,
+    workspace: Option<&'a mut [f32]>,
+}
+
+impl<'a, T: Element> Forward<'a, T> {
+    /// Start from these states (`[sequences, heads, dk, dv]`) instead of zero.
+    pub fn initial_state(mut self, s: &'a [f32]) -> Self {
+        self.state_in = Some(s);
+        self
+    }
+
+    /// Write the state after the last token of each sequence here, for a
+    /// later chunk ([`Forward::initial_state`]) or decoding ([`Lightning::decode`]).
+    pub fn final_state(mut self, s: &'a mut [f32]) -> Self {
+        self.state_out = Some(s);
+        self
+    }
+
+    /// Scratch of at least [`workspace_len`]`(dk, dv, false)` floats; without
+    /// one the call allocates it (a few hundred KB at most).
+    pub fn workspace(mut self, w: &'a mut [f32]) -> Self {
+        self.workspace = Some(w);
+        self
+    }
+
+    /// Checks every argument, then runs; nothing is written on error.
+    pub fn run(mut self) -> Result<()> {
+        let s = self.shape;
+        check_tensors(
+            &s,
+            self.decay,
+            &[("lightning q", self.q), ("lightning k", self.k)],
+            &[("lightning v", self.v.len()), ("lightning o", self.o.len())],
+        )?;
+        let state_in = opt_state("lightning initial state", self.state_in, &s)?;
+        let state_out = opt_state_mut("lightning final state", &mut self.state_out, &s)?;
+        let variant = self.opts.plan::<T>()?;
+        let mut p = ffi::tk_lightning_params {
+            q: self.q.as_ptr().cast(),
+            k: self.k.as_ptr().cast(),
+            v: self.v.as_ptr().cast(),
+            o: self.o.as_mut_ptr().cast(),
+            qk: s.layout(self.opts.layout, s.dk),
+            vo: s.layout(self.opts.layout, s.dv),
+            offsets: s.ffi_offsets(),
+            batch: s.sequences(),
+            heads: s.heads,
+            n: s.ffi_n(),
+            dk: s.dk,
+            dv: s.dv,
+            decay: self.decay.as_ptr(),
+            state_in,
+            state_out,
+            workspace: std::ptr::null_mut(),
+        };
+        with_workspace(&mut self.workspace, workspace_len(s.dk, s.dv, false), |w| {
+            p.workspace = w;
+            // SAFETY: every tensor's length matches the shape and layout
+            // (checked), offsets are 0-based and non-decreasing with the last
+            // equal to the token count, states hold sequences x heads x dk x dv
+            // floats, the workspace holds what the kernel needs, the CPU runs
+            // this ISA (plan), and o is borrowed mutably apart from the inputs.
+            unsafe { (variant.forward)(&p) }
+        })
+    }
+}
+
+/// The gradient outputs of a backward call (shapes of `q`, `k`, `v`).
+pub struct Grads<'a, T: Element> {
+    pub dq: &'a mut [T],
+    pub dk: &'a mut [T],
+    pub dv: &'a mut [T],
+}
+
+/// A backward call being set up; [`Backward::run`] checks and runs it.
+pub struct Backward<'a, T: Element> {
+    opts: Lightning,
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    dout: &'a [T],
+    grads: Grads<'a, T>,
+    decay: &'a [f32],
+    shape: Shape<'a>,
+    state_in: Option<&'a [f32]>,
+    dstate_out: Option<&'a [f32]>,
+    dstate_in: Option<&'a mut [f32]>,
+    workspace: Option<&'a mut [f32]>,
+}
+
+impl<'a, T: Element> Backward<'a, T> {
+    /// The initial states the forward started from.
+    pub fn initial_state(mut self, s: &'a [f32]) -> Self {
+        self.state_in = Some(s);
+        self
+    }
+
+    /// The gradient of the loss with respect to the forward's final states.
+    pub fn dfinal_state(mut self, ds: &'a [f32]) -> Self {
+        self.dstate_out = Some(ds);
+        self
+    }
+
+    /// Write the gradient with respect to the initial states here.
+    pub fn dinitial_state(mut self, ds: &'a mut [f32]) -> Self {
+        self.dstate_in = Some(ds);
+        self
+    }
+
+    /// Scratch of at least [`workspace_len`]`(dk, dv, true)` floats; without
+    /// one the call allocates it.
+    pub fn workspace(mut self, w: &'a mut [f32]) -> Self {
+        self.workspace = Some(w);
+        self
+    }
+
+    /// Checks every argument, then runs; nothing is written on error.
+    pub fn run(mut self) -> Result<()> {
+        let s = self.shape;
+        check_tensors(
+            &s,
+            self.decay,
+            &[
+                ("lightning q", self.q),
+                ("lightning k", self.k),
+                ("lightning dq", self.grads.dq),
+                ("lightning dk", self.grads.dk),
+            ],
+            &[
+                ("lightning v", self.v.len()),
+                ("lightning dout", self.dout.len()),
+                ("lightning dv", self.grads.dv.len()),
+            ],
+        )?;
+        let state_in = opt_state("lightning initial state", self.state_in, &s)?;
+        let dstate_out = opt_state("lightning final-state gradient", self.dstate_out, &s)?;
+        let dstate_in = opt_state_mut("lightning initial-state gradient", &mut self.dstate_in, &s)?;
+        let variant = self.opts.plan::<T>()?;
+        let mut p = ffi::tk_lightning_backward_params {
+            q: self.q.as_ptr().cast(),
+            k: self.k.as_ptr().cast(),
+            v: self.v.as_ptr().cast(),
+            dout: self.dout.as_ptr().cast(),
+            dq: self.grads.dq.as_mut_ptr().cast(),
+            dk: self.grads.dk.as_mut_ptr().cast(),
+            dv: self.grads.dv.as_mut_ptr().cast(),
+            qk: s.layout(self.opts.layout, s.dk),
+            vo: s.layout(self.opts.layout, s.dv),
+            offsets: s.ffi_offsets(),
+            batch: s.sequences(),
+            heads: s.heads,
+            n: s.ffi_n(),
+            dk_dim: s.dk,
+            dv_dim: s.dv,
+            decay: self.decay.as_ptr(),
+            state_in,
+            dstate_out,
+            dstate_in,
+            workspace: std::ptr::null_mut(),
+        };
+        with_workspace(&mut self.workspace, workspace_len(s.dk, s.dv, true), |w| {
+            p.workspace = w;
+            // SAFETY: as for the forward; the three gradients are distinct
+            // mutable borrows apart from every input.
+            unsafe { (variant.backward)(&p) }
+        })
+    }
+}

@@ -1,0 +1,414 @@
+//! Reference Lightning attention for one (sequence, head), in f64: the
+//! token-by-token recurrence and the quadratic masked form (two independent
+//! oracles that the tests hold against each other), the exact gradient by
+//! backpropagation through the recurrence, and the error bound of the kernels.
+//!
+//! Rows are contiguous: `q`, `k` are `[n, dk]`, `v` `[n, dv]`, states `[dk, dv]`.
+
+/// One (sequence, head) of a problem.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub q: &'a [f64],
+    pub k: &'a [f64],
+    pub v: &'a [f64],
+    pub n: usize,
+    pub dk: usize,
+    pub dv: usize,
+    pub decay: f64,
+    /// Initial state, or zero.
+    pub s0: Option<&'a [f64]>,
+}
+
+/// Outputs `[n, dv]` and the final state `[dk, dv]`.
+pub type Output = (Vec<f64>, Vec<f64>);
+
+/// S_t = decay S_{t-1} + k_t^T v_t, o_t = q_t S_t, one token at a time.
+pub fn recurrent(h: &Head) -> Output {
+    let (dk, dv) = (h.dk, h.dv);
+    let mut s = h.s0.map_or(vec![0.0; dk * dv], <[f64]>::to_vec);
+    let mut o = vec![0.0; h.n * dv];
+    for t in 0..h.n {
+        for c in 0..dk {
+            for e in 0..dv {
+                s[c * dv + e] = h.decay * s[c * dv + e] + h.k[t * dk + c] * h.v[t * dv + e];
+                o[t * dv + e] += h.q[t * dk + c] * s[c * dv + e];
+            }
+        }
+    }
+    (o, s)
+}
+
+/// o_t = decay^t q_t S_0 + sum_{s <= t} decay^(t-s) (q_t . k_s) v_s, and the
+/// final state likewise, term by term (tokens counted from 1).
+pub fn quadratic(h: &Head) -> Output {
+    let (dk, dv, n) = (h.dk, h.dv, h.n);
+    let pow = |m: usize| h.decay.powi(m as i32);
+    let mut o = vec![0.0; n * dv];
+    for t in 0..n {
+        for s in 0..=t {
+            let dot: f64 = (0..dk).map(|c| h.q[t * dk + c] * h.k[s * dk + c]).sum();
+            for e in 0..dv {
+                o[t * dv + e] += pow(t - s) * dot * h.v[s * dv + e];
+            }
+        }
+        if let Some(s0) = h.s0 {
+            for e in 0..dv {
+                let qs: f64 = (0..dk).map(|c| h.q[t * dk + c] * s0[c * dv + e]).sum();
+                o[t * dv + e] += pow(t + 1) * qs;
+            }
+        }
+    }
+    let mut fin = vec![0.0; dk * dv];
+    for c in 0..dk {
+        for e in 0..dv {
+            let past: f64 = (0..n)
+                .map(|s| pow(n - 1 - s) * h.k[s * dk + c] * h.v[s * dv + e])
+                .sum();
+            fin[c * dv + e] = past + h.s0.map_or(0.0, |s0| pow(n) * s0[c * dv + e]);
+        }
+    }
+    (o, fin)
+}
+
+/// The same sums over absolute values: the scale the rounding error of each
+/// output element is measured against.
+pub fn magnitude(h: &Head) -> Output {
+    let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<f64>>();
+    let (q, k, v) = (abs(h.q), abs(h.k), abs(h.v));
+    let s0 = h.s0.map(abs);
+    recurrent(&Head {
+        q: &q,
+        k: &k,
+        v: &v,
+        s0: s0.as_deref(),
+        ..*h
+    })
+}
+
+/// Gradients (dq, dk, dv, dS_0) of sum(dout .* o) + sum(ds_final .* S_n), by
+/// backpropagation through the recurrence: G = dL/dS_t starts at ds_final,
+/// each token (last first) adds q_t^T dout_t, gives dk_t = G v_t and
+/// dv_t = k_t G, then decays (G <- decay G); what is left is dS_0.
+pub fn backward(h: &Head, dout: &[f64], ds_final: Option<&[f64]>) -> [Vec<f64>; 4] {
+    let (dk, dv, n) = (h.dk, h.dv, h.n);
+    // forward states S_1..S_n (S_0 at index 0)
+    let mut states = vec![h.s0.map_or(vec![0.0; dk * dv], <[f64]>::to_vec)];
+    for t in 0..n {
+        let prev = &states[t];
+        let mut s = vec![0.0; dk * dv];
+        for c in 0..dk {
+            for e in 0..dv {
+                s[c * dv + e] = h.decay * prev[c * dv + e] + h.k[t * dk + c] * h.v[t * dv + e];
+            }
+        }
+        states.push(s);
+    }
+    let (mut dq, mut dkk, mut dvv) = (vec![0.0; n * dk], vec![0.0; n * dk], vec![0.0; n * dv]);
+    // g = dL/dS_t from everything after token t's own output
+    let mut g = ds_final.map_or(vec![0.0; dk * dv], <[f64]>::to_vec);
+    for t in (0..n).rev() {
+        let st = &states[t + 1];
+        for c in 0..dk {
+            for e in 0..dv {
+                g[c * dv + e] += h.q[t * dk + c] * dout[t * dv + e];
+                dq[t * dk + c] += dout[t * dv + e] * st[c * dv + e];
+            }
+        }
+        for c in 0..dk {
+            for e in 0..dv {
+                dkk[t * dk + c] += g[c * dv + e] * h.v[t * dv + e];
+                dvv[t * dv + e] += h.k[t * dk + c] * g[c * dv + e];
+            }
+        }
+        for x in &mut g {
+            *x *= h.decay;
+        }
+    }
+    [dq, dkk, dvv, g]
+}
+
+/// Tokens per block of the CPU kernels (tk.h `TK_LIGHTNING_BLOCK`).
+pub const BLOCK: usize = 64;
+
+/// The CPU kernels' bound on |computed - exact| for an output element whose
+/// magnitude sum ([`magnitude`]) is `mag` and exact value `exact`, with `dk`
+/// terms per dot product, `n` tokens and I/O unit roundoff `u_io`:
+/// f32 arithmetic contributes (dk + 2B + 2 ceil(n / B) + 8) * 2^-24 * mag
+/// (a dot product, a block's sums, one rounding of the state per block, the
+/// decay tables), and the output rounding u_io * |exact|.
+pub fn error_bound(mag: f64, exact: f64, dk: usize, n: usize, u_io: f64) -> f64 {
+    let terms = (dk + 2 * BLOCK + 2 * n.div_ceil(BLOCK) + 8) as f64;
+    terms * f64::from(f32::EPSILON) / 2.0 * mag + u_io * exact.abs()
+}
+
+use crate::dtype::Element;
+use crate::isa::Isa;
+use crate::lightning::{Grads, Layout, Lightning, Shape};
+use crate::reference::{poison, uniform_values};
+
+/// A whole test problem: sequences (packed, or a batch of equal lengths),
+/// heads with their decays, head dims, layout, and which states take part.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub lens: Vec<usize>,
+    pub packed: bool,
+    pub decay: Vec<f32>,
+    pub dk: usize,
+    pub dv: usize,
+    pub layout: Layout,
+    pub state_in: bool,
+    pub state_out: bool,
+    pub seed: u64,
+}
+
+impl Case {
+    pub fn heads(&self) -> usize {
+        self.decay.len()
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.lens.iter().sum()
+    }
+
+    /// Cumulative offsets of the sequences.
+    pub fn offsets(&self) -> Vec<usize> {
+        std::iter::once(0)
+            .chain(self.lens.iter().scan(0, |a, &l| {
+                *a += l;
+                Some(*a)
+            }))
+            .collect()
+    }
+
+    pub fn shape<'a>(&self, offsets: &'a [usize]) -> Shape<'a> {
+        if self.packed {
+            Shape::packed(offsets, self.heads(), self.dk, self.dv)
+        } else {
+            let n = self.lens.first().copied().unwrap_or(0);
+            assert!(
+                self.lens.iter().all(|&l| l == n),
+                "a batch has equal lengths"
+            );
+            Shape::batch(self.lens.len(), n, self.heads(), self.dk, self.dv)
+        }
+    }
+
+    /// Element index of (sequence b, head h, token t, channel c) in a d-wide tensor.
+    pub fn index(&self, b: usize, h: usize, t: usize, c: usize, d: usize) -> usize {
+        let start: usize = self.lens[..b].iter().sum();
+        let (heads, total) = (self.heads(), self.tokens());
+        match (self.layout, self.packed) {
+            (Layout::HeadsFirst, true) => (h * total + start + t) * d + c,
+            (Layout::HeadsFirst, false) => ((b * heads + h) * self.lens[b] + t) * d + c,
+            (Layout::TokensFirst, _) => ((start + t) * heads + h) * d + c,
+        }
+    }
+
+    /// Values of one (sequence, head) of a d-wide tensor, widened to f64.
+    pub fn gather<T: Element>(&self, x: &[T], b: usize, h: usize, d: usize) -> Vec<f64> {
+        (0..self.lens[b])
+            .flat_map(|t| (0..d).map(move |c| (t, c)))
+            .map(|(t, c)| f64::from(x[self.index(b, h, t, c, d)].to_f32()))
+            .collect()
+    }
+
+    /// Deterministic inputs in the dtype: (q, k, v, initial states).
+    pub fn inputs<T: Element>(&self) -> (Vec<T>, Vec<T>, Vec<T>, Vec<f32>) {
+        let (n, h) = (self.tokens(), self.heads());
+        let round = |v: Vec<f32>| v.into_iter().map(T::from_f32).collect::<Vec<T>>();
+        let q = round(uniform_values(self.seed, n * h * self.dk, 0.5));
+        let k = round(uniform_values(self.seed ^ 0x9E37, n * h * self.dk, 0.5));
+        let v = round(uniform_values(self.seed ^ 0x7F4A, n * h * self.dv, 1.0));
+        let s = uniform_values(
+            self.seed ^ 0x1234,
+            self.lens.len() * h * self.dk * self.dv,
+            0.5,
+        );
+        (q, k, v, s)
+    }
+
+    fn state_at(&self, s: &[f32], b: usize, h: usize) -> Vec<f64> {
+        let sz = self.dk * self.dv;
+        let at = (b * self.heads() + h) * sz;
+        s[at..at + sz].iter().map(|&x| f64::from(x)).collect()
+    }
+}
+
+/// Checks `got` against `want` element-wise with bound(i); names the first miss.
+fn within(
+    what: &str,
+    got: &[f64],
+    want: &[f64],
+    bound: impl Fn(usize) -> f64,
+) -> Result<(), String> {
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let b = bound(i);
+        let ok = (g - w).abs() <= b; // false for NaN
+        if !ok {
+            return Err(format!(
+                "{what}[{i}]: got {g} want {w}, error {:.3e} above {b:.3e}",
+                (g - w).abs()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the forward of `case` on `isa` and checks outputs and final states
+/// against [`recurrent`] within [`error_bound`].
+pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
+    let (q, k, v, s0) = case.inputs::<T>();
+    let offsets = case.offsets();
+    let shape = case.shape(&offsets);
+    let mut o = vec![poison::<T>(); v.len()];
+    let mut s_out = vec![f32::NAN; s0.len()];
+    let lt = Lightning::new().layout(case.layout).isa(isa);
+    let mut call = lt.forward(&q, &k, &v, &mut o, &case.decay, shape);
+    if case.state_in {
+        call = call.initial_state(&s0);
+    }
+    if case.state_out {
+        call = call.final_state(&mut s_out);
+    }
+    call.run().map_err(|e| e.to_string())?;
+    let u_io = T::DTYPE.unit_roundoff();
+    for b in 0..case.lens.len() {
+        for h in 0..case.heads() {
+            let (qh, kh, vh) = (
+                case.gather(&q, b, h, case.dk),
+                case.gather(&k, b, h, case.dk),
+                case.gather(&v, b, h, case.dv),
+            );
+            let s0h = case.state_at(&s0, b, h);
+            let head = Head {
+                q: &qh,
+                k: &kh,
+                v: &vh,
+                n: case.lens[b],
+                dk: case.dk,
+                dv: case.dv,
+                decay: f64::from(case.decay[h]),
+                s0: case.state_in.then_some(&s0h[..]),
+            };
+            let (want, want_s) = recurrent(&head);
+            let (mag, mag_s) = magnitude(&head);
+            let got = case.gather(&o, b, h, case.dv);
+            let n = head.n;
+            within(&format!("o (seq {b}, head {h})"), &got, &want, |i| {
+                error_bound(mag[i], want[i], case.dk, n, u_io)
+            })?;
+            if case.state_out {
+                within(
+                    &format!("final state (seq {b}, head {h})"),
+                    &case.state_at(&s_out, b, h),
+                    &want_s,
+                    |i| error_bound(mag_s[i], want_s[i], case.dk, n, 0.0),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the backward of `case` on `isa` (dout and, with `state_out`, the
+/// final-state gradient drawn like the inputs) and checks every gradient
+/// against [`backward`] within [`error_bound`] of the gradient's magnitude
+/// (the same backward over absolute values), with max(dk, dv) terms.
+pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
+    let (q, k, v, s0) = case.inputs::<T>();
+    let dout: Vec<T> = uniform_values(case.seed ^ 0x55AA, v.len(), 1.0)
+        .into_iter()
+        .map(T::from_f32)
+        .collect();
+    let ds = uniform_values(case.seed ^ 0x0F0F, s0.len(), 0.5);
+    let offsets = case.offsets();
+    let shape = case.shape(&offsets);
+    let (mut dq, mut dk, mut dv) = (
+        vec![poison::<T>(); q.len()],
+        vec![poison::<T>(); k.len()],
+        vec![poison::<T>(); v.len()],
+    );
+    let mut ds0 = vec![f32::NAN; s0.len()];
+    let lt = Lightning::new().layout(case.layout).isa(isa);
+    let grads = Grads {
+        dq: &mut dq,
+        dk: &mut dk,
+        dv: &mut dv,
+    };
+    let mut call = lt.backward(&q, &k, &v, &dout, grads, &case.decay, shape);
+    if case.state_in {
+        call = call.initial_state(&s0).dinitial_state(&mut ds0);
+    }
+    if case.state_out {
+        call = call.dfinal_state(&ds);
+    }
+    call.run().map_err(|e| e.to_string())?;
+    let u_io = T::DTYPE.unit_roundoff();
+    let terms = case.dk.max(case.dv);
+    for b in 0..case.lens.len() {
+        for h in 0..case.heads() {
+            let (qh, kh, vh) = (
+                case.gather(&q, b, h, case.dk),
+                case.gather(&k, b, h, case.dk),
+                case.gather(&v, b, h, case.dv),
+            );
+            let doh = case.gather(&dout, b, h, case.dv);
+            let (s0h, dsh) = (case.state_at(&s0, b, h), case.state_at(&ds, b, h));
+            let head = Head {
+                q: &qh,
+                k: &kh,
+                v: &vh,
+                n: case.lens[b],
+                dk: case.dk,
+                dv: case.dv,
+                decay: f64::from(case.decay[h]),
+                s0: case.state_in.then_some(&s0h[..]),
+            };
+            let ds_final = case.state_out.then_some(&dsh[..]);
+            let want = backward(&head, &doh, ds_final);
+            let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<f64>>();
+            let (aq, ak, av, ado, as0, ads) = (
+                abs(&qh),
+                abs(&kh),
+                abs(&vh),
+                abs(&doh),
+                abs(&s0h),
+                abs(&dsh),
+            );
+            let mag = backward(
+                &Head {
+                    q: &aq,
+                    k: &ak,
+                    v: &av,
+                    s0: case.state_in.then_some(&as0[..]),
+                    ..head
+                },
+                &ado,
+                case.state_out.then_some(&ads[..]),
+            );
+            let n = head.n;
+            let got = [
+                case.gather(&dq, b, h, case.dk),
+                case.gather(&dk, b, h, case.dk),
+                case.gather(&dv, b, h, case.dv),
+            ];
+            for (g, (name, (w, m))) in got
+                .iter()
+                .zip(["dq", "dk", "dv"].iter().zip(want.iter().zip(&mag)))
+            {
+                within(&format!("{name} (seq {b}, head {h})"), g, w, |i| {
+                    error_bound(m[i], w[i], terms, n, u_io)
+                })?;
+            }
+            if case.state_in {
+                within(
+                    &format!("dS0 (seq {b}, head {h})"),
+                    &case.state_at(&ds0, b, h),
+                    &want[3],
+                    |i| error_bound(mag[3][i], want[3][i], terms, n, 0.0),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
