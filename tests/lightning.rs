@@ -529,10 +529,7 @@ fn errors_write_nothing() {
     ));
     for offsets in [&[1usize, 10][..], &[0, 6, 4, 10], &[]] {
         assert!(
-            matches!(
-                try_fwd(&[1.0, 1.0], Shape::packed(offsets, heads, d, d), q.len()),
-                Err(_)
-            ),
+            try_fwd(&[1.0, 1.0], Shape::packed(offsets, heads, d, d), q.len()).is_err(),
             "offsets {offsets:?}"
         );
     }
