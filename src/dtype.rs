@@ -43,6 +43,15 @@ impl Dtype {
         }
     }
 
+    /// The smallest positive (subnormal) value of the dtype.
+    pub fn min_subnormal(self) -> f64 {
+        match self {
+            Dtype::F32 => f64::powi(2.0, -149),
+            Dtype::F16 => f64::powi(2.0, -24),
+            Dtype::Bf16 => f64::powi(2.0, -133),
+        }
+    }
+
     pub(crate) fn from_ffi(d: tk_dtype) -> Dtype {
         match d {
             tk_dtype::TK_DTYPE_F32 => Dtype::F32,

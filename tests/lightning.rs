@@ -472,7 +472,8 @@ fn decode_case<T: transformer_kernels::Element>(
                 let bound = (dk + 2 * rl::BLOCK + 2 * (t + 1) + 8) as f64 * f64::from(f32::EPSILON)
                     / 2.0
                     * m
-                    + u_io * w.abs();
+                    + u_io * w.abs()
+                    + T::DTYPE.min_subnormal() / 2.0;
                 if (g - w).abs() > bound || g.is_nan() {
                     return Err(format!(
                         "token {t} row {bh} col {e}: got {g} want {w} bound {bound:.3e}"

@@ -10,8 +10,16 @@
 
 #include "../common/template.h"
 
+/* Tile shapes per vector width: 16 (AVX-512, 32 registers): 8 rows x 2
+ * vectors, 16 accumulators, each B vector loaded once per 8 FMAs so the
+ * state streams from L2 fast enough; 8 (AVX2, 16 registers) and scalar:
+ * 4 x 2, 8 accumulators (enough chains to hide the FMA latency, no spills). */
+#if TKV_W >= 16
+#define TK_MR 8
+#else
 #define TK_MR 4
-#define TK_NV 4
+#endif
+#define TK_NV 2
 #define TK_TILE_COLS (TK_NV * TKV_W)
 
 typedef struct tk_tile {
@@ -19,7 +27,9 @@ typedef struct tk_tile {
 } tk_tile;
 
 static TK_ALWAYS_INLINE void tk_tile_zero(tk_tile *t) {
+#pragma GCC unroll 8
     for (int r = 0; r < TK_MR; r++)
+#pragma GCC unroll 2
         for (int v = 0; v < TK_NV; v++) t->v[r][v] = tkv_zero();
 }
 
@@ -33,20 +43,19 @@ static TK_ALWAYS_INLINE size_t tk_tile_lanes(size_t cols, int v) {
  * `last` lanes wide. Rows r >= m of a alias row 0: their sums are not used. */
 static TK_ALWAYS_INLINE void tk_tile_fma_nv(tk_tile *t, int nv, const float *a, size_t lda, size_t m,
                                             const float *b, size_t ldb, size_t k, size_t last) {
-    const float *a0 = a, *a1 = a + (m > 1 ? lda : 0), *a2 = a + (m > 2 ? 2 * lda : 0),
-                *a3 = a + (m > 3 ? 3 * lda : 0);
+    const float *ar[TK_MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < TK_MR; r++) ar[r] = a + ((size_t)r < m ? (size_t)r * lda : 0);
     for (size_t p = 0; p < k; p++) {
         const float *bp = b + p * ldb;
         tkv bv[TK_NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (int v = 0; v < nv; v++) bv[v] = tkv_load_f32(bp + v * TKV_W, v == nv - 1 ? last : TKV_W);
-        const tkv x0 = tkv_set1(a0[p]), x1 = tkv_set1(a1[p]), x2 = tkv_set1(a2[p]), x3 = tkv_set1(a3[p]);
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            t->v[0][v] = tkv_fmadd(x0, bv[v], t->v[0][v]);
-            t->v[1][v] = tkv_fmadd(x1, bv[v], t->v[1][v]);
-            t->v[2][v] = tkv_fmadd(x2, bv[v], t->v[2][v]);
-            t->v[3][v] = tkv_fmadd(x3, bv[v], t->v[3][v]);
+#pragma GCC unroll 8
+        for (int r = 0; r < TK_MR; r++) {
+            const tkv x = tkv_set1(ar[r][p]);
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++) t->v[r][v] = tkv_fmadd(x, bv[v], t->v[r][v]);
         }
     }
 }
@@ -54,14 +63,10 @@ static TK_ALWAYS_INLINE void tk_tile_fma_nv(tk_tile *t, int nv, const float *a, 
 /* tile += a (m rows, k terms) x b (k rows, cols <= TK_TILE_COLS columns). */
 static TK_ALWAYS_INLINE void tk_tile_fma(tk_tile *t, const float *a, size_t lda, size_t m, const float *b,
                                          size_t ldb, size_t k, size_t cols) {
-    const int nv = (int)((cols + TKV_W - 1) / TKV_W);
-    const size_t last = cols - (size_t)(nv - 1) * TKV_W;
-    switch (nv) {
-    case 1: tk_tile_fma_nv(t, 1, a, lda, m, b, ldb, k, last); break;
-    case 2: tk_tile_fma_nv(t, 2, a, lda, m, b, ldb, k, last); break;
-    case 3: tk_tile_fma_nv(t, 3, a, lda, m, b, ldb, k, last); break;
-    default: tk_tile_fma_nv(t, 4, a, lda, m, b, ldb, k, last); break;
-    }
+    if (cols > TKV_W)
+        tk_tile_fma_nv(t, 2, a, lda, m, b, ldb, k, cols - TKV_W);
+    else
+        tk_tile_fma_nv(t, 1, a, lda, m, b, ldb, k, cols);
 }
 
 #endif

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "cuda")]
 mod report_gpu;
+mod report_lightning;
 mod report_norm;
 
 use std::hint::black_box;
@@ -58,7 +59,12 @@ fn parse_args() -> Args {
             "--accuracy" => args.accuracy = true,
             "--json" => args.json = Some(it.next().expect("--json needs a path")),
             "--filter" => args.filter = Some(it.next().expect("--filter needs a string")),
-            "--family" => args.family = Some(it.next().expect("--family needs softmax or norm")),
+            "--family" => {
+                args.family = Some(
+                    it.next()
+                        .expect("--family needs softmax, norm or lightning"),
+                )
+            }
             "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
             "--onednn" => {
                 args.onednn = Some(it.next().expect("--onednn needs the built oneDNN bench"))
@@ -75,7 +81,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN]"
                 );
                 std::process::exit(0);
             }
@@ -490,12 +496,18 @@ fn main() {
     } else {
         Vec::new()
     };
+    let lightning_records = if wants("lightning") {
+        report_lightning::report(args.quick, args.filter.as_deref())
+    } else {
+        Vec::new()
+    };
     gpu_section();
     if let Some(path) = &args.json {
         let body: Vec<String> = records
             .iter()
             .map(Record::json)
             .chain(norm_records.iter().map(|r| r.json()))
+            .chain(lightning_records.iter().map(|r| r.json()))
             .collect();
         std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
             .expect("cannot write the JSON report");
