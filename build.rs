@@ -35,6 +35,7 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/softmax/avx2.c",
             "kernels-cpu/norm/avx2.c",
             "kernels-cpu/lightning/avx2.c",
+            "kernels-cpu/probe/avx2.c",
         ],
         x86_only: true,
         flags: &["-mavx2", "-mfma", "-mf16c"],
@@ -45,6 +46,7 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/softmax/avx512.c",
             "kernels-cpu/norm/avx512.c",
             "kernels-cpu/lightning/avx512.c",
+            "kernels-cpu/probe/avx512.c",
         ],
         x86_only: true,
         flags: &[

@@ -131,3 +131,30 @@ pub fn selected() -> Result<Isa> {
         code => Ok(Isa::ALL[code as usize]),
     }
 }
+
+/// Runs the single-core f32 FMA peak probe of `isa` (kernels-cpu/probe:
+/// `iters` rounds of 24 independent vector FMAs) and returns the flops it did,
+/// for reports that state a kernel's fraction of the peak; time it yourself.
+/// None for the scalar ISA or one this CPU lacks.
+pub fn fma_probe(isa: Isa, iters: usize) -> Option<f64> {
+    if !isa.is_available() {
+        return None;
+    }
+    let mut sink = 0.0f32;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: this CPU runs `isa` (checked); sink is a valid f32.
+        let flops = match isa {
+            Isa::Avx512 => unsafe { crate::ffi::tk_fma_probe_avx512(iters, &mut sink) },
+            Isa::Avx2 => unsafe { crate::ffi::tk_fma_probe_avx2(iters, &mut sink) },
+            Isa::Scalar => return None,
+        };
+        std::hint::black_box(sink);
+        Some(flops)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (iters, &mut sink);
+        None
+    }
+}

@@ -362,6 +362,16 @@ typedef struct tk_lightning_variant {
 extern const tk_lightning_variant tk_lightning_variants[];
 extern const size_t tk_lightning_variant_count;
 
+/* ----------------------------------------------------------------- probes */
+
+/* Single-core f32 FMA peak probes for the reports: `iters` rounds of 24
+ * independent vector FMAs; returns the flops done (*sink keeps the result
+ * alive). x86-64 only. */
+#if defined(__x86_64__) || defined(_M_X64)
+double tk_fma_probe_avx2(size_t iters, float *sink);
+double tk_fma_probe_avx512(size_t iters, float *sink);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,9 @@ static TK_ALWAYS_INLINE void tk_tile_fma_nv(tk_tile *t, int nv, const float *a, 
     const float *ar[TK_MR];
 #pragma GCC unroll 8
     for (int r = 0; r < TK_MR; r++) ar[r] = a + ((size_t)r < m ? (size_t)r * lda : 0);
+    /* a local copy: GCC keeps it in registers, but stored the tile behind the
+     * pointer back to memory on every step (16 stores per 16 FMAs) */
+    tk_tile acc = *t;
     for (size_t p = 0; p < k; p++) {
         const float *bp = b + p * ldb;
         tkv bv[TK_NV];
@@ -55,9 +58,10 @@ static TK_ALWAYS_INLINE void tk_tile_fma_nv(tk_tile *t, int nv, const float *a, 
         for (int r = 0; r < TK_MR; r++) {
             const tkv x = tkv_set1(ar[r][p]);
 #pragma GCC unroll 2
-            for (int v = 0; v < nv; v++) t->v[r][v] = tkv_fmadd(x, bv[v], t->v[r][v]);
+            for (int v = 0; v < nv; v++) acc.v[r][v] = tkv_fmadd(x, bv[v], acc.v[r][v]);
         }
     }
+    *t = acc;
 }
 
 /* tile += a (m rows, k terms) x b (k rows, cols <= TK_TILE_COLS columns). */

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use half::{bf16, f16};
 use transformer_kernels::lightning::{Grads, Lightning, Shape, workspace_len};
 use transformer_kernels::reference::uniform_values;
-use transformer_kernels::{Dtype, Element, Isa};
+use transformer_kernels::{Dtype, Element, Isa, isa};
 
 use crate::interleave_medians;
 
@@ -96,63 +96,12 @@ impl LightningRecord {
     }
 }
 
-/// Single-core f32 FMA throughput of `isa` in flop/s: independent chains of
-/// vector FMAs, enough of them to cover the latency of both FMA ports.
+/// The single-core FMA peak probe of `isa` ([`transformer_kernels::isa::fma_probe`]):
+/// each call returns the flops it did; the time comes from the interleaved timer.
 fn fma_peak_probe(isa: Isa) -> Option<Box<dyn FnMut() -> f64>> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        const ITERS: usize = 1 << 20;
-        #[target_feature(enable = "avx512f")]
-        fn avx512() -> f32 {
-            let mut acc = [_mm512_set1_ps(1.0); 24];
-            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-            for _ in 0..ITERS {
-                for x in &mut acc {
-                    *x = _mm512_fmadd_ps(*x, a, b);
-                }
-            }
-            acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2() -> f32 {
-            let mut acc = [_mm256_set1_ps(1.0); 12];
-            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-            for _ in 0..ITERS {
-                for x in &mut acc {
-                    *x = _mm256_fmadd_ps(*x, a, b);
-                }
-            }
-            let mut out = [0.0f32; 8];
-            // SAFETY: out holds 8 floats.
-            unsafe {
-                _mm256_storeu_ps(
-                    out.as_mut_ptr(),
-                    acc.iter()
-                        .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x)),
-                )
-            };
-            out.iter().sum()
-        }
-        match isa {
-            // SAFETY: the ISA is available (checked by the caller).
-            Isa::Avx512 => Some(Box::new(|| {
-                black_box(unsafe { avx512() });
-                (ITERS * 24 * 16 * 2) as f64
-            })),
-            // SAFETY: as above.
-            Isa::Avx2 => Some(Box::new(|| {
-                black_box(unsafe { avx2() });
-                (ITERS * 12 * 8 * 2) as f64
-            })),
-            Isa::Scalar => None,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = isa;
-        None
-    }
+    const ITERS: usize = 1 << 18;
+    isa::fma_probe(isa, 1)?;
+    Some(Box::new(move || isa::fma_probe(isa, ITERS).unwrap_or(0.0)))
 }
 
 fn inputs<T: Element>(len: usize, seed: u64, amp: f32) -> Vec<T> {

@@ -697,3 +697,9 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub static tk_lightning_variant_count: usize;
 }
+unsafe extern "C" {
+    pub fn tk_fma_probe_avx2(iters: usize, sink: *mut f32) -> f64;
+}
+unsafe extern "C" {
+    pub fn tk_fma_probe_avx512(iters: usize, sink: *mut f32) -> f64;
+}
