@@ -15,11 +15,12 @@
  * state streams from L2 fast enough; 8 (AVX2, 16 registers) and scalar:
  * 4 x 2, 8 accumulators (enough chains to hide the FMA latency, no spills). */
 #if TKV_W >= 16
-#define TK_MR 8
+#define TK_MR 6
+#define TK_NV 4
 #else
 #define TK_MR 4
-#endif
 #define TK_NV 2
+#endif
 #define TK_TILE_COLS (TK_NV * TKV_W)
 
 typedef struct tk_tile {
@@ -29,7 +30,7 @@ typedef struct tk_tile {
 static TK_ALWAYS_INLINE void tk_tile_zero(tk_tile *t) {
 #pragma GCC unroll 8
     for (int r = 0; r < TK_MR; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < TK_NV; v++) t->v[r][v] = tkv_zero();
 }
 
@@ -52,12 +53,12 @@ static TK_ALWAYS_INLINE void tk_tile_fma_nv(tk_tile *t, int nv, const float *a, 
     for (size_t p = 0; p < k; p++) {
         const float *bp = b + p * ldb;
         tkv bv[TK_NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < nv; v++) bv[v] = tkv_load_f32(bp + v * TKV_W, v == nv - 1 ? last : TKV_W);
 #pragma GCC unroll 8
         for (int r = 0; r < TK_MR; r++) {
             const tkv x = tkv_set1(ar[r][p]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int v = 0; v < nv; v++) acc.v[r][v] = tkv_fmadd(x, bv[v], acc.v[r][v]);
         }
     }
@@ -67,10 +68,16 @@ static TK_ALWAYS_INLINE void tk_tile_fma_nv(tk_tile *t, int nv, const float *a, 
 /* tile += a (m rows, k terms) x b (k rows, cols <= TK_TILE_COLS columns). */
 static TK_ALWAYS_INLINE void tk_tile_fma(tk_tile *t, const float *a, size_t lda, size_t m, const float *b,
                                          size_t ldb, size_t k, size_t cols) {
-    if (cols > TKV_W)
-        tk_tile_fma_nv(t, 2, a, lda, m, b, ldb, k, cols - TKV_W);
-    else
-        tk_tile_fma_nv(t, 1, a, lda, m, b, ldb, k, cols);
+    const int nv = (int)((cols + TKV_W - 1) / TKV_W);
+    const size_t last = cols - (size_t)(nv - 1) * TKV_W;
+    switch (nv) {
+    case 1: tk_tile_fma_nv(t, 1, a, lda, m, b, ldb, k, last); break;
+    case 2: tk_tile_fma_nv(t, 2, a, lda, m, b, ldb, k, last); break;
+#if TK_NV > 2
+    case 3: tk_tile_fma_nv(t, 3, a, lda, m, b, ldb, k, last); break;
+    case 4: tk_tile_fma_nv(t, 4, a, lda, m, b, ldb, k, last); break;
+#endif
+    }
 }
 
 #endif

@@ -2,15 +2,18 @@
  * tk.h, and the workspace size every variant shares. */
 #include "tk.h"
 
+#include "decay.h"
+
 #include "../common/enum_names.h"
 
-/* One pass (lightning.inc): Q_b, decayed Q_b, K_b^T, decayed K_b^T, V_b
- * (B x d each), A (B x B), S (d x d), the decay tables (3B + 1); d is the
- * larger head dim because the backward passes swap dk and dv. The backward
- * adds a d x d start state. */
+/* One pass (lightning.inc): Q_b, decayed Q_b, V_b (B rows), K_b^T and its
+ * decayed copy (d rows of B), A (B rows of B), S (d rows), rows padded to
+ * tk_lightning_ld, and the decay tables (3B + 1); d is the larger head dim
+ * because the backward passes swap dk and dv. The backward adds a d x d
+ * start state. */
 size_t tk_lightning_workspace_floats(size_t dk, size_t dv, int backward) {
-    const size_t b = TK_LIGHTNING_BLOCK, d = dk > dv ? dk : dv;
-    return 5 * b * d + b * b + d * d + 3 * b + 1 + (backward ? d * d : 0);
+    const size_t b = TK_LIGHTNING_BLOCK, d = dk > dv ? dk : dv, ld = tk_lightning_ld(d), lb = tk_lightning_ld(b);
+    return 3 * b * ld + 2 * d * lb + b * lb + d * ld + 3 * b + 1 + (backward ? d * d : 0);
 }
 
 #define TK_LIGHTNING_ENTRY(dtype, isa)                                                        \
