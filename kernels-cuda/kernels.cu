@@ -2,3 +2,4 @@
 // into one fatbin (sm_80, sm_90 SASS + compute_90 PTX) embedded in the crate.
 #include "softmax.cu"
 #include "norm.cu"
+#include "lightning.cu"

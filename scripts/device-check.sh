@@ -15,7 +15,7 @@ build)
     rm -rf device-bin && mkdir -p device-bin
     cargo build --release --features cuda --bin report
     cp target/release/report device-bin/
-    cargo test --release --features cuda --test cuda_softmax --test cuda_norm --no-run 2>&1 | tee /tmp/tk-no-run.log
+    cargo test --release --features cuda --test cuda_softmax --test cuda_norm --test cuda_lightning --no-run 2>&1 | tee /tmp/tk-no-run.log
     grep -o 'target/release/deps/cuda_[A-Za-z0-9_-]*' /tmp/tk-no-run.log | sort -u | while read -r bin; do
         cp "$bin" device-bin/
     done
@@ -35,6 +35,12 @@ run)
         timeout 150 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
         timeout 60 python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch softmax baseline failed"
         timeout 60 python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
+        # Triton baselines for Lightning attention, carried as wheels in .whl
+        if ls .whl/*.whl >/dev/null 2>&1; then
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
+                PYTHONPATH=/tmp/site timeout 240 python3 scripts/torch_lightning_bench.py ||
+                echo "!!! Lightning baselines failed"
+        fi
     } >"$out/timing.md" 2>&1
     step() { # name, seconds, command...
         local name=$1 secs=$2
@@ -47,13 +53,16 @@ run)
     }
     ss=$(ls device-bin/cuda_softmax-*)
     nn=$(ls device-bin/cuda_norm-*)
+    ll=$(ls device-bin/cuda_lightning-*)
     san="compute-sanitizer --error-exitcode 1"
     {
         step test_softmax 120 "$ss" &
         step test_norm 120 "$nn" &
+        step test_lightning 200 "$ll" &
+        step memcheck_lightning 240 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers decode &
         step memcheck_softmax 200 $san --tool memcheck "$ss" --test-threads=1 &
         step memcheck_norm 200 $san --tool memcheck "$nn" --test-threads=1 &
-        step racecheck 200 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward" &
+        step racecheck 200 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers" &
         wait
     } >"$out/summary.txt"
     cat "$out/timing.md"

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod lightning;
 mod norm;
 mod softmax;
 
@@ -32,6 +33,7 @@ use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
 
+pub use lightning::{CUDA_MAX_HEAD_DIM, DeviceLightningBackward, DeviceLightningForward};
 pub use norm::{DeviceNormBackward, DeviceNormForward, DeviceWeights, NormShape};
 pub use softmax::SoftmaxShape;
 
@@ -56,6 +58,7 @@ pub struct Kernels {
     _module: Arc<CudaModule>,
     softmax: softmax::SoftmaxKernels,
     norm: norm::NormKernels,
+    lightning: lightning::LightningKernels,
 }
 
 impl Kernels {
@@ -66,10 +69,12 @@ impl Kernels {
             .map_err(cuda_err("module load"))?;
         let softmax = softmax::SoftmaxKernels::load(&module)?;
         let norm = norm::NormKernels::load(&module)?;
+        let lightning = lightning::LightningKernels::load(&module)?;
         Ok(Kernels {
             _module: module,
             softmax,
             norm,
+            lightning,
         })
     }
 

@@ -322,25 +322,29 @@ trait Guard {}
 impl<G> Guard for G {}
 
 /// Device pointers of a call with the guards that keep the stream ordered.
-struct Ptrs<'s> {
+pub(crate) struct Ptrs<'s> {
     guards: Vec<Box<dyn Guard + 's>>,
     addrs: Vec<CUdeviceptr>,
 }
 
 impl<'s> Ptrs<'s> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Ptrs {
             guards: Vec::new(),
             addrs: Vec::new(),
         }
     }
-    fn view<U>(&mut self, v: &'s CudaView<'_, U>, s: &'s Arc<CudaStream>) -> CUdeviceptr {
+    pub(crate) fn view<U>(
+        &mut self,
+        v: &'s CudaView<'_, U>,
+        s: &'s Arc<CudaStream>,
+    ) -> CUdeviceptr {
         let (p, g) = v.device_ptr(s);
         self.guards.push(Box::new(g));
         self.addrs.push(p);
         p
     }
-    fn view_mut<U>(
+    pub(crate) fn view_mut<U>(
         &mut self,
         v: &'s mut CudaViewMut<'_, U>,
         s: &'s Arc<CudaStream>,

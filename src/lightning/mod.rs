@@ -125,7 +125,7 @@ impl<'a> Shape<'a> {
         )
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.heads == 0 {
             return Err(Error::ZeroSize {
                 what: "lightning heads",
@@ -158,7 +158,7 @@ impl<'a> Shape<'a> {
         Ok(())
     }
 
-    fn layout(&self, layout: Layout, d: usize) -> ffi::tk_lightning_layout {
+    pub(crate) fn layout(&self, layout: Layout, d: usize) -> ffi::tk_lightning_layout {
         let (n, packed) = match self.seqs {
             Sequences::Batch { n, .. } => (n, false),
             Sequences::Packed { offsets } => (offsets.last().copied().unwrap_or(0), true),
@@ -352,7 +352,7 @@ impl Lightning {
     }
 }
 
-fn check_decay(decay: &[f32], heads: usize) -> Result<()> {
+pub(crate) fn check_decay(decay: &[f32], heads: usize) -> Result<()> {
     expect_len("lightning decay", heads, decay.len())?;
     if !decay.iter().all(|l| (f32::MIN_POSITIVE..=1.0).contains(l)) {
         return Err(invalid(

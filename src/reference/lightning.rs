@@ -145,6 +145,14 @@ pub fn error_bound(mag: f64, exact: f64, dk: usize, n: usize, io: Option<Dtype>)
     terms * f64::from(f32::EPSILON) / 2.0 * mag + store
 }
 
+/// The CUDA kernels' bound: [`error_bound`] plus 4 u_io of the magnitude,
+/// because the tensor-core operands (the state, the decayed scores and the
+/// decayed keys) are rounded to the I/O dtype once per use (f32 I/O: u_io =
+/// 2^-24, the same rounding count).
+pub fn gpu_error_bound(mag: f64, exact: f64, dk: usize, n: usize, io: Option<Dtype>) -> f64 {
+    error_bound(mag, exact, dk, n, io) + 4.0 * io.map_or(0.0, Dtype::unit_roundoff) * mag
+}
+
 use crate::dtype::{Dtype, Element};
 use crate::isa::Isa;
 use crate::lightning::{Grads, Layout, Lightning, Shape};
@@ -258,6 +266,29 @@ fn within(
     Ok(())
 }
 
+/// Which kernels' bound a check applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// [`error_bound`]; states are exact f32 arithmetic.
+    Cpu,
+    /// [`gpu_error_bound`]; states too pass through I/O-dtype operands.
+    Gpu,
+}
+
+impl Target {
+    pub fn bound(self, mag: f64, exact: f64, dk: usize, n: usize, io: Option<Dtype>) -> f64 {
+        match self {
+            Target::Cpu => error_bound(mag, exact, dk, n, io),
+            Target::Gpu => gpu_error_bound(mag, exact, dk, n, io),
+        }
+    }
+
+    /// The dtype a state's bound uses.
+    fn state_io(self, d: Dtype) -> Option<Dtype> {
+        (self == Target::Gpu).then_some(d)
+    }
+}
+
 /// Runs the forward of `case` on `isa` and checks outputs and final states
 /// against [`recurrent`] within [`error_bound`].
 pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
@@ -275,14 +306,26 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
         call = call.final_state(&mut s_out);
     }
     call.run().map_err(|e| e.to_string())?;
+    verify_forward(case, (&q, &k, &v, &s0), &o, &s_out, Target::Cpu)
+}
+
+/// Checks a forward's outputs `o` (and, with `case.state_out`, `s_out`) on
+/// `case`'s inputs (q, k, v, initial states) against [`recurrent`].
+pub fn verify_forward<T: Element>(
+    case: &Case,
+    (q, k, v, s0): (&[T], &[T], &[T], &[f32]),
+    o: &[T],
+    s_out: &[f32],
+    target: Target,
+) -> Result<(), String> {
     for b in 0..case.lens.len() {
         for h in 0..case.heads() {
             let (qh, kh, vh) = (
-                case.gather(&q, b, h, case.dk),
-                case.gather(&k, b, h, case.dk),
-                case.gather(&v, b, h, case.dv),
+                case.gather(q, b, h, case.dk),
+                case.gather(k, b, h, case.dk),
+                case.gather(v, b, h, case.dv),
             );
-            let s0h = case.state_at(&s0, b, h);
+            let s0h = case.state_at(s0, b, h);
             let head = Head {
                 q: &qh,
                 k: &kh,
@@ -295,17 +338,18 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
             };
             let (want, want_s) = recurrent(&head);
             let (mag, mag_s) = magnitude(&head);
-            let got = case.gather(&o, b, h, case.dv);
+            let got = case.gather(o, b, h, case.dv);
             let n = head.n;
             within(&format!("o (seq {b}, head {h})"), &got, &want, |i| {
-                error_bound(mag[i], want[i], case.dk, n, Some(T::DTYPE))
+                target.bound(mag[i], want[i], case.dk, n, Some(T::DTYPE))
             })?;
             if case.state_out {
+                let io = target.state_io(T::DTYPE);
                 within(
                     &format!("final state (seq {b}, head {h})"),
-                    &case.state_at(&s_out, b, h),
+                    &case.state_at(s_out, b, h),
                     &want_s,
-                    |i| error_bound(mag_s[i], want_s[i], case.dk, n, None),
+                    |i| target.bound(mag_s[i], want_s[i], case.dk, n, io),
                 )?;
             }
         }
@@ -313,17 +357,28 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the backward of `case` on `isa` (dout and, with `state_out`, the
-/// final-state gradient drawn like the inputs) and checks every gradient
-/// against [`backward`] within [`error_bound`] of the gradient's magnitude
-/// (the same backward over absolute values), with max(dk, dv) terms.
-pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
-    let (q, k, v, s0) = case.inputs::<T>();
-    let dout: Vec<T> = uniform_values(case.seed ^ 0x55AA, v.len(), 1.0)
+/// The backward's extra inputs for `case`: dout (the dtype) and the
+/// final-state gradient.
+pub fn backward_inputs<T: Element>(case: &Case) -> (Vec<T>, Vec<f32>) {
+    let nv = case.tokens() * case.heads() * case.dv;
+    let dout = uniform_values(case.seed ^ 0x55AA, nv, 1.0)
         .into_iter()
         .map(T::from_f32)
         .collect();
-    let ds = uniform_values(case.seed ^ 0x0F0F, s0.len(), 0.5);
+    let ds = uniform_values(
+        case.seed ^ 0x0F0F,
+        case.lens.len() * case.heads() * case.dk * case.dv,
+        0.5,
+    );
+    (dout, ds)
+}
+
+/// Runs the backward of `case` on `isa` (dout and, with `state_out`, the
+/// final-state gradient from [`backward_inputs`]) and checks every gradient
+/// with [`verify_backward`].
+pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
+    let (q, k, v, s0) = case.inputs::<T>();
+    let (dout, ds) = backward_inputs::<T>(case);
     let offsets = case.offsets();
     let shape = case.shape(&offsets);
     let (mut dq, mut dk, mut dv) = (
@@ -346,16 +401,35 @@ pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
         call = call.dfinal_state(&ds);
     }
     call.run().map_err(|e| e.to_string())?;
+    verify_backward(
+        case,
+        (&q, &k, &v, &s0),
+        (&dout, &ds),
+        (&dq, &dk, &dv, &ds0),
+        Target::Cpu,
+    )
+}
+
+/// Checks gradients against [`backward`] within the target's bound of the
+/// gradient's magnitude (the same backward over absolute values), with
+/// max(dk, dv) terms; dS_0 is checked when `case.state_in`.
+pub fn verify_backward<T: Element>(
+    case: &Case,
+    (q, k, v, s0): (&[T], &[T], &[T], &[f32]),
+    (dout, ds): (&[T], &[f32]),
+    (dq, dk, dv, ds0): (&[T], &[T], &[T], &[f32]),
+    target: Target,
+) -> Result<(), String> {
     let terms = case.dk.max(case.dv);
     for b in 0..case.lens.len() {
         for h in 0..case.heads() {
             let (qh, kh, vh) = (
-                case.gather(&q, b, h, case.dk),
-                case.gather(&k, b, h, case.dk),
-                case.gather(&v, b, h, case.dv),
+                case.gather(q, b, h, case.dk),
+                case.gather(k, b, h, case.dk),
+                case.gather(v, b, h, case.dv),
             );
-            let doh = case.gather(&dout, b, h, case.dv);
-            let (s0h, dsh) = (case.state_at(&s0, b, h), case.state_at(&ds, b, h));
+            let doh = case.gather(dout, b, h, case.dv);
+            let (s0h, dsh) = (case.state_at(s0, b, h), case.state_at(ds, b, h));
             let head = Head {
                 q: &qh,
                 k: &kh,
@@ -366,17 +440,10 @@ pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
                 decay: f64::from(case.decay[h]),
                 s0: case.state_in.then_some(&s0h[..]),
             };
-            let ds_final = case.state_out.then_some(&dsh[..]);
-            let want = backward(&head, &doh, ds_final);
+            let want = backward(&head, &doh, case.state_out.then_some(&dsh[..]));
             let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<f64>>();
-            let (aq, ak, av, ado, as0, ads) = (
-                abs(&qh),
-                abs(&kh),
-                abs(&vh),
-                abs(&doh),
-                abs(&s0h),
-                abs(&dsh),
-            );
+            let (aq, ak, av, ado) = (abs(&qh), abs(&kh), abs(&vh), abs(&doh));
+            let (as0, ads) = (abs(&s0h), abs(&dsh));
             let mag = backward(
                 &Head {
                     q: &aq,
@@ -390,24 +457,25 @@ pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
             );
             let n = head.n;
             let got = [
-                case.gather(&dq, b, h, case.dk),
-                case.gather(&dk, b, h, case.dk),
-                case.gather(&dv, b, h, case.dv),
+                case.gather(dq, b, h, case.dk),
+                case.gather(dk, b, h, case.dk),
+                case.gather(dv, b, h, case.dv),
             ];
             for (g, (name, (w, m))) in got
                 .iter()
                 .zip(["dq", "dk", "dv"].iter().zip(want.iter().zip(&mag)))
             {
                 within(&format!("{name} (seq {b}, head {h})"), g, w, |i| {
-                    error_bound(m[i], w[i], terms, n, Some(T::DTYPE))
+                    target.bound(m[i], w[i], terms, n, Some(T::DTYPE))
                 })?;
             }
             if case.state_in {
+                let io = target.state_io(T::DTYPE);
                 within(
                     &format!("dS0 (seq {b}, head {h})"),
-                    &case.state_at(&ds0, b, h),
+                    &case.state_at(ds0, b, h),
                     &want[3],
-                    |i| error_bound(mag[3][i], want[3][i], terms, n, None),
+                    |i| target.bound(mag[3][i], want[3][i], terms, n, io),
                 )?;
             }
         }

@@ -1,0 +1,264 @@
+// Lightning attention on CUDA (see kernels-cpu/lightning/lightning.inc for the
+// block scheme): one pass walks one (sequence, head, 64-column slice of the
+// value width) in chunks of 64 tokens with its slice of the state S in shared
+// memory (f32). A block of 4 warps; warp w owns chunk rows 16w .. 16w + 15 for
+// the scores and outputs, and every fourth 16-row tile of S for the update.
+// The block products run on the tensor cores (mma.sync m16n8k16, f16/bf16
+// operands, f32 accumulation); operands are kept in f32 in shared memory and
+// rounded to the I/O dtype as fragments are built, so S, the decayed scores and
+// the decayed keys are rounded once per use (the GPU error bound adds 4 u_io of
+// the magnitude for these). f32 I/O runs the same fragments on FFMA (correct,
+// not fast: no f32 tensor-core path).
+//
+// The forward is one pass; the backward is three passes with permuted operands
+// (two with time reversed), as on the CPU. Decoding is its own kernel.
+
+#include "common.cuh"
+
+namespace tk {
+
+constexpr int LT_CHUNK = 64;   // tokens per chunk
+constexpr int LT_SLICE = 64;   // value columns per block
+constexpr int LT_WARPS = 4;
+constexpr int LT_MAX_HEADS = 256;
+constexpr int LT_MAX_SEQS = 256;
+
+// Where element (sequence b, head h, token t, channel c) of one operand lives.
+struct LtLayout {
+    long long batch, head, token;
+};
+
+struct LtPassArgs {
+    const void *q, *k, *v; // q, k: dq wide; v: dv wide
+    void *o;               // dv wide
+    LtLayout lq, lk, lv, lo;
+    const float *s0;       // NULL or [seqs, heads] states (see s0_transposed)
+    float *s_out;          // NULL or [seqs, heads, dq, dv]
+    int seqs, heads, n, dq, dv;
+    int packed;            // offsets[] holds seqs + 1 token offsets
+    int reverse;           // token t of the pass is token len - 1 - t
+    int s0_transposed;     // s0 is [dv, dq] per head (else [dq, dv])
+    int s0_over_decay;     // multiply s0 by 1 / decay[h]
+    int s_out_times_decay; // multiply s_out by decay[h]
+    float decay[LT_MAX_HEADS];
+    long long offsets[LT_MAX_SEQS + 1];
+};
+
+// ---- m16n8k16 fragments: lane = 4 g + t --------------------------------------
+// A (16 x 16): (g, 2t..2t+1), (g + 8, ..), (g, 2t + 8..), (g + 8, 2t + 8..)
+// B (16 x 8):  (k = 2t..2t+1, n = g), (k = 2t + 8.., n = g)
+// C (16 x 8):  (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1)
+
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    union {
+        T h[2];
+        uint32_t u;
+    } p;
+    p.h[0] = Io<T>::store(lo);
+    p.h[1] = Io<T>::store(hi);
+    return p.u;
+}
+
+template <typename T> struct Mma;
+template <> struct Mma<__half> {
+    __device__ static void run(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                     "{%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+};
+template <> struct Mma<__nv_bfloat16> {
+    __device__ static void run(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                     "{%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+};
+
+// c += A (16 x 16) B (16 x 8) with A(m, k) = fa(m, k), B(k, n) = fb(k, n) read
+// from shared memory by this lane for its fragment positions.
+template <typename T, typename FA, typename FB>
+__device__ __forceinline__ void mma_16x8x16(float (&c)[4], int lane, FA fa, FB fb) {
+    const int g = lane >> 2, t = lane & 3;
+    if constexpr (sizeof(T) == 2) {
+        const uint32_t a[4] = {pack2<T>(fa(g, 2 * t), fa(g, 2 * t + 1)), pack2<T>(fa(g + 8, 2 * t), fa(g + 8, 2 * t + 1)),
+                               pack2<T>(fa(g, 2 * t + 8), fa(g, 2 * t + 9)),
+                               pack2<T>(fa(g + 8, 2 * t + 8), fa(g + 8, 2 * t + 9))};
+        const uint32_t b[2] = {pack2<T>(fb(2 * t, g), fb(2 * t + 1, g)), pack2<T>(fb(2 * t + 8, g), fb(2 * t + 9, g))};
+        Mma<T>::run(c, a, b);
+    } else {
+        // f32: the same fragment positions, summed on FFMA
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+            const float b0 = fb(k, 2 * t), b1 = fb(k, 2 * t + 1);
+            c[0] = fmaf(fa(g, k), b0, c[0]);
+            c[1] = fmaf(fa(g, k), b1, c[1]);
+            c[2] = fmaf(fa(g + 8, k), b0, c[2]);
+            c[3] = fmaf(fa(g + 8, k), b1, c[3]);
+        }
+    }
+}
+
+// Shared memory of a pass, in floats: Q, K (64 rows of ldq), V (64 rows of
+// LT_SLICE + 4), P (64 x 68), S (dq_pad rows of LT_SLICE + 4), pw (65).
+__host__ __device__ inline int lt_ldq(int dq) { return (dq + 15) / 16 * 16 + 4; }
+constexpr int LT_LDV = LT_SLICE + 4;
+constexpr int LT_LDP = LT_CHUNK + 4;
+__host__ __device__ inline size_t lt_smem_floats(int dq) {
+    const int dqp = (dq + 15) / 16 * 16;
+    return (size_t)2 * LT_CHUNK * lt_ldq(dq) + LT_CHUNK * LT_LDV + LT_CHUNK * LT_LDP + (size_t)dqp * LT_LDV + 72;
+}
+
+template <typename T>
+__device__ void lightning_pass(const LtPassArgs &a) {
+    extern __shared__ float smem[];
+    const int slice = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ldq(dq);
+    const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
+    float *sq = smem, *sk = sq + LT_CHUNK * ldq, *sv = sk + LT_CHUNK * ldq, *sp = sv + LT_CHUNK * LT_LDV;
+    float *ss = sp + LT_CHUNK * LT_LDP, *pw = ss + (size_t)dqp * LT_LDV;
+    const float lambda = a.decay[h];
+    if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
+
+    const long long start = a.packed ? a.offsets[b] : 0;
+    const int len_all = a.packed ? (int)(a.offsets[b + 1] - a.offsets[b]) : a.n;
+    auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
+    const T *q = static_cast<const T *>(a.q) + base(a.lq), *k = static_cast<const T *>(a.k) + base(a.lk);
+    const T *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
+    T *o = static_cast<T *>(a.o) + base(a.lo) + c_base;
+    auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
+
+    // start state (this slice), zero in the padding
+    const size_t si = ((size_t)b * a.heads + h) * (size_t)dq * a.dv;
+    const float s0_scale = a.s0_over_decay ? (float)(1.0 / (double)lambda) : 1.0f;
+    for (int i = threadIdx.x; i < dqp * LT_SLICE; i += blockDim.x) {
+        const int c = i / LT_SLICE, n = i % LT_SLICE;
+        float val = 0.0f;
+        if (a.s0 && c < dq && n < cols)
+            val = (a.s0_transposed ? a.s0[si + (size_t)(c_base + n) * dq + c] : a.s0[si + (size_t)c * a.dv + c_base + n]) * s0_scale;
+        ss[c * LT_LDV + n] = val;
+    }
+
+    for (int t0 = 0; t0 < len_all; t0 += LT_CHUNK) {
+        const int len = min(LT_CHUNK, len_all - t0);
+        __syncthreads(); // the last chunk's readers are done with Q, K, V, S
+        for (int i = threadIdx.x; i < LT_CHUNK * dqp; i += blockDim.x) {
+            const int r = i / dqp, c = i % dqp;
+            const bool in = r < len && c < dq;
+            sq[r * ldq + c] = in ? Io<T>::load(q[tok(t0 + r) * a.lq.token + c]) : 0.0f;
+            sk[r * ldq + c] = in ? Io<T>::load(k[tok(t0 + r) * a.lk.token + c]) : 0.0f;
+        }
+        for (int i = threadIdx.x; i < LT_CHUNK * LT_SLICE; i += blockDim.x) {
+            const int r = i / LT_SLICE, c = i % LT_SLICE;
+            sv[r * LT_LDV + c] = r < len && c < cols ? Io<T>::load(v[tok(t0 + r) * a.lv.token + c]) : 0.0f;
+        }
+        __syncthreads();
+
+        // scores of this warp's 16 rows: P = (Q K^T) .* decay mask, columns <= its last row
+        const int r0 = warp * 16, ntiles = (r0 + 16) / 8;
+        for (int nt = 0; nt < ntiles; nt++) {
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int k0 = 0; k0 < dqp; k0 += 16)
+                mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sq[(r0 + m) * ldq + k0 + kk]; },
+                               [&](int kk, int n) { return sk[(nt * 8 + n) * ldq + k0 + kk]; });
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = r0 + g + (e >= 2 ? 8 : 0), j = nt * 8 + 2 * tq + (e & 1);
+                sp[i * LT_LDP + j] = j <= i ? c[e] * pw[i - j] : 0.0f;
+            }
+        }
+        __syncwarp();
+
+        // O = diag(decay^(i+1)) Q S + P V for this warp's rows
+        for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int k0 = 0; k0 < dqp; k0 += 16)
+                mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sq[(r0 + m) * ldq + k0 + kk]; },
+                               [&](int kk, int n) { return ss[(k0 + kk) * LT_LDV + nt * 8 + n]; });
+#pragma unroll
+            for (int e = 0; e < 4; e++) c[e] *= pw[r0 + g + (e >= 2 ? 8 : 0) + 1];
+            for (int k0 = 0; k0 < r0 + 16; k0 += 16)
+                mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sp[(r0 + m) * LT_LDP + k0 + kk]; },
+                               [&](int kk, int n) { return sv[(k0 + kk) * LT_LDV + nt * 8 + n]; });
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = r0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
+                if (i < len && n < cols) o[tok(t0 + i) * a.lo.token + n] = Io<T>::store(c[e]);
+            }
+        }
+        __syncthreads(); // every warp has read S
+
+        // S <- decay^len S + (decayed K)^T V, 16-row tiles of S round-robin over the warps
+        const float carry = pw[len];
+        for (int c0 = warp * 16; c0 < dqp; c0 += 16 * LT_WARPS) {
+            for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                for (int j0 = 0; j0 < LT_CHUNK; j0 += 16)
+                    mma_16x8x16<T>(
+                        c, lane,
+                        [&](int m, int kk) {
+                            const int j = j0 + kk;
+                            return j < len ? sk[j * ldq + c0 + m] * pw[len - 1 - j] : 0.0f;
+                        },
+                        [&](int kk, int n) { return sv[(j0 + kk) * LT_LDV + nt * 8 + n]; });
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = c0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
+                    float *s = &ss[r * LT_LDV + n];
+                    *s = fmaf(carry, *s, c[e]);
+                }
+            }
+        }
+    }
+    __syncthreads();
+    if (a.s_out) {
+        const float f = a.s_out_times_decay ? lambda : 1.0f;
+        for (int i = threadIdx.x; i < dq * LT_SLICE; i += blockDim.x) {
+            const int c = i / LT_SLICE, n = i % LT_SLICE;
+            if (n < cols) a.s_out[si + (size_t)c * a.dv + c_base + n] = ss[c * LT_LDV + n] * f;
+        }
+    }
+}
+
+struct LtDecodeArgs {
+    const void *q, *k, *v;
+    void *o;
+    float *state;
+    int count, heads, dk, dv;
+    float decay[LT_MAX_HEADS];
+};
+
+// One block per (sequence, head), a thread per value column: S's rows are read
+// and written once, coalesced.
+template <typename T> __device__ void lightning_decode(const LtDecodeArgs &a) {
+    const int i = blockIdx.x, e = threadIdx.x;
+    if (e >= a.dv) return;
+    const float lambda = a.decay[i % a.heads];
+    const T *q = static_cast<const T *>(a.q) + (size_t)i * a.dk, *k = static_cast<const T *>(a.k) + (size_t)i * a.dk;
+    const float ve = Io<T>::load(static_cast<const T *>(a.v)[(size_t)i * a.dv + e]);
+    float *s = a.state + (size_t)i * a.dk * a.dv + e;
+    float acc = 0.0f;
+    for (int c = 0; c < a.dk; c++) {
+        const float sv = fmaf(Io<T>::load(k[c]), ve, lambda * s[(size_t)c * a.dv]);
+        s[(size_t)c * a.dv] = sv;
+        acc = fmaf(Io<T>::load(q[c]), sv, acc);
+    }
+    static_cast<T *>(a.o)[(size_t)i * a.dv + e] = Io<T>::store(acc);
+}
+
+} // namespace tk
+
+#define TK_LIGHTNING(dt, T)                                                                        \
+    extern "C" __global__ void __launch_bounds__(128) tk_lightning_pass_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) { \
+        tk::lightning_pass<T>(a);                                                                   \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(256)                                               \
+        tk_lightning_decode_##dt##_cuda(const __grid_constant__ tk::LtDecodeArgs a) {                                       \
+        tk::lightning_decode<T>(a);                                                                 \
+    }
+TK_LIGHTNING(f32, float)
+TK_LIGHTNING(f16, __half)
+TK_LIGHTNING(bf16, __nv_bfloat16)

@@ -1,0 +1,103 @@
+//! GPU Lightning attention table (feature `cuda`): forward and backward at
+//! d = 128, n from 2048 to 32768, 16 heads, bf16 and f16, in tokens/s and
+//! TFLOP/s of the block products; scripts/torch_lightning_bench.py measures
+//! flash-linear-attention's chunk_simple_gla and OpenNLPLab's lightning_attn2
+//! on the same shapes in the same device run.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+use half::{bf16, f16};
+use transformer_kernels::cuda::{
+    CudaElement, DeviceLightningBackward, DeviceLightningForward, Kernels,
+};
+use transformer_kernels::lightning::{Layout, Shape};
+use transformer_kernels::reference::uniform_values;
+
+use super::time_gpu;
+
+const HEADS: usize = 16;
+const D: usize = 128;
+const LENS: [usize; 3] = [2048, 8192, 32768];
+
+/// Useful flops of one head's forward (as the CPU report counts them).
+fn forward_flops(n: usize) -> f64 {
+    let (mut f, mut t) = (0.0, 0);
+    while t < n {
+        let l = 64.min(n - t) as f64;
+        f += l * (l + 1.0) * (2 * D) as f64 + 4.0 * l * (D * D) as f64;
+        t += 64;
+    }
+    f
+}
+
+fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
+    for n in LENS {
+        let len = HEADS * n * D;
+        let up = |seed: u64, amp: f32| {
+            s.clone_htod(
+                &uniform_values(seed, len, amp)
+                    .into_iter()
+                    .map(T::from_f32)
+                    .collect::<Vec<T>>(),
+            )
+            .unwrap()
+        };
+        let (q, kk, v, dout) = (up(1, 0.5), up(2, 0.5), up(3, 1.0), up(4, 1.0));
+        let (mut o, mut gq, mut gk, mut gv) = (up(5, 1.0), up(6, 1.0), up(7, 1.0), up(8, 1.0));
+        let decay: Vec<f32> = (0..HEADS)
+            .map(|h| 1.0 - 0.5f32.powi(h as i32 % 8 + 4))
+            .collect();
+        let shape = Shape::batch(1, n, HEADS, D, D);
+        let tf = time_gpu(s, 10, || {
+            let (qv, kv, vv, mut ov) = (q.as_view(), kk.as_view(), v.as_view(), o.as_view_mut());
+            let call = DeviceLightningForward {
+                q: &qv,
+                k: &kv,
+                v: &vv,
+                o: &mut ov,
+                initial_state: None,
+                final_state: None,
+            };
+            k.lightning_forward(s, Layout::HeadsFirst, shape, &decay, call)
+                .unwrap()
+        });
+        let tb = time_gpu(s, 10, || {
+            let (qv, kv, vv, dov) = (q.as_view(), kk.as_view(), v.as_view(), dout.as_view());
+            let (mut a, mut b, mut c) = (gq.as_view_mut(), gk.as_view_mut(), gv.as_view_mut());
+            let call = DeviceLightningBackward {
+                q: &qv,
+                k: &kv,
+                v: &vv,
+                dout: &dov,
+                dq: &mut a,
+                dk: &mut b,
+                dv: &mut c,
+                initial_state: None,
+                dfinal_state: None,
+                dinitial_state: None,
+            };
+            k.lightning_backward(s, Layout::HeadsFirst, shape, &decay, call)
+                .unwrap()
+        });
+        let flops = forward_flops(n) * HEADS as f64;
+        println!(
+            "| {} | 1 x {HEADS} x {n} x {D} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2e} |",
+            T::DTYPE.name(),
+            tf * 1e3,
+            tb * 1e3,
+            (tf + tb) * 1e3,
+            flops / tf / 1e12,
+            (HEADS * n) as f64 / tf
+        );
+    }
+}
+
+pub fn report(s: &Arc<CudaStream>, k: &Kernels) {
+    println!("\n### Lightning attention (heads-first, decay per head; backward = 3 passes)\n");
+    println!(
+        "| dtype | b x h x n x d | forward ms | backward ms | fwd+bwd ms | forward TFLOP/s | forward tokens/s |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    run::<bf16>(s, k);
+    run::<f16>(s, k);
+}

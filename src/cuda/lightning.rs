@@ -1,0 +1,488 @@
+//! Lightning attention on CUDA (kernels-cuda/lightning.cu): the same
+//! operations and shapes as [`crate::lightning`] on device buffers. Decays and
+//! packed-sequence offsets come from the host (they travel in the launch's
+//! parameters, so no device allocation per call): at most 256 heads and 256
+//! packed sequences per call; head dims up to 224 (the state slice and the
+//! chunk's Q and K live in shared memory).
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUfunction_attribute_enum;
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
+};
+
+use super::norm::Ptrs;
+use super::{CudaElement, Kernels, cuda_err};
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::lightning::{Layout, Sequences, Shape, check_decay};
+use crate::shape::expect_len;
+
+const MAX_HEADS: usize = 256;
+const MAX_SEQS: usize = 256;
+/// Largest head dim of the CUDA kernels (shared memory of one block).
+pub const CUDA_MAX_HEAD_DIM: usize = 224;
+const SLICE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct LtLayout {
+    batch: i64,
+    head: i64,
+    token: i64,
+}
+
+/// Mirrors `tk::LtPassArgs`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LtPassArgs {
+    q: u64,
+    k: u64,
+    v: u64,
+    o: u64,
+    lq: LtLayout,
+    lk: LtLayout,
+    lv: LtLayout,
+    lo: LtLayout,
+    s0: u64,
+    s_out: u64,
+    seqs: i32,
+    heads: i32,
+    n: i32,
+    dq: i32,
+    dv: i32,
+    packed: i32,
+    reverse: i32,
+    s0_transposed: i32,
+    s0_over_decay: i32,
+    s_out_times_decay: i32,
+    decay: [f32; MAX_HEADS],
+    offsets: [i64; MAX_SEQS + 1],
+}
+
+/// Mirrors `tk::LtDecodeArgs`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LtDecodeArgs {
+    q: u64,
+    k: u64,
+    v: u64,
+    o: u64,
+    state: u64,
+    count: i32,
+    heads: i32,
+    dk: i32,
+    dv: i32,
+    decay: [f32; MAX_HEADS],
+}
+
+// SAFETY: plain-old-data structs laid out as their C counterparts.
+unsafe impl cudarc::driver::DeviceRepr for LtPassArgs {}
+unsafe impl cudarc::driver::DeviceRepr for LtDecodeArgs {}
+
+pub(crate) struct LightningKernels {
+    /// [dtype]
+    pass: Vec<CudaFunction>,
+    decode: Vec<CudaFunction>,
+}
+
+impl LightningKernels {
+    pub(crate) fn load(module: &Arc<CudaModule>) -> Result<LightningKernels> {
+        let mut pass = Vec::new();
+        let mut decode = Vec::new();
+        for d in Dtype::ALL {
+            let f = Kernels::function(module, &format!("tk_lightning_pass_{}_cuda", d.name()))?;
+            // the largest head dim's shared memory, allowed once
+            f.set_attribute(
+                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem_bytes(CUDA_MAX_HEAD_DIM) as i32,
+            )
+            .map_err(cuda_err("lightning shared memory attribute"))?;
+            pass.push(f);
+            decode.push(Kernels::function(
+                module,
+                &format!("tk_lightning_decode_{}_cuda", d.name()),
+            )?);
+        }
+        Ok(LightningKernels { pass, decode })
+    }
+}
+
+/// Mirrors `tk::lt_smem_floats`, in bytes.
+fn smem_bytes(dq: usize) -> usize {
+    let dqp = dq.div_ceil(16) * 16;
+    let ldq = dqp + 4;
+    4 * (2 * 64 * ldq + 64 * (SLICE + 4) + 64 * 68 + dqp * (SLICE + 4) + 72)
+}
+
+/// The buffers of a forward call (shapes as [`crate::lightning::Lightning::forward`]).
+pub struct DeviceLightningForward<'v, 'a, T> {
+    pub q: &'v CudaView<'a, T>,
+    pub k: &'v CudaView<'a, T>,
+    pub v: &'v CudaView<'a, T>,
+    pub o: &'v mut CudaViewMut<'a, T>,
+    pub initial_state: Option<&'v CudaView<'a, f32>>,
+    pub final_state: Option<&'v mut CudaViewMut<'a, f32>>,
+}
+
+/// The buffers of a backward call (see [`crate::lightning::Lightning::backward`]).
+pub struct DeviceLightningBackward<'v, 'a, T> {
+    pub q: &'v CudaView<'a, T>,
+    pub k: &'v CudaView<'a, T>,
+    pub v: &'v CudaView<'a, T>,
+    pub dout: &'v CudaView<'a, T>,
+    pub dq: &'v mut CudaViewMut<'a, T>,
+    pub dk: &'v mut CudaViewMut<'a, T>,
+    pub dv: &'v mut CudaViewMut<'a, T>,
+    pub initial_state: Option<&'v CudaView<'a, f32>>,
+    pub dfinal_state: Option<&'v CudaView<'a, f32>>,
+    pub dinitial_state: Option<&'v mut CudaViewMut<'a, f32>>,
+}
+
+fn invalid(reason: &'static str) -> Error {
+    Error::InvalidArgument {
+        what: "lightning on CUDA",
+        reason,
+    }
+}
+
+/// Shape checks shared by forward and backward; returns the pass template
+/// (dims, sequences, decays, offsets) with no operands yet.
+fn pass_template(shape: &Shape, decay: &[f32]) -> Result<LtPassArgs> {
+    shape.check()?;
+    check_decay(decay, shape.heads)?;
+    if shape.heads > MAX_HEADS {
+        return Err(invalid("at most 256 heads"));
+    }
+    if shape.dk > CUDA_MAX_HEAD_DIM || shape.dv > CUDA_MAX_HEAD_DIM {
+        return Err(invalid("head dims up to 224"));
+    }
+    let tokens = shape.tokens()?;
+    if shape.len(shape.dk.max(shape.dv))? > i64::MAX as usize / 4 || tokens > i32::MAX as usize {
+        return Err(invalid("tensors too large"));
+    }
+    let mut a = LtPassArgs {
+        q: 0,
+        k: 0,
+        v: 0,
+        o: 0,
+        lq: LtLayout::default(),
+        lk: LtLayout::default(),
+        lv: LtLayout::default(),
+        lo: LtLayout::default(),
+        s0: 0,
+        s_out: 0,
+        seqs: shape.sequences() as i32,
+        heads: shape.heads as i32,
+        n: 0,
+        dq: 0,
+        dv: 0,
+        packed: 0,
+        reverse: 0,
+        s0_transposed: 0,
+        s0_over_decay: 0,
+        s_out_times_decay: 0,
+        decay: [1.0; MAX_HEADS],
+        offsets: [0; MAX_SEQS + 1],
+    };
+    a.decay[..decay.len()].copy_from_slice(decay);
+    match shape.seqs {
+        Sequences::Batch { batch, n } => {
+            if batch > i32::MAX as usize || n > i32::MAX as usize {
+                return Err(invalid("tensors too large"));
+            }
+            a.n = n as i32;
+        }
+        Sequences::Packed { offsets } => {
+            if offsets.len() > MAX_SEQS + 1 {
+                return Err(invalid("at most 256 packed sequences"));
+            }
+            a.packed = 1;
+            for (d, &s) in a.offsets.iter_mut().zip(offsets) {
+                *d = s as i64;
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn layout(shape: &Shape, l: Layout, d: usize) -> LtLayout {
+    let f = shape.layout(l, d);
+    LtLayout {
+        batch: f.batch as i64,
+        head: f.head as i64,
+        token: f.token as i64,
+    }
+}
+
+impl Kernels {
+    fn launch_pass<T: CudaElement>(&self, stream: &Arc<CudaStream>, a: &LtPassArgs) -> Result<()> {
+        let seqs = a.seqs as u32;
+        if seqs == 0 {
+            return Ok(());
+        }
+        let func = &self.lightning.pass[T::DTYPE as usize];
+        let cfg = LaunchConfig {
+            grid_dim: ((a.dv as u32).div_ceil(SLICE as u32), a.heads as u32, seqs),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: smem_bytes(a.dq as usize) as u32,
+        };
+        let mut launch = stream.launch_builder(func);
+        launch.arg(a);
+        // SAFETY: (LtPassArgs) with T this dtype; the caller checked every
+        // pointer's length against the shape and keeps the buffers borrowed
+        // (with their stream guards) until after this call; each block writes
+        // only its (sequence, head, slice) of o and of the state.
+        unsafe { launch.launch(cfg) }.map_err(cuda_err("lightning pass"))?;
+        Ok(())
+    }
+
+    /// Forward (prefill) on device buffers, enqueued on `stream`. Semantics as
+    /// [`crate::lightning::Lightning::forward`]; accuracy within
+    /// [`crate::reference::lightning::gpu_error_bound`]. Nothing is enqueued on error.
+    pub fn lightning_forward<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        layout_of: Layout,
+        shape: Shape,
+        decay: &[f32],
+        call: DeviceLightningForward<'_, '_, T>,
+    ) -> Result<()> {
+        let mut a = pass_template(&shape, decay)?;
+        let (nk, nv) = (shape.len(shape.dk)?, shape.len(shape.dv)?);
+        expect_len("lightning q", nk, call.q.len())?;
+        expect_len("lightning k", nk, call.k.len())?;
+        expect_len("lightning v", nv, call.v.len())?;
+        expect_len("lightning o", nv, call.o.len())?;
+        let sl = shape.state_len()?;
+        if let Some(s) = &call.initial_state {
+            expect_len("lightning initial state", sl, s.len())?;
+        }
+        if let Some(s) = &call.final_state {
+            expect_len("lightning final state", sl, s.len())?;
+        }
+        let mut ptrs = Ptrs::new();
+        a.q = ptrs.view(call.q, stream);
+        a.k = ptrs.view(call.k, stream);
+        a.v = ptrs.view(call.v, stream);
+        a.o = ptrs.view_mut(call.o, stream);
+        if let Some(s) = call.initial_state {
+            a.s0 = ptrs.view(s, stream);
+        }
+        if let Some(s) = call.final_state {
+            a.s_out = ptrs.view_mut(s, stream);
+        }
+        (a.lq, a.lk) = (
+            layout(&shape, layout_of, shape.dk),
+            layout(&shape, layout_of, shape.dk),
+        );
+        (a.lv, a.lo) = (
+            layout(&shape, layout_of, shape.dv),
+            layout(&shape, layout_of, shape.dv),
+        );
+        (a.dq, a.dv) = (shape.dk as i32, shape.dv as i32);
+        self.launch_pass::<T>(stream, &a)?;
+        drop(ptrs);
+        Ok(())
+    }
+
+    /// Backward on device buffers: three passes of the forward kernel (dq in
+    /// time order from S^T; dk and dv reversed from the gradient state), as on
+    /// the CPU. Semantics as [`crate::lightning::Lightning::backward`].
+    pub fn lightning_backward<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        layout_of: Layout,
+        shape: Shape,
+        decay: &[f32],
+        call: DeviceLightningBackward<'_, '_, T>,
+    ) -> Result<()> {
+        let t = pass_template(&shape, decay)?;
+        let (nk, nv) = (shape.len(shape.dk)?, shape.len(shape.dv)?);
+        for (what, len) in [
+            ("lightning q", call.q.len()),
+            ("lightning k", call.k.len()),
+            ("lightning dq", call.dq.len()),
+            ("lightning dk", call.dk.len()),
+        ] {
+            expect_len(what, nk, len)?;
+        }
+        for (what, len) in [
+            ("lightning v", call.v.len()),
+            ("lightning dout", call.dout.len()),
+            ("lightning dv", call.dv.len()),
+        ] {
+            expect_len(what, nv, len)?;
+        }
+        let sl = shape.state_len()?;
+        for (what, len) in [
+            (
+                "lightning initial state",
+                call.initial_state.as_ref().map(|s| s.len()),
+            ),
+            (
+                "lightning final-state gradient",
+                call.dfinal_state.as_ref().map(|s| s.len()),
+            ),
+            (
+                "lightning initial-state gradient",
+                call.dinitial_state.as_ref().map(|s| s.len()),
+            ),
+        ] {
+            if let Some(len) = len {
+                expect_len(what, sl, len)?;
+            }
+        }
+        let (lk, lv) = (
+            layout(&shape, layout_of, shape.dk),
+            layout(&shape, layout_of, shape.dv),
+        );
+        let (dk, dv) = (shape.dk as i32, shape.dv as i32);
+        let mut ptrs = Ptrs::new();
+        let (q, k, v, dout) = (
+            ptrs.view(call.q, stream),
+            ptrs.view(call.k, stream),
+            ptrs.view(call.v, stream),
+            ptrs.view(call.dout, stream),
+        );
+        let (gq, gk, gv) = (
+            ptrs.view_mut(call.dq, stream),
+            ptrs.view_mut(call.dk, stream),
+            ptrs.view_mut(call.dv, stream),
+        );
+        let s0 = call.initial_state.map_or(0, |s| ptrs.view(s, stream));
+        let ds = call.dfinal_state.map_or(0, |s| ptrs.view(s, stream));
+        let ds0 = call.dinitial_state.map_or(0, |s| ptrs.view_mut(s, stream));
+        // dq = dout S^T: forward in time, (q, k, v) = (dout, v, k), from S_0^T
+        let a = LtPassArgs {
+            q: dout,
+            k: v,
+            v: k,
+            o: gq,
+            lq: lv,
+            lk: lv,
+            lv: lk,
+            lo: lk,
+            s0,
+            s0_transposed: 1,
+            dq: dv,
+            dv: dk,
+            ..t
+        };
+        self.launch_pass::<T>(stream, &a)?;
+        // dk = v G^T: reversed, (v, dout, q), from (dstate_out / decay)^T
+        let a = LtPassArgs {
+            q: v,
+            k: dout,
+            v: q,
+            o: gk,
+            lq: lv,
+            lk: lv,
+            lv: lk,
+            lo: lk,
+            s0: ds,
+            s0_transposed: 1,
+            s0_over_decay: 1,
+            reverse: 1,
+            dq: dv,
+            dv: dk,
+            ..t
+        };
+        self.launch_pass::<T>(stream, &a)?;
+        // dv = k G: reversed, (k, q, dout), from dstate_out / decay; ends at
+        // G_1, and dS_0 = decay G_1
+        let a = LtPassArgs {
+            q: k,
+            k: q,
+            v: dout,
+            o: gv,
+            lq: lk,
+            lk,
+            lv,
+            lo: lv,
+            s0: ds,
+            s0_over_decay: 1,
+            s_out: ds0,
+            s_out_times_decay: 1,
+            reverse: 1,
+            dq: dk,
+            dv,
+            ..t
+        };
+        self.launch_pass::<T>(stream, &a)?;
+        drop(ptrs);
+        Ok(())
+    }
+
+    /// One decoding step on device buffers for `count = q.len() / dk`
+    /// (sequence, head) rows: `S <- decay S + k^T v`, `o = q S` (see
+    /// [`crate::lightning::Lightning::decode`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lightning_decode<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        decay: &[f32],
+        dk: usize,
+        dv: usize,
+        q: &CudaView<'_, T>,
+        k: &CudaView<'_, T>,
+        v: &CudaView<'_, T>,
+        o: &mut CudaViewMut<'_, T>,
+        state: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
+        let heads = decay.len();
+        let count = q.len() / dk.max(1);
+        Shape::batch(count / heads.max(1), 1, heads, dk, dv).check()?;
+        check_decay(decay, heads)?;
+        if heads > MAX_HEADS {
+            return Err(invalid("at most 256 heads"));
+        }
+        if count % heads != 0 {
+            return Err(Error::InvalidArgument {
+                what: "lightning decode q",
+                reason: "must hold a whole number of (sequence, head) rows",
+            });
+        }
+        expect_len("lightning decode q", count * dk, q.len())?;
+        expect_len("lightning decode k", count * dk, k.len())?;
+        expect_len("lightning decode v", count * dv, v.len())?;
+        expect_len("lightning decode o", count * dv, o.len())?;
+        expect_len("lightning decode state", count * dk * dv, state.len())?;
+        if count == 0 {
+            return Ok(());
+        }
+        if count > i32::MAX as usize {
+            return Err(invalid("tensors too large"));
+        }
+        let mut ptrs = Ptrs::new();
+        let mut a = LtDecodeArgs {
+            q: ptrs.view(q, stream),
+            k: ptrs.view(k, stream),
+            v: ptrs.view(v, stream),
+            o: ptrs.view_mut(o, stream),
+            state: ptrs.view_mut(state, stream),
+            count: count as i32,
+            heads: heads as i32,
+            dk: dk as i32,
+            dv: dv as i32,
+            decay: [1.0; MAX_HEADS],
+        };
+        a.decay[..heads].copy_from_slice(decay);
+        let func = &self.lightning.decode[T::DTYPE as usize];
+        let mut launch = stream.launch_builder(func);
+        launch.arg(&a);
+        // SAFETY: (LtDecodeArgs) with T this dtype; lengths checked above; a
+        // block per row, a thread per value column (dv <= 256 threads).
+        unsafe {
+            launch.launch(LaunchConfig {
+                grid_dim: (count as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            })
+        }
+        .map_err(cuda_err("lightning decode"))?;
+        drop(ptrs);
+        Ok(())
+    }
+}
