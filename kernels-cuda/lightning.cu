@@ -23,6 +23,14 @@ constexpr int LT_WARPS = 4;
 constexpr int LT_MAX_HEADS = 256;
 constexpr int LT_MAX_SEQS = 256;
 
+// How a pass is split over blocks. Sequential: a block per (sequence, head,
+// slice) walks every chunk. Chunk-parallel, three launches: the states phase
+// gives every chunk's own contribution (decayed K^T V) to the workspace, the
+// scan (tk_lightning_scan) turns those into the state at each chunk's start,
+// and the outputs phase computes every chunk's outputs from its start state;
+// a block per (chunk, head, slice) in both phases.
+enum { LT_SEQUENTIAL = 0, LT_CHUNK_STATES = 1, LT_CHUNK_OUTPUTS = 3 };
+
 // Where element (sequence b, head h, token t, channel c) of one operand lives.
 struct LtLayout {
     long long batch, head, token;
@@ -40,6 +48,8 @@ struct LtPassArgs {
     int s0_transposed;     // s0 is [dv, dq] per head (else [dq, dv])
     int s0_over_decay;     // multiply s0 by 1 / decay[h]
     int s_out_times_decay; // multiply s_out by decay[h]
+    int phase;             // LT_SEQUENTIAL, LT_CHUNK_STATES or LT_CHUNK_OUTPUTS
+    float *ws;             // chunk states [chunks, heads, dq, dv] (the chunk phases)
     float decay[LT_MAX_HEADS];
     long long offsets[LT_MAX_SEQS + 1];
 };
@@ -111,10 +121,33 @@ __host__ __device__ inline size_t lt_smem_floats(int dq) {
     return (size_t)2 * LT_CHUNK * lt_ldq(dq) + LT_CHUNK * LT_LDV + LT_CHUNK * LT_LDP + (size_t)dqp * LT_LDV + 72;
 }
 
+__device__ __forceinline__ int lt_seq_len(const LtPassArgs &a, int b) {
+    return a.packed ? (int)(a.offsets[b + 1] - a.offsets[b]) : a.n;
+}
+
+// (sequence, chunk within it) of global chunk g; chunks are numbered sequence
+// by sequence, ceil(len / 64) each.
+__device__ __forceinline__ void lt_chunk_of(const LtPassArgs &a, int g, int &b, int &c) {
+    if (!a.packed) {
+        const int per = (a.n + LT_CHUNK - 1) / LT_CHUNK;
+        b = g / per;
+        c = g % per;
+        return;
+    }
+    int first = 0;
+    for (b = 0; b < a.seqs; b++) {
+        const int count = (lt_seq_len(a, b) + LT_CHUNK - 1) / LT_CHUNK;
+        if (g < first + count) break;
+        first += count;
+    }
+    c = g - first;
+}
+
+// Grid: (sequence or global chunk, head, slice); 4 warps.
 template <typename T>
 __device__ void lightning_pass(const LtPassArgs &a) {
     extern __shared__ float smem[];
-    const int slice = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ldq(dq);
     const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
@@ -123,32 +156,42 @@ __device__ void lightning_pass(const LtPassArgs &a) {
     const float lambda = a.decay[h];
     if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
 
+    int b = unit, c_first = 0;
+    if (a.phase != LT_SEQUENTIAL) lt_chunk_of(a, unit, b, c_first);
+    const int len_all = lt_seq_len(a, b);
+    const int c_end = a.phase == LT_SEQUENTIAL ? (len_all + LT_CHUNK - 1) / LT_CHUNK : c_first + 1;
     const long long start = a.packed ? a.offsets[b] : 0;
-    const int len_all = a.packed ? (int)(a.offsets[b + 1] - a.offsets[b]) : a.n;
     auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
     const T *q = static_cast<const T *>(a.q) + base(a.lq), *k = static_cast<const T *>(a.k) + base(a.lk);
     const T *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
     T *o = static_cast<T *>(a.o) + base(a.lo) + c_base;
     auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
 
-    // start state (this slice), zero in the padding
+    // start state (this slice), zero in the padding: the pass's S_0, zero for a
+    // chunk's own contribution, or the chunk's start state from the scan
     const size_t si = ((size_t)b * a.heads + h) * (size_t)dq * a.dv;
+    const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
     const float s0_scale = a.s0_over_decay ? (float)(1.0 / (double)lambda) : 1.0f;
     for (int i = threadIdx.x; i < dqp * LT_SLICE; i += blockDim.x) {
         const int c = i / LT_SLICE, n = i % LT_SLICE;
         float val = 0.0f;
-        if (a.s0 && c < dq && n < cols)
-            val = (a.s0_transposed ? a.s0[si + (size_t)(c_base + n) * dq + c] : a.s0[si + (size_t)c * a.dv + c_base + n]) * s0_scale;
+        if (c < dq && n < cols) {
+            if (a.phase == LT_CHUNK_OUTPUTS)
+                val = a.ws[wi + (size_t)c * a.dv + c_base + n];
+            else if (a.phase == LT_SEQUENTIAL && a.s0)
+                val = (a.s0_transposed ? a.s0[si + (size_t)(c_base + n) * dq + c] : a.s0[si + (size_t)c * a.dv + c_base + n]) *
+                      s0_scale;
+        }
         ss[c * LT_LDV + n] = val;
     }
 
-    for (int t0 = 0; t0 < len_all; t0 += LT_CHUNK) {
-        const int len = min(LT_CHUNK, len_all - t0);
+    for (int cc = c_first; cc < c_end; cc++) {
+        const int t0 = cc * LT_CHUNK, len = min(LT_CHUNK, len_all - t0);
         __syncthreads(); // the last chunk's readers are done with Q, K, V, S
         for (int i = threadIdx.x; i < LT_CHUNK * dqp; i += blockDim.x) {
             const int r = i / dqp, c = i % dqp;
             const bool in = r < len && c < dq;
-            sq[r * ldq + c] = in ? Io<T>::load(q[tok(t0 + r) * a.lq.token + c]) : 0.0f;
+            if (a.phase != LT_CHUNK_STATES) sq[r * ldq + c] = in ? Io<T>::load(q[tok(t0 + r) * a.lq.token + c]) : 0.0f;
             sk[r * ldq + c] = in ? Io<T>::load(k[tok(t0 + r) * a.lk.token + c]) : 0.0f;
         }
         for (int i = threadIdx.x; i < LT_CHUNK * LT_SLICE; i += blockDim.x) {
@@ -157,38 +200,41 @@ __device__ void lightning_pass(const LtPassArgs &a) {
         }
         __syncthreads();
 
-        // scores of this warp's 16 rows: P = (Q K^T) .* decay mask, columns <= its last row
-        const int r0 = warp * 16, ntiles = (r0 + 16) / 8;
-        for (int nt = 0; nt < ntiles; nt++) {
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            for (int k0 = 0; k0 < dqp; k0 += 16)
-                mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sq[(r0 + m) * ldq + k0 + kk]; },
-                               [&](int kk, int n) { return sk[(nt * 8 + n) * ldq + k0 + kk]; });
+        if (a.phase != LT_CHUNK_STATES) {
+            // scores of this warp's 16 rows: P = (Q K^T) .* decay mask, columns <= its last row
+            const int r0 = warp * 16, ntiles = (r0 + 16) / 8;
+            for (int nt = 0; nt < ntiles; nt++) {
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                for (int k0 = 0; k0 < dqp; k0 += 16)
+                    mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sq[(r0 + m) * ldq + k0 + kk]; },
+                                   [&](int kk, int n) { return sk[(nt * 8 + n) * ldq + k0 + kk]; });
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = r0 + g + (e >= 2 ? 8 : 0), j = nt * 8 + 2 * tq + (e & 1);
-                sp[i * LT_LDP + j] = j <= i ? c[e] * pw[i - j] : 0.0f;
+                for (int e = 0; e < 4; e++) {
+                    const int i = r0 + g + (e >= 2 ? 8 : 0), j = nt * 8 + 2 * tq + (e & 1);
+                    sp[i * LT_LDP + j] = j <= i ? c[e] * pw[i - j] : 0.0f;
+                }
             }
-        }
-        __syncwarp();
+            __syncwarp();
 
-        // O = diag(decay^(i+1)) Q S + P V for this warp's rows
-        for (int nt = 0; nt < LT_SLICE / 8; nt++) {
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            for (int k0 = 0; k0 < dqp; k0 += 16)
-                mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sq[(r0 + m) * ldq + k0 + kk]; },
-                               [&](int kk, int n) { return ss[(k0 + kk) * LT_LDV + nt * 8 + n]; });
+            // O = diag(decay^(i+1)) Q S + P V for this warp's rows
+            for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                for (int k0 = 0; k0 < dqp; k0 += 16)
+                    mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sq[(r0 + m) * ldq + k0 + kk]; },
+                                   [&](int kk, int n) { return ss[(k0 + kk) * LT_LDV + nt * 8 + n]; });
 #pragma unroll
-            for (int e = 0; e < 4; e++) c[e] *= pw[r0 + g + (e >= 2 ? 8 : 0) + 1];
-            for (int k0 = 0; k0 < r0 + 16; k0 += 16)
-                mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sp[(r0 + m) * LT_LDP + k0 + kk]; },
-                               [&](int kk, int n) { return sv[(k0 + kk) * LT_LDV + nt * 8 + n]; });
+                for (int e = 0; e < 4; e++) c[e] *= pw[r0 + g + (e >= 2 ? 8 : 0) + 1];
+                for (int k0 = 0; k0 < r0 + 16; k0 += 16)
+                    mma_16x8x16<T>(c, lane, [&](int m, int kk) { return sp[(r0 + m) * LT_LDP + k0 + kk]; },
+                                   [&](int kk, int n) { return sv[(k0 + kk) * LT_LDV + nt * 8 + n]; });
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = r0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
-                if (i < len && n < cols) o[tok(t0 + i) * a.lo.token + n] = Io<T>::store(c[e]);
+                for (int e = 0; e < 4; e++) {
+                    const int i = r0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
+                    if (i < len && n < cols) o[tok(t0 + i) * a.lo.token + n] = Io<T>::store(c[e]);
+                }
             }
         }
+        if (a.phase == LT_CHUNK_OUTPUTS) continue;
         __syncthreads(); // every warp has read S
 
         // S <- decay^len S + (decayed K)^T V, 16-row tiles of S round-robin over the warps
@@ -214,13 +260,52 @@ __device__ void lightning_pass(const LtPassArgs &a) {
         }
     }
     __syncthreads();
-    if (a.s_out) {
-        const float f = a.s_out_times_decay ? lambda : 1.0f;
+    float *dst = a.phase == LT_CHUNK_STATES ? a.ws + wi : a.phase == LT_SEQUENTIAL ? a.s_out : nullptr;
+    if (dst) {
+        if (a.phase == LT_SEQUENTIAL) dst += si;
+        const float f = a.phase == LT_SEQUENTIAL && a.s_out_times_decay ? lambda : 1.0f;
         for (int i = threadIdx.x; i < dq * LT_SLICE; i += blockDim.x) {
             const int c = i / LT_SLICE, n = i % LT_SLICE;
-            if (n < cols) a.s_out[si + (size_t)c * a.dv + c_base + n] = ss[c * LT_LDV + n] * f;
+            if (n < cols) dst[(size_t)c * a.dv + c_base + n] = ss[c * LT_LDV + n] * f;
         }
     }
+}
+
+// The scan between the chunk phases: one thread per state element of one
+// (sequence, head); walks the sequence's chunks in order, replacing each
+// chunk's own contribution D_c in the workspace by the state at its start,
+// S_c = decay^len(c-1) S_(c-1) + D_(c-1) from S_0 = the pass's start state,
+// and writes the end state. Grid: (elements / 256, heads, sequences).
+__device__ void lightning_scan(const LtPassArgs &a) {
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int e = blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= a.dq * a.dv) return;
+    const int c = e / a.dv, n = e % a.dv;
+    const float lambda = a.decay[h];
+    int first = 0;
+    // global index of this sequence's first chunk
+    if (!a.packed) {
+        first = b * ((a.n + LT_CHUNK - 1) / LT_CHUNK);
+    } else {
+        for (int s = 0; s < b; s++) first += (lt_seq_len(a, s) + LT_CHUNK - 1) / LT_CHUNK;
+    }
+    const int len_all = lt_seq_len(a, b), count = (len_all + LT_CHUNK - 1) / LT_CHUNK;
+    const size_t si = ((size_t)b * a.heads + h) * (size_t)a.dq * a.dv;
+    float s = 0.0f;
+    if (a.s0) {
+        s = a.s0_transposed ? a.s0[si + (size_t)n * a.dq + c] : a.s0[si + e];
+        if (a.s0_over_decay) s *= (float)(1.0 / (double)lambda);
+    }
+    const float full = (float)exp((double)LT_CHUNK * log((double)lambda));
+    for (int cc = 0; cc < count; cc++) {
+        float *slot = a.ws + ((size_t)(first + cc) * a.heads + h) * (size_t)a.dq * a.dv + e;
+        const float own = *slot;
+        *slot = s;
+        const int len = min(LT_CHUNK, len_all - cc * LT_CHUNK);
+        const float carry = len == LT_CHUNK ? full : (float)exp((double)len * log((double)lambda));
+        s = fmaf(carry, s, own);
+    }
+    if (a.s_out) a.s_out[si + e] = a.s_out_times_decay ? s * lambda : s;
 }
 
 struct LtDecodeArgs {
@@ -250,6 +335,10 @@ template <typename T> __device__ void lightning_decode(const LtDecodeArgs &a) {
 }
 
 } // namespace tk
+
+extern "C" __global__ void __launch_bounds__(256) tk_lightning_scan(const __grid_constant__ tk::LtPassArgs a) {
+    tk::lightning_scan(a);
+}
 
 #define TK_LIGHTNING(dt, T)                                                                        \
     extern "C" __global__ void __launch_bounds__(128) tk_lightning_pass_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) { \

@@ -32,10 +32,24 @@ fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
     Some((ctx.default_stream(), kernels))
 }
 
+/// A NaN-filled workspace for the chunk-parallel path, or None (sequential).
+fn workspace(
+    s: &Arc<CudaStream>,
+    case: &Case,
+    offsets: &[usize],
+    parallel: bool,
+) -> Option<cudarc::driver::CudaSlice<f32>> {
+    parallel.then(|| {
+        let len = Kernels::lightning_workspace_len(&case.shape(offsets)).unwrap();
+        s.clone_htod(&vec![f32::NAN; len.max(1)]).unwrap()
+    })
+}
+
 fn forward_case<T: CudaElement>(
     s: &Arc<CudaStream>,
     k: &Kernels,
     case: &Case,
+    parallel: bool,
 ) -> Result<(), String> {
     let (q, kk, v, s0) = case.inputs::<T>();
     let offsets = case.offsets();
@@ -48,7 +62,9 @@ fn forward_case<T: CudaElement>(
     let ds0 = s.clone_htod(&s0).unwrap();
     let mut o = s.clone_htod(&vec![poison::<T>(); v.len()]).unwrap();
     let mut so = s.clone_htod(&vec![f32::NAN; s0.len()]).unwrap();
+    let mut ws = workspace(s, case, &offsets, parallel);
     {
+        let mut wsv = ws.as_mut().map(|w| w.as_view_mut());
         let (qv, kv, vv, s0v) = (dq.as_view(), dk.as_view(), dv.as_view(), ds0.as_view());
         let (mut ov, mut sov) = (o.as_view_mut(), so.as_view_mut());
         let call = DeviceLightningForward {
@@ -58,6 +74,7 @@ fn forward_case<T: CudaElement>(
             o: &mut ov,
             initial_state: case.state_in.then_some(&s0v),
             final_state: if case.state_out { Some(&mut sov) } else { None },
+            workspace: wsv.as_mut(),
         };
         k.lightning_forward(s, case.layout, shape, &case.decay, call)
             .map_err(|e| e.to_string())?;
@@ -70,6 +87,7 @@ fn backward_case<T: CudaElement>(
     s: &Arc<CudaStream>,
     k: &Kernels,
     case: &Case,
+    parallel: bool,
 ) -> Result<(), String> {
     let (q, kk, v, s0) = case.inputs::<T>();
     let (dout, ds) = rl::backward_inputs::<T>(case);
@@ -82,7 +100,9 @@ fn backward_case<T: CudaElement>(
     let mut gk = up(&vec![poison::<T>(); kk.len()]);
     let mut gv = up(&vec![poison::<T>(); v.len()]);
     let mut gs0 = s.clone_htod(&vec![f32::NAN; s0.len()]).unwrap();
+    let mut ws = workspace(s, case, &offsets, parallel);
     {
+        let mut wsv = ws.as_mut().map(|w| w.as_view_mut());
         let (qv, kv, vv, dov) = (
             dq_in.as_view(),
             dk_in.as_view(),
@@ -107,6 +127,7 @@ fn backward_case<T: CudaElement>(
             initial_state: case.state_in.then_some(&s0v),
             dfinal_state: case.state_out.then_some(&dsv),
             dinitial_state: if case.state_in { Some(&mut gs0v) } else { None },
+            workspace: wsv.as_mut(),
         };
         k.lightning_backward(s, case.layout, shape, &case.decay, call)
             .map_err(|e| e.to_string())?;
@@ -126,21 +147,22 @@ fn backward_case<T: CudaElement>(
     )
 }
 
+/// Every dtype, on both paths: chunk-parallel (with a workspace) and sequential.
 fn each_dtype(s: &Arc<CudaStream>, k: &Kernels, case: &Case, backward: bool) {
-    for d in Dtype::ALL {
-        let r = match (d, backward) {
-            (Dtype::F32, false) => forward_case::<f32>(s, k, case),
-            (Dtype::F16, false) => forward_case::<f16>(s, k, case),
-            (Dtype::Bf16, false) => forward_case::<bf16>(s, k, case),
-            (Dtype::F32, true) => backward_case::<f32>(s, k, case),
-            (Dtype::F16, true) => backward_case::<f16>(s, k, case),
-            (Dtype::Bf16, true) => backward_case::<bf16>(s, k, case),
-        };
-        if let Err(e) = r {
-            panic!(
-                "{d:?} {}: {e}\ncase: {case:?}",
-                if backward { "backward" } else { "forward" }
-            );
+    for parallel in [true, false] {
+        for d in Dtype::ALL {
+            let r = match (d, backward) {
+                (Dtype::F32, false) => forward_case::<f32>(s, k, case, parallel),
+                (Dtype::F16, false) => forward_case::<f16>(s, k, case, parallel),
+                (Dtype::Bf16, false) => forward_case::<bf16>(s, k, case, parallel),
+                (Dtype::F32, true) => backward_case::<f32>(s, k, case, parallel),
+                (Dtype::F16, true) => backward_case::<f16>(s, k, case, parallel),
+                (Dtype::Bf16, true) => backward_case::<bf16>(s, k, case, parallel),
+            };
+            if let Err(e) = r {
+                let what = if backward { "backward" } else { "forward" };
+                panic!("{d:?} {what} (parallel: {parallel}): {e}\ncase: {case:?}");
+            }
         }
     }
 }
@@ -283,6 +305,7 @@ fn errors_enqueue_nothing() {
             o: &mut ov,
             initial_state: None,
             final_state: None,
+            workspace: None,
         };
         let r = k.lightning_forward(&s, Layout::HeadsFirst, shape, decay, call);
         assert!(

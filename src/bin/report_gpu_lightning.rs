@@ -31,7 +31,7 @@ fn forward_flops(n: usize) -> f64 {
     f
 }
 
-fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
+fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool) {
     for n in LENS {
         let len = HEADS * n * D;
         let up = |seed: u64, amp: f32| {
@@ -49,8 +49,13 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
             .map(|h| 1.0 - 0.5f32.powi(h as i32 % 8 + 4))
             .collect();
         let shape = Shape::batch(1, n, HEADS, D, D);
+        let mut ws = parallel.then(|| {
+            s.alloc_zeros::<f32>(Kernels::lightning_workspace_len(&shape).unwrap())
+                .unwrap()
+        });
         let tf = time_gpu(s, 10, || {
             let (qv, kv, vv, mut ov) = (q.as_view(), kk.as_view(), v.as_view(), o.as_view_mut());
+            let mut wsv = ws.as_mut().map(|w| w.as_view_mut());
             let call = DeviceLightningForward {
                 q: &qv,
                 k: &kv,
@@ -58,6 +63,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
                 o: &mut ov,
                 initial_state: None,
                 final_state: None,
+                workspace: wsv.as_mut(),
             };
             k.lightning_forward(s, Layout::HeadsFirst, shape, &decay, call)
                 .unwrap()
@@ -65,6 +71,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
         let tb = time_gpu(s, 10, || {
             let (qv, kv, vv, dov) = (q.as_view(), kk.as_view(), v.as_view(), dout.as_view());
             let (mut a, mut b, mut c) = (gq.as_view_mut(), gk.as_view_mut(), gv.as_view_mut());
+            let mut wsv = ws.as_mut().map(|w| w.as_view_mut());
             let call = DeviceLightningBackward {
                 q: &qv,
                 k: &kv,
@@ -76,13 +83,19 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
                 initial_state: None,
                 dfinal_state: None,
                 dinitial_state: None,
+                workspace: wsv.as_mut(),
             };
             k.lightning_backward(s, Layout::HeadsFirst, shape, &decay, call)
                 .unwrap()
         });
         let flops = forward_flops(n) * HEADS as f64;
         println!(
-            "| {} | 1 x {HEADS} x {n} x {D} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2e} |",
+            "| {} | {} | 1 x {HEADS} x {n} x {D} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2e} |",
+            if parallel {
+                "chunk-parallel"
+            } else {
+                "sequential"
+            },
             T::DTYPE.name(),
             tf * 1e3,
             tb * 1e3,
@@ -96,8 +109,9 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels) {
 pub fn report(s: &Arc<CudaStream>, k: &Kernels) {
     println!("\n### Lightning attention (heads-first, decay per head; backward = 3 passes)\n");
     println!(
-        "| dtype | b x h x n x d | forward ms | backward ms | fwd+bwd ms | forward TFLOP/s | forward tokens/s |\n|---|---|---:|---:|---:|---:|---:|"
+        "| path | dtype | b x h x n x d | forward ms | backward ms | fwd+bwd ms | forward TFLOP/s | forward tokens/s |\n|---|---|---|---:|---:|---:|---:|---:|"
     );
-    run::<bf16>(s, k);
-    run::<f16>(s, k);
+    run::<bf16>(s, k, true);
+    run::<f16>(s, k, true);
+    run::<bf16>(s, k, false);
 }

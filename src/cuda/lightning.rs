@@ -57,9 +57,17 @@ struct LtPassArgs {
     s0_transposed: i32,
     s0_over_decay: i32,
     s_out_times_decay: i32,
+    phase: i32,
+    ws: u64,
     decay: [f32; MAX_HEADS],
     offsets: [i64; MAX_SEQS + 1],
 }
+
+/// `tk::LT_SEQUENTIAL` etc.
+const SEQUENTIAL: i32 = 0;
+const CHUNK_STATES: i32 = 1;
+const CHUNK_OUTPUTS: i32 = 3;
+const CHUNK: usize = 64;
 
 /// Mirrors `tk::LtDecodeArgs`.
 #[repr(C)]
@@ -85,6 +93,7 @@ pub(crate) struct LightningKernels {
     /// [dtype]
     pass: Vec<CudaFunction>,
     decode: Vec<CudaFunction>,
+    scan: CudaFunction,
 }
 
 impl LightningKernels {
@@ -105,7 +114,11 @@ impl LightningKernels {
                 &format!("tk_lightning_decode_{}_cuda", d.name()),
             )?);
         }
-        Ok(LightningKernels { pass, decode })
+        Ok(LightningKernels {
+            pass,
+            decode,
+            scan: Kernels::function(module, "tk_lightning_scan")?,
+        })
     }
 }
 
@@ -124,6 +137,10 @@ pub struct DeviceLightningForward<'v, 'a, T> {
     pub o: &'v mut CudaViewMut<'a, T>,
     pub initial_state: Option<&'v CudaView<'a, f32>>,
     pub final_state: Option<&'v mut CudaViewMut<'a, f32>>,
+    /// [`Kernels::lightning_workspace_len`] floats: every chunk runs in
+    /// parallel. None: a block per (sequence, head) walks the sequence (no
+    /// scratch, far less parallel).
+    pub workspace: Option<&'v mut CudaViewMut<'a, f32>>,
 }
 
 /// The buffers of a backward call (see [`crate::lightning::Lightning::backward`]).
@@ -138,6 +155,8 @@ pub struct DeviceLightningBackward<'v, 'a, T> {
     pub initial_state: Option<&'v CudaView<'a, f32>>,
     pub dfinal_state: Option<&'v CudaView<'a, f32>>,
     pub dinitial_state: Option<&'v mut CudaViewMut<'a, f32>>,
+    /// As for the forward (the three passes share it).
+    pub workspace: Option<&'v mut CudaViewMut<'a, f32>>,
 }
 
 fn invalid(reason: &'static str) -> Error {
@@ -183,6 +202,8 @@ fn pass_template(shape: &Shape, decay: &[f32]) -> Result<LtPassArgs> {
         s0_transposed: 0,
         s0_over_decay: 0,
         s_out_times_decay: 0,
+        phase: SEQUENTIAL,
+        ws: 0,
         decay: [1.0; MAX_HEADS],
         offsets: [0; MAX_SEQS + 1],
     };
@@ -207,6 +228,21 @@ fn pass_template(shape: &Shape, decay: &[f32]) -> Result<LtPassArgs> {
     Ok(a)
 }
 
+/// Checks a workspace's length (when one is given); returns the chunk count.
+fn check_workspace(shape: &Shape, len: Option<usize>) -> Result<usize> {
+    let need = Kernels::lightning_workspace_len(shape)?;
+    if let Some(len) = len {
+        if len < need {
+            return Err(Error::LengthMismatch {
+                what: "lightning workspace (at least)",
+                expected: need,
+                actual: len,
+            });
+        }
+    }
+    Ok(need / (shape.heads * shape.dk * shape.dv))
+}
+
 fn layout(shape: &Shape, l: Layout, d: usize) -> LtLayout {
     let f = shape.layout(l, d);
     LtLayout {
@@ -217,24 +253,86 @@ fn layout(shape: &Shape, l: Layout, d: usize) -> LtLayout {
 }
 
 impl Kernels {
-    fn launch_pass<T: CudaElement>(&self, stream: &Arc<CudaStream>, a: &LtPassArgs) -> Result<()> {
+    /// Floats of workspace for the chunk-parallel path: a dk x dv state for
+    /// every 64-token chunk of every (sequence, head).
+    pub fn lightning_workspace_len(shape: &Shape) -> Result<usize> {
+        let chunks: usize = match shape.seqs {
+            Sequences::Batch { batch, n } => batch * n.div_ceil(CHUNK),
+            Sequences::Packed { offsets } => offsets
+                .windows(2)
+                .map(|w| (w[1] - w[0]).div_ceil(CHUNK))
+                .sum(),
+        };
+        [shape.heads, shape.dk, shape.dv]
+            .iter()
+            .try_fold(chunks, |a, &b| a.checked_mul(b))
+            .ok_or(Error::Overflow {
+                what: "lightning workspace",
+            })
+    }
+
+    /// One pass: sequential, or (with a workspace) the three chunk launches.
+    fn launch_pass<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        a: &LtPassArgs,
+        chunks: usize,
+    ) -> Result<()> {
         let seqs = a.seqs as u32;
         if seqs == 0 {
             return Ok(());
         }
         let func = &self.lightning.pass[T::DTYPE as usize];
-        let cfg = LaunchConfig {
-            grid_dim: ((a.dv as u32).div_ceil(SLICE as u32), a.heads as u32, seqs),
+        let slices = (a.dv as u32).div_ceil(SLICE as u32);
+        let block = |units: u32| LaunchConfig {
+            grid_dim: (units, a.heads as u32, slices),
             block_dim: (128, 1, 1),
             shared_mem_bytes: smem_bytes(a.dq as usize) as u32,
         };
-        let mut launch = stream.launch_builder(func);
-        launch.arg(a);
-        // SAFETY: (LtPassArgs) with T this dtype; the caller checked every
-        // pointer's length against the shape and keeps the buffers borrowed
-        // (with their stream guards) until after this call; each block writes
-        // only its (sequence, head, slice) of o and of the state.
-        unsafe { launch.launch(cfg) }.map_err(cuda_err("lightning pass"))?;
+        let run = |args: &LtPassArgs, cfg: LaunchConfig, f: &CudaFunction| -> Result<()> {
+            let mut launch = stream.launch_builder(f);
+            launch.arg(args);
+            // SAFETY: (LtPassArgs) with T this dtype; the caller checked every
+            // pointer's length against the shape (the workspace against
+            // lightning_workspace_len) and keeps the buffers borrowed (with
+            // their stream guards) until after this call; each block writes
+            // only its (sequence or chunk, head, slice) of o, the state and
+            // the workspace.
+            unsafe { launch.launch(cfg) }.map_err(cuda_err("lightning pass"))?;
+            Ok(())
+        };
+        if a.ws == 0 {
+            return run(a, block(seqs), func);
+        }
+        if chunks == 0 {
+            // no tokens: the scan alone copies the start states to the end states
+        } else {
+            run(
+                &LtPassArgs {
+                    phase: CHUNK_STATES,
+                    ..*a
+                },
+                block(chunks as u32),
+                func,
+            )?;
+        }
+        let elems = (a.dq * a.dv) as u32;
+        let scan = LaunchConfig {
+            grid_dim: (elems.div_ceil(256), a.heads as u32, seqs),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        run(a, scan, &self.lightning.scan)?;
+        if chunks > 0 {
+            run(
+                &LtPassArgs {
+                    phase: CHUNK_OUTPUTS,
+                    ..*a
+                },
+                block(chunks as u32),
+                func,
+            )?;
+        }
         Ok(())
     }
 
@@ -262,6 +360,7 @@ impl Kernels {
         if let Some(s) = &call.final_state {
             expect_len("lightning final state", sl, s.len())?;
         }
+        let chunks = check_workspace(&shape, call.workspace.as_ref().map(|w| w.len()))?;
         let mut ptrs = Ptrs::new();
         a.q = ptrs.view(call.q, stream);
         a.k = ptrs.view(call.k, stream);
@@ -273,6 +372,9 @@ impl Kernels {
         if let Some(s) = call.final_state {
             a.s_out = ptrs.view_mut(s, stream);
         }
+        if let Some(w) = call.workspace {
+            a.ws = ptrs.view_mut(w, stream);
+        }
         (a.lq, a.lk) = (
             layout(&shape, layout_of, shape.dk),
             layout(&shape, layout_of, shape.dk),
@@ -282,7 +384,7 @@ impl Kernels {
             layout(&shape, layout_of, shape.dv),
         );
         (a.dq, a.dv) = (shape.dk as i32, shape.dv as i32);
-        self.launch_pass::<T>(stream, &a)?;
+        self.launch_pass::<T>(stream, &a, chunks)?;
         drop(ptrs);
         Ok(())
     }
@@ -334,6 +436,7 @@ impl Kernels {
                 expect_len(what, sl, len)?;
             }
         }
+        let chunks = check_workspace(&shape, call.workspace.as_ref().map(|w| w.len()))?;
         let (lk, lv) = (
             layout(&shape, layout_of, shape.dk),
             layout(&shape, layout_of, shape.dv),
@@ -354,6 +457,8 @@ impl Kernels {
         let s0 = call.initial_state.map_or(0, |s| ptrs.view(s, stream));
         let ds = call.dfinal_state.map_or(0, |s| ptrs.view(s, stream));
         let ds0 = call.dinitial_state.map_or(0, |s| ptrs.view_mut(s, stream));
+        let ws = call.workspace.map_or(0, |w| ptrs.view_mut(w, stream));
+        let t = LtPassArgs { ws, ..t };
         // dq = dout S^T: forward in time, (q, k, v) = (dout, v, k), from S_0^T
         let a = LtPassArgs {
             q: dout,
@@ -370,7 +475,7 @@ impl Kernels {
             dv: dk,
             ..t
         };
-        self.launch_pass::<T>(stream, &a)?;
+        self.launch_pass::<T>(stream, &a, chunks)?;
         // dk = v G^T: reversed, (v, dout, q), from (dstate_out / decay)^T
         let a = LtPassArgs {
             q: v,
@@ -389,7 +494,7 @@ impl Kernels {
             dv: dk,
             ..t
         };
-        self.launch_pass::<T>(stream, &a)?;
+        self.launch_pass::<T>(stream, &a, chunks)?;
         // dv = k G: reversed, (k, q, dout), from dstate_out / decay; ends at
         // G_1, and dS_0 = decay G_1
         let a = LtPassArgs {
@@ -410,7 +515,7 @@ impl Kernels {
             dv,
             ..t
         };
-        self.launch_pass::<T>(stream, &a)?;
+        self.launch_pass::<T>(stream, &a, chunks)?;
         drop(ptrs);
         Ok(())
     }
