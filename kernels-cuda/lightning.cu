@@ -308,6 +308,185 @@ __device__ void lightning_scan(const LtPassArgs &a) {
     if (a.s_out) a.s_out[si + e] = a.s_out_times_decay ? s * lambda : s;
 }
 
+// ---- the chunk phases for 16-bit I/O --------------------------------------
+// Operands staged in the I/O dtype and in fragment order, so every fragment is
+// 32-bit shared-memory loads of adjacent pairs: K^T (decayed) and V^T for the
+// states phase; Q, K, S^T, V^T and P for the outputs phase. Same math and the
+// same roundings as lightning_pass (whose fragments round the same operands).
+
+template <typename T> __device__ __forceinline__ uint32_t ld32(const T *p) {
+    return *reinterpret_cast<const uint32_t *>(p);
+}
+
+constexpr int LT_LD16 = LT_CHUNK + 8; // row stride of the 64-wide 16-bit buffers
+__host__ __device__ inline int lt_ld16q(int dq) { return (dq + 15) / 16 * 16 + 8; }
+__host__ __device__ inline size_t lt_smem16_states(int dq) {
+    return ((size_t)((dq + 15) / 16 * 16) * LT_LD16 + LT_SLICE * LT_LD16) * 2 + 65 * 4;
+}
+__host__ __device__ inline size_t lt_smem16_outputs(int dq) {
+    return ((size_t)3 * 64 * lt_ld16q(dq) + 2 * 64 * LT_LD16) * 2 + 65 * 4;
+}
+
+// One chunk's own state contribution D = (decayed K)^T V for one head and
+// value slice, accumulated in registers and written to the workspace.
+template <typename T> __device__ void lightning_states16(const LtPassArgs &a) {
+    extern __shared__ float smem[];
+    const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const int dq = a.dq, dqp = (dq + 15) / 16 * 16;
+    const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
+    float *pw = smem;
+    T *kt = reinterpret_cast<T *>(smem + 65), *vt = kt + (size_t)dqp * LT_LD16;
+    const float lambda = a.decay[h];
+    if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
+    int b, cc;
+    lt_chunk_of(a, unit, b, cc);
+    const int len_all = lt_seq_len(a, b), t0 = cc * LT_CHUNK, len = min(LT_CHUNK, len_all - t0);
+    const long long start = a.packed ? a.offsets[b] : 0;
+    auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
+    const T *k = static_cast<const T *>(a.k) + base(a.lk), *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
+    auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
+    __syncthreads(); // pw
+    for (int i = threadIdx.x; i < LT_CHUNK * dqp; i += blockDim.x) {
+        const int j = i / dqp, c = i % dqp;
+        const float x = j < len && c < dq ? Io<T>::load(k[tok(t0 + j) * a.lk.token + c]) * pw[len - 1 - j] : 0.0f;
+        kt[c * LT_LD16 + j] = Io<T>::store(x);
+    }
+    for (int i = threadIdx.x; i < LT_CHUNK * LT_SLICE; i += blockDim.x) {
+        const int j = i / LT_SLICE, n = i % LT_SLICE;
+        vt[n * LT_LD16 + j] = Io<T>::store(j < len && n < cols ? Io<T>::load(v[tok(t0 + j) * a.lv.token + n]) : 0.0f);
+    }
+    __syncthreads();
+    const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
+    for (int c0 = warp * 16; c0 < dqp; c0 += 16 * LT_WARPS) {
+        float acc[LT_SLICE / 8][4] = {};
+#pragma unroll
+        for (int j0 = 0; j0 < LT_CHUNK; j0 += 16) {
+            const uint32_t af[4] = {ld32(&kt[(c0 + g) * LT_LD16 + j0 + 2 * tq]), ld32(&kt[(c0 + g + 8) * LT_LD16 + j0 + 2 * tq]),
+                                    ld32(&kt[(c0 + g) * LT_LD16 + j0 + 2 * tq + 8]),
+                                    ld32(&kt[(c0 + g + 8) * LT_LD16 + j0 + 2 * tq + 8])};
+#pragma unroll
+            for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+                const uint32_t bf[2] = {ld32(&vt[(nt * 8 + g) * LT_LD16 + j0 + 2 * tq]),
+                                        ld32(&vt[(nt * 8 + g) * LT_LD16 + j0 + 2 * tq + 8])};
+                Mma<T>::run(acc[nt], af, bf);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < LT_SLICE / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int c = c0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
+                if (c < dq && n < cols) a.ws[wi + (size_t)c * a.dv + c_base + n] = acc[nt][e];
+            }
+    }
+}
+
+// One chunk's outputs O = diag(decay^(i+1)) Q S + P V, P = (Q K^T) .* mask,
+// from the chunk's start state in the workspace. 4 warps, 16 rows each.
+template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
+    extern __shared__ float smem[];
+    const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ld16q(dq);
+    const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
+    float *pw = smem;
+    T *sq = reinterpret_cast<T *>(smem + 65), *sk = sq + 64 * ldq, *st = sk + 64 * ldq;
+    T *vt = st + 64 * ldq, *sp = vt + 64 * LT_LD16;
+    const float lambda = a.decay[h];
+    if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
+    int b, cc;
+    lt_chunk_of(a, unit, b, cc);
+    const int len_all = lt_seq_len(a, b), t0 = cc * LT_CHUNK, len = min(LT_CHUNK, len_all - t0);
+    const long long start = a.packed ? a.offsets[b] : 0;
+    auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
+    const T *q = static_cast<const T *>(a.q) + base(a.lq), *k = static_cast<const T *>(a.k) + base(a.lk);
+    const T *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
+    T *o = static_cast<T *>(a.o) + base(a.lo) + c_base;
+    auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
+    const T zero = Io<T>::store(0.0f);
+    for (int i = threadIdx.x; i < LT_CHUNK * dqp; i += blockDim.x) {
+        const int r = i / dqp, c = i % dqp;
+        const bool in = r < len && c < dq;
+        sq[r * ldq + c] = in ? q[tok(t0 + r) * a.lq.token + c] : zero;
+        sk[r * ldq + c] = in ? k[tok(t0 + r) * a.lk.token + c] : zero;
+    }
+    const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
+    for (int i = threadIdx.x; i < dqp * LT_SLICE; i += blockDim.x) {
+        const int c = i / LT_SLICE, n = i % LT_SLICE;
+        st[n * ldq + c] = Io<T>::store(c < dq && n < cols ? a.ws[wi + (size_t)c * a.dv + c_base + n] : 0.0f);
+    }
+    for (int i = threadIdx.x; i < LT_CHUNK * LT_SLICE; i += blockDim.x) {
+        const int j = i / LT_SLICE, n = i % LT_SLICE;
+        vt[n * LT_LD16 + j] = j < len && n < cols ? v[tok(t0 + j) * a.lv.token + n] : zero;
+    }
+    __syncthreads();
+    const int r0 = warp * 16;
+    auto afrag = [&](const T *m, int ld, int k0, uint32_t (&f)[4]) {
+        f[0] = ld32(&m[(r0 + g) * ld + k0 + 2 * tq]);
+        f[1] = ld32(&m[(r0 + g + 8) * ld + k0 + 2 * tq]);
+        f[2] = ld32(&m[(r0 + g) * ld + k0 + 2 * tq + 8]);
+        f[3] = ld32(&m[(r0 + g + 8) * ld + k0 + 2 * tq + 8]);
+    };
+    // P for this warp's rows, columns up to its last row
+    {
+        float acc[8][4] = {};
+        const int ntiles = (r0 + 16) / 8;
+        for (int k0 = 0; k0 < dqp; k0 += 16) {
+            uint32_t af[4];
+            afrag(sq, ldq, k0, af);
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+                if (nt < ntiles) {
+                    const uint32_t bf[2] = {ld32(&sk[(nt * 8 + g) * ldq + k0 + 2 * tq]),
+                                            ld32(&sk[(nt * 8 + g) * ldq + k0 + 2 * tq + 8])};
+                    Mma<T>::run(acc[nt], af, bf);
+                }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = r0 + g + (e >= 2 ? 8 : 0), j = nt * 8 + 2 * tq + (e & 1);
+                if (nt < ntiles) sp[i * LT_LD16 + j] = Io<T>::store(j <= i ? acc[nt][e] * pw[i - j] : 0.0f);
+            }
+    }
+    __syncwarp();
+    float acc[LT_SLICE / 8][4] = {};
+    for (int k0 = 0; k0 < dqp; k0 += 16) {
+        uint32_t af[4];
+        afrag(sq, ldq, k0, af);
+#pragma unroll
+        for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+            const uint32_t bf[2] = {ld32(&st[(nt * 8 + g) * ldq + k0 + 2 * tq]),
+                                    ld32(&st[(nt * 8 + g) * ldq + k0 + 2 * tq + 8])};
+            Mma<T>::run(acc[nt], af, bf);
+        }
+    }
+    const float d0 = pw[r0 + g + 1], d1 = pw[r0 + g + 9];
+#pragma unroll
+    for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+        acc[nt][0] *= d0, acc[nt][1] *= d0, acc[nt][2] *= d1, acc[nt][3] *= d1;
+    }
+    for (int k0 = 0; k0 < r0 + 16; k0 += 16) {
+        uint32_t af[4];
+        afrag(sp, LT_LD16, k0, af);
+#pragma unroll
+        for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+            const uint32_t bf[2] = {ld32(&vt[(nt * 8 + g) * LT_LD16 + k0 + 2 * tq]),
+                                    ld32(&vt[(nt * 8 + g) * LT_LD16 + k0 + 2 * tq + 8])};
+            Mma<T>::run(acc[nt], af, bf);
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < LT_SLICE / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int i = r0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
+            if (i < len && n < cols) o[tok(t0 + i) * a.lo.token + n] = Io<T>::store(acc[nt][e]);
+        }
+}
+
 struct LtDecodeArgs {
     const void *q, *k, *v;
     void *o;
@@ -348,6 +527,17 @@ extern "C" __global__ void __launch_bounds__(256) tk_lightning_scan(const __grid
         tk_lightning_decode_##dt##_cuda(const __grid_constant__ tk::LtDecodeArgs a) {                                       \
         tk::lightning_decode<T>(a);                                                                 \
     }
+#define TK_LIGHTNING16(dt, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(128)                                               \
+        tk_lightning_states16_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) {               \
+        tk::lightning_states16<T>(a);                                                               \
+    }                                                                                               \
+    extern "C" __global__ void __launch_bounds__(128)                                               \
+        tk_lightning_outputs16_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) {              \
+        tk::lightning_outputs16<T>(a);                                                              \
+    }
 TK_LIGHTNING(f32, float)
 TK_LIGHTNING(f16, __half)
 TK_LIGHTNING(bf16, __nv_bfloat16)
+TK_LIGHTNING16(f16, __half)
+TK_LIGHTNING16(bf16, __nv_bfloat16)

@@ -94,6 +94,8 @@ pub(crate) struct LightningKernels {
     pass: Vec<CudaFunction>,
     decode: Vec<CudaFunction>,
     scan: CudaFunction,
+    /// [dtype] (None for f32): the 16-bit chunk phases (states, outputs).
+    chunk16: Vec<Option<[CudaFunction; 2]>>,
 }
 
 impl LightningKernels {
@@ -114,12 +116,46 @@ impl LightningKernels {
                 &format!("tk_lightning_decode_{}_cuda", d.name()),
             )?);
         }
+        let mut chunk16 = Vec::new();
+        for d in Dtype::ALL {
+            chunk16.push(if d == Dtype::F32 {
+                None
+            } else {
+                let f = |phase: &str, bytes: usize| -> Result<CudaFunction> {
+                    let f = Kernels::function(
+                        module,
+                        &format!("tk_lightning_{phase}16_{}_cuda", d.name()),
+                    )?;
+                    f.set_attribute(
+                        CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        bytes as i32,
+                    )
+                    .map_err(cuda_err("lightning shared memory attribute"))?;
+                    Ok(f)
+                };
+                Some([
+                    f("states", smem16_states(CUDA_MAX_HEAD_DIM))?,
+                    f("outputs", smem16_outputs(CUDA_MAX_HEAD_DIM))?,
+                ])
+            });
+        }
         Ok(LightningKernels {
             pass,
             decode,
             scan: Kernels::function(module, "tk_lightning_scan")?,
+            chunk16,
         })
     }
+}
+
+/// Mirrors `tk::lt_smem16_states` (bytes).
+fn smem16_states(dq: usize) -> usize {
+    (dq.div_ceil(16) * 16 * 72 + SLICE * 72) * 2 + 65 * 4
+}
+
+/// Mirrors `tk::lt_smem16_outputs` (bytes).
+fn smem16_outputs(dq: usize) -> usize {
+    (3 * 64 * (dq.div_ceil(16) * 16 + 8) + 2 * 64 * 72) * 2 + 65 * 4
 }
 
 /// Mirrors `tk::lt_smem_floats`, in bytes.
@@ -304,8 +340,16 @@ impl Kernels {
         if a.ws == 0 {
             return run(a, block(seqs), func);
         }
+        // 16-bit I/O: the phases with operands staged in fragment order
+        let fast = self.lightning.chunk16[T::DTYPE as usize].as_ref();
+        let phase_cfg = |bytes: usize| LaunchConfig {
+            shared_mem_bytes: bytes as u32,
+            ..block(chunks as u32)
+        };
         if chunks == 0 {
             // no tokens: the scan alone copies the start states to the end states
+        } else if let Some([states, _]) = fast {
+            run(a, phase_cfg(smem16_states(a.dq as usize)), states)?;
         } else {
             run(
                 &LtPassArgs {
@@ -323,7 +367,10 @@ impl Kernels {
             shared_mem_bytes: 0,
         };
         run(a, scan, &self.lightning.scan)?;
-        if chunks > 0 {
+        if chunks == 0 {
+        } else if let Some([_, outputs]) = fast {
+            run(a, phase_cfg(smem16_outputs(a.dq as usize)), outputs)?;
+        } else {
             run(
                 &LtPassArgs {
                     phase: CHUNK_OUTPUTS,
