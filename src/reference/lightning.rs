@@ -246,6 +246,43 @@ impl Case {
     }
 }
 
+/// One (sequence, head) of a case's inputs, widened to f64.
+struct HeadData {
+    q: Vec<f64>,
+    k: Vec<f64>,
+    v: Vec<f64>,
+    s0: Vec<f64>,
+}
+
+impl HeadData {
+    fn gather<T: Element>(
+        case: &Case,
+        (q, k, v, s0): (&[T], &[T], &[T], &[f32]),
+        b: usize,
+        h: usize,
+    ) -> HeadData {
+        HeadData {
+            q: case.gather(q, b, h, case.dk),
+            k: case.gather(k, b, h, case.dk),
+            v: case.gather(v, b, h, case.dv),
+            s0: case.state_at(s0, b, h),
+        }
+    }
+
+    fn head<'a>(&'a self, case: &Case, b: usize, h: usize) -> Head<'a> {
+        Head {
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            n: case.lens[b],
+            dk: case.dk,
+            dv: case.dv,
+            decay: f64::from(case.decay[h]),
+            s0: case.state_in.then_some(&self.s0[..]),
+        }
+    }
+}
+
 /// Checks `got` against `want` element-wise with bound(i); names the first miss.
 fn within(
     what: &str,
@@ -320,22 +357,8 @@ pub fn verify_forward<T: Element>(
 ) -> Result<(), String> {
     for b in 0..case.lens.len() {
         for h in 0..case.heads() {
-            let (qh, kh, vh) = (
-                case.gather(q, b, h, case.dk),
-                case.gather(k, b, h, case.dk),
-                case.gather(v, b, h, case.dv),
-            );
-            let s0h = case.state_at(s0, b, h);
-            let head = Head {
-                q: &qh,
-                k: &kh,
-                v: &vh,
-                n: case.lens[b],
-                dk: case.dk,
-                dv: case.dv,
-                decay: f64::from(case.decay[h]),
-                s0: case.state_in.then_some(&s0h[..]),
-            };
+            let data = HeadData::gather(case, (q, k, v, s0), b, h);
+            let head = data.head(case, b, h);
             let (want, want_s) = recurrent(&head);
             let (mag, mag_s) = magnitude(&head);
             let got = case.gather(o, b, h, case.dv);
@@ -423,27 +446,15 @@ pub fn verify_backward<T: Element>(
     let terms = case.dk.max(case.dv);
     for b in 0..case.lens.len() {
         for h in 0..case.heads() {
-            let (qh, kh, vh) = (
-                case.gather(q, b, h, case.dk),
-                case.gather(k, b, h, case.dk),
-                case.gather(v, b, h, case.dv),
-            );
+            let data = HeadData::gather(case, (q, k, v, s0), b, h);
+            let head = data.head(case, b, h);
+            let (qh, kh, vh, s0h) = (&data.q, &data.k, &data.v, &data.s0);
             let doh = case.gather(dout, b, h, case.dv);
-            let (s0h, dsh) = (case.state_at(s0, b, h), case.state_at(ds, b, h));
-            let head = Head {
-                q: &qh,
-                k: &kh,
-                v: &vh,
-                n: case.lens[b],
-                dk: case.dk,
-                dv: case.dv,
-                decay: f64::from(case.decay[h]),
-                s0: case.state_in.then_some(&s0h[..]),
-            };
+            let dsh = case.state_at(ds, b, h);
             let want = backward(&head, &doh, case.state_out.then_some(&dsh[..]));
             let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<f64>>();
-            let (aq, ak, av, ado) = (abs(&qh), abs(&kh), abs(&vh), abs(&doh));
-            let (as0, ads) = (abs(&s0h), abs(&dsh));
+            let (aq, ak, av, ado) = (abs(qh), abs(kh), abs(vh), abs(&doh));
+            let (as0, ads) = (abs(s0h), abs(&dsh));
             let mag = backward(
                 &Head {
                     q: &aq,
