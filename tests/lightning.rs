@@ -618,3 +618,84 @@ proptest! {
         check_all(&c, true);
     }
 }
+
+/// The kernels' gradients (f32, every ISA) against central differences of the
+/// f64 forward loss sum(dout .* o) + sum(ds .* S_n) on a small shape: the
+/// direct check, next to the kernel-vs-reference-gradient tests.
+#[test]
+fn kernel_gradient_matches_finite_differences() {
+    let (n, heads, dk, dv) = (70usize, 1usize, 5usize, 3usize);
+    let decay = [0.9f32];
+    let f = |seed: u64, len: usize| uniform_values(seed, len, 1.0);
+    let (q, k, v) = (f(31, n * dk), f(32, n * dk), f(33, n * dv));
+    let (s0, dout, ds) = (f(34, dk * dv), f(35, n * dv), f(36, dk * dv));
+    let wide = |x: &[f32]| x.iter().map(|&e| f64::from(e)).collect::<Vec<f64>>();
+    let loss = |x: [&[f64]; 4]| {
+        let h = Head {
+            q: x[0],
+            k: x[1],
+            v: x[2],
+            n,
+            dk,
+            dv,
+            decay: 0.9,
+            s0: Some(x[3]),
+        };
+        let (o, s) = rl::recurrent(&h);
+        o.iter()
+            .zip(&dout)
+            .map(|(a, &b)| a * f64::from(b))
+            .sum::<f64>()
+            + s.iter()
+                .zip(&ds)
+                .map(|(a, &b)| a * f64::from(b))
+                .sum::<f64>()
+    };
+    let inputs = [wide(&q), wide(&k), wide(&v), wide(&s0)];
+    for isa in isas() {
+        let (mut gq, mut gk, mut gv) = (
+            vec![f32::NAN; q.len()],
+            vec![f32::NAN; k.len()],
+            vec![f32::NAN; v.len()],
+        );
+        let mut gs0 = vec![f32::NAN; s0.len()];
+        let grads = Grads {
+            dq: &mut gq,
+            dk: &mut gk,
+            dv: &mut gv,
+        };
+        Lightning::new()
+            .isa(isa)
+            .backward(
+                &q,
+                &k,
+                &v,
+                &dout,
+                grads,
+                &decay,
+                Shape::batch(1, n, heads, dk, dv),
+            )
+            .initial_state(&s0)
+            .dfinal_state(&ds)
+            .dinitial_state(&mut gs0)
+            .run()
+            .unwrap();
+        for (which, g) in [&gq, &gk, &gv, &gs0].into_iter().enumerate() {
+            for (i, &got) in g.iter().enumerate() {
+                let eps = 1e-5;
+                let (mut plus, mut minus) = (inputs.clone(), inputs.clone());
+                plus[which][i] += eps;
+                minus[which][i] -= eps;
+                let p = [&plus[0][..], &plus[1], &plus[2], &plus[3]];
+                let m = [&minus[0][..], &minus[1], &minus[2], &minus[3]];
+                let fd = (loss(p) - loss(m)) / (2.0 * eps);
+                // f32 kernel rounding (relative ~1e-5 of the gradient's scale) plus the
+                // difference quotient's own error (~1e-8)
+                assert!(
+                    (f64::from(got) - fd).abs() <= 1e-4 * (1.0 + fd.abs()),
+                    "{isa:?} input {which}[{i}]: kernel {got} vs fd {fd}"
+                );
+            }
+        }
+    }
+}
