@@ -310,6 +310,7 @@ typedef struct tk_lightning_backward_params {
  * One decoding step for `count` = batch * heads independent (sequence, head)
  * pairs: S <- decay[i % heads] * S + k^T v, o = q S. q, k: [count, dk];
  * v, o: [count, dv] (the dtype); state: [count, dk, dv] f32, updated in place.
+ * dk, dv <= 256 (the kernels widen q, k, v into stack buffers of that size).
  */
 typedef struct tk_lightning_decode_params {
     const void *q;
