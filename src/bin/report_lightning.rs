@@ -111,33 +111,60 @@ fn inputs<T: Element>(len: usize, seed: u64, amp: f32) -> Vec<T> {
         .collect()
 }
 
+/// The buffers of one (n, heads) problem.
+struct Problem<T> {
+    n: usize,
+    heads: usize,
+    q: Vec<T>,
+    k: Vec<T>,
+    v: Vec<T>,
+    dout: Vec<T>,
+    o: Vec<T>,
+    grads: [Vec<T>; 3],
+    decay: Vec<f32>,
+}
+
+impl<T: Element> Problem<T> {
+    fn new(n: usize, heads: usize, d: usize) -> Problem<T> {
+        let len = heads * n * d;
+        let zero = vec![T::from_f32(0.0); len];
+        Problem {
+            n,
+            heads,
+            q: inputs(len, 1, 0.5),
+            k: inputs(len, 2, 0.5),
+            v: inputs(len, 3, 1.0),
+            dout: inputs(len, 4, 1.0),
+            o: zero.clone(),
+            grads: [zero.clone(), zero.clone(), zero],
+            decay: (0..heads)
+                .map(|h| 1.0 - 0.5f32.powi(h as i32 + 5))
+                .collect(),
+        }
+    }
+}
+
+/// Every sequence length of `lens` (4 heads below 32768 tokens, 1 from there),
+/// forward and backward, and one decoding step, timed in the same interleaved
+/// rounds as the FMA probe: the linearity ratios compare lengths measured in
+/// the same time window (this machine's speed drifts between windows).
 fn measure<T: Element>(
     isa: Isa,
-    n: usize,
+    lens: &[usize],
     d: usize,
-    heads: usize,
     peak: &mut dyn FnMut() -> f64,
     budget: f64,
     out: &mut Vec<LightningRecord>,
 ) {
     let lt = Lightning::new().isa(isa);
-    let len = heads * n * d;
-    let (q, k, v) = (
-        inputs::<T>(len, 1, 0.5),
-        inputs::<T>(len, 2, 0.5),
-        inputs::<T>(len, 3, 1.0),
-    );
-    let dout = inputs::<T>(len, 4, 1.0);
-    let mut o = vec![T::from_f32(0.0); len];
-    let (mut dq, mut dk, mut dv) = (o.clone(), o.clone(), o.clone());
-    let decay: Vec<f32> = (0..heads)
-        .map(|h| 1.0 - 0.5f32.powi(h as i32 + 5))
+    let mut problems: Vec<Problem<T>> = lens
+        .iter()
+        .map(|&n| Problem::new(n, if n >= 32768 { 1 } else { 4 }, d))
         .collect();
     let (mut ws, mut ws2) = (
         vec![0.0f32; workspace_len(d, d, false)],
         vec![0.0f32; workspace_len(d, d, true)],
     );
-    let shape = Shape::batch(1, n, heads, d, d);
     // decoding: one step of 32 sequences (heads), state [32, d, d]
     let dec_heads = 32;
     let (qd, kd, vd) = (
@@ -149,57 +176,65 @@ fn measure<T: Element>(
     let mut sd = vec![0.0f32; dec_heads * d * d];
     let dec_decay = vec![0.99f32; dec_heads];
     let mut probe_flops = 0.0;
-    let medians = {
-        let mut tasks: Vec<Box<dyn FnMut() + '_>> = vec![
-            Box::new(|| probe_flops = peak()),
-            Box::new(|| {
-                lt.forward(&q, &k, &v, &mut o, &decay, shape)
+    let count = 2 + 2 * problems.len();
+    let medians = interleave_medians(count, budget, 9, |i| match i {
+        0 => probe_flops = peak(),
+        1 => lt
+            .decode(&qd, &kd, &vd, &mut od, &mut sd, &dec_decay, d, d)
+            .unwrap(),
+        _ => {
+            let p = &mut problems[(i - 2) / 2];
+            let shape = Shape::batch(1, p.n, p.heads, d, d);
+            if i % 2 == 0 {
+                lt.forward(&p.q, &p.k, &p.v, &mut p.o, &p.decay, shape)
                     .workspace(&mut ws)
                     .run()
                     .unwrap()
-            }),
-            Box::new(|| {
-                let grads = Grads {
-                    dq: &mut dq,
-                    dk: &mut dk,
-                    dv: &mut dv,
-                };
-                lt.backward(&q, &k, &v, &dout, grads, &decay, shape)
+            } else {
+                let [dq, dk, dv] = &mut p.grads;
+                let grads = Grads { dq, dk, dv };
+                lt.backward(&p.q, &p.k, &p.v, &p.dout, grads, &p.decay, shape)
                     .workspace(&mut ws2)
                     .run()
                     .unwrap()
-            }),
-            Box::new(|| {
-                lt.decode(&qd, &kd, &vd, &mut od, &mut sd, &dec_decay, d, d)
-                    .unwrap()
-            }),
-        ];
-        let count = tasks.len();
-        interleave_medians(count, budget, 9, |i| tasks[i]())
-    };
-    black_box((&o, &dq, &od));
+            }
+        }
+    });
+    black_box((&problems[0].o, &od));
     let peak_flops = probe_flops / medians[0];
-    let rec = |op: Op, heads: usize, flops: f64, median_s: f64, bytes: f64| LightningRecord {
-        op,
-        isa,
-        dtype: T::DTYPE,
-        heads,
-        n,
-        d,
-        flops,
-        median_s,
-        peak_flops,
-        bytes,
-    };
-    let fwd = forward_flops(n, d, d) * heads as f64;
-    out.push(rec(Op::Forward, heads, fwd, medians[1], 0.0));
-    out.push(rec(Op::Backward, heads, 3.0 * fwd, medians[2], 0.0));
+    let rec =
+        |op: Op, n: usize, heads: usize, flops: f64, median_s: f64, bytes: f64| LightningRecord {
+            op,
+            isa,
+            dtype: T::DTYPE,
+            heads,
+            n,
+            d,
+            flops,
+            median_s,
+            peak_flops,
+            bytes,
+        };
+    for (j, p) in problems.iter().enumerate() {
+        let fwd = forward_flops(p.n, d, d) * p.heads as f64;
+        out.push(rec(Op::Forward, p.n, p.heads, fwd, medians[2 + 2 * j], 0.0));
+        out.push(rec(
+            Op::Backward,
+            p.n,
+            p.heads,
+            3.0 * fwd,
+            medians[3 + 2 * j],
+            0.0,
+        ));
+    }
     let state_bytes = (2 * 4 * d * d * dec_heads) as f64; // read + written once
+    let dec_flops = (4 * d * d * dec_heads) as f64;
     out.push(rec(
         Op::Decode,
+        1,
         dec_heads,
-        (4 * d * d * dec_heads) as f64,
-        medians[3],
+        dec_flops,
+        medians[1],
         state_bytes,
     ));
 }
@@ -238,7 +273,7 @@ pub fn report(quick: bool, filter: Option<&str>) -> Vec<LightningRecord> {
     );
     let lens: &[usize] = if quick { &[512, 2048] } else { &[2048, 32768] };
     let dims: &[usize] = if quick { &[64] } else { &[64, 128] };
-    let budget = if quick { 0.3 } else { 3.0 };
+    let budget = if quick { 0.5 } else { 5.0 };
     let mut records = Vec::new();
     for isa in [Isa::Avx512, Isa::Avx2] {
         if !isa.is_available() || filter.is_some_and(|f| !isa.name().contains(f)) {
@@ -248,15 +283,11 @@ pub fn report(quick: bool, filter: Option<&str>) -> Vec<LightningRecord> {
             continue;
         };
         for &d in dims {
-            for &n in lens {
-                // fewer heads for long sequences: each call stays near 0.1-1 s
-                let heads = if n >= 32768 { 1 } else { 4 };
-                measure::<f32>(isa, n, d, heads, &mut *peak, budget, &mut records);
-                if isa == Isa::Avx512 {
-                    measure::<bf16>(isa, n, d, heads, &mut *peak, budget, &mut records);
-                    if !quick {
-                        measure::<f16>(isa, n, d, heads, &mut *peak, budget, &mut records);
-                    }
+            measure::<f32>(isa, lens, d, &mut *peak, budget, &mut records);
+            if isa == Isa::Avx512 {
+                measure::<bf16>(isa, lens, d, &mut *peak, budget, &mut records);
+                if !quick {
+                    measure::<f16>(isa, lens, d, &mut *peak, budget, &mut records);
                 }
             }
         }
