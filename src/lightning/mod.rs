@@ -457,7 +457,7 @@ impl<'a, T: Element> Forward<'a, T> {
     }
 
     /// Scratch of at least [`workspace_len`]`(dk, dv, false)` floats; without
-    /// one the call allocates it (a few hundred KB at most).
+    /// one the call allocates it (under 1 MB).
     pub fn workspace(mut self, w: &'a mut [f32]) -> Self {
         self.workspace = Some(w);
         self
