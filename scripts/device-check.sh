@@ -7,6 +7,12 @@
 #                                   # every CUDA test, compute-sanitizer on them,
 #                                   # the GPU report and the PyTorch baseline,
 #                                   # each step its own file under $OUT
+#
+# The Triton baselines for Lightning attention travel as wheels in an ignored
+# .whl/ (carry it too); fetch them here first:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform any -d .whl fla-core==0.6.0 lightning-attn==0.0.5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
