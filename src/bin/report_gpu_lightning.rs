@@ -20,17 +20,6 @@ const HEADS: usize = 16;
 const D: usize = 128;
 const LENS: [usize; 3] = [2048, 8192, 32768];
 
-/// Useful flops of one head's forward (as the CPU report counts them).
-fn forward_flops(n: usize) -> f64 {
-    let (mut f, mut t) = (0.0, 0);
-    while t < n {
-        let l = 64.min(n - t) as f64;
-        f += l * (l + 1.0) * (2 * D) as f64 + 4.0 * l * (D * D) as f64;
-        t += 64;
-    }
-    f
-}
-
 fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool) {
     for n in LENS {
         let len = HEADS * n * D;
@@ -88,7 +77,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool) {
             k.lightning_backward(s, Layout::HeadsFirst, shape, &decay, call)
                 .unwrap()
         });
-        let flops = forward_flops(n) * HEADS as f64;
+        let flops = crate::report_lightning::forward_flops(n, D, D) * HEADS as f64;
         println!(
             "| {} | {} | 1 x {HEADS} x {n} x {D} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2e} |",
             if parallel {

@@ -36,7 +36,7 @@ impl Op {
 /// Useful flops of a forward over n tokens of one head: per block of L tokens
 /// the causal half of Q K^T and of A V (L(L+1)/2 dot products each), Q S and
 /// the state update (2 L dk dv each). The backward is three such passes.
-fn forward_flops(n: usize, dk: usize, dv: usize) -> f64 {
+pub(crate) fn forward_flops(n: usize, dk: usize, dv: usize) -> f64 {
     let mut f = 0.0;
     let mut t = 0;
     while t < n {

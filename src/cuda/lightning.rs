@@ -12,7 +12,7 @@ use cudarc::driver::{
     CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
 };
 
-use super::norm::Ptrs;
+use super::ptrs::Ptrs;
 use super::{CudaElement, Kernels, cuda_err};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};

@@ -24,6 +24,7 @@
 
 mod lightning;
 mod norm;
+mod ptrs;
 mod softmax;
 
 use std::sync::Arc;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{
-    CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
-    LaunchConfig, PushKernelArg,
+    CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
 };
 
+use super::ptrs::Ptrs;
 use super::{CudaElement, Kernels, cuda_err};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -317,43 +317,8 @@ fn check_weights<T>(
     Ok(f32s.unwrap_or(false))
 }
 
-/// Anything held only for its drop (the views' stream-ordering guards).
-trait Guard {}
-impl<G> Guard for G {}
-
-/// Device pointers of a call with the guards that keep the stream ordered.
-pub(crate) struct Ptrs<'s> {
-    guards: Vec<Box<dyn Guard + 's>>,
-    addrs: Vec<CUdeviceptr>,
-}
-
+// Gain or bias operands (absent: a null pointer).
 impl<'s> Ptrs<'s> {
-    pub(crate) fn new() -> Self {
-        Ptrs {
-            guards: Vec::new(),
-            addrs: Vec::new(),
-        }
-    }
-    pub(crate) fn view<U>(
-        &mut self,
-        v: &'s CudaView<'_, U>,
-        s: &'s Arc<CudaStream>,
-    ) -> CUdeviceptr {
-        let (p, g) = v.device_ptr(s);
-        self.guards.push(Box::new(g));
-        self.addrs.push(p);
-        p
-    }
-    pub(crate) fn view_mut<U>(
-        &mut self,
-        v: &'s mut CudaViewMut<'_, U>,
-        s: &'s Arc<CudaStream>,
-    ) -> CUdeviceptr {
-        let (p, g) = v.device_ptr_mut(s);
-        self.guards.push(Box::new(g));
-        self.addrs.push(p);
-        p
-    }
     fn weights<T>(
         &mut self,
         w: &'s Option<DeviceWeights<'_, '_, T>>,
@@ -364,9 +329,6 @@ impl<'s> Ptrs<'s> {
             Some(DeviceWeights::F32(v)) => self.view(*v, s),
             Some(DeviceWeights::Io(v)) => self.view(*v, s),
         }
-    }
-    fn aligned(&self) -> bool {
-        self.addrs.iter().all(|p| p % 16 == 0)
     }
 }
 

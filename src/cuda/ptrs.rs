@@ -1,0 +1,55 @@
+//! Device pointers of one launch, with the stream-ordering guards of the views
+//! they came from: the guards drop (recording the stream's use of each buffer)
+//! only after the launch that reads the raw addresses.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, sys::CUdeviceptr,
+};
+
+/// Anything held only for its drop (the views' stream-ordering guards).
+trait Guard {}
+impl<G> Guard for G {}
+
+/// The raw addresses of a call's buffers and the guards that keep them ordered.
+pub(crate) struct Ptrs<'s> {
+    guards: Vec<Box<dyn Guard + 's>>,
+    addrs: Vec<CUdeviceptr>,
+}
+
+impl<'s> Ptrs<'s> {
+    pub(crate) fn new() -> Self {
+        Ptrs {
+            guards: Vec::new(),
+            addrs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn view<U>(
+        &mut self,
+        v: &'s CudaView<'_, U>,
+        s: &'s Arc<CudaStream>,
+    ) -> CUdeviceptr {
+        let (p, g) = v.device_ptr(s);
+        self.guards.push(Box::new(g));
+        self.addrs.push(p);
+        p
+    }
+
+    pub(crate) fn view_mut<U>(
+        &mut self,
+        v: &'s mut CudaViewMut<'_, U>,
+        s: &'s Arc<CudaStream>,
+    ) -> CUdeviceptr {
+        let (p, g) = v.device_ptr_mut(s);
+        self.guards.push(Box::new(g));
+        self.addrs.push(p);
+        p
+    }
+
+    /// Whether every address so far is 16-byte aligned (128-bit accesses).
+    pub(crate) fn aligned(&self) -> bool {
+        self.addrs.iter().all(|p| p % 16 == 0)
+    }
+}
