@@ -824,9 +824,12 @@ pub struct GradTerms {
 }
 
 /// The accuracy contract of dx:
-/// `STATS_ULPS u rstd (|g| + 2 mean|g| + (|xhat| + 1) (|mean(g xhat)| + mean|g xhat|)) + u |dh| + u_out |dx_exact| + tiny_out`:
+/// `STATS_ULPS u rstd (|g| + 2 mean|g| + (|xhat| + 1) (1.5 |mean(g xhat)| + mean|g xhat|)) + u |dh| + u_out |dx_exact| + tiny_out`:
 /// the row sums carry `STATS_ULPS u` times the sums of magnitudes, and the
-/// statistics' error moves xhat by `STATS_ULPS u (|xhat| + 1)`.
+/// statistics' error moves xhat by `STATS_ULPS u (|xhat| + 1)`; the saved
+/// rstd is off by up to `STATS_ULPS u / 2` (half the variance's relative
+/// error), and the term `xhat mean(g xhat) rstd` holds rstd three times
+/// (`rstd^3 (h - mean) mean(g (h - mean))`), hence the 1.5.
 /// dgamma and dbeta: `STATS_ULPS u sum|dy s| (|xhat| + 1)` and `2 u sum|dy s|`, plus
 /// one f32 rounding of the result.
 pub fn backward_error_bound(dtype: Dtype, dx_exact: f64, t: &GradTerms) -> f64 {
@@ -837,7 +840,7 @@ pub fn backward_error_bound(dtype: Dtype, dx_exact: f64, t: &GradTerms) -> f64 {
         * t.rstd
         * (t.g.abs()
             + 2.0 * t.mean_abs_g
-            + (t.xhat.abs() + 1.0) * (t.mean_gx.abs() + t.mean_abs_gx))
+            + (t.xhat.abs() + 1.0) * (1.5 * t.mean_gx.abs() + t.mean_abs_gx))
         + u * t.dh.abs()
         + u_out * dx_exact.abs()
         + tiny
