@@ -15,7 +15,7 @@
 //! # Ok::<(), transformer_kernels::Error>(())
 //! ```
 //!
-//! Families: [`softmax`], [`norm`]. CPU dispatch: [`isa`]. GPU: `cuda` (feature `cuda`).
+//! Families: [`softmax`], [`norm`], [`lightning`], [`kron`]. CPU dispatch: [`isa`]. GPU: `cuda` (feature `cuda`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -23,6 +23,7 @@ pub mod dtype;
 pub mod error;
 mod ffi;
 pub mod isa;
+pub mod kron;
 pub mod lightning;
 pub mod norm;
 pub mod reference;

@@ -34,6 +34,17 @@ static inline tkv tkv_keep(tkv v, size_t n) {
     const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
     return _mm256_and_ps(v, _mm256_castsi256_ps(in));
 }
+/* The Walsh-Hadamard butterflies between the lanes of one vector (strides 1,
+ * 2, 4; unnormalised): lane i gets v[i] + v[i ^ s] where bit s of i is
+ * clear, v[i ^ s] - v[i] where it is set. */
+static inline tkv tkv_fwht_lanes(tkv v) {
+    __m256 p = _mm256_permute_ps(v, 0xB1);
+    v = _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xAA);
+    p = _mm256_permute_ps(v, 0x4E);
+    v = _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xCC);
+    p = _mm256_permute2f128_ps(v, v, 0x01);
+    return _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xF0);
+}
 
 #define TKV_AVX2_IO(dt, T)                                                      \
     static inline tkv tkv_load_##dt(const T *p, size_t n) {                     \

@@ -26,6 +26,8 @@ static inline tkv tkv_abs(tkv a) { return fabsf(a); }
 static inline float tkv_hsum(tkv v) { return v; }
 static inline float tkv_hmax(tkv v) { return v; }
 static inline tkv tkv_keep(tkv v, size_t n) { return n ? v : 0.0f; }
+/* The Walsh-Hadamard butterflies between the lanes of one vector (none here). */
+static inline tkv tkv_fwht_lanes(tkv v) { return v; }
 
 static inline tkv tkv_load_f32(const float *p, size_t n) { return n ? *p : 0.0f; }
 static inline tkv tkv_load_f16(const uint16_t *p, size_t n) { return n ? tk_f16_to_f32(*p) : 0.0f; }

@@ -363,6 +363,77 @@ typedef struct tk_lightning_variant {
 extern const tk_lightning_variant tk_lightning_variants[];
 extern const size_t tk_lightning_variant_count;
 
+/* ------------------------------------------------------------------- kron */
+
+/*
+ * A Kronecker-factored transform of each token (FlatQuant): a token x of
+ * n = n1 * n2 elements, read as the n1 x n2 row-major matrix X, becomes
+ *   y = out_scale * x (P1 kron P2) = out_scale * vec(P1^T X P2)
+ * after x *= smooth (per channel, n floats) when smooth is non-NULL.
+ * left: P1^T as n1 x n1 row-major f32 (left[k * n1 + i] = P1[i][k]), or NULL
+ * for the unnormalised Walsh-Hadamard matrix of order n1 (entries +-1, n1 a
+ * power of two); right: P2 as n2 x n2 row-major, or NULL for Hadamard of
+ * order n2. Arithmetic in f32.
+ * Outputs, any of: y (the dtype, y_stride elements per token); q and q_scale,
+ * symmetric per-token quantization with q_bits 8 (int8) or 4 (two values per
+ * byte, the even element in the low nibble, ceil(n / 2) bytes; a last odd
+ * element leaves the high nibble 0), q_stride bytes per token:
+ *   scale = clip * max|y| / qmax (qmax 127 or 7), q = rint(y * (qmax / (clip * max|y|)))
+ * clamped to [-qmax, qmax], rint ties to even; a zero token: scale 0, q 0; a
+ * token with NaN or inf in y: scale NaN, q 0. clip in (0, 1].
+ * workspace: tk_kron_workspace_bytes(n1, n2) bytes, 64-byte aligned.
+ */
+typedef struct tk_kron_params {
+    const void *x;
+    size_t x_stride;
+    size_t tokens;
+    size_t n1;
+    size_t n2;
+    const float *smooth;
+    const float *left;
+    const float *right;
+    float out_scale;
+    void *y;
+    size_t y_stride;
+    void *q;
+    size_t q_stride;
+    float *q_scale;
+    int q_bits;
+    float clip;
+    void *workspace;
+} tk_kron_params;
+
+/* Bytes of workspace a call with these factor orders needs. */
+size_t tk_kron_workspace_bytes(size_t n1, size_t n2);
+
+typedef void (*tk_kron_fn)(const tk_kron_params *params);
+
+/* The variant list: X(dtype, isa). */
+#define TK_KRON_VARIANTS_PORTABLE(X) X(f32, scalar) X(f16, scalar) X(bf16, scalar)
+#define TK_KRON_VARIANTS_X86(X)                                                \
+    X(f32, avx2) X(f16, avx2) X(bf16, avx2) X(f32, avx512) X(f16, avx512) X(bf16, avx512)
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define TK_KRON_VARIANTS(X) TK_KRON_VARIANTS_PORTABLE(X) TK_KRON_VARIANTS_X86(X)
+#else
+#define TK_KRON_VARIANTS(X) TK_KRON_VARIANTS_PORTABLE(X)
+#endif
+
+#define TK_DECLARE_KRON(dtype, isa) void tk_kron_##dtype##_##isa(const tk_kron_params *params);
+TK_KRON_VARIANTS(TK_DECLARE_KRON)
+#undef TK_DECLARE_KRON
+
+typedef struct tk_kron_variant {
+    const char *name; /* tk_kron_<dtype>_<isa>, also the symbol */
+    tk_dtype dtype;
+    tk_isa isa;
+    tk_kron_fn run;
+} tk_kron_variant;
+
+/* Every Kronecker variant compiled into this library. */
+extern const tk_kron_variant tk_kron_variants[];
+extern const size_t tk_kron_variant_count;
+
 /* ----------------------------------------------------------------- probes */
 
 /* Single-core f32 FMA peak probes for the reports: `iters` rounds of 24

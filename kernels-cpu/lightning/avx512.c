@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "../common/vec_avx512.h"
-#include "tile.h"
+#include "../common/tile.h"
 #include "decay.h"
 
 #define TK_TEMPLATE "../lightning/lightning.inc" /* relative to common/ */

@@ -697,6 +697,119 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub static tk_lightning_variant_count: usize;
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_kron_params {
+    pub x: *const ::std::os::raw::c_void,
+    pub x_stride: usize,
+    pub tokens: usize,
+    pub n1: usize,
+    pub n2: usize,
+    pub smooth: *const f32,
+    pub left: *const f32,
+    pub right: *const f32,
+    pub out_scale: f32,
+    pub y: *mut ::std::os::raw::c_void,
+    pub y_stride: usize,
+    pub q: *mut ::std::os::raw::c_void,
+    pub q_stride: usize,
+    pub q_scale: *mut f32,
+    pub q_bits: ::std::os::raw::c_int,
+    pub clip: f32,
+    pub workspace: *mut ::std::os::raw::c_void,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_kron_params"][::std::mem::size_of::<tk_kron_params>() - 128usize];
+    ["Alignment of tk_kron_params"][::std::mem::align_of::<tk_kron_params>() - 8usize];
+    ["Offset of field: tk_kron_params::x"][::std::mem::offset_of!(tk_kron_params, x) - 0usize];
+    ["Offset of field: tk_kron_params::x_stride"]
+        [::std::mem::offset_of!(tk_kron_params, x_stride) - 8usize];
+    ["Offset of field: tk_kron_params::tokens"]
+        [::std::mem::offset_of!(tk_kron_params, tokens) - 16usize];
+    ["Offset of field: tk_kron_params::n1"][::std::mem::offset_of!(tk_kron_params, n1) - 24usize];
+    ["Offset of field: tk_kron_params::n2"][::std::mem::offset_of!(tk_kron_params, n2) - 32usize];
+    ["Offset of field: tk_kron_params::smooth"]
+        [::std::mem::offset_of!(tk_kron_params, smooth) - 40usize];
+    ["Offset of field: tk_kron_params::left"]
+        [::std::mem::offset_of!(tk_kron_params, left) - 48usize];
+    ["Offset of field: tk_kron_params::right"]
+        [::std::mem::offset_of!(tk_kron_params, right) - 56usize];
+    ["Offset of field: tk_kron_params::out_scale"]
+        [::std::mem::offset_of!(tk_kron_params, out_scale) - 64usize];
+    ["Offset of field: tk_kron_params::y"][::std::mem::offset_of!(tk_kron_params, y) - 72usize];
+    ["Offset of field: tk_kron_params::y_stride"]
+        [::std::mem::offset_of!(tk_kron_params, y_stride) - 80usize];
+    ["Offset of field: tk_kron_params::q"][::std::mem::offset_of!(tk_kron_params, q) - 88usize];
+    ["Offset of field: tk_kron_params::q_stride"]
+        [::std::mem::offset_of!(tk_kron_params, q_stride) - 96usize];
+    ["Offset of field: tk_kron_params::q_scale"]
+        [::std::mem::offset_of!(tk_kron_params, q_scale) - 104usize];
+    ["Offset of field: tk_kron_params::q_bits"]
+        [::std::mem::offset_of!(tk_kron_params, q_bits) - 112usize];
+    ["Offset of field: tk_kron_params::clip"]
+        [::std::mem::offset_of!(tk_kron_params, clip) - 116usize];
+    ["Offset of field: tk_kron_params::workspace"]
+        [::std::mem::offset_of!(tk_kron_params, workspace) - 120usize];
+};
+unsafe extern "C" {
+    pub fn tk_kron_workspace_bytes(n1: usize, n2: usize) -> usize;
+}
+pub type tk_kron_fn = ::std::option::Option<unsafe extern "C" fn(params: *const tk_kron_params)>;
+unsafe extern "C" {
+    pub fn tk_kron_f32_scalar(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_f16_scalar(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_bf16_scalar(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_f32_avx2(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_f16_avx2(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_bf16_avx2(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_f32_avx512(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_f16_avx512(params: *const tk_kron_params);
+}
+unsafe extern "C" {
+    pub fn tk_kron_bf16_avx512(params: *const tk_kron_params);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_kron_variant {
+    pub name: *const ::std::os::raw::c_char,
+    pub dtype: tk_dtype,
+    pub isa: tk_isa,
+    pub run: tk_kron_fn,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_kron_variant"][::std::mem::size_of::<tk_kron_variant>() - 24usize];
+    ["Alignment of tk_kron_variant"][::std::mem::align_of::<tk_kron_variant>() - 8usize];
+    ["Offset of field: tk_kron_variant::name"]
+        [::std::mem::offset_of!(tk_kron_variant, name) - 0usize];
+    ["Offset of field: tk_kron_variant::dtype"]
+        [::std::mem::offset_of!(tk_kron_variant, dtype) - 8usize];
+    ["Offset of field: tk_kron_variant::isa"]
+        [::std::mem::offset_of!(tk_kron_variant, isa) - 12usize];
+    ["Offset of field: tk_kron_variant::run"]
+        [::std::mem::offset_of!(tk_kron_variant, run) - 16usize];
+};
+unsafe extern "C" {
+    pub static tk_kron_variants: [tk_kron_variant; 0usize];
+}
+unsafe extern "C" {
+    pub static tk_kron_variant_count: usize;
+}
 unsafe extern "C" {
     pub fn tk_fma_probe_avx2(iters: usize, sink: *mut f32) -> f64;
 }

@@ -1,14 +1,15 @@
 /* Register-blocked f32 matrix tiles on the tkv interface (included after a
- * vec_*.h): the block products of the lightning kernels. A tile is TK_MR rows
+ * vec_*.h): the block products of the lightning and Kronecker kernels. A tile is TK_MR rows
  * by up to TK_NV vectors of TKV_W columns, held in registers while a product
  * sums over its inner dimension:
  *   tile[r][col] += sum_{p < K} a[r * lda + p] * b[p * ldb + col].
  * Every product of the block scheme (Q K^T, A V, Q S, K^T V) has this shape
- * once K is stored transposed, so this is the only inner loop. */
-#ifndef TK_LIGHTNING_TILE_H
-#define TK_LIGHTNING_TILE_H
+ * once K is stored transposed, so this is the only inner loop; the Kronecker
+ * transforms (kron/) use it for both factor products. */
+#ifndef TK_COMMON_TILE_H
+#define TK_COMMON_TILE_H
 
-#include "../common/template.h"
+#include "template.h"
 
 /* Tile shapes per vector width: 16 (AVX-512, 32 registers): 8 rows x 2
  * vectors, 16 accumulators, each B vector loaded once per 8 FMAs so the
