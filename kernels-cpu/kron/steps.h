@@ -1,20 +1,45 @@
 /* The dtype-independent steps of a Kronecker transform on one token held as
- * an f32 n1 x n2 row-major matrix in the workspace (included after a vec_*.h
- * and tile.h): a dense factor is a register-tiled product, a Hadamard factor
- * a fast Walsh-Hadamard transform (unnormalised butterflies). */
+ * an f32 n1 x n2 row-major matrix in the workspace (included after a vec_*.h):
+ * a dense factor is a register-tiled product, a Hadamard factor a fast
+ * Walsh-Hadamard transform (unnormalised butterflies, up to three stages per
+ * sweep so the buffer is swept few times). Every step also prefetches a
+ * share of the next token's x, so its load hides behind this token's work. */
 #ifndef TK_KRON_STEPS_H
 #define TK_KRON_STEPS_H
 
 #include "../common/tile.h"
 
+/* A prefetch cursor over the next token's bytes: each unit of work (a tile,
+ * a butterfly group) prefetches `quota` more lines. */
+typedef struct tk_kron_pf {
+    const char *p, *end;
+    size_t quota;
+} tk_kron_pf;
+
+/* Spread `lines` cache lines over `units` units of work. */
+static inline void tk_kron_pf_plan(tk_kron_pf *pf, size_t units, size_t lines) {
+    pf->quota = units ? (lines + units - 1) / units : 0;
+}
+
+/* A macro, not a function: GCC deletes calls of a function whose only effect
+ * is a prefetch. */
+#define TK_KRON_PREFETCH(pf)                                                                  \
+    do {                                                                                      \
+        for (size_t q_ = 0; q_ < (pf)->quota && (pf)->p < (pf)->end; q_++, (pf)->p += 64)     \
+            tkv_prefetch((pf)->p);                                                            \
+    } while (0)
+
 /* c (m x cols, row stride cols) = a (m x k, row stride k) b (k x cols, row
  * stride cols): every tile of TK_MR rows by TK_TILE_COLS columns summed in
  * registers over the whole k, then stored once. */
-static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, size_t cols, float *c) {
+static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, size_t cols, float *c,
+                            tk_kron_pf *pf, size_t pf_lines) {
+    tk_kron_pf_plan(pf, ((cols + TK_TILE_COLS - 1) / TK_TILE_COLS) * ((m + TK_MR - 1) / TK_MR), pf_lines);
     for (size_t j0 = 0; j0 < cols; j0 += TK_TILE_COLS) {
         const size_t nc = cols - j0 < TK_TILE_COLS ? cols - j0 : TK_TILE_COLS;
         for (size_t i0 = 0; i0 < m; i0 += TK_MR) {
             const size_t rows = m - i0 < TK_MR ? m - i0 : TK_MR;
+            TK_KRON_PREFETCH(pf);
             tk_tile t;
             tk_tile_zero(&t);
             tk_tile_fma(&t, a + i0 * k, k, rows, b + j0, cols, k, nc);
@@ -27,43 +52,106 @@ static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, 
     }
 }
 
-/* One butterfly stage over two runs of len floats: (a, b) <- (a + b, a - b). */
-static TK_ALWAYS_INLINE void tk_kron_butterfly(float *a, float *b, size_t len) {
-    size_t j = 0;
-    for (; j + TKV_W <= len; j += TKV_W) {
-        const tkv x = tkv_load_f32(a + j, TKV_W), y = tkv_load_f32(b + j, TKV_W);
-        tkv_store_f32(a + j, TKV_W, tkv_add(x, y));
-        tkv_store_f32(b + j, TKV_W, tkv_sub(x, y));
-    }
-    for (; j < len; j++) {
-        const float x = a[j], y = b[j];
-        a[j] = x + y;
-        b[j] = x - y;
-    }
+/* The Hadamard transform of order c (a power of two, at most 8; a constant
+ * after inlining) across the c vectors in v. */
+static TK_ALWAYS_INLINE void tk_kron_fwht_regs(tkv *v, int c) {
+#pragma GCC unroll 3
+    for (int h = 1; h < c; h <<= 1)
+#pragma GCC unroll 4
+        for (int i = 0; i < c; i += 2 * h)
+#pragma GCC unroll 4
+            for (int r = i; r < i + h; r++) {
+                const tkv a = v[r], b = v[r + h];
+                v[r] = tkv_add(a, b);
+                v[r + h] = tkv_sub(a, b);
+            }
+}
+
+/* One sweep of up to three stages across rows: rows r, r + h, ..., r + (c-1) h
+ * of every group, `m` lanes at column j, transformed in registers. */
+static TK_ALWAYS_INLINE void tk_kron_across_group(float *p, size_t h_stride, size_t m, int c) {
+    tkv v[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < c; k++) v[k] = tkv_load_f32(p + (size_t)k * h_stride, m);
+    tk_kron_fwht_regs(v, c);
+#pragma GCC unroll 8
+    for (int k = 0; k < c; k++) tkv_store_f32(p + (size_t)k * h_stride, m, v[k]);
 }
 
 /* The Hadamard transform of order `rows` (a power of two) applied across the
- * rows of buf (rows x len): row i becomes sum_r H[i][r] row r. Whole-vector
- * butterflies between rows, log2(rows) stages. */
-static void tk_kron_fwht_across(float *buf, size_t rows, size_t len) {
-    for (size_t h = 1; h < rows; h <<= 1)
-        for (size_t i = 0; i < rows; i += 2 * h)
-            for (size_t r = i; r < i + h; r++) tk_kron_butterfly(buf + r * len, buf + (r + h) * len, len);
+ * rows of buf (rows x len): row i becomes sum_r H[i][r] row r; stages h, 2h,
+ * 4h together (radix 8), so log2(rows) / 3 sweeps. */
+static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf *pf, size_t pf_lines) {
+    size_t sweeps = 0;
+    for (size_t h = 1; h < rows; h *= 8) sweeps++;
+    const size_t groups = ((len + TKV_W - 1) / TKV_W) * (rows / 8 ? rows / 8 : 1);
+    tk_kron_pf_plan(pf, groups * sweeps, pf_lines);
+    for (size_t h = 1; h < rows;) {
+        const int c = rows / h >= 8 ? 8 : (int)(rows / h);
+        for (size_t i = 0; i < rows; i += h * (size_t)c)
+            for (size_t r = i; r < i + h; r++)
+                for (size_t j = 0; j < len; j += TKV_W) {
+                    const size_t m = len - j < TKV_W ? len - j : TKV_W;
+                    float *p = buf + r * len + j;
+                    TK_KRON_PREFETCH(pf);
+                    switch (c) {
+                    case 8: tk_kron_across_group(p, h * len, m, 8); break;
+                    case 4: tk_kron_across_group(p, h * len, m, 4); break;
+                    default: tk_kron_across_group(p, h * len, m, 2); break;
+                    }
+                }
+        h *= (size_t)c;
+    }
+}
+
+/* c vectors of a row from p: the stages inside each vector (tkv_fwht_lanes),
+ * then those between the c vectors, one load and one store each. */
+static TK_ALWAYS_INLINE void tk_kron_row_chunk(float *p, int c) {
+    tkv v[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < c; k++) v[k] = tkv_fwht_lanes(tkv_load_f32(p + (size_t)k * TKV_W, TKV_W));
+    tk_kron_fwht_regs(v, c);
+#pragma GCC unroll 8
+    for (int k = 0; k < c; k++) tkv_store_f32(p + (size_t)k * TKV_W, TKV_W, v[k]);
 }
 
 /* The Hadamard transform of order len (a power of two) along each of the
- * `rows` rows of buf: strides below the vector width inside registers
- * (tkv_fwht_lanes), the rest as butterflies between vectors. */
-static void tk_kron_fwht_rows(float *buf, size_t rows, size_t len) {
+ * `rows` rows of buf: chunks of up to 8 vectors in registers, then (rows
+ * longer than 8 vectors) butterflies between chunks. */
+static void tk_kron_fwht_rows(float *buf, size_t rows, size_t len, tk_kron_pf *pf, size_t pf_lines) {
+    if (len < TKV_W) { /* shorter than a vector: plain butterflies */
+        for (size_t r = 0; r < rows; r++)
+            for (size_t h = 1; h < len; h <<= 1)
+                for (size_t i = 0; i < len; i += 2 * h)
+                    for (size_t j = i; j < i + h; j++) {
+                        float *x = buf + r * len;
+                        const float a = x[j], b = x[j + h];
+                        x[j] = a + b;
+                        x[j + h] = a - b;
+                    }
+        return;
+    }
+    const size_t nv = len / TKV_W;
+    const int c = nv >= 8 ? 8 : (int)nv;
+    tk_kron_pf_plan(pf, rows * (nv / (size_t)c), pf_lines);
     for (size_t r = 0; r < rows; r++) {
         float *row = buf + r * len;
-        size_t h = 1;
-        if (len >= TKV_W) {
-            for (size_t j = 0; j < len; j += TKV_W) tkv_store_f32(row + j, TKV_W, tkv_fwht_lanes(tkv_load_f32(row + j, TKV_W)));
-            h = TKV_W;
+        for (size_t j = 0; j < len; j += (size_t)c * TKV_W) {
+            TK_KRON_PREFETCH(pf);
+            switch (c) {
+            case 8: tk_kron_row_chunk(row + j, 8); break;
+            case 4: tk_kron_row_chunk(row + j, 4); break;
+            case 2: tk_kron_row_chunk(row + j, 2); break;
+            default: tk_kron_row_chunk(row + j, 1); break;
+            }
         }
-        for (; h < len; h <<= 1)
-            for (size_t i = 0; i < len; i += 2 * h) tk_kron_butterfly(row + i, row + i + h, h);
+        for (size_t h = (size_t)c * TKV_W; h < len; h <<= 1)
+            for (size_t i = 0; i < len; i += 2 * h)
+                for (size_t j = i; j < i + h; j += TKV_W) {
+                    const tkv a = tkv_load_f32(row + j, TKV_W), b = tkv_load_f32(row + j + h, TKV_W);
+                    tkv_store_f32(row + j, TKV_W, tkv_add(a, b));
+                    tkv_store_f32(row + j + h, TKV_W, tkv_sub(a, b));
+                }
     }
 }
 

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "cuda")]
 mod report_gpu;
+mod report_kron;
 mod report_lightning;
 mod report_norm;
 
@@ -62,7 +63,7 @@ fn parse_args() -> Args {
             "--family" => {
                 args.family = Some(
                     it.next()
-                        .expect("--family needs softmax, norm or lightning"),
+                        .expect("--family needs softmax, norm, lightning or kron"),
                 )
             }
             "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
@@ -81,7 +82,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN]"
                 );
                 std::process::exit(0);
             }
@@ -501,6 +502,11 @@ fn main() {
     } else {
         Vec::new()
     };
+    let kron_records = if wants("kron") {
+        report_kron::report(args.quick, args.filter.as_deref())
+    } else {
+        Vec::new()
+    };
     gpu_section();
     if let Some(path) = &args.json {
         let body: Vec<String> = records
@@ -508,6 +514,7 @@ fn main() {
             .map(Record::json)
             .chain(norm_records.iter().map(|r| r.json()))
             .chain(lightning_records.iter().map(|r| r.json()))
+            .chain(kron_records.iter().map(|r| r.json()))
             .collect();
         std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
             .expect("cannot write the JSON report");

@@ -98,7 +98,7 @@ impl LightningRecord {
 
 /// The single-core FMA peak probe of `isa` ([`transformer_kernels::isa::fma_probe`]):
 /// each call returns the flops it did; the time comes from the interleaved timer.
-fn fma_peak_probe(isa: Isa) -> Option<Box<dyn FnMut() -> f64>> {
+pub(crate) fn fma_peak_probe(isa: Isa) -> Option<Box<dyn FnMut() -> f64>> {
     const ITERS: usize = 1 << 18;
     isa::fma_probe(isa, 1)?;
     Some(Box::new(move || isa::fma_probe(isa, ITERS).unwrap_or(0.0)))
