@@ -3,3 +3,4 @@
 #include "softmax.cu"
 #include "norm.cu"
 #include "lightning.cu"
+#include "kron.cu"

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod kron;
 mod lightning;
 mod norm;
 mod ptrs;
@@ -34,6 +35,7 @@ use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
 
+pub use kron::{CUDA_KRON_MAX_N, DeviceKron, DeviceKronOutput};
 pub use lightning::{CUDA_MAX_HEAD_DIM, DeviceLightningBackward, DeviceLightningForward};
 pub use norm::{DeviceNormBackward, DeviceNormForward, DeviceWeights, NormShape};
 pub use softmax::SoftmaxShape;
@@ -60,6 +62,7 @@ pub struct Kernels {
     softmax: softmax::SoftmaxKernels,
     norm: norm::NormKernels,
     lightning: lightning::LightningKernels,
+    kron: kron::KronKernels,
 }
 
 impl Kernels {
@@ -71,11 +74,13 @@ impl Kernels {
         let softmax = softmax::SoftmaxKernels::load(&module)?;
         let norm = norm::NormKernels::load(&module)?;
         let lightning = lightning::LightningKernels::load(&module)?;
+        let kron = kron::KronKernels::load(&module)?;
         Ok(Kernels {
             _module: module,
             softmax,
             norm,
             lightning,
+            kron,
         })
     }
 

@@ -242,6 +242,16 @@ impl Kron {
         (depth(&self.p1) + depth(&self.p2) + 3.0) * u * mag + u_out * y_exact.abs() + tiny
     }
 
+    /// The packed operands the kernels take.
+    pub(crate) fn packed(&self) -> Packed<'_> {
+        Packed {
+            left: self.left.as_deref(),
+            right: self.right.as_deref(),
+            smooth: self.smooth.as_deref(),
+            out_scale: self.out_scale,
+        }
+    }
+
     fn keep_isa(mut self, isa: Option<Isa>) -> Kron {
         self.isa = isa;
         self
@@ -256,6 +266,15 @@ impl Kron {
         }
         Ok(())
     }
+}
+
+/// A transform's operands as the kernels take them: P1^T and P2 (None for
+/// a Hadamard factor), the smoothing vector, the output scale.
+pub(crate) struct Packed<'a> {
+    pub left: Option<&'a [f32]>,
+    pub right: Option<&'a [f32]>,
+    pub smooth: Option<&'a [f32]>,
+    pub out_scale: f32,
 }
 
 /// Quantized output buffers of a call.
