@@ -398,16 +398,17 @@ impl<'a, T: Element> KronCall<'a, T> {
         if tokens == 0 {
             return Ok(());
         }
+        let pk = t.packed();
         let p = ffi::tk_kron_params {
             x: self.x.as_ptr().cast(),
             x_stride: n,
             tokens,
             n1,
             n2,
-            smooth: t.smooth.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            left: t.left.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
-            right: t.right.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
-            out_scale: t.out_scale,
+            smooth: pk.smooth.map_or(std::ptr::null(), |s| s.as_ptr()),
+            left: pk.left.map_or(std::ptr::null(), |v| v.as_ptr()),
+            right: pk.right.map_or(std::ptr::null(), |v| v.as_ptr()),
+            out_scale: pk.out_scale,
             y: self
                 .y
                 .map_or(std::ptr::null_mut(), |y| y.as_mut_ptr().cast()),
