@@ -2,6 +2,8 @@
 //! LLM-shaped batches, timed with device synchronisation, against the
 //! device-to-device copy bandwidth measured in the same run.
 
+#[path = "report_gpu_kron.rs"]
+mod kron;
 #[path = "report_gpu_lightning.rs"]
 mod lightning;
 #[path = "report_gpu_norm.rs"]
@@ -110,4 +112,5 @@ pub fn report() {
     run::<bf16>(&stream, &k, copy_bw);
     norm::report(&stream, &k, copy_bw);
     lightning::report(&stream, &k);
+    kron::report(&stream, &k, copy_bw);
 }
