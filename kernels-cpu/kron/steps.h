@@ -3,7 +3,8 @@
  * a dense factor is a register-tiled product, a Hadamard factor a fast
  * Walsh-Hadamard transform (unnormalised butterflies, up to three stages per
  * sweep so the buffer is swept few times). Every step also prefetches a
- * share of the next token's x, so its load hides behind this token's work. */
+ * share of the next token's x, so its load hides behind this token's work,
+ * and the last one can track max|y| as it stores. */
 #ifndef TK_KRON_STEPS_H
 #define TK_KRON_STEPS_H
 
@@ -29,12 +30,27 @@ static inline void tk_kron_pf_plan(tk_kron_pf *pf, size_t units, size_t lines) {
             tkv_prefetch((pf)->p);                                                            \
     } while (0)
 
+/* max |v * os| and NaN-or-inf detection (chk += v * 0) over what the last
+ * step stores, so the epilogue needs no extra sweep for them. */
+typedef struct tk_kron_absmax {
+    tkv os, amax, chk;
+} tk_kron_absmax;
+
+static TK_ALWAYS_INLINE void tk_kron_track(tk_kron_absmax *am, tkv v) {
+    const tkv y = tkv_mul(v, am->os);
+    am->amax = tkv_max(am->amax, tkv_abs(y));
+    am->chk = tkv_add(am->chk, tkv_mul(y, tkv_zero()));
+}
+
 /* c (m x cols, row stride cols) = a (m x k, row stride k) b (k x cols, row
  * stride cols): every tile of TK_MR rows by TK_TILE_COLS columns summed in
  * registers over the whole k, then stored once. */
 static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, size_t cols, float *c,
-                            tk_kron_pf *pf, size_t pf_lines) {
+                            tk_kron_pf *pf, size_t pf_lines, tk_kron_absmax *am) {
     tk_kron_pf_plan(pf, ((cols + TK_TILE_COLS - 1) / TK_TILE_COLS) * ((m + TK_MR - 1) / TK_MR), pf_lines);
+    /* a local copy: through the pointer, every float store to c could alias
+     * the accumulators and GCC would reload them */
+    tk_kron_absmax acc = am ? *am : (tk_kron_absmax){tkv_zero(), tkv_zero(), tkv_zero()};
     for (size_t j0 = 0; j0 < cols; j0 += TK_TILE_COLS) {
         const size_t nc = cols - j0 < TK_TILE_COLS ? cols - j0 : TK_TILE_COLS;
         for (size_t i0 = 0; i0 < m; i0 += TK_MR) {
@@ -46,48 +62,73 @@ static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, 
             for (size_t r = 0; r < rows; r++)
                 for (int v = 0; v < TK_NV; v++) {
                     const size_t w = tk_tile_lanes(nc, v);
-                    if (w) tkv_store_f32(c + (i0 + r) * cols + j0 + (size_t)v * TKV_W, w, t.v[r][v]);
+                    if (w) {
+                        tkv_store_f32(c + (i0 + r) * cols + j0 + (size_t)v * TKV_W, w, t.v[r][v]);
+                        if (am) tk_kron_track(&acc, t.v[r][v]); /* lanes past w hold 0 */
+                    }
                 }
         }
     }
+    if (am) *am = acc;
 }
 
-/* The Hadamard transform of order c (a power of two, at most 8; a constant
- * after inlining) across the c vectors in v. */
+#define TK_KRON_BF(a, b)                                                                      \
+    do {                                                                                      \
+        const tkv t_ = (a);                                                                   \
+        (a) = tkv_add(t_, (b));                                                               \
+        (b) = tkv_sub(t_, (b));                                                               \
+    } while (0)
+
+/* The Hadamard transform of order c (2, 4 or 8; a constant after inlining)
+ * across the c vectors in v, written out so the vectors stay in registers. */
 static TK_ALWAYS_INLINE void tk_kron_fwht_regs(tkv *v, int c) {
-#pragma GCC unroll 3
-    for (int h = 1; h < c; h <<= 1)
-#pragma GCC unroll 4
-        for (int i = 0; i < c; i += 2 * h)
-#pragma GCC unroll 4
-            for (int r = i; r < i + h; r++) {
-                const tkv a = v[r], b = v[r + h];
-                v[r] = tkv_add(a, b);
-                v[r + h] = tkv_sub(a, b);
-            }
+    if (c >= 2) {
+        TK_KRON_BF(v[0], v[1]);
+    }
+    if (c >= 4) {
+        TK_KRON_BF(v[2], v[3]);
+        TK_KRON_BF(v[0], v[2]);
+        TK_KRON_BF(v[1], v[3]);
+    }
+    if (c >= 8) {
+        TK_KRON_BF(v[4], v[5]);
+        TK_KRON_BF(v[6], v[7]);
+        TK_KRON_BF(v[4], v[6]);
+        TK_KRON_BF(v[5], v[7]);
+        TK_KRON_BF(v[0], v[4]);
+        TK_KRON_BF(v[1], v[5]);
+        TK_KRON_BF(v[2], v[6]);
+        TK_KRON_BF(v[3], v[7]);
+    }
 }
 
 /* One sweep of up to three stages across rows: rows r, r + h, ..., r + (c-1) h
  * of every group, `m` lanes at column j, transformed in registers. */
-static TK_ALWAYS_INLINE void tk_kron_across_group(float *p, size_t h_stride, size_t m, int c) {
+static TK_ALWAYS_INLINE void tk_kron_across_group(float *p, size_t h_stride, size_t m, int c, tk_kron_absmax *am) {
     tkv v[8];
 #pragma GCC unroll 8
     for (int k = 0; k < c; k++) v[k] = tkv_load_f32(p + (size_t)k * h_stride, m);
     tk_kron_fwht_regs(v, c);
 #pragma GCC unroll 8
-    for (int k = 0; k < c; k++) tkv_store_f32(p + (size_t)k * h_stride, m, v[k]);
+    for (int k = 0; k < c; k++) {
+        tkv_store_f32(p + (size_t)k * h_stride, m, v[k]);
+        if (am) tk_kron_track(am, v[k]);
+    }
 }
 
 /* The Hadamard transform of order `rows` (a power of two) applied across the
  * rows of buf (rows x len): row i becomes sum_r H[i][r] row r; stages h, 2h,
  * 4h together (radix 8), so log2(rows) / 3 sweeps. */
-static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf *pf, size_t pf_lines) {
+static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf *pf, size_t pf_lines,
+                                tk_kron_absmax *am) {
     size_t sweeps = 0;
     for (size_t h = 1; h < rows; h *= 8) sweeps++;
     const size_t groups = ((len + TKV_W - 1) / TKV_W) * (rows / 8 ? rows / 8 : 1);
     tk_kron_pf_plan(pf, groups * sweeps, pf_lines);
+    tk_kron_absmax acc = am ? *am : (tk_kron_absmax){tkv_zero(), tkv_zero(), tkv_zero()}; /* see tk_kron_product */
     for (size_t h = 1; h < rows;) {
         const int c = rows / h >= 8 ? 8 : (int)(rows / h);
+        tk_kron_absmax *track = am && h * (size_t)c >= rows ? &acc : NULL; /* the last sweep */
         for (size_t i = 0; i < rows; i += h * (size_t)c)
             for (size_t r = i; r < i + h; r++)
                 for (size_t j = 0; j < len; j += TKV_W) {
@@ -95,13 +136,14 @@ static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf 
                     float *p = buf + r * len + j;
                     TK_KRON_PREFETCH(pf);
                     switch (c) {
-                    case 8: tk_kron_across_group(p, h * len, m, 8); break;
-                    case 4: tk_kron_across_group(p, h * len, m, 4); break;
-                    default: tk_kron_across_group(p, h * len, m, 2); break;
+                    case 8: tk_kron_across_group(p, h * len, m, 8, track); break;
+                    case 4: tk_kron_across_group(p, h * len, m, 4, track); break;
+                    default: tk_kron_across_group(p, h * len, m, 2, track); break;
                     }
                 }
         h *= (size_t)c;
     }
+    if (am) *am = acc;
 }
 
 /* c vectors of a row from p: the stages inside each vector (tkv_fwht_lanes),
