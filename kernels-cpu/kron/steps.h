@@ -11,7 +11,8 @@
 #include "../common/tile.h"
 
 /* A prefetch cursor over the next token's bytes: each unit of work (a tile,
- * a butterfly group) prefetches `quota` more lines. */
+ * a butterfly group) prefetches `quota` more lines, into L2 (the factors and
+ * the two token copies already fill L1). */
 typedef struct tk_kron_pf {
     const char *p, *end;
     size_t quota;
@@ -27,7 +28,7 @@ static inline void tk_kron_pf_plan(tk_kron_pf *pf, size_t units, size_t lines) {
 #define TK_KRON_PREFETCH(pf)                                                                  \
     do {                                                                                      \
         for (size_t q_ = 0; q_ < (pf)->quota && (pf)->p < (pf)->end; q_++, (pf)->p += 64)     \
-            tkv_prefetch((pf)->p);                                                            \
+            tkv_prefetch_l2((pf)->p);                                                          \
     } while (0)
 
 /* max |v * os| and NaN-or-inf detection (chk += v * 0) over what the last
