@@ -7,29 +7,19 @@
 //! without a GPU (TK_REQUIRE_GPU=1 makes that a failure).
 #![cfg(feature = "cuda")]
 
+mod gpu;
+
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaStream};
+use gpu::gpu;
+
+use cudarc::driver::CudaStream;
 use half::{bf16, f16};
-use transformer_kernels::cuda::{CudaElement, DeviceKronOutput, Kernels, gpu_available};
+use transformer_kernels::cuda::{CudaElement, DeviceKronOutput, Kernels};
 use transformer_kernels::kron::{Factor, Kron, int4_row_bytes};
 use transformer_kernels::reference::kron::{self as rk, DENSE_MAX};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::{Dtype, Error};
-
-fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
-    if !gpu_available() {
-        assert!(
-            std::env::var_os("TK_REQUIRE_GPU").is_none(),
-            "TK_REQUIRE_GPU is set but no CUDA device answers"
-        );
-        eprintln!("SKIP cuda kron tests: no CUDA driver or device on this machine");
-        return None;
-    }
-    let ctx = CudaContext::new(0).expect("CUDA device 0");
-    let kernels = Kernels::new(&ctx).expect("load the embedded fatbin");
-    Some((ctx.default_stream(), kernels))
-}
 
 fn dense(seed: u64, n: usize) -> Factor {
     Factor::dense(&uniform_values(seed, n * n, 1.0), n).unwrap()

@@ -6,31 +6,21 @@
 //! message without a GPU (TK_REQUIRE_GPU=1 makes that a failure).
 #![cfg(feature = "cuda")]
 
+mod gpu;
+
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaStream};
+use gpu::gpu;
+
+use cudarc::driver::CudaStream;
 use half::{bf16, f16};
 use transformer_kernels::cuda::{
-    CudaElement, DeviceLightningBackward, DeviceLightningForward, Kernels, gpu_available,
+    CudaElement, DeviceLightningBackward, DeviceLightningForward, Kernels,
 };
 use transformer_kernels::lightning::{Layout, Shape};
 use transformer_kernels::reference::lightning::{self as rl, Case, Head, Target};
 use transformer_kernels::reference::{poison, uniform_values};
 use transformer_kernels::{Dtype, Error};
-
-fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
-    if !gpu_available() {
-        assert!(
-            std::env::var_os("TK_REQUIRE_GPU").is_none(),
-            "TK_REQUIRE_GPU is set but no CUDA device answers"
-        );
-        eprintln!("SKIP cuda lightning tests: no CUDA driver or device on this machine");
-        return None;
-    }
-    let ctx = CudaContext::new(0).expect("CUDA device 0");
-    let kernels = Kernels::new(&ctx).expect("load the embedded fatbin");
-    Some((ctx.default_stream(), kernels))
-}
 
 /// A NaN-filled workspace for the chunk-parallel path, or None (sequential).
 fn workspace(

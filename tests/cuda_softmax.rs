@@ -3,28 +3,17 @@
 //! log-softmax, extremes, poisoned outputs. Skips with a message without a GPU.
 #![cfg(feature = "cuda")]
 
+mod gpu;
+
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaStream};
+use gpu::gpu;
+
+use cudarc::driver::CudaStream;
 use half::{bf16, f16};
-use transformer_kernels::cuda::{CudaElement, Kernels, SoftmaxShape, gpu_available};
+use transformer_kernels::cuda::{CudaElement, Kernels, SoftmaxShape};
 use transformer_kernels::softmax::{Algorithm, Softmax};
 use transformer_kernels::{Error, reference};
-
-fn gpu() -> Option<(Arc<CudaStream>, Kernels)> {
-    if !gpu_available() {
-        // the device check sets TK_REQUIRE_GPU: there, a missing GPU is a failure
-        assert!(
-            std::env::var_os("TK_REQUIRE_GPU").is_none(),
-            "TK_REQUIRE_GPU is set but no CUDA device answers"
-        );
-        eprintln!("SKIP cuda tests: no CUDA driver or device on this machine");
-        return None;
-    }
-    let ctx = CudaContext::new(0).expect("CUDA device 0");
-    let kernels = Kernels::new(&ctx).expect("load the embedded fatbin");
-    Some((ctx.default_stream(), kernels))
-}
 
 /// Logits in [-20, 20) with -inf and +-1e30 mixed in.
 fn values(n: usize, seed: u64) -> Vec<f32> {

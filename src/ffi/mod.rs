@@ -32,3 +32,54 @@ pub(crate) unsafe fn static_name(name: *const std::ffi::c_char) -> &'static str 
         .to_str()
         .unwrap_or("?")
 }
+
+/// Declares a kernel family's compiled variants, keyed by (dtype, ISA), from
+/// its C table: the `Variant` struct (name, dtype, ISA and one function
+/// pointer per entry point, named as the C table's fields), `variants()`
+/// (read once) and `find(dtype, isa)`.
+macro_rules! kernel_variants {
+    (
+        $(#[$doc:meta])*
+        table: $table:ident[$count:ident],
+        $( $(#[$fdoc:meta])* $field:ident: $params:ty ),+ $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct Variant {
+            /// The name in the C table, `tk_<family>_<dtype>_<isa>`.
+            pub name: &'static str,
+            pub dtype: $crate::dtype::Dtype,
+            pub isa: $crate::isa::Isa,
+            $( $(#[$fdoc])* pub(crate) $field: unsafe extern "C" fn(*const $params), )+
+        }
+
+        /// Every variant in this build, whether or not this CPU can run it.
+        pub fn variants() -> &'static [Variant] {
+            static TABLE: std::sync::OnceLock<Vec<Variant>> = std::sync::OnceLock::new();
+            TABLE.get_or_init(|| {
+                // SAFETY: the C side defines the table as a static array of
+                // exactly `count` initialised entries; names are static
+                // NUL-terminated literals.
+                let table = unsafe {
+                    $crate::ffi::static_table($crate::ffi::$table.as_ptr(), $crate::ffi::$count)
+                };
+                table
+                    .iter()
+                    .map(|v| Variant {
+                        // SAFETY: see above.
+                        name: unsafe { $crate::ffi::static_name(v.name) },
+                        dtype: $crate::dtype::Dtype::from_ffi(v.dtype),
+                        isa: $crate::isa::Isa::from_ffi(v.isa),
+                        $( $field: v.$field.expect(concat!("C table holds a null ", stringify!($field))), )+
+                    })
+                    .collect()
+            })
+        }
+
+        /// The variant for (dtype, isa), if compiled.
+        pub fn find(dtype: $crate::dtype::Dtype, isa: $crate::isa::Isa) -> Option<&'static Variant> {
+            variants().iter().find(|v| v.dtype == dtype && v.isa == isa)
+        }
+    };
+}
+pub(crate) use kernel_variants;

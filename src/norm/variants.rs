@@ -1,48 +1,10 @@
 //! The compiled norm variants, read once from the C table (the X-macro list
 //! in kernels-cpu/include/tk.h).
 
-use std::sync::OnceLock;
-
-use crate::dtype::Dtype;
-use crate::ffi;
-use crate::isa::Isa;
-
-/// One compiled norm microkernel pair (forward and backward).
-#[derive(Debug, Clone, Copy)]
-pub struct Variant {
-    /// `tk_norm_<dtype>_<isa>`; the C symbols are `tk_norm_forward_...` and `tk_norm_backward_...`.
-    pub name: &'static str,
-    pub dtype: Dtype,
-    pub isa: Isa,
-    pub(crate) forward: unsafe extern "C" fn(*const ffi::tk_norm_params),
-    pub(crate) backward: unsafe extern "C" fn(*const ffi::tk_norm_backward_params),
-}
-
-/// Every norm variant in this build, whether or not this CPU can run it.
-pub fn variants() -> &'static [Variant] {
-    static TABLE: OnceLock<Vec<Variant>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        // SAFETY: the C side defines `tk_norm_variants` as a static array of
-        // exactly `tk_norm_variant_count` initialised entries; names are
-        // static NUL-terminated literals.
-        let table = unsafe {
-            ffi::static_table(ffi::tk_norm_variants.as_ptr(), ffi::tk_norm_variant_count)
-        };
-        table
-            .iter()
-            .map(|v| Variant {
-                // SAFETY: see above.
-                name: unsafe { ffi::static_name(v.name) },
-                dtype: Dtype::from_ffi(v.dtype),
-                isa: Isa::from_ffi(v.isa),
-                forward: v.forward.expect("C norm table holds a null forward"),
-                backward: v.backward.expect("C norm table holds a null backward"),
-            })
-            .collect()
-    })
-}
-
-/// The variant for (dtype, isa), if compiled.
-pub fn find(dtype: Dtype, isa: Isa) -> Option<&'static Variant> {
-    variants().iter().find(|v| v.dtype == dtype && v.isa == isa)
+crate::ffi::kernel_variants! {
+    /// One compiled norm microkernel pair (C symbols `tk_norm_forward_<dtype>_<isa>`
+    /// and `tk_norm_backward_<dtype>_<isa>`).
+    table: tk_norm_variants[tk_norm_variant_count],
+    forward: crate::ffi::tk_norm_params,
+    backward: crate::ffi::tk_norm_backward_params,
 }
