@@ -41,10 +41,8 @@ fn check_all(case: &Case) {
 }
 
 fn order_kind(f: &Factor) -> String {
-    match f {
-        Factor::Dense { n, .. } => format!("dense {n}"),
-        Factor::Hadamard { n } => format!("hadamard {n}"),
-    }
+    let kind = if f.is_hadamard() { "hadamard" } else { "dense" };
+    format!("{kind} {}", f.order())
 }
 
 /// A dense factor: uniform entries plus `diag` on the diagonal (diag 2 keeps
@@ -389,6 +387,12 @@ fn factor_algebra() {
         Err(Error::InvalidArgument { .. })
     ));
     assert!(Factor::hadamard(12).is_err());
+    assert!(Factor::hadamard(1 << 31).is_err());
+    let tiny = Factor::dense(&[1e-40, 0.0, 0.0, 1e-40], 2).unwrap();
+    assert!(
+        tiny.inverse().is_err(),
+        "an inverse entry of 1e40 overflows f32"
+    );
     assert!(Factor::dense(&[1.0, f32::NAN, 0.0, 1.0], 2).is_err());
     assert!(Factor::dense(&[1.0; 5], 2).is_err());
 }

@@ -102,9 +102,12 @@ fn flops_per_token(t: &Kron) -> f64 {
     let (a, b) = t.factors();
     [a, b]
         .iter()
-        .map(|f| match f {
-            Factor::Dense { n: k, .. } => 2.0 * n * *k as f64,
-            Factor::Hadamard { n: k } => n * k.trailing_zeros() as f64,
+        .map(|f| {
+            if f.is_hadamard() {
+                n * f.order().trailing_zeros() as f64
+            } else {
+                2.0 * n * f.order() as f64
+            }
         })
         .sum()
 }

@@ -7,10 +7,16 @@ use crate::error::{Error, Result};
 /// One factor of `P = P1 kron P2`: a dense n x n matrix (row-major, f32) or
 /// the Walsh-Hadamard matrix of order n normalised by 1/sqrt(n) (orthogonal
 /// and symmetric: its own inverse and transpose), applied by the fast
-/// transform.
+/// transform. Opaque, so every factor was validated by its constructor (the
+/// kernels read n * n entries of a dense one).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Factor {
+pub struct Factor(Repr);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Repr {
+    /// `p[i * n + j]` is entry (i, j).
     Dense { n: usize, p: Vec<f32> },
+    /// `H_n / sqrt(n)`, entry (i, j) = `(-1)^popcount(i & j) / sqrt(n)` (Sylvester order).
     Hadamard { n: usize },
 }
 
@@ -38,32 +44,46 @@ impl Factor {
                 reason: "holds NaN or inf",
             });
         }
-        Ok(Factor::Dense { n, p: p.to_vec() })
+        Ok(Factor(Repr::Dense { n, p: p.to_vec() }))
     }
 
-    /// The normalised Walsh-Hadamard factor of order n (a power of two).
+    /// The normalised Walsh-Hadamard factor of order n (a power of two, at
+    /// most 2^30, so that n1 n2 cannot overflow with any other factor).
     pub fn hadamard(n: usize) -> Result<Factor> {
-        if !n.is_power_of_two() {
+        if !n.is_power_of_two() || n > 1 << 30 {
             return Err(Error::InvalidArgument {
                 what: "Hadamard order",
-                reason: "must be a power of two",
+                reason: "must be a power of two up to 2^30",
             });
         }
-        Ok(Factor::Hadamard { n })
+        Ok(Factor(Repr::Hadamard { n }))
     }
 
     /// The order n.
     pub fn order(&self) -> usize {
-        match self {
-            Factor::Dense { n, .. } | Factor::Hadamard { n } => *n,
+        match &self.0 {
+            Repr::Dense { n, .. } | Repr::Hadamard { n } => *n,
+        }
+    }
+
+    /// Whether this is a Hadamard factor (applied by the fast transform).
+    pub fn is_hadamard(&self) -> bool {
+        matches!(self.0, Repr::Hadamard { .. })
+    }
+
+    /// A dense factor's entries, row-major (None for Hadamard).
+    pub fn dense_entries(&self) -> Option<&[f32]> {
+        match &self.0 {
+            Repr::Dense { p, .. } => Some(p),
+            Repr::Hadamard { .. } => None,
         }
     }
 
     /// Entry (i, j) in f64 (Hadamard: (-1)^popcount(i & j) / sqrt(n)).
     pub fn entry(&self, i: usize, j: usize) -> f64 {
-        match self {
-            Factor::Dense { n, p } => p[i * n + j] as f64,
-            Factor::Hadamard { n } => {
+        match &self.0 {
+            Repr::Dense { n, p } => p[i * n + j] as f64,
+            Repr::Hadamard { n } => {
                 let sign = if (i & j).count_ones() % 2 == 0 {
                     1.0
                 } else {
@@ -82,14 +102,14 @@ impl Factor {
 
     /// The transpose.
     pub fn transposed(&self) -> Factor {
-        match self {
-            Factor::Hadamard { n } => Factor::Hadamard { n: *n },
-            Factor::Dense { n, p } => {
+        match &self.0 {
+            Repr::Hadamard { n } => Factor(Repr::Hadamard { n: *n }),
+            Repr::Dense { n, p } => {
                 let n = *n;
-                Factor::Dense {
+                Factor(Repr::Dense {
                     n,
                     p: (0..n * n).map(|k| p[(k % n) * n + k / n]).collect(),
-                }
+                })
             }
         }
     }
@@ -99,9 +119,9 @@ impl Factor {
     /// below 1e-12 of the largest entry) matrix. Check the result with
     /// [`Factor::inversion_residual`].
     pub fn inverse(&self) -> Result<Factor> {
-        let (n, p) = match self {
-            Factor::Hadamard { n } => return Ok(Factor::Hadamard { n: *n }),
-            Factor::Dense { n, p } => (*n, p),
+        let (n, p) = match &self.0 {
+            Repr::Hadamard { n } => return Ok(Factor(Repr::Hadamard { n: *n })),
+            Repr::Dense { n, p } => (*n, p),
         };
         let inv = invert(&p.iter().map(|&v| v as f64).collect::<Vec<_>>(), n).ok_or(
             Error::InvalidArgument {
@@ -109,10 +129,15 @@ impl Factor {
                 reason: "is singular",
             },
         )?;
-        Ok(Factor::Dense {
-            n,
-            p: inv.iter().map(|&v| v as f32).collect(),
-        })
+        // entries past f32's range make the rounded inverse useless: refuse
+        let p: Vec<f32> = inv.iter().map(|&v| v as f32).collect();
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument {
+                what: "dense factor",
+                reason: "its inverse overflows f32",
+            });
+        }
+        Ok(Factor(Repr::Dense { n, p }))
     }
 
     /// max |(self other) - I| over the entries, in f64: how far `other` is

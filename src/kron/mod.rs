@@ -64,21 +64,12 @@ pub struct Kron {
 impl Kron {
     /// `P = p1 kron p2`.
     pub fn new(p1: Factor, p2: Factor) -> Kron {
-        let left = match &p1 {
-            Factor::Dense { .. } => match p1.transposed() {
-                Factor::Dense { p, .. } => Some(p),
-                Factor::Hadamard { .. } => None,
-            },
-            Factor::Hadamard { .. } => None,
-        };
-        let right = match &p2 {
-            Factor::Dense { p, .. } => Some(p.clone()),
-            Factor::Hadamard { .. } => None,
-        };
+        let left = p1.transposed().dense_entries().map(<[f32]>::to_vec);
+        let right = p2.dense_entries().map(<[f32]>::to_vec);
         let mut out_scale = 1.0f64;
         for f in [&p1, &p2] {
-            if let Factor::Hadamard { n } = f {
-                out_scale /= (*n as f64).sqrt();
+            if f.is_hadamard() {
+                out_scale /= (f.order() as f64).sqrt();
             }
         }
         Kron {
@@ -188,8 +179,9 @@ impl Kron {
         Ok(out)
     }
 
-    /// Bytes of workspace one call needs (pass it with [`KronCall::workspace`]
-    /// as `workspace_len() / 4` f32s, rounded up).
+    /// f32s of scratch one call needs (two f32 copies of a token and n bytes
+    /// for int4 packing, each rounded up to 64 bytes); pass a buffer at least
+    /// this long to [`KronCall::workspace`] and reuse it across calls.
     pub fn workspace_floats(&self) -> usize {
         // SAFETY: pure function of its arguments.
         let bytes = unsafe { ffi::tk_kron_workspace_bytes(self.p1.order(), self.p2.order()) };
@@ -230,9 +222,12 @@ impl Kron {
     /// Hadamard), `u = 2^-24` and `u_out`, `tiny_out` the output dtype's unit
     /// roundoff and half its smallest subnormal (0 for f32 outputs).
     pub fn error_bound(&self, dtype: Dtype, y_exact: f64, mag: f64) -> f64 {
-        let depth = |f: &Factor| match f {
-            Factor::Dense { n, .. } => *n as f64,
-            Factor::Hadamard { n } => n.trailing_zeros() as f64,
+        let depth = |f: &Factor| {
+            if f.is_hadamard() {
+                f.order().trailing_zeros() as f64
+            } else {
+                f.order() as f64
+            }
         };
         let u = Dtype::F32.unit_roundoff();
         let (u_out, tiny) = match dtype {
