@@ -47,11 +47,7 @@ fn check<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, t: &Kron, x: &[f32], 
     };
     k.kron(s, &dt, &xd.as_view(), out, clip).unwrap();
     let (mut q4v, mut s4v) = (q4.as_view_mut(), s4.as_view_mut());
-    let out = DeviceKronOutput {
-        y: None,
-        int8: None,
-        int4: Some((&mut q4v, &mut s4v)),
-    };
+    let out = DeviceKronOutput::int4(&mut q4v, &mut s4v);
     k.kron(s, &dt, &xd.as_view(), out, clip).unwrap();
     let y: Vec<f32> = s
         .clone_dtoh(&yd)
@@ -171,11 +167,7 @@ fn zero_and_non_finite_tokens() {
         &s,
         &dt,
         &xd.as_view(),
-        DeviceKronOutput {
-            y: None,
-            int8: Some((&mut qv, &mut sv)),
-            int4: None,
-        },
+        DeviceKronOutput::int8(&mut qv, &mut sv),
         1.0,
     )
     .unwrap();
@@ -195,45 +187,21 @@ fn errors_enqueue_nothing() {
     let mut sc = s.clone_htod(&[7.0f32; 1]).unwrap();
     {
         let mut yv = y.as_view_mut();
-        let r = k.kron(
-            &s,
-            &dt,
-            &xd.slice(0..31),
-            DeviceKronOutput {
-                y: Some(&mut yv),
-                int8: None,
-                int4: None,
-            },
-            1.0,
-        );
+        let r = k.kron(&s, &dt, &xd.slice(0..31), DeviceKronOutput::y(&mut yv), 1.0);
         assert!(matches!(r, Err(Error::LengthNotMultiple { .. })));
         let (mut qv, mut sv) = (q.as_view_mut(), sc.as_view_mut());
         let r = k.kron(
             &s,
             &dt,
             &xd.as_view(),
-            DeviceKronOutput {
-                y: None,
-                int8: Some((&mut qv, &mut sv)),
-                int4: None,
-            },
+            DeviceKronOutput::int8(&mut qv, &mut sv),
             1.0,
         );
         assert!(
             matches!(r, Err(Error::LengthMismatch { .. })),
             "2 tokens need 2 scales"
         );
-        let r = k.kron(
-            &s,
-            &dt,
-            &xd.as_view(),
-            DeviceKronOutput {
-                y: Some(&mut yv),
-                int8: None,
-                int4: None,
-            },
-            0.0,
-        );
+        let r = k.kron(&s, &dt, &xd.as_view(), DeviceKronOutput::y(&mut yv), 0.0);
         assert!(matches!(r, Err(Error::InvalidArgument { .. })));
         let r = k.kron(
             &s,

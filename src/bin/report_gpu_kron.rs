@@ -76,11 +76,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
         let mut sc = s.alloc_zeros::<f32>(TOKENS).unwrap();
         let secs = time_gpu(s, 20, || {
             let (mut qv, mut sv) = (q.as_view_mut(), sc.as_view_mut());
-            let out = DeviceKronOutput {
-                y: None,
-                int8: Some((&mut qv, &mut sv)),
-                int4: None,
-            };
+            let out = DeviceKronOutput::int8(&mut qv, &mut sv);
             k.kron(s, &dt, &x.as_view(), out, 1.0).unwrap()
         });
         let bytes = (TOKENS * (n * (T::DTYPE.size() + 1) + 4)) as f64;

@@ -93,6 +93,35 @@ pub struct DeviceKronOutput<'v, 'a, T> {
     pub int4: Option<(&'v mut CudaViewMut<'a, u8>, &'v mut CudaViewMut<'a, f32>)>,
 }
 
+impl<'v, 'a, T> DeviceKronOutput<'v, 'a, T> {
+    /// y only.
+    pub fn y(y: &'v mut CudaViewMut<'a, T>) -> Self {
+        DeviceKronOutput {
+            y: Some(y),
+            int8: None,
+            int4: None,
+        }
+    }
+
+    /// int8 values and scales only.
+    pub fn int8(q: &'v mut CudaViewMut<'a, i8>, scales: &'v mut CudaViewMut<'a, f32>) -> Self {
+        DeviceKronOutput {
+            y: None,
+            int8: Some((q, scales)),
+            int4: None,
+        }
+    }
+
+    /// int4 values and scales only.
+    pub fn int4(q: &'v mut CudaViewMut<'a, u8>, scales: &'v mut CudaViewMut<'a, f32>) -> Self {
+        DeviceKronOutput {
+            y: None,
+            int8: None,
+            int4: Some((q, scales)),
+        }
+    }
+}
+
 fn invalid(reason: &'static str) -> Error {
     Error::InvalidArgument {
         what: "kron on CUDA",
