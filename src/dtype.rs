@@ -52,6 +52,14 @@ impl Dtype {
         }
     }
 
+    pub(crate) fn to_ffi(self) -> tk_dtype {
+        match self {
+            Dtype::F32 => tk_dtype::TK_DTYPE_F32,
+            Dtype::F16 => tk_dtype::TK_DTYPE_F16,
+            Dtype::Bf16 => tk_dtype::TK_DTYPE_BF16,
+        }
+    }
+
     pub(crate) fn from_ffi(d: tk_dtype) -> Dtype {
         match d {
             tk_dtype::TK_DTYPE_F32 => Dtype::F32,

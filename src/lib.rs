@@ -15,7 +15,7 @@
 //! # Ok::<(), transformer_kernels::Error>(())
 //! ```
 //!
-//! Families: [`softmax`], [`norm`], [`lightning`], [`kron`]. CPU dispatch: [`isa`]. GPU: `cuda` (feature `cuda`).
+//! Families: [`softmax`], [`norm`], [`lightning`], [`kron`], [`qgemm`]. CPU dispatch: [`isa`]. GPU: `cuda` (feature `cuda`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -26,6 +26,7 @@ pub mod isa;
 pub mod kron;
 pub mod lightning;
 pub mod norm;
+pub mod qgemm;
 pub mod reference;
 pub mod shape;
 pub mod softmax;

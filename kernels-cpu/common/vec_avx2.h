@@ -99,6 +99,26 @@ static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
     for (size_t i = 0; i < n; i++) acc[i] += (double)buf[i];
 }
 
+/* max(acc, v) lane-wise where a NaN in either wins and stays. */
+static inline tkv tkv_max_nan(tkv acc, tkv v) {
+    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(acc, v, take);
+}
+/* n (<= 8) int8 values as floats. */
+static inline tkv tkv_load_i8(const int8_t *p, size_t n) {
+    int64_t bits = 0;
+    memcpy(&bits, p, n < 8 ? n : 8);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
+}
+/* n (<= 8) bytes, each two signed 4-bit values: lo gets the low nibbles, hi the high ones. */
+static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi) {
+    int64_t bits = 0;
+    memcpy(&bits, p, n < 8 ? n : 8);
+    const __m256i d = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bits));
+    *lo = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(d, 28), 28));
+    *hi = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(d, 24), 28));
+}
+
 /* Macros, not functions: GCC marks a void function whose only effect is a
  * prefetch as const, then deletes its calls as dead code. */
 #define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)

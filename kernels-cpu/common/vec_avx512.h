@@ -72,6 +72,22 @@ static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
     _mm512_mask_storeu_pd(acc + 8, hi, _mm512_add_pd(_mm512_maskz_loadu_pd(hi, acc + 8), vh));
 }
 
+/* max(acc, v) lane-wise where a NaN in either wins and stays. */
+static inline tkv tkv_max_nan(tkv acc, tkv v) {
+    const __mmask16 take = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_mov_ps(acc, take, v);
+}
+/* n (<= 16) int8 values as floats. */
+static inline tkv tkv_load_i8(const int8_t *p, size_t n) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tk_mask16(n), p)));
+}
+/* n (<= 16) bytes, each two signed 4-bit values: lo gets the low nibbles, hi the high ones. */
+static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi) {
+    const __m512i d = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(tk_mask16(n), p));
+    *lo = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(d, 28), 28));
+    *hi = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(d, 24), 28));
+}
+
 /* Macros, not functions: GCC marks a void function whose only effect is a
  * prefetch as const, then deletes its calls as dead code. */
 #define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)

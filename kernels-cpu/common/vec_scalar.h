@@ -47,6 +47,16 @@ static inline tkv tkv_round_bf16(tkv v) { return tk_bf16_to_f32(tk_f32_to_bf16(v
 
 static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) { if (n) *p = (int8_t)nearbyintf(v); }
 static inline void tkv_acc_f64(double *acc, size_t n, tkv v) { if (n) *acc += (double)v; }
+/* max(acc, v) lane-wise where a NaN in either wins and stays. */
+static inline tkv tkv_max_nan(tkv acc, tkv v) { return (v > acc || v != v) ? v : acc; }
+/* n (<= W) int8 values as floats. */
+static inline tkv tkv_load_i8(const int8_t *p, size_t n) { return n ? (float)*p : 0.0f; }
+/* n (<= W) bytes, each two signed 4-bit values: lo gets the low nibbles, hi the high ones. */
+static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi) {
+    const int b = n ? *p : 0;
+    *lo = (float)((b & 15) - ((b & 8) << 1));
+    *hi = (float)((b >> 4) - ((b & 128) >> 3));
+}
 /* Macros, not functions: GCC marks a void function whose only effect is a
  * prefetch as const, then deletes its calls as dead code. */
 #define tkv_prefetch(p) ((void)(p))

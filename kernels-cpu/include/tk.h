@@ -434,6 +434,171 @@ typedef struct tk_kron_variant {
 extern const tk_kron_variant tk_kron_variants[];
 extern const size_t tk_kron_variant_count;
 
+/* ------------------------------------------------------------------ qgemm */
+
+/*
+ * LLM.int8() and weight-only quantized matrix products. X is [m, k] (one
+ * token per row), W is [n, k] (one output channel per row), Y = X W^T [m, n].
+ *
+ * Activation side (tk_qgemm_colmax_*, tk_qgemm_quantize_*): the outlier
+ * columns are given as a sorted list; every other column of a row is
+ * quantized with the row's scale = max|x| / 127 (over those columns),
+ * q = rint(x * (127 / max|x|)) (ties to even); outlier columns are written 0
+ * in q and gathered, as f32, into xo [rows, n_outliers]. A row whose
+ * quantized columns hold NaN or inf gets scale NaN and q 0; an all-zero row
+ * scale 0. q has q_rows x q_cols bytes (row stride q_stride): columns
+ * cols..q_cols and rows rows..q_rows are written 0. q_rowsum[r] = sum of
+ * q[r][*] (the integer kernels' correction term). workspace: cols floats.
+ */
+typedef struct tk_qgemm_quant_params {
+    const void *x;
+    size_t x_stride; /* elements */
+    size_t rows;
+    size_t cols;
+    const uint32_t *outliers;
+    size_t n_outliers;
+    int8_t *q;
+    size_t q_stride; /* bytes */
+    size_t q_rows;
+    size_t q_cols;
+    float *q_scale;
+    int32_t *q_rowsum;
+    float *xo;
+    float *workspace;
+} tk_qgemm_quant_params;
+
+/* colmax[c] = max over rows of |x[r][c]|, NaN when any is NaN (the outlier
+ * test is !(colmax < threshold)). */
+typedef struct tk_qgemm_colmax_params {
+    const void *x;
+    size_t x_stride; /* elements */
+    size_t rows;
+    size_t cols;
+    float *colmax;
+} tk_qgemm_colmax_params;
+
+/*
+ * Weight-only quantized product for decoding: Y[m, n] = sum_k X[m, k] W[n, k]
+ * (+ bias[n]) with W in int8 (w_bits 8) or packed int4 (w_bits 4: two signed
+ * values per byte, the even k in the low nibble), dequantized on the fly by
+ * one f32 scale per (row n, group of `group` consecutive k):
+ * W[n, k] = w_scale[n * (k / group) + k / group] * w. k a multiple of group,
+ * group a multiple of 32. X and Y in the dtype; arithmetic in f32.
+ * workspace: tk_wgemv_workspace_floats(m, k) floats.
+ */
+typedef struct tk_wgemv_params {
+    const void *x;
+    size_t x_stride; /* elements */
+    size_t m;
+    size_t k;
+    size_t n;
+    const void *w;
+    size_t w_stride; /* bytes per row of W */
+    int w_bits;
+    const float *w_scale;
+    size_t group;
+    const float *bias;
+    void *y;
+    size_t y_stride; /* elements */
+    float *workspace;
+} tk_wgemv_params;
+
+size_t tk_wgemv_workspace_floats(size_t m, size_t k);
+
+typedef void (*tk_qgemm_quantize_fn)(const tk_qgemm_quant_params *params);
+typedef void (*tk_qgemm_colmax_fn)(const tk_qgemm_colmax_params *params);
+typedef void (*tk_wgemv_fn)(const tk_wgemv_params *params);
+
+/* The activation-side and weight-only variants: X(dtype, isa). */
+#define TK_QGEMM_VARIANTS_PORTABLE(X) X(f32, scalar) X(f16, scalar) X(bf16, scalar)
+#define TK_QGEMM_VARIANTS_X86(X)                                               \
+    X(f32, avx2) X(f16, avx2) X(bf16, avx2) X(f32, avx512) X(f16, avx512) X(bf16, avx512)
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define TK_QGEMM_VARIANTS(X) TK_QGEMM_VARIANTS_PORTABLE(X) TK_QGEMM_VARIANTS_X86(X)
+#else
+#define TK_QGEMM_VARIANTS(X) TK_QGEMM_VARIANTS_PORTABLE(X)
+#endif
+
+#define TK_DECLARE_QGEMM(dtype, isa)                                                   \
+    void tk_qgemm_quantize_##dtype##_##isa(const tk_qgemm_quant_params *params);       \
+    void tk_qgemm_colmax_##dtype##_##isa(const tk_qgemm_colmax_params *params);        \
+    void tk_wgemv_##dtype##_##isa(const tk_wgemv_params *params);
+TK_QGEMM_VARIANTS(TK_DECLARE_QGEMM)
+#undef TK_DECLARE_QGEMM
+
+typedef struct tk_qgemm_variant {
+    const char *name; /* tk_qgemm_<dtype>_<isa>; symbols tk_qgemm_quantize_, tk_qgemm_colmax_, tk_wgemv_ */
+    tk_dtype dtype;
+    tk_isa isa;
+    tk_qgemm_quantize_fn quantize;
+    tk_qgemm_colmax_fn colmax;
+    tk_wgemv_fn wgemv;
+} tk_qgemm_variant;
+
+extern const tk_qgemm_variant tk_qgemm_variants[];
+extern const size_t tk_qgemm_variant_count;
+
+/*
+ * The int8 product with its LLM.int8() epilogue:
+ *   acc[i][j] = sum_k a[i][k] * w[j][k]                       (exact int32)
+ *   y[i][j]   = acc * (a_scale[i] * w_scale[j]) + sum_o xo[i][o] * wo[o][j] + bias[j]
+ * in f32, stored as y_dtype (f32, f16, bf16; round to nearest even). a: the
+ * quantizer's q (k a multiple of 64, padded columns 0; the AMX kernel reads
+ * rows up to m rounded up to 32, which the quantizer zeroes). w: packed by
+ * tk_qgemm_pack_weight. wo: n_outliers rows of n_pad f32 (the outlier columns
+ * of W, transposed). With acc non-NULL the kernel writes the exact int32
+ * products there (acc_stride elements per row) instead of y.
+ */
+typedef struct tk_qgemm_params {
+    size_t m;
+    size_t n;
+    size_t k;
+    const int8_t *a;
+    size_t a_stride; /* bytes */
+    const float *a_scale;
+    const int32_t *a_rowsum;
+    const uint8_t *w;
+    const float *w_scale;
+    const float *xo;
+    size_t n_outliers;
+    const float *wo;
+    const float *bias;
+    void *y;
+    size_t y_stride; /* elements */
+    tk_dtype y_dtype;
+    int32_t *acc;
+    size_t acc_stride;
+} tk_qgemm_params;
+
+/* n rounded up to the packed panel width (32), and the packed weight's bytes. */
+size_t tk_qgemm_n_pad(size_t n);
+size_t tk_qgemm_packed_bytes(size_t n, size_t k);
+/*
+ * Packs int8 rows w[n][k] (k a multiple of 64, row stride w_stride bytes)
+ * for every int8 kernel: panels of 16 output channels, then k in groups of
+ * 4, then the 16 channels' 4 bytes: packed[((j / 16) * (k / 4) + kk / 4) * 64
+ * + (j % 16) * 4 + kk % 4] = w[j][kk] + 128 (unsigned, so AVX-512 VNNI's
+ * vpdpbusd and AMX's tdpbsud take it; the kernels subtract 128 * a_rowsum).
+ * Channels n..n_pad hold 128 (a zero weight).
+ */
+void tk_qgemm_pack_weight(const int8_t *w, size_t w_stride, size_t n, size_t k, uint8_t *packed);
+
+typedef void (*tk_qgemm_fn)(const tk_qgemm_params *params);
+void tk_qgemm_s8_scalar(const tk_qgemm_params *params);
+#if defined(__x86_64__) || defined(_M_X64)
+void tk_qgemm_s8_avx512vnni(const tk_qgemm_params *params);
+void tk_qgemm_s8_amx(const tk_qgemm_params *params);
+/* 1 when this CPU has AMX-INT8 and the OS granted tile data to this process
+ * (asked once, thread-safe), 0 otherwise. */
+int tk_amx_ready(void);
+/* Single-core integer peak probes for the reports: independent vpdpbusd
+ * (64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
+ * int8 operations done (2 per MAC). */
+double tk_vnni_probe(size_t iters, int32_t *sink);
+double tk_amx_probe(size_t iters, int32_t *sink);
+#endif
+
 /* ----------------------------------------------------------------- probes */
 
 /* Single-core f32 FMA peak probes for the reports: `iters` rounds of 24

@@ -810,6 +810,333 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub static tk_kron_variant_count: usize;
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_qgemm_quant_params {
+    pub x: *const ::std::os::raw::c_void,
+    pub x_stride: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub outliers: *const u32,
+    pub n_outliers: usize,
+    pub q: *mut i8,
+    pub q_stride: usize,
+    pub q_rows: usize,
+    pub q_cols: usize,
+    pub q_scale: *mut f32,
+    pub q_rowsum: *mut i32,
+    pub xo: *mut f32,
+    pub workspace: *mut f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_qgemm_quant_params"][::std::mem::size_of::<tk_qgemm_quant_params>() - 112usize];
+    ["Alignment of tk_qgemm_quant_params"]
+        [::std::mem::align_of::<tk_qgemm_quant_params>() - 8usize];
+    ["Offset of field: tk_qgemm_quant_params::x"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, x) - 0usize];
+    ["Offset of field: tk_qgemm_quant_params::x_stride"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, x_stride) - 8usize];
+    ["Offset of field: tk_qgemm_quant_params::rows"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, rows) - 16usize];
+    ["Offset of field: tk_qgemm_quant_params::cols"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, cols) - 24usize];
+    ["Offset of field: tk_qgemm_quant_params::outliers"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, outliers) - 32usize];
+    ["Offset of field: tk_qgemm_quant_params::n_outliers"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, n_outliers) - 40usize];
+    ["Offset of field: tk_qgemm_quant_params::q"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, q) - 48usize];
+    ["Offset of field: tk_qgemm_quant_params::q_stride"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, q_stride) - 56usize];
+    ["Offset of field: tk_qgemm_quant_params::q_rows"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, q_rows) - 64usize];
+    ["Offset of field: tk_qgemm_quant_params::q_cols"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, q_cols) - 72usize];
+    ["Offset of field: tk_qgemm_quant_params::q_scale"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, q_scale) - 80usize];
+    ["Offset of field: tk_qgemm_quant_params::q_rowsum"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, q_rowsum) - 88usize];
+    ["Offset of field: tk_qgemm_quant_params::xo"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, xo) - 96usize];
+    ["Offset of field: tk_qgemm_quant_params::workspace"]
+        [::std::mem::offset_of!(tk_qgemm_quant_params, workspace) - 104usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_qgemm_colmax_params {
+    pub x: *const ::std::os::raw::c_void,
+    pub x_stride: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub colmax: *mut f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_qgemm_colmax_params"][::std::mem::size_of::<tk_qgemm_colmax_params>() - 40usize];
+    ["Alignment of tk_qgemm_colmax_params"]
+        [::std::mem::align_of::<tk_qgemm_colmax_params>() - 8usize];
+    ["Offset of field: tk_qgemm_colmax_params::x"]
+        [::std::mem::offset_of!(tk_qgemm_colmax_params, x) - 0usize];
+    ["Offset of field: tk_qgemm_colmax_params::x_stride"]
+        [::std::mem::offset_of!(tk_qgemm_colmax_params, x_stride) - 8usize];
+    ["Offset of field: tk_qgemm_colmax_params::rows"]
+        [::std::mem::offset_of!(tk_qgemm_colmax_params, rows) - 16usize];
+    ["Offset of field: tk_qgemm_colmax_params::cols"]
+        [::std::mem::offset_of!(tk_qgemm_colmax_params, cols) - 24usize];
+    ["Offset of field: tk_qgemm_colmax_params::colmax"]
+        [::std::mem::offset_of!(tk_qgemm_colmax_params, colmax) - 32usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_wgemv_params {
+    pub x: *const ::std::os::raw::c_void,
+    pub x_stride: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub w: *const ::std::os::raw::c_void,
+    pub w_stride: usize,
+    pub w_bits: ::std::os::raw::c_int,
+    pub w_scale: *const f32,
+    pub group: usize,
+    pub bias: *const f32,
+    pub y: *mut ::std::os::raw::c_void,
+    pub y_stride: usize,
+    pub workspace: *mut f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_wgemv_params"][::std::mem::size_of::<tk_wgemv_params>() - 112usize];
+    ["Alignment of tk_wgemv_params"][::std::mem::align_of::<tk_wgemv_params>() - 8usize];
+    ["Offset of field: tk_wgemv_params::x"][::std::mem::offset_of!(tk_wgemv_params, x) - 0usize];
+    ["Offset of field: tk_wgemv_params::x_stride"]
+        [::std::mem::offset_of!(tk_wgemv_params, x_stride) - 8usize];
+    ["Offset of field: tk_wgemv_params::m"][::std::mem::offset_of!(tk_wgemv_params, m) - 16usize];
+    ["Offset of field: tk_wgemv_params::k"][::std::mem::offset_of!(tk_wgemv_params, k) - 24usize];
+    ["Offset of field: tk_wgemv_params::n"][::std::mem::offset_of!(tk_wgemv_params, n) - 32usize];
+    ["Offset of field: tk_wgemv_params::w"][::std::mem::offset_of!(tk_wgemv_params, w) - 40usize];
+    ["Offset of field: tk_wgemv_params::w_stride"]
+        [::std::mem::offset_of!(tk_wgemv_params, w_stride) - 48usize];
+    ["Offset of field: tk_wgemv_params::w_bits"]
+        [::std::mem::offset_of!(tk_wgemv_params, w_bits) - 56usize];
+    ["Offset of field: tk_wgemv_params::w_scale"]
+        [::std::mem::offset_of!(tk_wgemv_params, w_scale) - 64usize];
+    ["Offset of field: tk_wgemv_params::group"]
+        [::std::mem::offset_of!(tk_wgemv_params, group) - 72usize];
+    ["Offset of field: tk_wgemv_params::bias"]
+        [::std::mem::offset_of!(tk_wgemv_params, bias) - 80usize];
+    ["Offset of field: tk_wgemv_params::y"][::std::mem::offset_of!(tk_wgemv_params, y) - 88usize];
+    ["Offset of field: tk_wgemv_params::y_stride"]
+        [::std::mem::offset_of!(tk_wgemv_params, y_stride) - 96usize];
+    ["Offset of field: tk_wgemv_params::workspace"]
+        [::std::mem::offset_of!(tk_wgemv_params, workspace) - 104usize];
+};
+unsafe extern "C" {
+    pub fn tk_wgemv_workspace_floats(m: usize, k: usize) -> usize;
+}
+pub type tk_qgemm_quantize_fn =
+    ::std::option::Option<unsafe extern "C" fn(params: *const tk_qgemm_quant_params)>;
+pub type tk_qgemm_colmax_fn =
+    ::std::option::Option<unsafe extern "C" fn(params: *const tk_qgemm_colmax_params)>;
+pub type tk_wgemv_fn = ::std::option::Option<unsafe extern "C" fn(params: *const tk_wgemv_params)>;
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_f32_scalar(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_f32_scalar(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_f32_scalar(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_f16_scalar(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_f16_scalar(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_f16_scalar(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_bf16_scalar(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_bf16_scalar(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_bf16_scalar(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_f32_avx2(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_f32_avx2(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_f32_avx2(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_f16_avx2(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_f16_avx2(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_f16_avx2(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_bf16_avx2(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_bf16_avx2(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_bf16_avx2(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_f32_avx512(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_f32_avx512(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_f32_avx512(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_f16_avx512(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_f16_avx512(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_f16_avx512(params: *const tk_wgemv_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_quantize_bf16_avx512(params: *const tk_qgemm_quant_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_colmax_bf16_avx512(params: *const tk_qgemm_colmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_bf16_avx512(params: *const tk_wgemv_params);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_qgemm_variant {
+    pub name: *const ::std::os::raw::c_char,
+    pub dtype: tk_dtype,
+    pub isa: tk_isa,
+    pub quantize: tk_qgemm_quantize_fn,
+    pub colmax: tk_qgemm_colmax_fn,
+    pub wgemv: tk_wgemv_fn,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_qgemm_variant"][::std::mem::size_of::<tk_qgemm_variant>() - 40usize];
+    ["Alignment of tk_qgemm_variant"][::std::mem::align_of::<tk_qgemm_variant>() - 8usize];
+    ["Offset of field: tk_qgemm_variant::name"]
+        [::std::mem::offset_of!(tk_qgemm_variant, name) - 0usize];
+    ["Offset of field: tk_qgemm_variant::dtype"]
+        [::std::mem::offset_of!(tk_qgemm_variant, dtype) - 8usize];
+    ["Offset of field: tk_qgemm_variant::isa"]
+        [::std::mem::offset_of!(tk_qgemm_variant, isa) - 12usize];
+    ["Offset of field: tk_qgemm_variant::quantize"]
+        [::std::mem::offset_of!(tk_qgemm_variant, quantize) - 16usize];
+    ["Offset of field: tk_qgemm_variant::colmax"]
+        [::std::mem::offset_of!(tk_qgemm_variant, colmax) - 24usize];
+    ["Offset of field: tk_qgemm_variant::wgemv"]
+        [::std::mem::offset_of!(tk_qgemm_variant, wgemv) - 32usize];
+};
+unsafe extern "C" {
+    pub static tk_qgemm_variants: [tk_qgemm_variant; 0usize];
+}
+unsafe extern "C" {
+    pub static tk_qgemm_variant_count: usize;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct tk_qgemm_params {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: *const i8,
+    pub a_stride: usize,
+    pub a_scale: *const f32,
+    pub a_rowsum: *const i32,
+    pub w: *const u8,
+    pub w_scale: *const f32,
+    pub xo: *const f32,
+    pub n_outliers: usize,
+    pub wo: *const f32,
+    pub bias: *const f32,
+    pub y: *mut ::std::os::raw::c_void,
+    pub y_stride: usize,
+    pub y_dtype: tk_dtype,
+    pub acc: *mut i32,
+    pub acc_stride: usize,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of tk_qgemm_params"][::std::mem::size_of::<tk_qgemm_params>() - 144usize];
+    ["Alignment of tk_qgemm_params"][::std::mem::align_of::<tk_qgemm_params>() - 8usize];
+    ["Offset of field: tk_qgemm_params::m"][::std::mem::offset_of!(tk_qgemm_params, m) - 0usize];
+    ["Offset of field: tk_qgemm_params::n"][::std::mem::offset_of!(tk_qgemm_params, n) - 8usize];
+    ["Offset of field: tk_qgemm_params::k"][::std::mem::offset_of!(tk_qgemm_params, k) - 16usize];
+    ["Offset of field: tk_qgemm_params::a"][::std::mem::offset_of!(tk_qgemm_params, a) - 24usize];
+    ["Offset of field: tk_qgemm_params::a_stride"]
+        [::std::mem::offset_of!(tk_qgemm_params, a_stride) - 32usize];
+    ["Offset of field: tk_qgemm_params::a_scale"]
+        [::std::mem::offset_of!(tk_qgemm_params, a_scale) - 40usize];
+    ["Offset of field: tk_qgemm_params::a_rowsum"]
+        [::std::mem::offset_of!(tk_qgemm_params, a_rowsum) - 48usize];
+    ["Offset of field: tk_qgemm_params::w"][::std::mem::offset_of!(tk_qgemm_params, w) - 56usize];
+    ["Offset of field: tk_qgemm_params::w_scale"]
+        [::std::mem::offset_of!(tk_qgemm_params, w_scale) - 64usize];
+    ["Offset of field: tk_qgemm_params::xo"][::std::mem::offset_of!(tk_qgemm_params, xo) - 72usize];
+    ["Offset of field: tk_qgemm_params::n_outliers"]
+        [::std::mem::offset_of!(tk_qgemm_params, n_outliers) - 80usize];
+    ["Offset of field: tk_qgemm_params::wo"][::std::mem::offset_of!(tk_qgemm_params, wo) - 88usize];
+    ["Offset of field: tk_qgemm_params::bias"]
+        [::std::mem::offset_of!(tk_qgemm_params, bias) - 96usize];
+    ["Offset of field: tk_qgemm_params::y"][::std::mem::offset_of!(tk_qgemm_params, y) - 104usize];
+    ["Offset of field: tk_qgemm_params::y_stride"]
+        [::std::mem::offset_of!(tk_qgemm_params, y_stride) - 112usize];
+    ["Offset of field: tk_qgemm_params::y_dtype"]
+        [::std::mem::offset_of!(tk_qgemm_params, y_dtype) - 120usize];
+    ["Offset of field: tk_qgemm_params::acc"]
+        [::std::mem::offset_of!(tk_qgemm_params, acc) - 128usize];
+    ["Offset of field: tk_qgemm_params::acc_stride"]
+        [::std::mem::offset_of!(tk_qgemm_params, acc_stride) - 136usize];
+};
+unsafe extern "C" {
+    pub fn tk_qgemm_n_pad(n: usize) -> usize;
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_packed_bytes(n: usize, k: usize) -> usize;
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_pack_weight(w: *const i8, w_stride: usize, n: usize, k: usize, packed: *mut u8);
+}
+pub type tk_qgemm_fn = ::std::option::Option<unsafe extern "C" fn(params: *const tk_qgemm_params)>;
+unsafe extern "C" {
+    pub fn tk_qgemm_s8_scalar(params: *const tk_qgemm_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_s8_avx512vnni(params: *const tk_qgemm_params);
+}
+unsafe extern "C" {
+    pub fn tk_qgemm_s8_amx(params: *const tk_qgemm_params);
+}
+unsafe extern "C" {
+    pub fn tk_amx_ready() -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn tk_vnni_probe(iters: usize, sink: *mut i32) -> f64;
+}
+unsafe extern "C" {
+    pub fn tk_amx_probe(iters: usize, sink: *mut i32) -> f64;
+}
 unsafe extern "C" {
     pub fn tk_fma_probe_avx2(iters: usize, sink: *mut f32) -> f64;
 }

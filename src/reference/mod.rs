@@ -4,6 +4,7 @@
 pub mod kron;
 pub mod lightning;
 pub mod norm;
+pub mod qgemm;
 pub mod softmax;
 
 use crate::dtype::{Dtype, Element};

@@ -1,0 +1,61 @@
+/* The table of the activation-side / weight-only variants (expanded from the
+ * one list in tk.h), the weight packing every int8 kernel shares, and the
+ * portable int8 product (the exact reference the SIMD kernels are tested
+ * against, and the fallback where they cannot run). */
+#include <string.h>
+
+#include "tk.h"
+
+#include "../common/enum_names.h"
+#include "../common/scalar.h"
+
+#define TK_QGEMM_ENTRY(dtype, isa)                                                               \
+    {"tk_qgemm_" #dtype "_" #isa, TK_DTYPE_ENUM_##dtype, TK_ISA_ENUM_##isa,                       \
+     tk_qgemm_quantize_##dtype##_##isa, tk_qgemm_colmax_##dtype##_##isa, tk_wgemv_##dtype##_##isa},
+
+const tk_qgemm_variant tk_qgemm_variants[] = {TK_QGEMM_VARIANTS(TK_QGEMM_ENTRY)};
+const size_t tk_qgemm_variant_count = sizeof(tk_qgemm_variants) / sizeof(tk_qgemm_variants[0]);
+
+/* The widened X, plus one group's worth for the int4 de-interleave. */
+size_t tk_wgemv_workspace_floats(size_t m, size_t k) { return m * k + k; }
+
+size_t tk_qgemm_n_pad(size_t n) { return (n + 31) / 32 * 32; }
+size_t tk_qgemm_packed_bytes(size_t n, size_t k) { return tk_qgemm_n_pad(n) * k; }
+
+void tk_qgemm_pack_weight(const int8_t *w, size_t w_stride, size_t n, size_t k, uint8_t *packed) {
+    const size_t np = tk_qgemm_n_pad(n);
+    for (size_t j = 0; j < np; j++) {
+        uint8_t *panel = packed + (j / 16) * (k / 4) * 64 + (j % 16) * 4;
+        for (size_t kk = 0; kk < k; kk++)
+            panel[(kk / 4) * 64 + kk % 4] = j < n ? (uint8_t)(w[j * w_stride + kk] + 128) : 128;
+    }
+}
+
+/* y or acc for one (i, j), from the exact int32 product. */
+static void tk_qgemm_store_one(const tk_qgemm_params *p, size_t i, size_t j, int32_t acc) {
+    if (p->acc) {
+        p->acc[i * p->acc_stride + j] = acc;
+        return;
+    }
+    float v = (float)acc * (p->a_scale[i] * p->w_scale[j]);
+    for (size_t o = 0; o < p->n_outliers; o++) v += p->xo[i * p->n_outliers + o] * p->wo[o * tk_qgemm_n_pad(p->n) + j];
+    if (p->bias) v += p->bias[j];
+    switch (p->y_dtype) {
+    case TK_DTYPE_F32: ((float *)p->y)[i * p->y_stride + j] = v; break;
+    case TK_DTYPE_F16: ((uint16_t *)p->y)[i * p->y_stride + j] = tk_f32_to_f16(v); break;
+    case TK_DTYPE_BF16: ((uint16_t *)p->y)[i * p->y_stride + j] = tk_f32_to_bf16(v); break;
+    }
+}
+
+void tk_qgemm_s8_scalar(const tk_qgemm_params *p) {
+    const size_t k = p->k;
+    for (size_t i = 0; i < p->m; i++) {
+        const int8_t *a = p->a + i * p->a_stride;
+        for (size_t j = 0; j < p->n; j++) {
+            const uint8_t *panel = p->w + (j / 16) * (k / 4) * 64 + (j % 16) * 4;
+            int32_t acc = 0;
+            for (size_t kk = 0; kk < k; kk++) acc += (int32_t)a[kk] * (int32_t)panel[(kk / 4) * 64 + kk % 4];
+            tk_qgemm_store_one(p, i, j, acc - 128 * p->a_rowsum[i]);
+        }
+    }
+}

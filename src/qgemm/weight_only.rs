@@ -1,0 +1,276 @@
+//! Weight-only quantized products for decoding (FineQuant / EasyQuant style):
+//! X in f32/f16/bf16 (a few rows: 1 to 16 tokens) times W in int8 or int4
+//! with one f32 scale per group of consecutive k, dequantized on the fly.
+//! Memory-bound for small m: the weight bytes (values and scales) are the
+//! floor. The kernels multiply each widened weight by its group scale in f32
+//! (`w_deq = fl(s q)`) and accumulate `x w_deq` in f32.
+//!
+//! ```
+//! use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+//!
+//! let (n, k) = (8, 128);
+//! let w: Vec<f32> = (0..n * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+//! let qw = QuantizedWeight::quantize(&w, n, k, 4, 64)?;
+//! let x = vec![0.5f32; k];
+//! let mut y = vec![0.0f32; n];
+//! qw.gemv(&x).run(&mut y)?;
+//! let exact: f32 = (0..k).map(|c| 0.5 * w[c]).sum();
+//! assert!((y[0] - exact).abs() < 0.1 * k as f32 / 7.0);
+//! # Ok::<(), transformer_kernels::Error>(())
+//! ```
+
+use super::variants::find;
+use crate::dtype::{Dtype, Element};
+use crate::error::{Error, Result};
+use crate::ffi;
+use crate::isa::{self, Isa};
+use crate::shape::expect_len;
+
+/// W `[n, k]` quantized per group of `group` consecutive k to int8 or int4.
+#[derive(Debug, Clone)]
+pub struct QuantizedWeight {
+    n: usize,
+    k: usize,
+    bits: u32,
+    group: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+impl QuantizedWeight {
+    /// Quantizes W (`[n, k]` row-major, finite): per group,
+    /// `s = max|w| / qmax` (qmax 127 for 8 bits, 7 for 4) and
+    /// `q = rint(w qmax / max|w|)`; int4 values packed two per byte, the even
+    /// k in the low nibble. `group` a multiple of 32 dividing k (64 and 128
+    /// are the usual choices).
+    pub fn quantize<T: Element>(
+        w: &[T],
+        n: usize,
+        k: usize,
+        bits: u32,
+        group: usize,
+    ) -> Result<QuantizedWeight> {
+        if n == 0 || k == 0 {
+            return Err(Error::ZeroSize { what: "weight" });
+        }
+        expect_len(
+            "weight",
+            n.checked_mul(k).ok_or(Error::Overflow { what: "weight" })?,
+            w.len(),
+        )?;
+        if bits != 8 && bits != 4 {
+            return Err(Error::InvalidArgument {
+                what: "bits",
+                reason: "must be 8 or 4",
+            });
+        }
+        if group == 0 || group % 32 != 0 || k % group != 0 {
+            return Err(Error::InvalidArgument {
+                what: "group",
+                reason: "must be a multiple of 32 that divides k",
+            });
+        }
+        if w.iter().any(|v| !v.to_f32().is_finite()) {
+            return Err(Error::InvalidArgument {
+                what: "weight",
+                reason: "holds NaN or inf",
+            });
+        }
+        let qmax = if bits == 8 { 127.0f32 } else { 7.0 };
+        let row_bytes = if bits == 8 { k } else { k / 2 };
+        let groups = k / group;
+        let mut data = vec![0u8; n * row_bytes];
+        let mut scales = vec![0.0f32; n * groups];
+        for j in 0..n {
+            for g in 0..groups {
+                let vals = &w[j * k + g * group..j * k + (g + 1) * group];
+                let amax = vals.iter().fold(0.0f32, |a, v| a.max(v.to_f32().abs()));
+                if amax == 0.0 {
+                    continue;
+                }
+                let inv = qmax / amax;
+                scales[j * groups + g] = amax / qmax;
+                for (e, v) in vals.iter().enumerate() {
+                    let q = (v.to_f32() * inv).round_ties_even().clamp(-qmax, qmax) as i8;
+                    let c = g * group + e;
+                    if bits == 8 {
+                        data[j * row_bytes + c] = q as u8;
+                    } else {
+                        let byte = &mut data[j * row_bytes + c / 2];
+                        *byte |= ((q as u8) & 15) << (4 * (c % 2));
+                    }
+                }
+            }
+        }
+        Ok(QuantizedWeight {
+            n,
+            k,
+            bits,
+            group,
+            row_bytes,
+            data,
+            scales,
+        })
+    }
+
+    /// Output channels.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// 8 or 4.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// Bytes a product reads of the weight: values plus scales (the floor of a
+    /// memory-bound call).
+    pub fn bytes(&self) -> usize {
+        self.data.len() + self.scales.len() * 4
+    }
+
+    /// The integer value of `W[j, c]`.
+    pub fn value(&self, j: usize, c: usize) -> i8 {
+        if self.bits == 8 {
+            self.data[j * self.row_bytes + c] as i8
+        } else {
+            let b = self.data[j * self.row_bytes + c / 2];
+            ((b << (4 * (1 - c % 2))) as i8) >> 4
+        }
+    }
+
+    /// The dequantized `W[j, c]` as the kernels form it: `fl(s q)` in f32.
+    pub fn dequantized(&self, j: usize, c: usize) -> f32 {
+        self.scales[j * (self.k / self.group) + c / self.group] * self.value(j, c) as f32
+    }
+
+    /// f32 workspace a call with m rows needs.
+    pub fn workspace_floats(&self, m: usize) -> usize {
+        // SAFETY: pure function of its arguments.
+        unsafe { ffi::tk_wgemv_workspace_floats(m, self.k) }
+    }
+
+    /// The f32 accumulation's contract: `|y - y_deq| <= (k + 2) u
+    /// sum_c |x w_deq| + u_out |y_deq| + tiny_out`, `y_deq` the exact product
+    /// with the dequantized weights ([`QuantizedWeight::dequantized`]).
+    pub fn error_bound(&self, out: Dtype, mag: f64, y_deq: f64) -> f64 {
+        let u = Dtype::F32.unit_roundoff();
+        let (u_out, tiny) = match out {
+            Dtype::F32 => (0.0, 0.0),
+            d => (d.unit_roundoff(), d.min_subnormal() / 2.0),
+        };
+        (self.k as f64 + 2.0) * u * mag + u_out * y_deq.abs() + tiny
+    }
+
+    /// A product `y = x W^T (+ bias)` for x `[m, k]`.
+    pub fn gemv<'a, T: Element>(&'a self, x: &'a [T]) -> WeightOnlyCall<'a, T> {
+        WeightOnlyCall {
+            w: self,
+            x,
+            bias: None,
+            isa: None,
+            workspace: None,
+        }
+    }
+}
+
+/// One weight-only product; see [`QuantizedWeight::gemv`].
+pub struct WeightOnlyCall<'a, T: Element> {
+    w: &'a QuantizedWeight,
+    x: &'a [T],
+    bias: Option<&'a [f32]>,
+    isa: Option<Isa>,
+    workspace: Option<&'a mut [f32]>,
+}
+
+impl<'a, T: Element> WeightOnlyCall<'a, T> {
+    /// Adds `bias[j]` to channel j (n values).
+    pub fn bias(mut self, bias: &'a [f32]) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    /// Forces the ISA (default [`isa::selected`]).
+    pub fn isa(mut self, isa: Isa) -> Self {
+        self.isa = Some(isa);
+        self
+    }
+
+    /// At least [`QuantizedWeight::workspace_floats`] floats; without one the
+    /// call allocates it.
+    pub fn workspace(mut self, ws: &'a mut [f32]) -> Self {
+        self.workspace = Some(ws);
+        self
+    }
+
+    /// Runs into y `[m, n]` (x's dtype). Nothing is written on error.
+    pub fn run(self, y: &mut [T]) -> Result<()> {
+        let w = self.w;
+        if self.x.len() % w.k != 0 {
+            return Err(Error::LengthNotMultiple {
+                what: "x",
+                len: self.x.len(),
+                cols: w.k,
+            });
+        }
+        let m = self.x.len() / w.k;
+        expect_len("y", m * w.n, y.len())?;
+        if let Some(b) = self.bias {
+            expect_len("bias", w.n, b.len())?;
+        }
+        let isa = match self.isa {
+            Some(i) => i.require()?,
+            None => isa::selected()?,
+        };
+        let variant = find(T::DTYPE, isa).ok_or_else(|| Error::NoVariant {
+            kernel: "wgemv",
+            detail: format!("{} {}", T::DTYPE.name(), isa.name()),
+        })?;
+        let need = w.workspace_floats(m);
+        let mut owned = Vec::new();
+        let ws: &mut [f32] = match self.workspace {
+            Some(s) if s.len() >= need => s,
+            Some(s) => {
+                return Err(Error::LengthMismatch {
+                    what: "workspace (at least)",
+                    expected: need,
+                    actual: s.len(),
+                });
+            }
+            None => {
+                owned.resize(need, 0.0);
+                &mut owned
+            }
+        };
+        if m == 0 {
+            return Ok(());
+        }
+        let p = ffi::tk_wgemv_params {
+            x: self.x.as_ptr().cast(),
+            x_stride: w.k,
+            m,
+            k: w.k,
+            n: w.n,
+            w: w.data.as_ptr().cast(),
+            w_stride: w.row_bytes,
+            w_bits: w.bits as i32,
+            w_scale: w.scales.as_ptr(),
+            group: w.group,
+            bias: self.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+            y: y.as_mut_ptr().cast(),
+            y_stride: w.n,
+            workspace: ws.as_mut_ptr(),
+        };
+        // SAFETY: x holds m x k elements, y m x n (exclusive), W n rows of
+        // row_bytes and n x k / group scales, bias n, workspace m k + k floats;
+        // group is a multiple of 32 dividing k (checked at quantization).
+        unsafe { (variant.wgemv)(&p) };
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! References for the quantized products: the LLM.int8() activation
+//! quantization re-done in plain Rust with the kernels' f32 rounding (so its
+//! int8 values, scales and outlier set must match bit for bit), exact integer
+//! products, and f64 results of the same quantized math and of the
+//! unquantized product. Shared by the tests and the fuzz target.
+
+use crate::dtype::Element;
+use crate::qgemm::weight_only::QuantizedWeight;
+use crate::qgemm::{Int8Weight, Int8Workspace};
+
+/// The outlier columns of x `[m, k]`: any `|x| >= threshold`, or a NaN.
+pub fn outlier_columns(x: &[f32], m: usize, k: usize, threshold: f32) -> Vec<u32> {
+    (0..k)
+        .filter(|&c| (0..m).any(|i| x[i * k + c].is_nan() || x[i * k + c].abs() >= threshold))
+        .map(|c| c as u32)
+        .collect()
+}
+
+/// One row quantized as the kernels do: (int8 values with outlier columns 0,
+/// scale, outlier values). Scale NaN and values 0 when a quantized column is
+/// NaN or inf; scale 0 for an all-zero row.
+pub fn quantize_row(x: &[f32], outliers: &[u32]) -> (Vec<i8>, f32, Vec<f32>) {
+    let mut v = x.to_vec();
+    let xo: Vec<f32> = outliers.iter().map(|&c| x[c as usize]).collect();
+    for &c in outliers {
+        v[c as usize] = 0.0;
+    }
+    let mut amax = 0.0f32;
+    for a in &v {
+        let a = a.abs();
+        if a > amax || a.is_nan() {
+            amax = a;
+        }
+        if amax.is_nan() {
+            break;
+        }
+    }
+    if amax == 0.0 || !amax.is_finite() {
+        let scale = if amax == 0.0 { 0.0 } else { f32::NAN };
+        return (vec![0; x.len()], scale, xo);
+    }
+    let inv = 127.0 / amax;
+    let q = v
+        .iter()
+        .map(|&a| (a * inv).round_ties_even().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, amax / 127.0, xo)
+}
+
+/// Exact `a w^T` for a `[m, k]` and w `[n, k]` int8.
+pub fn int32_products(a: &[i8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
+    let mut out = vec![0i32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k)
+                .map(|c| a[i * k + c] as i32 * w[j * k + c] as i32)
+                .sum();
+        }
+    }
+    out
+}
+
+/// What one LLM.int8() output should be: the same quantized math in f64
+/// (`y_q`), its epilogue magnitude (for the bound), and the unquantized
+/// product (`y`) with its quantization bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Int8Expected {
+    pub y_q: f64,
+    pub mag: f64,
+    pub y: f64,
+    pub quant_bound: f64,
+}
+
+/// Expected outputs for x `[m, k]` (as f32), W `[n, k]` (as f32) prepared as
+/// `weight`, the outlier columns `outliers` and an optional bias.
+pub fn int8_expected(
+    x: &[f32],
+    w: &[f32],
+    weight: &Int8Weight,
+    outliers: &[u32],
+    bias: Option<&[f32]>,
+) -> Vec<Int8Expected> {
+    let (n, k) = (weight.n(), weight.k());
+    let m = x.len() / k;
+    let mut is_outlier = vec![false; k];
+    for &c in outliers {
+        is_outlier[c as usize] = true;
+    }
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        let (q, sx, xo) = quantize_row(xr, outliers);
+        for j in 0..n {
+            let wr = &w[j * k..(j + 1) * k];
+            let wq = weight.quantized_row(j);
+            let sw = weight.scales()[j];
+            let acc: i64 = (0..k).map(|c| q[c] as i64 * wq[c] as i64).sum();
+            let int_part = acc as f64 * sx as f64 * sw as f64;
+            let (mut fp, mut fp_mag) = (0.0f64, 0.0f64);
+            for (o, &c) in outliers.iter().enumerate() {
+                let t = xo[o] as f64 * wr[c as usize] as f64;
+                fp += t;
+                fp_mag += t.abs();
+            }
+            let b = bias.map_or(0.0, |b| b[j] as f64);
+            let exact: f64 = (0..k).map(|c| xr[c] as f64 * wr[c] as f64).sum::<f64>() + b;
+            out.push(Int8Expected {
+                y_q: int_part + fp + b,
+                mag: int_part.abs() + fp_mag + b.abs(),
+                y: exact,
+                quant_bound: Int8Weight::quantization_bound(sx, sw, xr, wr, &is_outlier),
+            });
+        }
+    }
+    out
+}
+
+/// Checks an LLM.int8() result: the workspace's quantization against
+/// [`quantize_row`] bit for bit, then every output against the same quantized
+/// math (epilogue bound) and the unquantized product (plus the quantization
+/// bound). Err names the first failure.
+pub fn check_int8<U: Element>(
+    x: &[f32],
+    w: &[f32],
+    weight: &Int8Weight,
+    ws: &Int8Workspace,
+    bias: Option<&[f32]>,
+    y: &[U],
+) -> Result<(), String> {
+    let (n, k) = (weight.n(), weight.k());
+    let m = x.len() / k;
+    let outliers = ws.outlier_columns();
+    for i in 0..m {
+        let (q, sx, xo) = quantize_row(&x[i * k..(i + 1) * k], outliers);
+        if ws.quantized_row(i) != q.as_slice() {
+            return Err(format!("row {i}: int8 values differ from the reference"));
+        }
+        if sx.to_bits() != ws.scales()[i].to_bits() && !(sx.is_nan() && ws.scales()[i].is_nan()) {
+            return Err(format!(
+                "row {i}: scale {} vs reference {sx}",
+                ws.scales()[i]
+            ));
+        }
+        let got = &ws.outlier_values()[i * outliers.len()..(i + 1) * outliers.len()];
+        if got.iter().zip(&xo).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            return Err(format!("row {i}: gathered outlier values differ"));
+        }
+    }
+    let exp = int8_expected(x, w, weight, outliers, bias);
+    for (idx, (e, v)) in exp.iter().zip(y).enumerate() {
+        let got = v.to_f32() as f64;
+        let (i, j) = (idx / n, idx % n);
+        if ws.scales()[i].is_nan() {
+            // a NaN or inf among the row's quantized columns: the whole row is NaN
+            if !got.is_nan() {
+                return Err(format!("y[{i},{j}] = {got}, expected NaN (row scale NaN)"));
+            }
+            continue;
+        }
+        if !e.y_q.is_finite() {
+            // a NaN or inf among the outlier values reaches the output as such
+            if !(got.is_nan() || got == e.y_q) {
+                return Err(format!("y[{i},{j}] = {got}, expected {}", e.y_q));
+            }
+            continue;
+        }
+        let bound = Int8Weight::epilogue_bound(U::DTYPE, outliers.len(), e.mag, e.y_q);
+        if (got - e.y_q).abs().is_nan() || (got - e.y_q).abs() > bound {
+            return Err(format!(
+                "y[{i},{j}] = {got} vs quantized math {} (bound {bound:.3e})",
+                e.y_q
+            ));
+        }
+        let total = bound + e.quant_bound;
+        if (got - e.y).abs().is_nan() || (got - e.y).abs() > total {
+            return Err(format!(
+                "y[{i},{j}] = {got} vs unquantized {} (bound {total:.3e})",
+                e.y
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a weight-only result y `[m, n]` for x `[m, k]` against the f64
+/// product with the dequantized weights.
+pub fn check_weight_only<T: Element>(
+    x: &[T],
+    w: &QuantizedWeight,
+    bias: Option<&[f32]>,
+    y: &[T],
+) -> Result<(), String> {
+    let (n, k) = (w.n(), w.k());
+    let m = x.len() / k;
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut mag) = (0.0f64, 0.0f64);
+            for c in 0..k {
+                let t = x[i * k + c].to_f32() as f64 * w.dequantized(j, c) as f64;
+                s += t;
+                mag += t.abs();
+            }
+            if let Some(b) = bias {
+                s += b[j] as f64;
+                mag += (b[j] as f64).abs();
+            }
+            let got = y[i * n + j].to_f32() as f64;
+            let bound = w.error_bound(T::DTYPE, mag, s);
+            if (got - s).abs().is_nan() || (got - s).abs() > bound {
+                return Err(format!("y[{i},{j}] = {got} vs {s} (bound {bound:.3e})"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dtype's values of `v` rounded, back as f32 (what a kernel on `T` sees).
+pub fn round_to<T: Element>(v: &[f32]) -> (Vec<T>, Vec<f32>) {
+    let t: Vec<T> = v.iter().map(|&a| T::from_f32(a)).collect();
+    let f = t.iter().map(|a| a.to_f32()).collect();
+    (t, f)
+}

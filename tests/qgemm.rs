@@ -1,0 +1,364 @@
+//! LLM.int8() and weight-only products: every backend (portable, AVX-512
+//! VNNI, AMX) x activation variant (ISA x dtype) x output dtype x outlier
+//! mode; the int32 products bit for bit against exact integers; the
+//! quantization bit for bit; results against the same quantized math in f64
+//! and the unquantized product; the threshold boundary, no and all outliers,
+//! m = 1, k and n off every tile; non-finite rows; errors write nothing.
+//! Backends and variants this CPU lacks are skipped with a message.
+
+use half::{bf16, f16};
+use proptest::prelude::*;
+use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
+use transformer_kernels::reference::qgemm as rq;
+use transformer_kernels::reference::uniform_values;
+use transformer_kernels::{Dtype, Element, Error, Isa};
+
+fn backends() -> Vec<Backend> {
+    Backend::ALL
+        .into_iter()
+        .filter(|b| {
+            let ok = b.is_available();
+            if !ok {
+                eprintln!("SKIP backend {}: not available here", b.name());
+            }
+            ok
+        })
+        .collect()
+}
+
+fn isas() -> Vec<Isa> {
+    Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+}
+
+/// x `[m, k]`: uniform in [-2, 2], plus `spikes` columns holding one large value.
+fn activations(seed: u64, m: usize, k: usize, spikes: &[(usize, usize, f32)]) -> Vec<f32> {
+    let mut x = uniform_values(seed, m * k, 2.0);
+    for &(i, c, v) in spikes {
+        x[i * k + c] = v;
+    }
+    x
+}
+
+/// Runs one product with x rounded to T and y as U; checks it; returns the
+/// outlier columns used.
+fn run_and_check<T: Element, U: Element>(
+    x32: &[f32],
+    w32: &[f32],
+    weight: &Int8Weight,
+    bias: Option<&[f32]>,
+    backend: Backend,
+    isa: Isa,
+) -> Vec<u32> {
+    let (xt, xf) = rq::round_to::<T>(x32);
+    let m = x32.len() / weight.k();
+    let mut ws = Int8Workspace::new(weight, m, weight.k()).unwrap();
+    let mut y = vec![transformer_kernels::reference::poison::<U>(); m * weight.n()];
+    let mut call = weight.matmul(&mut ws).backend(backend).isa(isa);
+    if let Some(b) = bias {
+        call = call.bias(b);
+    }
+    call.run(&xt, &mut y).unwrap();
+    if let Err(e) = rq::check_int8(&xf, w32, weight, &ws, bias, &y) {
+        panic!(
+            "{} / {} / x {} / y {}: {e}",
+            backend.name(),
+            isa.name(),
+            T::DTYPE.name(),
+            U::DTYPE.name()
+        );
+    }
+    // the int32 part alone, bit for bit
+    let (n, k) = (weight.n(), weight.k());
+    let mut acc = vec![0i32; m * n];
+    weight.int32_products(&ws, backend, &mut acc).unwrap();
+    let a: Vec<i8> = (0..m).flat_map(|i| ws.quantized_row(i).to_vec()).collect();
+    let wq: Vec<i8> = (0..n)
+        .flat_map(|j| weight.quantized_row(j).to_vec())
+        .collect();
+    assert_eq!(
+        acc,
+        rq::int32_products(&a, &wq, m, n, k),
+        "{}: int32 products",
+        backend.name()
+    );
+    ws.outlier_columns().to_vec()
+}
+
+/// Every backend x ISA x input dtype x output dtype on one case.
+fn check_all(x: &[f32], w: &[f32], n: usize, k: usize, outliers: Outliers, bias: Option<&[f32]>) {
+    let weight = Int8Weight::prepare(w, n, k, outliers).unwrap();
+    for b in backends() {
+        for isa in isas() {
+            run_and_check::<f32, f32>(x, w, &weight, bias, b, isa);
+            run_and_check::<f16, f16>(x, w, &weight, bias, b, isa);
+            run_and_check::<bf16, bf16>(x, w, &weight, bias, b, isa);
+            run_and_check::<f32, bf16>(x, w, &weight, bias, b, isa);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn int8_products_match_references(
+        m in prop::sample::select(vec![1usize, 2, 5, 6, 7, 16, 31, 32, 33, 40]),
+        n in prop::sample::select(vec![1usize, 3, 15, 16, 17, 33, 64, 65, 100]),
+        k in prop::sample::select(vec![1usize, 4, 63, 64, 65, 130, 256]),
+        spikes in 0usize..4,
+        fixed in any::<bool>(),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let spike_list: Vec<(usize, usize, f32)> = (0..spikes)
+            .map(|s| ((seed as usize + 3 * s) % m, (seed as usize / 7 + 11 * s) % k, if s % 2 == 0 { 25.0 } else { -9.0 }))
+            .collect();
+        let x = activations(seed, m, k, &spike_list);
+        let w = uniform_values(seed ^ 0x5eed, n * k, 0.5);
+        let bias = uniform_values(seed ^ 0xb1a5, n, 1.0);
+        let outliers = if fixed {
+            Outliers::Fixed(spike_list.iter().map(|s| s.1 as u32).collect())
+        } else {
+            Outliers::Dynamic { threshold: qgemm::DEFAULT_THRESHOLD }
+        };
+        check_all(&x, &w, n, k, outliers, with_bias.then_some(bias.as_slice()));
+    }
+
+    #[test]
+    fn weight_only_matches_reference(
+        m in 1usize..=16,
+        n in prop::sample::select(vec![1usize, 3, 4, 5, 17, 64]),
+        groups in 1usize..4,
+        group in prop::sample::select(vec![32usize, 64, 128]),
+        bits in prop::sample::select(vec![8u32, 4]),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let k = group * groups;
+        let w = uniform_values(seed, n * k, 1.0);
+        let qw = QuantizedWeight::quantize(&w, n, k, bits, group).unwrap();
+        let x = uniform_values(seed ^ 1, m * k, 2.0);
+        let bias = uniform_values(seed ^ 2, n, 1.0);
+        let bias = with_bias.then_some(bias.as_slice());
+        for isa in isas() {
+            check_weight_only::<f32>(&x, &qw, bias, isa);
+            check_weight_only::<f16>(&x, &qw, bias, isa);
+            check_weight_only::<bf16>(&x, &qw, bias, isa);
+        }
+    }
+}
+
+fn check_weight_only<T: Element>(
+    x32: &[f32],
+    qw: &QuantizedWeight,
+    bias: Option<&[f32]>,
+    isa: Isa,
+) {
+    let (x, _) = rq::round_to::<T>(x32);
+    let m = x.len() / qw.k();
+    let mut y = vec![transformer_kernels::reference::poison::<T>(); m * qw.n()];
+    let mut ws = vec![0.0f32; qw.workspace_floats(m)];
+    let mut call = qw.gemv(&x).isa(isa).workspace(&mut ws);
+    if let Some(b) = bias {
+        call = call.bias(b);
+    }
+    call.run(&mut y).unwrap();
+    if let Err(e) = rq::check_weight_only(&x, qw, bias, &y) {
+        panic!("{} {} int{}: {e}", isa.name(), T::DTYPE.name(), qw.bits());
+    }
+}
+
+#[test]
+fn threshold_boundary_decides_outliers() {
+    let (m, n, k) = (3, 20, 70);
+    let below = f32::from_bits(6.0f32.to_bits() - 1);
+    let x = activations(
+        1,
+        m,
+        k,
+        &[(0, 5, 6.0), (1, 9, -6.0), (2, 12, below), (1, 40, -below)],
+    );
+    let w = uniform_values(2, n * k, 1.0);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    for b in backends() {
+        for isa in isas() {
+            let cols = run_and_check::<f32, f32>(&x, &w, &weight, None, b, isa);
+            assert_eq!(cols, vec![5, 9], "{} {}", b.name(), isa.name());
+            assert_eq!(cols, rq::outlier_columns(&x, m, k, 6.0));
+        }
+    }
+}
+
+#[test]
+fn no_outliers_and_all_outliers() {
+    let (m, n, k) = (9, 33, 100);
+    let mut x = activations(3, m, k, &[(4, 7, 30.0)]);
+    let w = uniform_values(4, n * k, 1.0);
+    // no outliers: an infinite threshold quantizes even the spike
+    check_all(
+        &x,
+        &w,
+        n,
+        k,
+        Outliers::Dynamic {
+            threshold: f32::INFINITY,
+        },
+        None,
+    );
+    // all outliers: every column nonzero and above a tiny threshold, so the
+    // int8 part is empty and y is the f32 product
+    for v in x.iter_mut() {
+        if *v == 0.0 {
+            *v = 1.0;
+        }
+    }
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 1e-30 }).unwrap();
+    for b in backends() {
+        let cols = run_and_check::<f32, f32>(&x, &w, &weight, None, b, Isa::Scalar);
+        assert_eq!(cols.len(), k);
+    }
+    check_all(&x, &w, n, k, Outliers::Fixed((0..k as u32).collect()), None);
+}
+
+#[test]
+fn non_finite_and_zero_rows() {
+    let (m, n, k) = (6, 17, 80);
+    // row 0 all zero; row 1 a NaN in an outlier column (dynamic: NaN is an
+    // outlier); row 2 an inf; row 3 huge but finite (1e30)
+    let mut x = activations(
+        5,
+        m,
+        k,
+        &[(1, 3, f32::NAN), (2, 8, f32::INFINITY), (3, 10, 1e30)],
+    );
+    for v in &mut x[..k] {
+        *v = 0.0;
+    }
+    let w = uniform_values(6, n * k, 1.0);
+    check_all(&x, &w, n, k, Outliers::Dynamic { threshold: 6.0 }, None);
+    // fixed mode with the same columns not listed: rows 1 and 2 get a NaN
+    // scale and a NaN output row; row 3 quantizes around 1e30
+    check_all(&x, &w, n, k, Outliers::Fixed(vec![50]), None);
+}
+
+#[test]
+fn large_shapes_on_every_backend() {
+    // k and n spanning several panels and AMX blocks, m off the 6- and 32-row blocks
+    let (m, n, k) = (70, 200, 1000);
+    let x = activations(7, m, k, &[(3, 17, 12.0), (50, 900, -40.0)]);
+    let w = uniform_values(8, n * k, 0.3);
+    let bias = uniform_values(9, n, 1.0);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    for b in backends() {
+        run_and_check::<f32, f32>(&x, &w, &weight, Some(&bias), b, isas()[isas().len() - 1]);
+        run_and_check::<bf16, f16>(&x, &w, &weight, Some(&bias), b, isas()[isas().len() - 1]);
+    }
+}
+
+#[test]
+fn weight_quantization_is_within_half_a_step() {
+    let (n, k) = (5, 256);
+    let w = uniform_values(10, n * k, 3.0);
+    for bits in [8u32, 4] {
+        let qw = QuantizedWeight::quantize(&w, n, k, bits, 64).unwrap();
+        let qmax = if bits == 8 { 127.0 } else { 7.0 };
+        for j in 0..n {
+            for g in 0..k / 64 {
+                let amax = w[j * k + g * 64..j * k + g * 64 + 64]
+                    .iter()
+                    .fold(0.0f32, |a, v| a.max(v.abs()));
+                for c in g * 64..g * 64 + 64 {
+                    let err = (qw.dequantized(j, c) - w[j * k + c]).abs();
+                    assert!(
+                        err <= amax / qmax / 2.0 * (1.0 + 1e-5),
+                        "bits {bits} j {j} c {c}: {err}"
+                    );
+                    assert!((qw.value(j, c) as f32).abs() <= qmax);
+                }
+            }
+        }
+    }
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Fixed(vec![3, 100])).unwrap();
+    for j in 0..n {
+        let row = weight.quantized_row(j);
+        assert_eq!(
+            (row[3], row[100]),
+            (0, 0),
+            "fixed outlier columns leave the int8 part"
+        );
+        let amax = (0..k)
+            .filter(|&c| c != 3 && c != 100)
+            .fold(0.0f32, |a, c| a.max(w[j * k + c].abs()));
+        assert_eq!(weight.scales()[j], amax / 127.0);
+    }
+}
+
+#[test]
+fn errors_write_nothing() {
+    let (m, n, k) = (4, 8, 64);
+    let x = activations(11, m, k, &[(0, 1, 10.0), (1, 2, 10.0), (2, 3, 10.0)]);
+    let w = uniform_values(12, n * k, 1.0);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    let poison = transformer_kernels::reference::poison::<f32>();
+    let untouched = |y: &[f32]| y.iter().all(|v| v.to_bits() == poison.to_bits());
+    // too many outlier columns for the workspace
+    let mut ws = Int8Workspace::new(&weight, m, 2).unwrap();
+    let mut y = vec![poison; m * n];
+    assert!(matches!(
+        weight.matmul(&mut ws).run(&x, &mut y),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(untouched(&y));
+    // more rows than the workspace holds
+    let mut ws = Int8Workspace::new(&weight, m - 1, 8).unwrap();
+    assert!(weight.matmul(&mut ws).run(&x, &mut y).is_err());
+    assert!(untouched(&y));
+    let mut ws = Int8Workspace::new(&weight, m, 8).unwrap();
+    // wrong y, bias, x lengths
+    let mut short = vec![poison; m * n - 1];
+    assert!(matches!(
+        weight.matmul(&mut ws).run(&x, &mut short),
+        Err(Error::LengthMismatch { .. })
+    ));
+    assert!(untouched(&short));
+    assert!(
+        weight
+            .matmul(&mut ws)
+            .bias(&[0.0; 3])
+            .run(&x, &mut y)
+            .is_err()
+    );
+    assert!(matches!(
+        weight.matmul(&mut ws).run(&x[1..], &mut y),
+        Err(Error::LengthNotMultiple { .. })
+    ));
+    assert!(untouched(&y));
+    // a workspace made for another weight
+    let other = Int8Weight::prepare(&w[..4 * k], 4, k, Outliers::Fixed(vec![])).unwrap();
+    let mut ows = Int8Workspace::new(&other, m, 8).unwrap();
+    assert!(weight.matmul(&mut ows).run(&x, &mut y).is_err());
+    assert!(untouched(&y));
+    // bad preparation input
+    assert!(Int8Weight::prepare(&w, n, k, Outliers::Fixed(vec![64])).is_err());
+    assert!(Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 0.0 }).is_err());
+    let mut wn = w.clone();
+    wn[5] = f32::NAN;
+    assert!(Int8Weight::prepare(&wn, n, k, Outliers::Fixed(vec![])).is_err());
+    assert!(QuantizedWeight::quantize(&w, n, k, 8, 48).is_err());
+    assert!(QuantizedWeight::quantize(&w, n, k, 5, 64).is_err());
+    // weight-only: short workspace, wrong y
+    let qw = QuantizedWeight::quantize(&w, n, k, 4, 32).unwrap();
+    let mut tiny = vec![0.0f32; 3];
+    assert!(qw.gemv(&x).workspace(&mut tiny).run(&mut y).is_err());
+    assert!(qw.gemv(&x).run(&mut short).is_err());
+    assert!(untouched(&y) && untouched(&short));
+}
+
+#[test]
+fn every_activation_variant_is_listed() {
+    let names: Vec<&str> = qgemm::variants().iter().map(|v| v.name).collect();
+    for d in Dtype::ALL {
+        assert!(names.contains(&format!("tk_qgemm_{}_scalar", d.name()).as_str()));
+    }
+}
