@@ -71,7 +71,7 @@ fn run_and_check<T: Element, U: Element>(
     // the int32 part alone, bit for bit
     let (n, k) = (weight.n(), weight.k());
     let mut acc = vec![0i32; m * n];
-    weight.int32_products(&ws, backend, &mut acc).unwrap();
+    weight.int32_products(&mut ws, backend, &mut acc).unwrap();
     let a: Vec<i8> = (0..m).flat_map(|i| ws.quantized_row(i).to_vec()).collect();
     let wq: Vec<i8> = (0..n)
         .flat_map(|j| weight.quantized_row(j).to_vec())

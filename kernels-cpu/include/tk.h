@@ -569,6 +569,7 @@ typedef struct tk_qgemm_params {
     tk_dtype y_dtype;
     int32_t *acc;
     size_t acc_stride;
+    int32_t *scratch; /* the VNNI kernel's partial sums: round_up(m, 32) x 64 int32 */
 } tk_qgemm_params;
 
 /* n rounded up to the packed panel width (32), and the packed weight's bytes. */
@@ -593,7 +594,7 @@ void tk_qgemm_s8_amx(const tk_qgemm_params *params);
  * (asked once, thread-safe), 0 otherwise. */
 int tk_amx_ready(void);
 /* Single-core integer peak probes for the reports: independent vpdpbusd
- * (64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
+ * (12 chains, 64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
  * int8 operations done (2 per MAC). */
 double tk_vnni_probe(size_t iters, int32_t *sink);
 double tk_amx_probe(size_t iters, int32_t *sink);

@@ -80,13 +80,14 @@ void tk_qgemm_s8_amx(const tk_qgemm_params *p) {
             _tile_stored(2, &c[16][0], 128);
             _tile_stored(3, &c[16][16], 128);
             const size_t rows = p->m - i0 < 32 ? p->m - i0 : 32;
-            for (size_t i = 0; i < rows; i++)
-                for (size_t h = 0; h < 2; h++) {
-                    const size_t j = j0 + h * 16;
-                    if (j < p->n)
-                        tk_qgemm_epilogue16(p, i0 + i, j, p->n - j < 16 ? p->n - j : 16,
-                                            _mm512_load_si512((const void *)&c[i][h * 16]));
-                }
+            size_t r = 0;
+            for (; r + 4 <= rows; r += 4) tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 4, 2);
+            switch (rows - r) {
+            case 3: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 3, 2); break;
+            case 2: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 2, 2); break;
+            case 1: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 1, 2); break;
+            default: break;
+            }
         }
     }
     _tile_release();

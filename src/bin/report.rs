@@ -17,6 +17,7 @@ mod report_gpu;
 mod report_kron;
 mod report_lightning;
 mod report_norm;
+mod report_qgemm;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -36,6 +37,7 @@ struct Args {
     family: Option<String>,
     ort: Option<String>,
     onednn: Option<String>,
+    onednn_matmul: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -50,6 +52,7 @@ fn parse_args() -> Args {
         family: None,
         ort: None,
         onednn: None,
+        onednn_matmul: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -63,10 +66,16 @@ fn parse_args() -> Args {
             "--family" => {
                 args.family = Some(
                     it.next()
-                        .expect("--family needs softmax, norm, lightning or kron"),
+                        .expect("--family needs softmax, norm, lightning, kron or qgemm"),
                 )
             }
             "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
+            "--onednn-matmul" => {
+                args.onednn_matmul = Some(
+                    it.next()
+                        .expect("--onednn-matmul needs the built oneDNN matmul bench"),
+                )
+            }
             "--onednn" => {
                 args.onednn = Some(it.next().expect("--onednn needs the built oneDNN bench"))
             }
@@ -82,7 +91,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning|kron] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
                 );
                 std::process::exit(0);
             }
@@ -121,19 +130,24 @@ struct Bandwidth {
     copy: f64,
 }
 
+/// Reads every element of `src` once (eight independent sums, so the loop is
+/// bound by memory, not by an add chain): the read-bandwidth probe.
+pub(crate) fn read_sweep(src: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    for chunk in src.chunks_exact(8) {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = a.wrapping_add(v);
+        }
+    }
+    acc.iter().fold(0, |a, &b| a.wrapping_add(b))
+}
+
 fn measure_bandwidth(bytes: usize) -> Bandwidth {
     let n = bytes / 8;
     let src: Vec<u64> = (0..n as u64).collect();
     let mut dst = vec![0u64; n];
-    // eight independent sums, so the loop is bound by memory, not by an add chain
     let read_t = median_secs(5, || {
-        let mut acc = [0u64; 8];
-        for chunk in black_box(&src).chunks_exact(8) {
-            for (a, &v) in acc.iter_mut().zip(chunk) {
-                *a = a.wrapping_add(v);
-            }
-        }
-        black_box(acc);
+        black_box(read_sweep(black_box(&src)));
     });
     let copy_t = median_secs(5, || {
         dst.copy_from_slice(black_box(&src));
@@ -507,6 +521,11 @@ fn main() {
     } else {
         Vec::new()
     };
+    let qgemm_records = if wants("qgemm") {
+        report_qgemm::report(args.quick, args.onednn_matmul.as_deref())
+    } else {
+        Vec::new()
+    };
     gpu_section();
     if let Some(path) = &args.json {
         let body: Vec<String> = records
@@ -515,6 +534,7 @@ fn main() {
             .chain(norm_records.iter().map(|r| r.json()))
             .chain(lightning_records.iter().map(|r| r.json()))
             .chain(kron_records.iter().map(|r| r.json()))
+            .chain(qgemm_records.iter().map(|r| r.json()))
             .collect();
         std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
             .expect("cannot write the JSON report");

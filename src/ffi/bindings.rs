@@ -1075,10 +1075,11 @@ pub struct tk_qgemm_params {
     pub y_dtype: tk_dtype,
     pub acc: *mut i32,
     pub acc_stride: usize,
+    pub scratch: *mut i32,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of tk_qgemm_params"][::std::mem::size_of::<tk_qgemm_params>() - 144usize];
+    ["Size of tk_qgemm_params"][::std::mem::size_of::<tk_qgemm_params>() - 152usize];
     ["Alignment of tk_qgemm_params"][::std::mem::align_of::<tk_qgemm_params>() - 8usize];
     ["Offset of field: tk_qgemm_params::m"][::std::mem::offset_of!(tk_qgemm_params, m) - 0usize];
     ["Offset of field: tk_qgemm_params::n"][::std::mem::offset_of!(tk_qgemm_params, n) - 8usize];
@@ -1108,6 +1109,8 @@ const _: () = {
         [::std::mem::offset_of!(tk_qgemm_params, acc) - 128usize];
     ["Offset of field: tk_qgemm_params::acc_stride"]
         [::std::mem::offset_of!(tk_qgemm_params, acc_stride) - 136usize];
+    ["Offset of field: tk_qgemm_params::scratch"]
+        [::std::mem::offset_of!(tk_qgemm_params, scratch) - 144usize];
 };
 unsafe extern "C" {
     pub fn tk_qgemm_n_pad(n: usize) -> usize;

@@ -388,7 +388,7 @@ impl Int8Weight {
     /// alone, for tests and diagnostics.
     pub fn int32_products(
         &self,
-        ws: &Int8Workspace,
+        ws: &mut Int8Workspace,
         backend: Backend,
         acc: &mut [i32],
     ) -> Result<()> {
@@ -401,12 +401,13 @@ impl Int8Weight {
         let mut p = self.gemm_params(ws, None);
         p.acc = acc.as_mut_ptr();
         p.acc_stride = self.n;
-        // SAFETY: as in Int8Matmul::run; acc holds m x n int32.
+        // SAFETY: as in Int8Matmul::run; acc holds m x n int32; the scratch
+        // round_up(max_m, 32) x 64 int32.
         unsafe { kernel(&p) };
         Ok(())
     }
 
-    fn gemm_params(&self, ws: &Int8Workspace, bias: Option<&[f32]>) -> ffi::tk_qgemm_params {
+    fn gemm_params(&self, ws: &mut Int8Workspace, bias: Option<&[f32]>) -> ffi::tk_qgemm_params {
         let wo = match &self.fixed {
             Some((_, wo)) => wo.as_ptr(),
             None => ws.wo.as_ptr(),
@@ -416,7 +417,7 @@ impl Int8Weight {
             n: self.n,
             k: self.k_pad,
             a: ws.q.as_slice().as_ptr().cast(),
-            a_stride: self.k_pad,
+            a_stride: ws.q_stride,
             a_scale: ws.scale.as_ptr(),
             a_rowsum: ws.rowsum.as_ptr(),
             w: self.packed.as_slice().as_ptr(),
@@ -430,6 +431,7 @@ impl Int8Weight {
             y_dtype: ffi::tk_dtype::TK_DTYPE_F32,
             acc: std::ptr::null_mut(),
             acc_stride: 0,
+            scratch: ws.scratch.as_mut_slice().as_mut_ptr().cast(),
         }
     }
 
@@ -461,12 +463,45 @@ impl Int8Weight {
     }
 }
 
+/// Runs the single-core AMX int8 peak probe (`iters` rounds of 4 independent
+/// `tdpbssd`, 16 x 16 x 64 each) and returns the int8 operations it did (2
+/// per multiply-add), for reports that state a fraction of the peak; time it
+/// yourself. None where AMX is not available.
+pub fn amx_probe(iters: usize) -> Option<f64> {
+    if !Backend::Amx.is_available() {
+        return None;
+    }
+    let mut sink = 0;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AMX is available and the OS granted the tile data (checked).
+    return Some(unsafe { ffi::tk_amx_probe(iters, &mut sink) });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The AVX-512 VNNI peak probe (`iters` rounds of 12 independent
+/// `vpdpbusd`, 64 multiply-adds each); as [`amx_probe`].
+pub fn vnni_probe(iters: usize) -> Option<f64> {
+    if !Backend::Avx512Vnni.is_available() {
+        return None;
+    }
+    let mut sink = 0;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512 VNNI is available (checked).
+    return Some(unsafe { ffi::tk_vnni_probe(iters, &mut sink) });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// Quantized activations between calls, sized once for a weight, a largest
 /// row count and a largest outlier-column count.
 #[derive(Debug, Clone)]
 pub struct Int8Workspace {
     k: usize,
-    k_pad: usize,
+    /// Bytes between rows of q: k_pad plus one cache line, so the 16 rows of
+    /// an AMX tile (or the rows of a VNNI block) do not share one L1 set
+    /// when k_pad is a multiple of 4096.
+    q_stride: usize,
     n_pad: usize,
     max_m: usize,
     max_outliers: usize,
@@ -480,6 +515,7 @@ pub struct Int8Workspace {
     colmax: Vec<f32>,
     row: Vec<f32>,
     wo: Vec<f32>,
+    scratch: AlignedBytes,
 }
 
 impl Int8Workspace {
@@ -491,7 +527,8 @@ impl Int8Workspace {
             .max(w.fixed_outliers().map_or(0, |c| c.len()));
         let ovf = Error::Overflow { what: "workspace" };
         let q_rows = max_m.max(1).div_ceil(32) * 32;
-        let q_bytes = q_rows.checked_mul(w.k_pad).ok_or(ovf.clone())?;
+        let q_stride = w.k_pad + 64;
+        let q_bytes = q_rows.checked_mul(q_stride).ok_or(ovf.clone())?;
         let xo = max_m.checked_mul(max_outliers).ok_or(ovf.clone())?;
         let wo = if w.fixed.is_some() {
             0
@@ -500,7 +537,7 @@ impl Int8Workspace {
         };
         Ok(Int8Workspace {
             k: w.k,
-            k_pad: w.k_pad,
+            q_stride,
             n_pad: w.n_pad,
             max_m,
             max_outliers,
@@ -514,6 +551,7 @@ impl Int8Workspace {
             colmax: vec![0.0; w.k],
             row: vec![0.0; w.k],
             wo: vec![0.0; wo.max(1)],
+            scratch: AlignedBytes::zeroed(q_rows * 64 * 4),
         })
     }
 
@@ -542,7 +580,7 @@ impl Int8Workspace {
 
     /// The last call's int8 row `i` (k values; outlier columns 0).
     pub fn quantized_row(&self, i: usize) -> &[i8] {
-        bytemuck::cast_slice(&self.q.as_slice()[i * self.k_pad..i * self.k_pad + self.k])
+        bytemuck::cast_slice(&self.q.as_slice()[i * self.q_stride..i * self.q_stride + self.k])
     }
 
     /// The last call's row scales `sx` (m of them).
@@ -673,7 +711,7 @@ impl<'a> Int8Matmul<'a> {
             outliers: ws.outliers.as_ptr(),
             n_outliers: n_out,
             q: ws.q.as_mut_slice().as_mut_ptr().cast(),
-            q_stride: w.k_pad,
+            q_stride: ws.q_stride,
             q_rows: m.div_ceil(32) * 32,
             q_cols: w.k_pad,
             q_scale: ws.scale.as_mut_ptr(),
@@ -682,13 +720,13 @@ impl<'a> Int8Matmul<'a> {
             workspace: ws.row.as_mut_ptr(),
         };
         // SAFETY: x holds m x k elements; q holds round_up(m, 32) <= q_rows
-        // of the workspace rows of k_pad bytes; scale/rowsum m values; xo m x
+        // of the workspace rows of q_stride >= k_pad bytes; scale/rowsum m values; xo m x
         // n_out <= m x max_outliers; the outlier indices are < k; row k floats.
         unsafe { (variant.quantize)(&qp) };
         let mut p = w.gemm_params(ws, self.bias);
         p.y = y.as_mut_ptr().cast();
         p.y_dtype = U::DTYPE.to_ffi();
-        // SAFETY: a: round_up(m, 32) rows of k_pad bytes (padding zeroed by
+        // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride apart (padding zeroed by
         // the quantizer); packed W n_pad x k_pad; scales n_pad; wo n_out rows
         // of n_pad f32; xo m x n_out; bias n; y m x n elements of U.
         unsafe { kernel(&p) };

@@ -1,0 +1,290 @@
+//! Quantized-product section of the report.
+//!
+//! LLM.int8(): the whole op (outlier detection, quantization, int8 product,
+//! f32 epilogue; f16 in and out, 0.5% outlier columns) and the int32 product
+//! alone, on AMX and AVX-512 VNNI, in GOP/s (2 m n k) against this core's
+//! AMX / VNNI peaks and its f32 FMA peak (the ceiling of any f32 GEMM here),
+//! all probes interleaved with the kernels; oneDNN's prepacked int8 matmul
+//! measured between two rounds of ours when `--onednn-matmul BIN` is given.
+//!
+//! Weight-only: the decode GEMV over a stack of layers larger than the L3
+//! (so the weights stream from memory, as in decoding), in GB/s of weight
+//! bytes (values + scales) against a same-run read sweep of a same-size buffer.
+
+use std::hint::black_box;
+
+use half::f16;
+use transformer_kernels::Isa;
+use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
+use transformer_kernels::reference::uniform_values;
+
+use crate::report_lightning::fma_peak_probe;
+use crate::{interleave_medians, read_sweep};
+
+pub struct QgemmRecord {
+    op: String,
+    backend: String,
+    m: usize,
+    n: usize,
+    k: usize,
+    work: f64,
+    median_s: f64,
+    /// The roofline the fraction is taken of: ops/s for products, bytes/s for GEMVs.
+    peak: f64,
+    peak_name: &'static str,
+    bytes_bound: bool,
+}
+
+impl QgemmRecord {
+    fn rate(&self) -> f64 {
+        self.work / self.median_s
+    }
+    pub fn json(&self) -> String {
+        let (unit, key) = if self.bytes_bound { (1e9, "gbps") } else { (1e9, "gops") };
+        format!(
+            concat!(
+                "{{\"family\":\"qgemm\",\"kernel\":\"{} {}\",\"backend\":\"{}\",\"m\":{},\"n\":{},\"k\":{},",
+                "\"median_s\":{:.9},\"{}\":{:.3},\"peak\":\"{}\",\"peak_fraction\":{:.4}}}"
+            ),
+            self.op,
+            self.backend,
+            self.backend,
+            self.m,
+            self.n,
+            self.k,
+            self.median_s,
+            key,
+            self.rate() / unit,
+            self.peak_name,
+            self.rate() / self.peak,
+        )
+    }
+}
+
+/// f16 activations `[m, k]` in [-2, 2] with `outliers` columns holding values
+/// up to 60 in a few rows.
+fn activations(m: usize, k: usize, outliers: usize) -> Vec<f16> {
+    let mut x = uniform_values(17, m * k, 2.0);
+    for o in 0..outliers {
+        let c = (o * 997 + 13) % k;
+        for i in (o % 3..m).step_by(3) {
+            x[i * k + c] = 10.0 + (o % 50) as f32;
+        }
+    }
+    x.into_iter().map(f16::from_f32).collect()
+}
+
+/// Runs `program args` once with one OpenMP thread and the ISA cap; returns
+/// (implementation, median seconds).
+fn onednn(bin: &str, isa_cap: &str, m: usize, n: usize, k: usize) -> Option<(String, f64)> {
+    let out = std::process::Command::new(bin)
+        .args([m.to_string(), k.to_string(), n.to_string(), "15".into()])
+        .env("OMP_NUM_THREADS", "1")
+        .env("DNNL_MAX_CPU_ISA", isa_cap)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("{bin} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    let mut f = s.split_whitespace();
+    Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+}
+
+fn int8_shapes(quick: bool) -> Vec<(usize, usize, usize)> {
+    if quick {
+        return vec![(16, 4096, 4096), (512, 4096, 4096)];
+    }
+    let mut s: Vec<_> = [1, 16, 64, 256, 512, 2048].iter().map(|&m| (m, 4096, 4096)).collect();
+    s.extend([(512, 11008, 4096), (512, 4096, 11008), (512, 14336, 4096)]);
+    s
+}
+
+fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord>) {
+    let amx = Backend::Amx.is_available();
+    let vnni = Backend::Avx512Vnni.is_available();
+    if !vnni {
+        println!("(no AVX-512 VNNI on this CPU: LLM.int8() section skipped)");
+        return;
+    }
+    let mut fma = fma_peak_probe(Isa::Avx512);
+    println!(
+        "\n## LLM.int8() (single thread; f16 in/out, 0.5% outlier columns; GOP/s = 2 m n k / s; peaks and kernels interleaved)\n"
+    );
+    println!("| m | n | k | op | backend | ms | GOP/s | of unit peak | x f32 FMA peak |\n|---:|---:|---:|---|---|---:|---:|---:|---:|");
+    for (m, n, k) in int8_shapes(quick) {
+        let n_out = k / 200;
+        let x = activations(m, k, n_out);
+        let w = uniform_values(23, n * k, 0.05);
+        let dynamic = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: qgemm::DEFAULT_THRESHOLD }).expect("weight");
+        let mut ws = Int8Workspace::new(&dynamic, m, k / 50).expect("workspace");
+        let mut y = vec![f16::ZERO; m * n];
+        dynamic.matmul(&mut ws).run(&x, &mut y).expect("run");
+        let fixed = Int8Weight::prepare(&w, n, k, Outliers::Fixed(ws.outlier_columns().to_vec())).expect("weight");
+        let mut wsf = Int8Workspace::new(&fixed, m, 0).expect("workspace");
+        let mut acc = vec![0i32; m * n];
+        // tasks: (op, backend) pairs, then the probes
+        let mut tasks: Vec<(&str, Backend)> = Vec::new();
+        for b in [Backend::Amx, Backend::Avx512Vnni] {
+            if b == Backend::Amx && !amx {
+                continue;
+            }
+            tasks.extend([("llm.int8 dynamic", b), ("llm.int8 fixed", b), ("int8 gemm (int32 out)", b)]);
+        }
+        let probes = 3;
+        let mut probe_ops = [f64::NAN; 3];
+        let budget = if quick { 0.6 } else { 3.0 };
+        let medians = interleave_medians(tasks.len() + probes, budget, 25, |i| {
+            if i < tasks.len() {
+                let (op, b) = tasks[i];
+                match op {
+                    "llm.int8 dynamic" => dynamic.matmul(&mut ws).backend(b).run(&x, &mut y).expect("run"),
+                    "llm.int8 fixed" => fixed.matmul(&mut wsf).backend(b).run(&x, &mut y).expect("run"),
+                    _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
+                }
+                black_box(&y);
+                return;
+            }
+            match i - tasks.len() {
+                0 => probe_ops[0] = qgemm::amx_probe(1 << 16).unwrap_or(f64::NAN),
+                1 => probe_ops[1] = qgemm::vnni_probe(1 << 21).unwrap_or(f64::NAN),
+                _ => probe_ops[2] = fma.as_mut().map_or(f64::NAN, |p| p()),
+            }
+        });
+        let t = tasks.len();
+        let amx_peak = probe_ops[0] / medians[t];
+        let vnni_peak = probe_ops[1] / medians[t + 1];
+        let fma_peak = probe_ops[2] / medians[t + 2];
+        let ops = 2.0 * (m * n * k) as f64;
+        for (i, (op, b)) in tasks.iter().enumerate() {
+            let (peak, peak_name) = if *b == Backend::Amx { (amx_peak, "amx tdpbssd") } else { (vnni_peak, "vnni vpdpbusd") };
+            let r = QgemmRecord {
+                op: op.to_string(),
+                backend: b.name().to_string(),
+                m,
+                n,
+                k,
+                work: ops,
+                median_s: medians[i],
+                peak,
+                peak_name,
+                bytes_bound: false,
+            };
+            println!(
+                "| {m} | {n} | {k} | {op} | {} | {:.3} | {:.0} | {:.0}% | {:.1}x |",
+                b.name(),
+                1e3 * medians[i],
+                r.rate() / 1e9,
+                100.0 * r.rate() / peak,
+                r.rate() / fma_peak
+            );
+            records.push(r);
+        }
+        println!(
+            "| | | | peaks (same rounds) | | | AMX {:.0}, VNNI {:.0}, f32 FMA {:.0} GFLOP/s | | |",
+            amx_peak / 1e9,
+            vnni_peak / 1e9,
+            fma_peak / 1e9
+        );
+        if let Some(bin) = onednn_bin.filter(|_| m >= 256) {
+            for (cap, name) in [("AVX512_CORE_AMX", "onednn amx"), ("AVX512_CORE_VNNI", "onednn vnni")] {
+                if let Some((imp, s)) = onednn(bin, cap, m, n, k) {
+                    println!("| {m} | {n} | {k} | oneDNN 2.6 int8 matmul ({imp}) | {name} | {:.3} | {:.0} | | |", 1e3 * s, ops / s / 1e9);
+                    records.push(QgemmRecord {
+                        op: format!("onednn int8 matmul ({imp})"),
+                        backend: name.to_string(),
+                        m,
+                        n,
+                        k,
+                        work: ops,
+                        median_s: s,
+                        peak: if cap.contains("AMX") { amx_peak } else { vnni_peak },
+                        peak_name: if cap.contains("AMX") { "amx tdpbssd" } else { "vnni vpdpbusd" },
+                        bytes_bound: false,
+                    });
+                }
+            }
+            // ours again, after the peer, for drift
+            let again = interleave_medians(tasks.len(), budget / 2.0, 15, |i| {
+                let (op, b) = tasks[i];
+                match op {
+                    "llm.int8 dynamic" => dynamic.matmul(&mut ws).backend(b).run(&x, &mut y).expect("run"),
+                    "llm.int8 fixed" => fixed.matmul(&mut wsf).backend(b).run(&x, &mut y).expect("run"),
+                    _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
+                }
+            });
+            for (i, (op, b)) in tasks.iter().enumerate() {
+                println!("| {m} | {n} | {k} | {op} (again, after oneDNN) | {} | {:.3} | {:.0} | | |", b.name(), 1e3 * again[i], ops / again[i] / 1e9);
+            }
+        }
+    }
+}
+
+fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
+    if !Isa::Avx512.is_available() {
+        return;
+    }
+    println!(
+        "\n## weight-only decode GEMV (single thread, AVX-512; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against a same-run read sweep of a same-size buffer)\n",
+        if quick { "in cache (quick mode)" } else { "of over 600 MB" }
+    );
+    println!("| m | n | k | weights | x | ms per layer | GB/s | of read sweep | GFLOP/s |\n|---:|---:|---:|---|---|---:|---:|---:|---:|");
+    let (n, k) = (4096, 4096);
+    let w = uniform_values(29, n * k, 0.05);
+    for (bits, group) in [(8u32, 128usize), (4, 64), (4, 128)] {
+        let one = QuantizedWeight::quantize(&w, n, k, bits, group).expect("quantize");
+        let target: usize = if quick { 32 << 20 } else { 640 << 20 };
+        let layers = target.div_ceil(one.bytes());
+        let stack: Vec<QuantizedWeight> = (0..layers).map(|_| one.clone()).collect();
+        let total = (layers * one.bytes()) as f64;
+        let sweep: Vec<u64> = (0..(layers * one.bytes() / 8) as u64).collect();
+        let ms = if quick { vec![1usize, 16] } else { vec![1, 4, 16] };
+        let xs: Vec<Vec<f16>> = ms.iter().map(|&m| uniform_values(31, m * k, 1.0).into_iter().map(f16::from_f32).collect()).collect();
+        let mut ys: Vec<Vec<f16>> = ms.iter().map(|&m| vec![f16::ZERO; m * n]).collect();
+        let mut wss: Vec<Vec<f32>> = ms.iter().map(|&m| vec![0.0; one.workspace_floats(m)]).collect();
+        let budget = if quick { 0.5 } else { 4.0 };
+        let medians = interleave_medians(ms.len() + 1, budget, 15, |i| {
+            if i == ms.len() {
+                black_box(read_sweep(&sweep));
+                return;
+            }
+            for l in &stack {
+                l.gemv(&xs[i]).isa(Isa::Avx512).workspace(&mut wss[i]).run(&mut ys[i]).expect("gemv");
+            }
+            black_box(&ys[i]);
+        });
+        let read_bw = total / medians[ms.len()];
+        for (i, &m) in ms.iter().enumerate() {
+            let r = QgemmRecord {
+                op: format!("wgemv int{bits} g{group} f16"),
+                backend: "avx512".into(),
+                m,
+                n,
+                k,
+                work: total,
+                median_s: medians[i],
+                peak: read_bw,
+                peak_name: "read sweep",
+                bytes_bound: true,
+            };
+            println!(
+                "| {m} | {n} | {k} | int{bits} g{group} | f16 | {:.3} | {:.2} | {:.0}% | {:.1} |",
+                1e3 * medians[i] / layers as f64,
+                r.rate() / 1e9,
+                100.0 * r.rate() / read_bw,
+                2.0 * (m * n * k * layers) as f64 / medians[i] / 1e9
+            );
+            records.push(r);
+        }
+        println!("| | | | read sweep | | | {:.2} | | |", read_bw / 1e9);
+    }
+}
+
+pub fn report(quick: bool, onednn_bin: Option<&str>) -> Vec<QgemmRecord> {
+    let mut records = Vec::new();
+    llm_int8(quick, onednn_bin, &mut records);
+    weight_only(quick, &mut records);
+    records
+}
