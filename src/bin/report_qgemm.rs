@@ -41,7 +41,11 @@ impl QgemmRecord {
         self.work / self.median_s
     }
     pub fn json(&self) -> String {
-        let (unit, key) = if self.bytes_bound { (1e9, "gbps") } else { (1e9, "gops") };
+        let (unit, key) = if self.bytes_bound {
+            (1e9, "gbps")
+        } else {
+            (1e9, "gops")
+        };
         format!(
             concat!(
                 "{{\"family\":\"qgemm\",\"kernel\":\"{} {}\",\"backend\":\"{}\",\"m\":{},\"n\":{},\"k\":{},",
@@ -97,7 +101,10 @@ fn int8_shapes(quick: bool) -> Vec<(usize, usize, usize)> {
     if quick {
         return vec![(16, 4096, 4096), (512, 4096, 4096)];
     }
-    let mut s: Vec<_> = [1, 16, 64, 256, 512, 2048].iter().map(|&m| (m, 4096, 4096)).collect();
+    let mut s: Vec<_> = [1, 16, 64, 256, 512, 2048]
+        .iter()
+        .map(|&m| (m, 4096, 4096))
+        .collect();
     s.extend([(512, 11008, 4096), (512, 4096, 11008), (512, 14336, 4096)]);
     s
 }
@@ -113,16 +120,27 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
     println!(
         "\n## LLM.int8() (single thread; f16 in/out, 0.5% outlier columns; GOP/s = 2 m n k / s; peaks and kernels interleaved)\n"
     );
-    println!("| m | n | k | op | backend | ms | GOP/s | of unit peak | x f32 FMA peak |\n|---:|---:|---:|---|---|---:|---:|---:|---:|");
+    println!(
+        "| m | n | k | op | backend | ms | GOP/s | of unit peak | x f32 FMA peak |\n|---:|---:|---:|---|---|---:|---:|---:|---:|"
+    );
     for (m, n, k) in int8_shapes(quick) {
         let n_out = k / 200;
         let x = activations(m, k, n_out);
         let w = uniform_values(23, n * k, 0.05);
-        let dynamic = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: qgemm::DEFAULT_THRESHOLD }).expect("weight");
+        let dynamic = Int8Weight::prepare(
+            &w,
+            n,
+            k,
+            Outliers::Dynamic {
+                threshold: qgemm::DEFAULT_THRESHOLD,
+            },
+        )
+        .expect("weight");
         let mut ws = Int8Workspace::new(&dynamic, m, k / 50).expect("workspace");
         let mut y = vec![f16::ZERO; m * n];
         dynamic.matmul(&mut ws).run(&x, &mut y).expect("run");
-        let fixed = Int8Weight::prepare(&w, n, k, Outliers::Fixed(ws.outlier_columns().to_vec())).expect("weight");
+        let fixed = Int8Weight::prepare(&w, n, k, Outliers::Fixed(ws.outlier_columns().to_vec()))
+            .expect("weight");
         let mut wsf = Int8Workspace::new(&fixed, m, 0).expect("workspace");
         let mut acc = vec![0i32; m * n];
         // tasks: (op, backend) pairs, then the probes
@@ -131,7 +149,11 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             if b == Backend::Amx && !amx {
                 continue;
             }
-            tasks.extend([("llm.int8 dynamic", b), ("llm.int8 fixed", b), ("int8 gemm (int32 out)", b)]);
+            tasks.extend([
+                ("llm.int8 dynamic", b),
+                ("llm.int8 fixed", b),
+                ("int8 gemm (int32 out)", b),
+            ]);
         }
         let probes = 3;
         let mut probe_ops = [f64::NAN; 3];
@@ -140,8 +162,16 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             if i < tasks.len() {
                 let (op, b) = tasks[i];
                 match op {
-                    "llm.int8 dynamic" => dynamic.matmul(&mut ws).backend(b).run(&x, &mut y).expect("run"),
-                    "llm.int8 fixed" => fixed.matmul(&mut wsf).backend(b).run(&x, &mut y).expect("run"),
+                    "llm.int8 dynamic" => dynamic
+                        .matmul(&mut ws)
+                        .backend(b)
+                        .run(&x, &mut y)
+                        .expect("run"),
+                    "llm.int8 fixed" => fixed
+                        .matmul(&mut wsf)
+                        .backend(b)
+                        .run(&x, &mut y)
+                        .expect("run"),
                     _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
                 }
                 black_box(&y);
@@ -159,7 +189,11 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
         let fma_peak = probe_ops[2] / medians[t + 2];
         let ops = 2.0 * (m * n * k) as f64;
         for (i, (op, b)) in tasks.iter().enumerate() {
-            let (peak, peak_name) = if *b == Backend::Amx { (amx_peak, "amx tdpbssd") } else { (vnni_peak, "vnni vpdpbusd") };
+            let (peak, peak_name) = if *b == Backend::Amx {
+                (amx_peak, "amx tdpbssd")
+            } else {
+                (vnni_peak, "vnni vpdpbusd")
+            };
             let r = QgemmRecord {
                 op: op.to_string(),
                 backend: b.name().to_string(),
@@ -189,9 +223,16 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             fma_peak / 1e9
         );
         if let Some(bin) = onednn_bin.filter(|_| m >= 256) {
-            for (cap, name) in [("AVX512_CORE_AMX", "onednn amx"), ("AVX512_CORE_VNNI", "onednn vnni")] {
+            for (cap, name) in [
+                ("AVX512_CORE_AMX", "onednn amx"),
+                ("AVX512_CORE_VNNI", "onednn vnni"),
+            ] {
                 if let Some((imp, s)) = onednn(bin, cap, m, n, k) {
-                    println!("| {m} | {n} | {k} | oneDNN 2.6 int8 matmul ({imp}) | {name} | {:.3} | {:.0} | | |", 1e3 * s, ops / s / 1e9);
+                    println!(
+                        "| {m} | {n} | {k} | oneDNN 2.6 int8 matmul ({imp}) | {name} | {:.3} | {:.0} | | |",
+                        1e3 * s,
+                        ops / s / 1e9
+                    );
                     records.push(QgemmRecord {
                         op: format!("onednn int8 matmul ({imp})"),
                         backend: name.to_string(),
@@ -200,8 +241,16 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                         k,
                         work: ops,
                         median_s: s,
-                        peak: if cap.contains("AMX") { amx_peak } else { vnni_peak },
-                        peak_name: if cap.contains("AMX") { "amx tdpbssd" } else { "vnni vpdpbusd" },
+                        peak: if cap.contains("AMX") {
+                            amx_peak
+                        } else {
+                            vnni_peak
+                        },
+                        peak_name: if cap.contains("AMX") {
+                            "amx tdpbssd"
+                        } else {
+                            "vnni vpdpbusd"
+                        },
                         bytes_bound: false,
                     });
                 }
@@ -210,13 +259,26 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             let again = interleave_medians(tasks.len(), budget / 2.0, 15, |i| {
                 let (op, b) = tasks[i];
                 match op {
-                    "llm.int8 dynamic" => dynamic.matmul(&mut ws).backend(b).run(&x, &mut y).expect("run"),
-                    "llm.int8 fixed" => fixed.matmul(&mut wsf).backend(b).run(&x, &mut y).expect("run"),
+                    "llm.int8 dynamic" => dynamic
+                        .matmul(&mut ws)
+                        .backend(b)
+                        .run(&x, &mut y)
+                        .expect("run"),
+                    "llm.int8 fixed" => fixed
+                        .matmul(&mut wsf)
+                        .backend(b)
+                        .run(&x, &mut y)
+                        .expect("run"),
                     _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
                 }
             });
             for (i, (op, b)) in tasks.iter().enumerate() {
-                println!("| {m} | {n} | {k} | {op} (again, after oneDNN) | {} | {:.3} | {:.0} | | |", b.name(), 1e3 * again[i], ops / again[i] / 1e9);
+                println!(
+                    "| {m} | {n} | {k} | {op} (again, after oneDNN) | {} | {:.3} | {:.0} | | |",
+                    b.name(),
+                    1e3 * again[i],
+                    ops / again[i] / 1e9
+                );
             }
         }
     }
@@ -228,9 +290,15 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
     }
     println!(
         "\n## weight-only decode GEMV (single thread, AVX-512; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against a same-run read sweep of a same-size buffer)\n",
-        if quick { "in cache (quick mode)" } else { "of over 600 MB" }
+        if quick {
+            "in cache (quick mode)"
+        } else {
+            "of over 600 MB"
+        }
     );
-    println!("| m | n | k | weights | x | ms per layer | GB/s | of read sweep | GFLOP/s |\n|---:|---:|---:|---|---|---:|---:|---:|---:|");
+    println!(
+        "| m | n | k | weights | x | ms per layer | GB/s | of read sweep | GFLOP/s |\n|---:|---:|---:|---|---|---:|---:|---:|---:|"
+    );
     let (n, k) = (4096, 4096);
     let w = uniform_values(29, n * k, 0.05);
     for (bits, group) in [(8u32, 128usize), (4, 64), (4, 128)] {
@@ -240,10 +308,25 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         let stack: Vec<QuantizedWeight> = (0..layers).map(|_| one.clone()).collect();
         let total = (layers * one.bytes()) as f64;
         let sweep: Vec<u64> = (0..(layers * one.bytes() / 8) as u64).collect();
-        let ms = if quick { vec![1usize, 16] } else { vec![1, 4, 16] };
-        let xs: Vec<Vec<f16>> = ms.iter().map(|&m| uniform_values(31, m * k, 1.0).into_iter().map(f16::from_f32).collect()).collect();
+        let ms = if quick {
+            vec![1usize, 16]
+        } else {
+            vec![1, 4, 16]
+        };
+        let xs: Vec<Vec<f16>> = ms
+            .iter()
+            .map(|&m| {
+                uniform_values(31, m * k, 1.0)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect()
+            })
+            .collect();
         let mut ys: Vec<Vec<f16>> = ms.iter().map(|&m| vec![f16::ZERO; m * n]).collect();
-        let mut wss: Vec<Vec<f32>> = ms.iter().map(|&m| vec![0.0; one.workspace_floats(m)]).collect();
+        let mut wss: Vec<Vec<f32>> = ms
+            .iter()
+            .map(|&m| vec![0.0; one.workspace_floats(m)])
+            .collect();
         let budget = if quick { 0.5 } else { 4.0 };
         let medians = interleave_medians(ms.len() + 1, budget, 15, |i| {
             if i == ms.len() {
@@ -251,7 +334,11 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
                 return;
             }
             for l in &stack {
-                l.gemv(&xs[i]).isa(Isa::Avx512).workspace(&mut wss[i]).run(&mut ys[i]).expect("gemv");
+                l.gemv(&xs[i])
+                    .isa(Isa::Avx512)
+                    .workspace(&mut wss[i])
+                    .run(&mut ys[i])
+                    .expect("gemv");
             }
             black_box(&ys[i]);
         });
