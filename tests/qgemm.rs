@@ -40,8 +40,8 @@ fn activations(seed: u64, m: usize, k: usize, spikes: &[(usize, usize, f32)]) ->
     x
 }
 
-/// Runs one product with x rounded to T and y as U; checks it; returns the
-/// outlier columns used.
+/// One product, checked (see `reference::qgemm::run_and_check`); panics
+/// with the configuration on failure; returns the outlier columns used.
 fn run_and_check<T: Element, U: Element>(
     x32: &[f32],
     w32: &[f32],
@@ -50,39 +50,15 @@ fn run_and_check<T: Element, U: Element>(
     backend: Backend,
     isa: Isa,
 ) -> Vec<u32> {
-    let (xt, xf) = rq::round_to::<T>(x32);
-    let m = x32.len() / weight.k();
-    let mut ws = Int8Workspace::new(weight, m, weight.k()).unwrap();
-    let mut y = vec![transformer_kernels::reference::poison::<U>(); m * weight.n()];
-    let mut call = weight.matmul(&mut ws).backend(backend).isa(isa);
-    if let Some(b) = bias {
-        call = call.bias(b);
-    }
-    call.run(&xt, &mut y).unwrap();
-    if let Err(e) = rq::check_int8(&xf, w32, weight, &ws, bias, &y) {
+    rq::run_and_check::<T, U>(x32, w32, weight, bias, backend, isa).unwrap_or_else(|e| {
         panic!(
             "{} / {} / x {} / y {}: {e}",
             backend.name(),
             isa.name(),
             T::DTYPE.name(),
             U::DTYPE.name()
-        );
-    }
-    // the int32 part alone, bit for bit
-    let (n, k) = (weight.n(), weight.k());
-    let mut acc = vec![0i32; m * n];
-    weight.int32_products(&mut ws, backend, &mut acc).unwrap();
-    let a: Vec<i8> = (0..m).flat_map(|i| ws.quantized_row(i).to_vec()).collect();
-    let wq: Vec<i8> = (0..n)
-        .flat_map(|j| weight.quantized_row(j).to_vec())
-        .collect();
-    assert_eq!(
-        acc,
-        rq::int32_products(&a, &wq, m, n, k),
-        "{}: int32 products",
-        backend.name()
-    );
-    ws.outlier_columns().to_vec()
+        )
+    })
 }
 
 /// Every backend x ISA x input dtype x output dtype on one case.
@@ -155,16 +131,7 @@ fn check_weight_only<T: Element>(
     bias: Option<&[f32]>,
     isa: Isa,
 ) {
-    let (x, _) = rq::round_to::<T>(x32);
-    let m = x.len() / qw.k();
-    let mut y = vec![transformer_kernels::reference::poison::<T>(); m * qw.n()];
-    let mut ws = vec![0.0f32; qw.workspace_floats(m)];
-    let mut call = qw.gemv(&x).isa(isa).workspace(&mut ws);
-    if let Some(b) = bias {
-        call = call.bias(b);
-    }
-    call.run(&mut y).unwrap();
-    if let Err(e) = rq::check_weight_only(&x, qw, bias, &y) {
+    if let Err(e) = rq::run_and_check_weight_only::<T>(x32, qw, bias, isa) {
         panic!("{} {} int{}: {e}", isa.name(), T::DTYPE.name(), qw.bits());
     }
 }

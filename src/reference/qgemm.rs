@@ -5,8 +5,9 @@
 //! unquantized product. Shared by the tests and the fuzz target.
 
 use crate::dtype::Element;
+use crate::isa::Isa;
 use crate::qgemm::weight_only::QuantizedWeight;
-use crate::qgemm::{Int8Weight, Int8Workspace};
+use crate::qgemm::{Backend, Int8Weight, Int8Workspace};
 
 /// The outlier columns of x `[m, k]`: any `|x| >= threshold`, or a NaN.
 pub fn outlier_columns(x: &[f32], m: usize, k: usize, threshold: f32) -> Vec<u32> {
@@ -219,4 +220,60 @@ pub fn round_to<T: Element>(v: &[f32]) -> (Vec<T>, Vec<f32>) {
     let t: Vec<T> = v.iter().map(|&a| T::from_f32(a)).collect();
     let f = t.iter().map(|a| a.to_f32()).collect();
     (t, f)
+}
+
+/// Runs one LLM.int8() product (x rounded to T, y as U, on `backend` and the
+/// quantizer of `isa`) and checks it with [`check_int8`], then its int32 part
+/// bit for bit against [`int32_products`]. Ok holds the outlier columns used.
+pub fn run_and_check<T: Element, U: Element>(
+    x32: &[f32],
+    w32: &[f32],
+    weight: &Int8Weight,
+    bias: Option<&[f32]>,
+    backend: Backend,
+    isa: Isa,
+) -> Result<Vec<u32>, String> {
+    let (xt, xf) = round_to::<T>(x32);
+    let (n, k) = (weight.n(), weight.k());
+    let m = x32.len() / k;
+    let mut ws = Int8Workspace::new(weight, m, k).map_err(|e| e.to_string())?;
+    let mut y = vec![super::poison::<U>(); m * n];
+    let mut call = weight.matmul(&mut ws).backend(backend).isa(isa);
+    if let Some(b) = bias {
+        call = call.bias(b);
+    }
+    call.run(&xt, &mut y).map_err(|e| e.to_string())?;
+    check_int8(&xf, w32, weight, &ws, bias, &y)?;
+    let mut acc = vec![0i32; m * n];
+    weight
+        .int32_products(&mut ws, backend, &mut acc)
+        .map_err(|e| e.to_string())?;
+    let a: Vec<i8> = (0..m).flat_map(|i| ws.quantized_row(i).to_vec()).collect();
+    let wq: Vec<i8> = (0..n)
+        .flat_map(|j| weight.quantized_row(j).to_vec())
+        .collect();
+    if acc != int32_products(&a, &wq, m, n, k) {
+        return Err("int32 products differ from the exact integers".into());
+    }
+    Ok(ws.outlier_columns().to_vec())
+}
+
+/// Runs one weight-only product (x rounded to T) on `isa` and checks it with
+/// [`check_weight_only`].
+pub fn run_and_check_weight_only<T: Element>(
+    x32: &[f32],
+    w: &QuantizedWeight,
+    bias: Option<&[f32]>,
+    isa: Isa,
+) -> Result<(), String> {
+    let (x, _) = round_to::<T>(x32);
+    let m = x.len() / w.k();
+    let mut y = vec![super::poison::<T>(); m * w.n()];
+    let mut ws = vec![0.0f32; w.workspace_floats(m)];
+    let mut call = w.gemv(&x).isa(isa).workspace(&mut ws);
+    if let Some(b) = bias {
+        call = call.bias(b);
+    }
+    call.run(&mut y).map_err(|e| e.to_string())?;
+    check_weight_only(&x, w, bias, &y)
 }
