@@ -5,7 +5,8 @@
 //! alone, on AMX and AVX-512 VNNI, in GOP/s (2 m n k) against this core's
 //! AMX / VNNI peaks and its f32 FMA peak (the ceiling of any f32 GEMM here),
 //! all probes interleaved with the kernels; oneDNN's prepacked int8 matmul
-//! measured between two rounds of ours when `--onednn-matmul BIN` is given.
+//! measured in five rounds alternating with ours when `--onednn-matmul BIN` is
+//! given (pin the report to one CPU with taskset: the subprocess inherits it).
 //!
 //! Weight-only: the decode GEMV over a stack of layers larger than the L3
 //! (so the weights stream from memory, as in decoding), in GB/s of weight
@@ -223,12 +224,12 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             fma_peak / 1e9
         );
         if let Some(bin) = onednn_bin.filter(|_| m >= 256) {
-            // three rounds of (ours, oneDNN AMX, oneDNN VNNI): the host drifts,
+            // five rounds of (ours, oneDNN AMX, oneDNN VNNI): the host drifts,
             // so each round's ratio compares runs seconds apart
             println!(
                 "\n| round | ours: op | backend | GOP/s | oneDNN 2.6 int8 matmul | GOP/s | ours / oneDNN |\n|---:|---|---|---:|---|---:|---:|"
             );
-            for round in 1..=3 {
+            for round in 1..=5 {
                 let ours = interleave_medians(tasks.len(), budget / 2.0, 15, |i| {
                     let (op, b) = tasks[i];
                     match op {
