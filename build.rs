@@ -12,8 +12,19 @@ struct CpuUnit {
     lib: &'static str,
     files: &'static [&'static str],
     x86_only: bool,
-    flags: &'static [&'static str],
+    /// Flag groups, concatenated.
+    flags: &'static [&'static [&'static str]],
 }
+
+const AVX2: &[&str] = &["-mavx2", "-mfma", "-mf16c"];
+const AVX512: &[&str] = &[
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512dq",
+    "-mavx512vl",
+    "-mfma",
+    "-mf16c",
+];
 
 const CPU_UNITS: &[CpuUnit] = &[
     CpuUnit {
@@ -44,7 +55,7 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/probe/avx2.c",
         ],
         x86_only: true,
-        flags: &["-mavx2", "-mfma", "-mf16c"],
+        flags: &[AVX2],
     },
     CpuUnit {
         lib: "tk_avx512",
@@ -57,43 +68,19 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/probe/avx512.c",
         ],
         x86_only: true,
-        flags: &[
-            "-mavx512f",
-            "-mavx512bw",
-            "-mavx512dq",
-            "-mavx512vl",
-            "-mfma",
-            "-mf16c",
-        ],
+        flags: &[AVX512],
     },
     CpuUnit {
         lib: "tk_vnni",
         files: &["kernels-cpu/qgemm/vnni.c"],
         x86_only: true,
-        flags: &[
-            "-mavx512f",
-            "-mavx512bw",
-            "-mavx512dq",
-            "-mavx512vl",
-            "-mavx512vnni",
-            "-mfma",
-            "-mf16c",
-        ],
+        flags: &[AVX512, &["-mavx512vnni"]],
     },
     CpuUnit {
         lib: "tk_amx",
         files: &["kernels-cpu/qgemm/amx.c"],
         x86_only: true,
-        flags: &[
-            "-mavx512f",
-            "-mavx512bw",
-            "-mavx512dq",
-            "-mavx512vl",
-            "-mamx-tile",
-            "-mamx-int8",
-            "-mfma",
-            "-mf16c",
-        ],
+        flags: &[AVX512, &["-mamx-tile", "-mamx-int8"]],
     },
 ];
 
@@ -117,7 +104,7 @@ fn main() {
             .warnings(true)
             .extra_warnings(true)
             .flag_if_supported("-fno-math-errno");
-        for flag in unit.flags {
+        for flag in unit.flags.iter().copied().flatten() {
             build.flag(flag);
         }
         if let Some(s) = &sanitize {

@@ -12,25 +12,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        dnnl_status_t s_ = (x);                                                \
-        if (s_ != dnnl_success) {                                              \
-            fprintf(stderr, "%s failed: %d\n", #x, (int)s_);                   \
-            return 1;                                                          \
-        }                                                                      \
-    } while (0)
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv) {
     const long rows = argc > 1 ? atol(argv[1]) : 16384, d = argc > 2 ? atol(argv[2]) : 8192;

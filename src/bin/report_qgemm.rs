@@ -156,26 +156,30 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                 ("int8 gemm (int32 out)", b),
             ]);
         }
+        // one task: (op, backend)
+        let mut run = |op: &str, b: Backend| {
+            match op {
+                "llm.int8 dynamic" => dynamic
+                    .matmul(&mut ws)
+                    .backend(b)
+                    .run(&x, &mut y)
+                    .expect("run"),
+                "llm.int8 fixed" => fixed
+                    .matmul(&mut wsf)
+                    .backend(b)
+                    .run(&x, &mut y)
+                    .expect("run"),
+                _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
+            }
+            black_box(&y);
+        };
         let probes = 3;
         let mut probe_ops = [f64::NAN; 3];
         let budget = if quick { 0.6 } else { 3.0 };
         let medians = interleave_medians(tasks.len() + probes, budget, 25, |i| {
             if i < tasks.len() {
                 let (op, b) = tasks[i];
-                match op {
-                    "llm.int8 dynamic" => dynamic
-                        .matmul(&mut ws)
-                        .backend(b)
-                        .run(&x, &mut y)
-                        .expect("run"),
-                    "llm.int8 fixed" => fixed
-                        .matmul(&mut wsf)
-                        .backend(b)
-                        .run(&x, &mut y)
-                        .expect("run"),
-                    _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
-                }
-                black_box(&y);
+                run(op, b);
                 return;
             }
             match i - tasks.len() {
@@ -232,19 +236,7 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             for round in 1..=5 {
                 let ours = interleave_medians(tasks.len(), budget / 2.0, 15, |i| {
                     let (op, b) = tasks[i];
-                    match op {
-                        "llm.int8 dynamic" => dynamic
-                            .matmul(&mut ws)
-                            .backend(b)
-                            .run(&x, &mut y)
-                            .expect("run"),
-                        "llm.int8 fixed" => fixed
-                            .matmul(&mut wsf)
-                            .backend(b)
-                            .run(&x, &mut y)
-                            .expect("run"),
-                        _ => dynamic.int32_products(&mut ws, b, &mut acc).expect("run"),
-                    }
+                    run(op, b);
                 });
                 for (cap, name, backend) in [
                     ("AVX512_CORE_AMX", "onednn amx", Backend::Amx),

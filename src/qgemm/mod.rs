@@ -156,6 +156,22 @@ pub enum Outliers {
     Fixed(Vec<u32>),
 }
 
+/// W `[n, k]` must be non-empty, exactly n k long and finite.
+pub(crate) fn check_weight<T: Element>(w: &[T], n: usize, k: usize) -> Result<()> {
+    if n == 0 || k == 0 {
+        return Err(Error::ZeroSize { what: "weight" });
+    }
+    let len = n.checked_mul(k).ok_or(Error::Overflow { what: "weight" })?;
+    expect_len("weight", len, w.len())?;
+    if w.iter().any(|v| !v.to_f32().is_finite()) {
+        return Err(Error::InvalidArgument {
+            what: "weight",
+            reason: "holds NaN or inf",
+        });
+    }
+    Ok(())
+}
+
 /// W's exact values, transposed (`[k, n]`), for dynamic outlier columns.
 #[derive(Debug, Clone)]
 enum Transposed {
@@ -233,22 +249,9 @@ impl Int8Weight {
         k: usize,
         outliers: Outliers,
     ) -> Result<Int8Weight> {
-        if n == 0 || k == 0 {
-            return Err(Error::ZeroSize { what: "weight" });
-        }
-        expect_len(
-            "weight",
-            n.checked_mul(k).ok_or(Error::Overflow { what: "weight" })?,
-            w.len(),
-        )?;
+        check_weight(w, n, k)?;
         if k > u32::MAX as usize / 2 {
             return Err(Error::Overflow { what: "k" });
-        }
-        if w.iter().any(|v| !v.to_f32().is_finite()) {
-            return Err(Error::InvalidArgument {
-                what: "weight",
-                reason: "holds NaN or inf",
-            });
         }
         let (threshold, fixed_cols) = match outliers {
             Outliers::Dynamic { threshold } => {

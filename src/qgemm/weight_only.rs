@@ -51,14 +51,7 @@ impl QuantizedWeight {
         bits: u32,
         group: usize,
     ) -> Result<QuantizedWeight> {
-        if n == 0 || k == 0 {
-            return Err(Error::ZeroSize { what: "weight" });
-        }
-        expect_len(
-            "weight",
-            n.checked_mul(k).ok_or(Error::Overflow { what: "weight" })?,
-            w.len(),
-        )?;
+        super::check_weight(w, n, k)?;
         if bits != 8 && bits != 4 {
             return Err(Error::InvalidArgument {
                 what: "bits",
@@ -69,12 +62,6 @@ impl QuantizedWeight {
             return Err(Error::InvalidArgument {
                 what: "group",
                 reason: "must be a multiple of 32 that divides k",
-            });
-        }
-        if w.iter().any(|v| !v.to_f32().is_finite()) {
-            return Err(Error::InvalidArgument {
-                what: "weight",
-                reason: "holds NaN or inf",
             });
         }
         let qmax = if bits == 8 { 127.0f32 } else { 7.0 };
