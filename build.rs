@@ -52,6 +52,7 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/lightning/avx2.c",
             "kernels-cpu/kron/avx2.c",
             "kernels-cpu/qgemm/avx2.c",
+            "kernels-cpu/qgemm/avx2_gemm.c",
             "kernels-cpu/probe/avx2.c",
         ],
         x86_only: true,

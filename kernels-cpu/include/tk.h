@@ -588,6 +588,7 @@ void tk_qgemm_pack_weight(const int8_t *w, size_t w_stride, size_t n, size_t k, 
 typedef void (*tk_qgemm_fn)(const tk_qgemm_params *params);
 void tk_qgemm_s8_scalar(const tk_qgemm_params *params);
 #if defined(__x86_64__) || defined(_M_X64)
+void tk_qgemm_s8_avx2(const tk_qgemm_params *params);
 void tk_qgemm_s8_avx512vnni(const tk_qgemm_params *params);
 void tk_qgemm_s8_amx(const tk_qgemm_params *params);
 /* 1 when this CPU has AMX-INT8 and the OS granted tile data to this process

@@ -8,6 +8,7 @@
 
 #include "../common/enum_names.h"
 #include "../common/scalar.h"
+#include "store_one.h"
 
 #define TK_QGEMM_ENTRY(dtype, isa)                                                               \
     {"tk_qgemm_" #dtype "_" #isa, TK_DTYPE_ENUM_##dtype, TK_ISA_ENUM_##isa,                       \
@@ -28,22 +29,6 @@ void tk_qgemm_pack_weight(const int8_t *w, size_t w_stride, size_t n, size_t k, 
         uint8_t *panel = packed + (j / 16) * (k / 4) * 64 + (j % 16) * 4;
         for (size_t kk = 0; kk < k; kk++)
             panel[(kk / 4) * 64 + kk % 4] = j < n ? (uint8_t)(w[j * w_stride + kk] + 128) : 128;
-    }
-}
-
-/* y or acc for one (i, j), from the exact int32 product. */
-static void tk_qgemm_store_one(const tk_qgemm_params *p, size_t i, size_t j, int32_t acc) {
-    if (p->acc) {
-        p->acc[i * p->acc_stride + j] = acc;
-        return;
-    }
-    float v = (float)acc * (p->a_scale[i] * p->w_scale[j]);
-    for (size_t o = 0; o < p->n_outliers; o++) v += p->xo[i * p->n_outliers + o] * p->wo[o * tk_qgemm_n_pad(p->n) + j];
-    if (p->bias) v += p->bias[j];
-    switch (p->y_dtype) {
-    case TK_DTYPE_F32: ((float *)p->y)[i * p->y_stride + j] = v; break;
-    case TK_DTYPE_F16: ((uint16_t *)p->y)[i * p->y_stride + j] = tk_f32_to_f16(v); break;
-    case TK_DTYPE_BF16: ((uint16_t *)p->y)[i * p->y_stride + j] = tk_f32_to_bf16(v); break;
     }
 }
 

@@ -1126,6 +1126,9 @@ unsafe extern "C" {
     pub fn tk_qgemm_s8_scalar(params: *const tk_qgemm_params);
 }
 unsafe extern "C" {
+    pub fn tk_qgemm_s8_avx2(params: *const tk_qgemm_params);
+}
+unsafe extern "C" {
     pub fn tk_qgemm_s8_avx512vnni(params: *const tk_qgemm_params);
 }
 unsafe extern "C" {

@@ -76,6 +76,9 @@ pub const AMX_MIN_ROWS: usize = 16;
 pub enum Backend {
     /// Portable C (the exact fallback).
     Scalar,
+    /// AVX2 `vpmaddwd` on 16-bit widened operands, 2 rows x 16 channels
+    /// (for CPUs without AVX-512 VNNI; per-element epilogue).
+    Avx2,
     /// AVX-512 VNNI `vpdpbusd`, 6 rows x 64 channels per register block.
     Avx512Vnni,
     /// AMX-INT8 tiles, 32 rows x 32 channels per block.
@@ -84,12 +87,18 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, most portable first.
-    pub const ALL: [Backend; 3] = [Backend::Scalar, Backend::Avx512Vnni, Backend::Amx];
+    pub const ALL: [Backend; 4] = [
+        Backend::Scalar,
+        Backend::Avx2,
+        Backend::Avx512Vnni,
+        Backend::Amx,
+    ];
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
+            Backend::Avx2 => "avx2",
             Backend::Avx512Vnni => "avx512vnni",
             Backend::Amx => "amx",
         }
@@ -100,6 +109,7 @@ impl Backend {
     pub fn is_available(self) -> bool {
         match self {
             Backend::Scalar => true,
+            Backend::Avx2 => Isa::Avx2.is_available(),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512Vnni => {
                 Isa::Avx512.is_available() && std::arch::is_x86_feature_detected!("avx512vnni")
@@ -113,18 +123,19 @@ impl Backend {
     }
 
     /// The backend a call with `m` rows uses unless told: AMX from
-    /// [`AMX_MIN_ROWS`] rows, else VNNI, where available; only the portable
-    /// kernel when the selected ISA ([`isa::selected`]) is below AVX-512.
+    /// [`AMX_MIN_ROWS`] rows, else VNNI, where available and the selected ISA
+    /// ([`isa::selected`]) is AVX-512; else AVX2; the portable kernel when the
+    /// selected ISA is scalar.
     pub fn auto(m: usize) -> Result<Backend> {
-        if isa::selected()? < Isa::Avx512 {
-            return Ok(Backend::Scalar);
-        }
-        Ok(if m >= AMX_MIN_ROWS && Backend::Amx.is_available() {
+        let isa = isa::selected()?;
+        Ok(if isa < Isa::Avx2 {
+            Backend::Scalar
+        } else if isa >= Isa::Avx512 && m >= AMX_MIN_ROWS && Backend::Amx.is_available() {
             Backend::Amx
-        } else if Backend::Avx512Vnni.is_available() {
+        } else if isa >= Isa::Avx512 && Backend::Avx512Vnni.is_available() {
             Backend::Avx512Vnni
         } else {
-            Backend::Scalar
+            Backend::Avx2
         })
     }
 
@@ -137,6 +148,8 @@ impl Backend {
         }
         Ok(match self {
             Backend::Scalar => ffi::tk_qgemm_s8_scalar,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => ffi::tk_qgemm_s8_avx2,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512Vnni => ffi::tk_qgemm_s8_avx512vnni,
             #[cfg(target_arch = "x86_64")]
