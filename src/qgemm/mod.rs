@@ -169,6 +169,19 @@ pub enum Outliers {
     Fixed(Vec<u32>),
 }
 
+/// The activation-side / weight-only variant for T on `isa` (default
+/// [`isa::selected`]).
+pub(crate) fn variant_for<T: Element>(isa: Option<Isa>) -> Result<&'static Variant> {
+    let isa = match isa {
+        Some(i) => i.require()?,
+        None => isa::selected()?,
+    };
+    find(T::DTYPE, isa).ok_or_else(|| Error::NoVariant {
+        kernel: "qgemm",
+        detail: format!("{} {}", T::DTYPE.name(), isa.name()),
+    })
+}
+
 /// W `[n, k]` must be non-empty, exactly n k long and finite.
 pub(crate) fn check_weight<T: Element>(w: &[T], n: usize, k: usize) -> Result<()> {
     if n == 0 || k == 0 {
@@ -243,8 +256,6 @@ pub struct Int8Weight {
     fixed: Option<(Vec<u32>, Vec<f32>)>,
     /// Dynamic mode: all of W, transposed, in its own dtype.
     transposed: Option<Transposed>,
-    /// The int8 values, row-major `[n, k]`, kept for tests and references.
-    q: Vec<i8>,
 }
 
 /// `rint(v * inv)` exactly as the C kernels round (f32 product, ties to even).
@@ -348,7 +359,6 @@ impl Int8Weight {
             threshold,
             fixed,
             transposed,
-            q,
         })
     }
 
@@ -367,9 +377,14 @@ impl Int8Weight {
         &self.scale[..self.n]
     }
 
-    /// The int8 values of channel `j` (k of them; fixed outlier columns 0).
-    pub fn quantized_row(&self, j: usize) -> &[i8] {
-        &self.q[j * self.k_pad..j * self.k_pad + self.k]
+    /// The int8 values of channel `j` (k of them; fixed outlier columns 0),
+    /// read back from the packed layout (see `tk_qgemm_pack_weight`).
+    pub fn quantized_row(&self, j: usize) -> Vec<i8> {
+        let packed = self.packed.as_slice();
+        let panel = &packed[(j / 16) * (self.k_pad / 4) * 64 + (j % 16) * 4..];
+        (0..self.k)
+            .map(|c| panel[(c / 4) * 64 + c % 4].wrapping_sub(128) as i8)
+            .collect()
     }
 
     /// The fixed outlier columns (None in dynamic mode).
@@ -662,14 +677,7 @@ impl<'a> Int8Matmul<'a> {
         if let Some(b) = self.bias {
             expect_len("bias", w.n, b.len())?;
         }
-        let isa = match self.isa {
-            Some(i) => i.require()?,
-            None => isa::selected()?,
-        };
-        let variant = find(T::DTYPE, isa).ok_or_else(|| Error::NoVariant {
-            kernel: "qgemm",
-            detail: format!("{} {}", T::DTYPE.name(), isa.name()),
-        })?;
+        let variant = variant_for::<T>(self.isa)?;
         let kernel = match self.backend {
             Some(b) => b.kernel()?,
             None => Backend::auto(m)?.kernel()?,

@@ -19,11 +19,10 @@
 //! # Ok::<(), transformer_kernels::Error>(())
 //! ```
 
-use super::variants::find;
 use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
-use crate::isa::{self, Isa};
+use crate::isa::Isa;
 use crate::shape::expect_len;
 
 /// W `[n, k]` quantized per group of `group` consecutive k to int8 or int4.
@@ -183,7 +182,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         self
     }
 
-    /// Forces the ISA (default [`isa::selected`]).
+    /// Forces the ISA (default [`crate::isa::selected`]).
     pub fn isa(mut self, isa: Isa) -> Self {
         self.isa = Some(isa);
         self
@@ -211,14 +210,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         if let Some(b) = self.bias {
             expect_len("bias", w.n, b.len())?;
         }
-        let isa = match self.isa {
-            Some(i) => i.require()?,
-            None => isa::selected()?,
-        };
-        let variant = find(T::DTYPE, isa).ok_or_else(|| Error::NoVariant {
-            kernel: "wgemv",
-            detail: format!("{} {}", T::DTYPE.name(), isa.name()),
-        })?;
+        let variant = super::variant_for::<T>(self.isa)?;
         let need = w.workspace_floats(m);
         let mut owned = Vec::new();
         let ws: &mut [f32] = match self.workspace {
