@@ -68,7 +68,7 @@ pub const DEFAULT_THRESHOLD: f32 = 6.0;
 
 /// Rows from which [`Backend::auto`] prefers AMX to VNNI. AMX computes whole
 /// 32-row blocks, yet at 16 rows of a 4096 x 4096 weight it still measured
-/// 1.15-1.2x VNNI (docs/qgemm.md); at 1 row VNNI is 2x AMX.
+/// 1.15-1.4x VNNI (docs/qgemm.md); at 1 row VNNI is 2x AMX.
 pub const AMX_MIN_ROWS: usize = 16;
 
 /// Which int32 kernel multiplies the quantized operands.
