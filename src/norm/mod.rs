@@ -230,9 +230,14 @@ impl<'a> Norm<'a> {
     }
     /// Frozen per-channel statistics (BatchNorm or PowerNorm at inference).
     pub fn channel(affine: &'a ChannelAffine) -> Norm<'a> {
+        Norm::channel_scale_shift(&affine.scale, &affine.shift)
+    }
+    /// Frozen per-channel `y = x * scale + shift` from the two vectors of a
+    /// [`ChannelAffine`] (f32, length d each) held elsewhere.
+    pub fn channel_scale_shift(scale: &'a [f32], shift: &'a [f32]) -> Norm<'a> {
         let mut n = Norm::new(Kind::Channel, 0.0);
-        n.gamma = Some(Weights::F32(&affine.scale));
-        n.beta = Some(Weights::F32(&affine.shift));
+        n.gamma = Some(Weights::F32(scale));
+        n.beta = Some(Weights::F32(shift));
         n
     }
     /// Epsilon added to the variance or mean square (finite, >= 0).
