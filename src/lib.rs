@@ -26,6 +26,7 @@ pub mod isa;
 pub mod kron;
 pub mod lightning;
 pub mod norm;
+pub mod parallel;
 pub mod qgemm;
 pub mod reference;
 pub mod shape;

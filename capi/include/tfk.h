@@ -176,6 +176,13 @@ const char *tfk_last_error(void);
 // The library version, for example "0.1.0" (a static string).
 const char *tfk_version(void);
 
+// Lets every later call in the process split its work across up to
+// `threads` threads of the library's pool (rayon's global pool; 0: all of
+// it; 1, the default: the calling thread only). Results do not depend on
+// it. Norm backward calls and the LLM.int8() quantizer stay on the calling
+// thread.
+void tfk_set_threads(size_t threads);
+
 // Forces the instruction set of every later call in the process
 // ([`TFK_ISA_AUTO`] restores automatic choice). Fails with
 // [`TFK_ERROR_UNSUPPORTED`] if this CPU lacks it.

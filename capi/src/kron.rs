@@ -222,7 +222,7 @@ fn apply<T: Element>(k: &Kron, a: &Apply) -> Outcome {
     // SAFETY (every claim): the caller's contract, checked by Buffers.
     let x = unsafe { b.input::<T>(a.x, len, "x")? };
     let y = unsafe { b.optional_output::<T>(a.y, len, "y")? };
-    let mut call = k.apply(x).clip(a.clip);
+    let mut call = k.apply(x).clip(a.clip).threads(crate::threads());
     if let Some(y) = y {
         call = call.output(y);
     }

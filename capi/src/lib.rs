@@ -23,7 +23,9 @@
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use transformer_kernels::parallel::Threads;
 use transformer_kernels::{Error, Isa, isa};
 
 mod buffers;
@@ -199,6 +201,27 @@ fn isa_from(code: tfk_isa) -> Result<Option<Isa>, Failure> {
             ));
         }
     })
+}
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// The thread setting of C calls ([`tfk_set_threads`]).
+pub(crate) fn threads() -> Threads {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => Threads::Pool,
+        1 => Threads::Single,
+        n => Threads::Count(n),
+    }
+}
+
+/// Lets every later call in the process split its work across up to
+/// `threads` threads of the library's pool (rayon's global pool; 0: all of
+/// it; 1, the default: the calling thread only). Results do not depend on
+/// it. Norm backward calls and the LLM.int8() quantizer stay on the calling
+/// thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn tfk_set_threads(threads: usize) {
+    THREADS.store(threads, Ordering::Relaxed);
 }
 
 /// Forces the instruction set of every later call in the process

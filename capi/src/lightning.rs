@@ -70,7 +70,10 @@ unsafe fn describe<'a>(
         let offsets = unsafe { b.input::<usize>(s.offsets.cast(), entries, "offsets")? };
         Shape::packed(offsets, s.heads, s.dk, s.dv)
     };
-    Ok((Lightning::new().layout(layout), shape))
+    Ok((
+        Lightning::new().layout(layout).threads(crate::threads()),
+        shape,
+    ))
 }
 
 /// Tensors of a forward or backward call, as the C caller passed them.

@@ -133,7 +133,9 @@ unsafe fn options<'a, T: Element>(
         TFK_NORM_CRMS => Norm::crms_norm(),
         TFK_NORM_CHANNEL => match (gamma, beta) {
             (Some(Weights::F32(scale)), Some(Weights::F32(shift))) => {
-                return Ok(Norm::channel_scale_shift(scale, shift).out_scale(n.out_scale));
+                return Ok(Norm::channel_scale_shift(scale, shift)
+                    .out_scale(n.out_scale)
+                    .threads(crate::threads()));
             }
             _ => {
                 return Err(Failure::invalid(
@@ -149,7 +151,10 @@ unsafe fn options<'a, T: Element>(
             ));
         }
     };
-    norm = norm.eps(n.eps).out_scale(n.out_scale);
+    norm = norm
+        .eps(n.eps)
+        .out_scale(n.out_scale)
+        .threads(crate::threads());
     if let Some(g) = gamma {
         norm = norm.gamma(g);
     }

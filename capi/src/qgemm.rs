@@ -222,7 +222,7 @@ fn matmul<T: Element, U: Element>(
     let x = unsafe { b.input::<T>(c.x, product(&[c.m, w.k()], "x")?, "x")? };
     let bias = unsafe { b.optional_input::<f32>(c.bias.cast(), w.n(), "bias")? };
     let y = unsafe { b.output::<U>(c.y, product(&[c.m, w.n()], "y")?, "y")? };
-    let mut op = w.matmul(ws);
+    let mut op = w.matmul(ws).threads(crate::threads());
     if let Some(bk) = backend {
         op = op.backend(bk);
     }
@@ -337,7 +337,7 @@ fn gemv<T: Element>(w: &QuantizedWeight, c: &Gemv) -> Outcome {
     let bias = unsafe { b.optional_input::<f32>(c.bias.cast(), w.n(), "bias")? };
     let y = unsafe { b.output::<T>(c.y, product(&[c.m, w.n()], "y")?, "y")? };
     let ws = unsafe { b.optional_output::<f32>(c.workspace.cast(), c.workspace_len, "workspace")? };
-    let mut op = w.gemv(x);
+    let mut op = w.gemv(x).threads(crate::threads());
     if let Some(bias) = bias {
         op = op.bias(bias);
     }

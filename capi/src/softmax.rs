@@ -38,7 +38,10 @@ fn softmax<T: Element>(
     log: bool,
 ) -> Outcome {
     let len = product(&[rows, cols], "softmax rows * cols")?;
-    let op = Softmax::new().scale(scale).log(log);
+    let op = Softmax::new()
+        .scale(scale)
+        .log(log)
+        .threads(crate::threads());
     let mut b = Buffers::new();
     if std::ptr::eq(x, y.cast_const()) {
         // SAFETY: the caller's contract; one buffer, read and written.

@@ -750,6 +750,17 @@ fn fixed_outliers_and_weight_only_equal_the_rust_api() {
 }
 
 #[test]
+fn threads_change_no_result() {
+    // Other tests may run meanwhile: their results do not depend on it either.
+    tfk_set_threads(0);
+    softmax_matches::<bf16>();
+    norm_matches::<f32>();
+    kron_matches::<f16>();
+    int8_matmul_matches::<f32, f32>();
+    tfk_set_threads(1);
+}
+
+#[test]
 fn isa_override_and_query() {
     let mut isa = 0;
     assert_eq!(unsafe { tfk_selected_isa(&mut isa) }, TFK_OK);

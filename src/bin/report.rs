@@ -18,6 +18,7 @@ mod report_kron;
 mod report_lightning;
 mod report_norm;
 mod report_qgemm;
+mod report_threads;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -66,7 +67,7 @@ fn parse_args() -> Args {
             "--family" => {
                 args.family = Some(
                     it.next()
-                        .expect("--family needs softmax, norm, lightning, kron or qgemm"),
+                        .expect("--family needs softmax, norm, lightning, kron, qgemm or threads"),
                 )
             }
             "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
@@ -91,7 +92,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
                 );
                 std::process::exit(0);
             }
@@ -446,7 +447,7 @@ fn main() {
     let args = parse_args();
     println!("# transformer-kernels microbenchmark report\n");
     println!(
-        "cpu: {}; detected ISA: {}; single thread",
+        "cpu: {}; detected ISA: {}; single thread (except the thread-scaling section)",
         cpu_name(),
         isa::detected().name()
     );
@@ -526,6 +527,11 @@ fn main() {
     } else {
         Vec::new()
     };
+    let thread_records = if wants("threads") {
+        report_threads::report(args.quick, args.filter.as_deref())
+    } else {
+        Vec::new()
+    };
     gpu_section();
     if let Some(path) = &args.json {
         let body: Vec<String> = records
@@ -535,6 +541,7 @@ fn main() {
             .chain(lightning_records.iter().map(|r| r.json()))
             .chain(kron_records.iter().map(|r| r.json()))
             .chain(qgemm_records.iter().map(|r| r.json()))
+            .chain(thread_records.iter().map(|r| r.json()))
             .collect();
         std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
             .expect("cannot write the JSON report");

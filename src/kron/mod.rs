@@ -44,6 +44,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
+use crate::parallel::{Shared, Threads, min_rows, split_rows};
 
 /// A prepared transform `x -> (x * smooth) (P1 kron P2)`: the factors packed
 /// for the kernels (P1 transposed), the Hadamard normalisation folded into
@@ -211,6 +212,7 @@ impl Kron {
             q: None,
             clip: 1.0,
             workspace: None,
+            threads: Threads::Single,
         }
     }
 
@@ -286,6 +288,7 @@ pub struct KronCall<'a, T: Element> {
     q: Option<Quantized<'a>>,
     clip: f32,
     workspace: Option<&'a mut [f32]>,
+    threads: Threads,
 }
 
 impl<'a, T: Element> KronCall<'a, T> {
@@ -318,6 +321,15 @@ impl<'a, T: Element> KronCall<'a, T> {
     /// call allocates it (about 9 bytes per token element).
     pub fn workspace(mut self, ws: &'a mut [f32]) -> Self {
         self.workspace = Some(ws);
+        self
+    }
+
+    /// Split the tokens across threads (default [`Threads::Single`]); the
+    /// result does not depend on it. Each thread needs its own
+    /// [`Kron::workspace_floats`] of scratch: a caller workspace shorter than
+    /// `threads` of them limits the threads to what it holds.
+    pub fn threads(mut self, threads: Threads) -> Self {
+        self.threads = threads;
         self
     }
 
@@ -375,6 +387,7 @@ impl<'a, T: Element> KronCall<'a, T> {
         };
         let variant = t.plan::<T>()?;
         let need = t.workspace_floats();
+        let chunks = self.threads.count().min(tokens / min_rows(n)).max(1);
         let mut owned = Vec::new();
         let ws: &mut [f32] = match self.workspace {
             Some(w) if w.len() >= need => w,
@@ -386,15 +399,16 @@ impl<'a, T: Element> KronCall<'a, T> {
                 });
             }
             None => {
-                owned.resize(need, 0.0f32);
+                owned.resize(need * chunks, 0.0f32);
                 &mut owned
             }
         };
+        let chunks = chunks.min(ws.len() / need.max(1)).max(1);
         if tokens == 0 {
             return Ok(());
         }
         let pk = t.packed();
-        let p = ffi::tk_kron_params {
+        let p = Shared(ffi::tk_kron_params {
             x: self.x.as_ptr().cast(),
             x_stride: n,
             tokens,
@@ -414,12 +428,34 @@ impl<'a, T: Element> KronCall<'a, T> {
             q_bits: bits,
             clip: self.clip,
             workspace: ws.as_mut_ptr().cast(),
-        };
-        // SAFETY: x, y, q and the scales were checked against tokens x n
-        // above (y and q are exclusive borrows, disjoint from x); the factors
-        // hold n1^2 / n2^2 values and the smoothing n; the workspace holds
-        // tk_kron_workspace_bytes; the variant runs on this CPU and is T's dtype.
-        unsafe { (variant.run)(&p) };
+        });
+        let per = tokens.div_ceil(chunks);
+        split_rows(Threads::Count(chunks), tokens, per, |start, count| {
+            let mut c = p.get();
+            let e = std::mem::size_of::<T>();
+            c.x = c.x.cast::<u8>().wrapping_add(start * n * e).cast();
+            if !c.y.is_null() {
+                c.y = c.y.cast::<u8>().wrapping_add(start * n * e).cast();
+            }
+            if !c.q.is_null() {
+                c.q = c.q.cast::<u8>().wrapping_add(start * c.q_stride).cast();
+                c.q_scale = c.q_scale.wrapping_add(start);
+            }
+            // Chunk i (start = i * per) owns workspace slot i.
+            c.workspace = c
+                .workspace
+                .cast::<f32>()
+                .wrapping_add(start / per * need)
+                .cast();
+            c.tokens = count;
+            // SAFETY: x, y, q and the scales were checked against tokens x n
+            // above (y and q are exclusive borrows, disjoint from x) and each
+            // chunk covers its own tokens; the factors hold n1^2 / n2^2 values
+            // and the smoothing n; each chunk's workspace slot holds
+            // tk_kron_workspace_bytes (a multiple of 64 bytes, so slots keep
+            // the base alignment); the variant runs on this CPU and is T's dtype.
+            unsafe { (variant.run)(&c) };
+        });
         Ok(())
     }
 }

@@ -41,6 +41,7 @@ use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
+use crate::parallel::{Shared, Threads, split_rows};
 use crate::shape::expect_len;
 
 /// Largest head dimension (`dk`, `dv`) the kernels take.
@@ -212,6 +213,7 @@ pub fn workspace_len(dk: usize, dv: usize, backward: bool) -> usize {
 pub struct Lightning {
     layout: Layout,
     isa: Option<Isa>,
+    threads: Threads,
 }
 
 impl Lightning {
@@ -229,6 +231,16 @@ impl Lightning {
     /// Force an instruction set (default: [`isa::selected`]).
     pub fn isa(mut self, isa: Isa) -> Lightning {
         self.isa = Some(isa);
+        self
+    }
+
+    /// Split forward and backward calls across threads (default
+    /// [`Threads::Single`]): by sequences, or by heads when there is one
+    /// sequence. Each thread needs its own [`workspace_len`]; a caller
+    /// workspace shorter than `threads` of them limits the threads to what it
+    /// holds. The result does not depend on it.
+    pub fn threads(mut self, threads: Threads) -> Lightning {
+        self.threads = threads;
         self
     }
 
@@ -404,11 +416,14 @@ fn opt_state_mut(
     }
 }
 
-/// Runs `f` with the caller's workspace (checked) or a fresh one.
+/// Runs `f` with the caller's workspace (checked) or a fresh one of
+/// `need * chunks` floats, and the number of `need`-float slots it holds (at
+/// most `chunks`).
 fn with_workspace<R>(
     ws: &mut Option<&mut [f32]>,
     need: usize,
-    f: impl FnOnce(*mut f32) -> R,
+    chunks: usize,
+    f: impl FnOnce(*mut f32, usize) -> R,
 ) -> Result<R> {
     match ws {
         Some(w) => {
@@ -419,12 +434,81 @@ fn with_workspace<R>(
                     actual: w.len(),
                 });
             }
-            Ok(f(w.as_mut_ptr()))
+            Ok(f(w.as_mut_ptr(), chunks.min(w.len() / need.max(1)).max(1)))
         }
         None => {
-            let mut w = vec![0.0f32; need];
-            Ok(f(w.as_mut_ptr()))
+            let mut w = vec![0.0f32; need * chunks];
+            Ok(f(w.as_mut_ptr(), chunks))
         }
+    }
+}
+
+/// Where one thread's share of a call starts: the work is split by
+/// sequences, or by heads when there is a single sequence (the state of a
+/// head range is contiguous only then).
+struct Part {
+    by_heads: bool,
+    heads: usize,
+    state_stride: usize,
+    qk: ffi::tk_lightning_layout,
+    vo: ffi::tk_lightning_layout,
+    packed: bool,
+}
+
+impl Part {
+    fn new(s: &Shape, layout: Layout) -> Part {
+        Part {
+            by_heads: s.sequences() < 2,
+            heads: s.heads,
+            state_stride: s.dk * s.dv,
+            qk: s.layout(layout, s.dk),
+            vo: s.layout(layout, s.dv),
+            packed: matches!(s.seqs, Sequences::Packed { .. }),
+        }
+    }
+
+    /// Units (sequences or heads) to share out.
+    fn units(&self, s: &Shape) -> usize {
+        if self.by_heads {
+            s.heads
+        } else {
+            s.sequences()
+        }
+    }
+
+    /// Element offsets of unit `start` in q/k-shaped and v/o-shaped tensors,
+    /// in the states, in decay, and in the packed offsets.
+    fn at(&self, start: usize) -> (isize, isize, usize, usize, usize) {
+        let u = start as isize;
+        if self.by_heads {
+            (
+                u * self.qk.head,
+                u * self.vo.head,
+                start * self.state_stride,
+                start,
+                0,
+            )
+        } else if self.packed {
+            // offsets[b] already points into the packed buffers.
+            (0, 0, start * self.heads * self.state_stride, 0, start)
+        } else {
+            (
+                u * self.qk.batch,
+                u * self.vo.batch,
+                start * self.heads * self.state_stride,
+                0,
+                0,
+            )
+        }
+    }
+}
+
+/// `p` advanced by `off` elements of T (NULL stays NULL).
+fn advance<P, T>(p: *mut P, off: isize) -> *mut P {
+    if p.is_null() {
+        p
+    } else {
+        p.cast::<T>().wrapping_offset(off).cast()
     }
 }
 
@@ -493,14 +577,41 @@ impl<'a, T: Element> Forward<'a, T> {
             state_out,
             workspace: std::ptr::null_mut(),
         };
-        with_workspace(&mut self.workspace, workspace_len(s.dk, s.dv, false), |w| {
+        let part = Part::new(&s, self.opts.layout);
+        let units = part.units(&s);
+        let need = workspace_len(s.dk, s.dv, false);
+        let chunks = self.opts.threads.count().min(units).max(1);
+        with_workspace(&mut self.workspace, need, chunks, |w, chunks| {
             p.workspace = w;
-            // SAFETY: every tensor's length matches the shape and layout
-            // (checked), offsets are 0-based and non-decreasing with the last
-            // equal to the token count, states hold sequences x heads x dk x dv
-            // floats, the workspace holds what the kernel needs, the CPU runs
-            // this ISA (plan), and o is borrowed mutably apart from the inputs.
-            unsafe { (variant.forward)(&p) }
+            let p = Shared(p);
+            let per = units.div_ceil(chunks);
+            split_rows(Threads::Count(chunks), units, per, |start, count| {
+                let mut c = p.get();
+                let (qk, vo, st, dec, off) = part.at(start);
+                c.q = advance::<_, T>(c.q.cast_mut(), qk);
+                c.k = advance::<_, T>(c.k.cast_mut(), qk);
+                c.v = advance::<_, T>(c.v.cast_mut(), vo);
+                c.o = advance::<_, T>(c.o, vo);
+                c.state_in = advance::<_, f32>(c.state_in.cast_mut(), st as isize);
+                c.state_out = advance::<_, f32>(c.state_out, st as isize);
+                c.decay = c.decay.wrapping_add(dec);
+                if part.by_heads {
+                    c.heads = count;
+                } else {
+                    c.offsets = advance::<_, usize>(c.offsets.cast_mut(), off as isize);
+                    c.batch = count;
+                }
+                c.workspace = c.workspace.wrapping_add(start / per * need);
+                // SAFETY: every tensor's length matches the shape and layout
+                // (checked), offsets are non-decreasing with the last equal to
+                // the token count, states hold sequences x heads x dk x dv
+                // floats, each chunk's workspace slot (start / per < chunks)
+                // holds what the kernel needs, the CPU runs this ISA (plan),
+                // o is borrowed mutably apart from the inputs, and the chunks
+                // cover disjoint (sequence, head) pairs: disjoint parts of o
+                // and of the final state.
+                unsafe { (variant.forward)(&c) }
+            });
         })
     }
 }
@@ -598,11 +709,40 @@ impl<'a, T: Element> Backward<'a, T> {
             dstate_in,
             workspace: std::ptr::null_mut(),
         };
-        with_workspace(&mut self.workspace, workspace_len(s.dk, s.dv, true), |w| {
+        let part = Part::new(&s, self.opts.layout);
+        let units = part.units(&s);
+        let need = workspace_len(s.dk, s.dv, true);
+        let chunks = self.opts.threads.count().min(units).max(1);
+        with_workspace(&mut self.workspace, need, chunks, |w, chunks| {
             p.workspace = w;
-            // SAFETY: as for the forward; the three gradients are distinct
-            // mutable borrows apart from every input.
-            unsafe { (variant.backward)(&p) }
+            let p = Shared(p);
+            let per = units.div_ceil(chunks);
+            split_rows(Threads::Count(chunks), units, per, |start, count| {
+                let mut c = p.get();
+                let (qk, vo, st, dec, off) = part.at(start);
+                c.q = advance::<_, T>(c.q.cast_mut(), qk);
+                c.k = advance::<_, T>(c.k.cast_mut(), qk);
+                c.dq = advance::<_, T>(c.dq, qk);
+                c.dk = advance::<_, T>(c.dk, qk);
+                c.v = advance::<_, T>(c.v.cast_mut(), vo);
+                c.dout = advance::<_, T>(c.dout.cast_mut(), vo);
+                c.dv = advance::<_, T>(c.dv, vo);
+                c.state_in = advance::<_, f32>(c.state_in.cast_mut(), st as isize);
+                c.dstate_out = advance::<_, f32>(c.dstate_out.cast_mut(), st as isize);
+                c.dstate_in = advance::<_, f32>(c.dstate_in, st as isize);
+                c.decay = c.decay.wrapping_add(dec);
+                if part.by_heads {
+                    c.heads = count;
+                } else {
+                    c.offsets = advance::<_, usize>(c.offsets.cast_mut(), off as isize);
+                    c.batch = count;
+                }
+                c.workspace = c.workspace.wrapping_add(start / per * need);
+                // SAFETY: as for the forward; the three gradients are distinct
+                // mutable borrows apart from every input, and each chunk writes
+                // its own (sequence, head) pairs of them.
+                unsafe { (variant.backward)(&c) }
+            });
         })
     }
 }

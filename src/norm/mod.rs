@@ -80,6 +80,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
+use crate::parallel::{Shared, Threads, min_rows, split_rows};
 use crate::shape::{Rows, StridedRows, expect_len};
 
 /// Which statistics normalise a row.
@@ -188,6 +189,7 @@ pub struct Norm<'a> {
     beta: Option<Weights<'a>>,
     isa: Option<Isa>,
     nontemporal: Option<bool>,
+    threads: Threads,
 }
 
 /// Outputs at least this large use streaming stores by default (as softmax).
@@ -204,6 +206,7 @@ impl<'a> Norm<'a> {
             beta: None,
             isa: None,
             nontemporal: None,
+            threads: Threads::Single,
         }
     }
     /// LayerNorm, eps 1e-5, no gain or bias until set.
@@ -272,6 +275,13 @@ impl<'a> Norm<'a> {
     /// Force an instruction set (default: [`isa::selected`]).
     pub const fn isa(mut self, isa: Isa) -> Norm<'a> {
         self.isa = Some(isa);
+        self
+    }
+    /// Split the rows of forward calls across threads (default
+    /// [`Threads::Single`]); the result does not depend on it. The backward
+    /// stays on the calling thread (its dgamma/dbeta sums run in row order).
+    pub const fn threads(mut self, threads: Threads) -> Norm<'a> {
+        self.threads = threads;
         self
     }
     /// Force streaming stores of y and h on or off (default: on for outputs of
@@ -458,7 +468,7 @@ impl<'a> Norm<'a> {
         {
             flags |= ffi::TK_NORM_NONTEMPORAL;
         }
-        let p = ffi::tk_norm_params {
+        let p = Shared(ffi::tk_norm_params {
             x: c.x.cast(),
             residual: c.residual.cast(),
             h: c.h.cast(),
@@ -479,11 +489,37 @@ impl<'a> Norm<'a> {
             out_scale: self.out_scale,
             kind: self.kind.to_ffi(),
             flags,
-        };
-        // SAFETY: the caller's contract; the variant's ISA is available and
-        // its dtype is T's (plan), gamma/beta hold cols elements of f32 or T
-        // as the flags say (check).
-        unsafe { (variant.forward)(&p) };
+        });
+        split_rows(self.threads, c.rows.rows, min_rows(cols), |start, rows| {
+            let mut p = p.get();
+            /// Row `start` of a buffer with rows `stride` elements apart (NULL stays NULL).
+            fn at<P>(ptr: *mut P, start: usize, stride: usize) -> *mut P {
+                if ptr.is_null() {
+                    ptr
+                } else {
+                    ptr.wrapping_add(start * stride)
+                }
+            }
+            let e = std::mem::size_of::<T>();
+            p.x = at(p.x.cast_mut().cast::<u8>(), start, p.x_stride * e)
+                .cast_const()
+                .cast();
+            p.residual = at(p.residual.cast_mut().cast::<u8>(), start, cols * e)
+                .cast_const()
+                .cast();
+            p.h = at(p.h.cast::<u8>(), start, cols * e).cast();
+            p.y = at(p.y.cast::<u8>(), start, p.y_stride * e).cast();
+            p.q = at(p.q, start, cols);
+            p.q_scale = at(p.q_scale, start, 1);
+            p.mean = at(p.mean, start, 1);
+            p.rstd = at(p.rstd, start, 1);
+            p.rows = rows;
+            // SAFETY: the caller's contract; the variant's ISA is available and
+            // its dtype is T's (plan), gamma/beta hold cols elements of f32 or T
+            // as the flags say (check); chunks are disjoint row ranges of the
+            // call and the kernel touches only its own rows (and reads gamma/beta).
+            unsafe { (variant.forward)(&p) };
+        });
         Ok(())
     }
 }

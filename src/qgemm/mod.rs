@@ -61,6 +61,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
+use crate::parallel::{Shared, Threads, split_rows};
 use crate::shape::expect_len;
 
 /// LLM.int8()'s default outlier threshold.
@@ -412,6 +413,7 @@ impl Int8Weight {
             bias: None,
             backend: None,
             isa: None,
+            threads: Threads::Single,
         }
     }
 
@@ -633,6 +635,7 @@ pub struct Int8Matmul<'a> {
     bias: Option<&'a [f32]>,
     backend: Option<Backend>,
     isa: Option<Isa>,
+    threads: Threads,
 }
 
 impl<'a> Int8Matmul<'a> {
@@ -651,6 +654,14 @@ impl<'a> Int8Matmul<'a> {
     /// Forces the ISA of the activation quantizer (default [`isa::selected`]).
     pub fn isa(mut self, isa: Isa) -> Self {
         self.isa = Some(isa);
+        self
+    }
+
+    /// Split the int32 product and epilogue over the rows of x, in blocks of
+    /// 32 rows, across threads (default [`Threads::Single`]; the quantizer
+    /// stays on the calling thread). The result does not depend on it.
+    pub fn threads(mut self, threads: Threads) -> Self {
+        self.threads = threads;
         self
     }
 
@@ -751,10 +762,28 @@ impl<'a> Int8Matmul<'a> {
         let mut p = w.gemm_params(ws, self.bias);
         p.y = y.as_mut_ptr().cast();
         p.y_dtype = U::DTYPE.to_ffi();
-        // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride apart (padding zeroed by
-        // the quantizer); packed W n_pad x k_pad; scales n_pad; wo n_out rows
-        // of n_pad f32; xo m x n_out; bias n; y m x n elements of U.
-        unsafe { kernel(&p) };
+        let p = Shared(p);
+        // Chunks of whole 32-row blocks: each chunk's padded rows are rows of
+        // the next chunk or the zeroed padding, and its scratch rows its own.
+        // A block is 32 n k multiply-adds: always worth a thread.
+        split_rows(self.threads, m.div_ceil(32), 1, |start, count| {
+            let mut c = p.get();
+            let r = start * 32;
+            c.m = (count * 32).min(m - r);
+            c.a = c.a.wrapping_add(r * c.a_stride);
+            c.a_scale = c.a_scale.wrapping_add(r);
+            c.a_rowsum = c.a_rowsum.wrapping_add(r);
+            c.xo = c.xo.wrapping_add(r * c.n_outliers);
+            c.y = c.y.cast::<U>().wrapping_add(r * c.y_stride).cast();
+            c.scratch = c.scratch.wrapping_add(r * 64);
+            // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride apart
+            // (padding zeroed by the quantizer); packed W n_pad x k_pad; scales
+            // n_pad; wo n_out rows of n_pad f32; xo m x n_out; bias n; y m x n
+            // elements of U; scratch round_up(max_m, 32) x 64 int32. A chunk
+            // reads rows r .. r + round_up(c.m, 32) of a and writes rows r ..
+            // r + c.m of y and its own rows of the scratch.
+            unsafe { kernel(&c) };
+        });
         Ok(())
     }
 }

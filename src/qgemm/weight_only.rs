@@ -23,6 +23,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::Isa;
+use crate::parallel::{Shared, Threads, split_rows};
 use crate::shape::expect_len;
 
 /// W `[n, k]` quantized per group of `group` consecutive k to int8 or int4.
@@ -162,6 +163,7 @@ impl QuantizedWeight {
             bias: None,
             isa: None,
             workspace: None,
+            threads: Threads::Single,
         }
     }
 }
@@ -173,6 +175,7 @@ pub struct WeightOnlyCall<'a, T: Element> {
     bias: Option<&'a [f32]>,
     isa: Option<Isa>,
     workspace: Option<&'a mut [f32]>,
+    threads: Threads,
 }
 
 impl<'a, T: Element> WeightOnlyCall<'a, T> {
@@ -195,6 +198,16 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         self
     }
 
+    /// Split the output channels, in blocks of 16, across threads (default
+    /// [`Threads::Single`]): each thread streams its share of W. Each needs
+    /// its own [`QuantizedWeight::workspace_floats`]; a caller workspace
+    /// shorter than `threads` of them limits the threads to what it holds.
+    /// The result does not depend on it.
+    pub fn threads(mut self, threads: Threads) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// Runs into y `[m, n]` (x's dtype). Nothing is written on error.
     pub fn run(self, y: &mut [T]) -> Result<()> {
         let w = self.w;
@@ -212,6 +225,13 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         }
         let variant = super::variant_for::<T>(self.isa)?;
         let need = w.workspace_floats(m);
+        // Each thread streams at least 64 KiB of W.
+        let min_blocks = (64 * 1024usize).div_ceil(16 * w.row_bytes.max(1));
+        let chunks = self
+            .threads
+            .count()
+            .min(w.n.div_ceil(16) / min_blocks)
+            .max(1);
         let mut owned = Vec::new();
         let ws: &mut [f32] = match self.workspace {
             Some(s) if s.len() >= need => s,
@@ -223,14 +243,15 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                 });
             }
             None => {
-                owned.resize(need, 0.0);
+                owned.resize(need * chunks, 0.0);
                 &mut owned
             }
         };
+        let chunks = chunks.min(ws.len() / need.max(1)).max(1);
         if m == 0 {
             return Ok(());
         }
-        let p = ffi::tk_wgemv_params {
+        let p = Shared(ffi::tk_wgemv_params {
             x: self.x.as_ptr().cast(),
             x_stride: w.k,
             m,
@@ -245,11 +266,28 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             y: y.as_mut_ptr().cast(),
             y_stride: w.n,
             workspace: ws.as_mut_ptr(),
-        };
-        // SAFETY: x holds m x k elements, y m x n (exclusive), W n rows of
-        // row_bytes and n x k / group scales, bias n, workspace m k + k floats;
-        // group is a multiple of 32 dividing k (checked at quantization).
-        unsafe { (variant.wgemv)(&p) };
+        });
+        let blocks = w.n.div_ceil(16);
+        let per = blocks.div_ceil(chunks);
+        split_rows(Threads::Count(chunks), blocks, per, |start, count| {
+            let mut c = p.get();
+            let j = start * 16;
+            c.n = (count * 16).min(w.n - j);
+            c.w = c.w.cast::<u8>().wrapping_add(j * c.w_stride).cast();
+            c.w_scale = c.w_scale.wrapping_add(j * (w.k / w.group));
+            if !c.bias.is_null() {
+                c.bias = c.bias.wrapping_add(j);
+            }
+            c.y = c.y.cast::<T>().wrapping_add(j).cast();
+            // Chunk start / per < chunks owns workspace slot start / per.
+            c.workspace = c.workspace.wrapping_add(start / per * need);
+            // SAFETY: x holds m x k elements, y m x n (exclusive; a chunk writes
+            // its channels j .. j + c.n of each row, y_stride n apart), W n rows
+            // of row_bytes and n x k / group scales, bias n, each chunk's
+            // workspace slot m k + k floats; group is a multiple of 32 dividing
+            // k (checked at quantization).
+            unsafe { (variant.wgemv)(&c) };
+        });
         Ok(())
     }
 }

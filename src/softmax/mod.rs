@@ -37,6 +37,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
+use crate::parallel::{Shared, Threads, min_rows, split_rows};
 use crate::shape::{Rows, StridedRows};
 
 /// How a row is swept.
@@ -100,6 +101,7 @@ pub struct Softmax {
     algorithm: Option<Algorithm>,
     isa: Option<Isa>,
     nontemporal: Option<bool>,
+    threads: Threads,
 }
 
 impl Default for Softmax {
@@ -116,7 +118,14 @@ impl Softmax {
             algorithm: None,
             isa: None,
             nontemporal: None,
+            threads: Threads::Single,
         }
+    }
+    /// Split the rows across threads (default [`Threads::Single`]); the
+    /// result does not depend on it.
+    pub const fn threads(mut self, threads: Threads) -> Softmax {
+        self.threads = threads;
+        self
     }
     /// Multiply the input by `scale` (1 / temperature) first. Must be finite.
     pub const fn scale(mut self, scale: f32) -> Softmax {
@@ -212,7 +221,7 @@ impl Softmax {
         {
             flags |= ffi::TK_SOFTMAX_NONTEMPORAL;
         }
-        let p = ffi::tk_softmax_params {
+        let p = Shared(ffi::tk_softmax_params {
             x: x.cast(),
             y: y.cast(),
             rows,
@@ -221,10 +230,19 @@ impl Softmax {
             y_stride,
             scale: self.scale,
             flags,
-        };
-        // SAFETY: the caller's contract above; kernels read and write only
-        // the cols elements of each row.
-        unsafe { (variant.run)(&p) };
+        });
+        split_rows(self.threads, rows, min_rows(cols), |start, count| {
+            let mut c = p.get();
+            // SAFETY: the caller's contract above; the chunks are disjoint
+            // row ranges within the call's rows, and kernels read and write
+            // only the cols elements of each of their rows.
+            unsafe {
+                c.x = c.x.cast::<T>().add(start * x_stride).cast();
+                c.y = c.y.cast::<T>().add(start * y_stride).cast();
+                c.rows = count;
+                (variant.run)(&c)
+            };
+        });
     }
 
     /// Softmax of each `cols`-long row of `x` into `y` (same length).

@@ -1,0 +1,127 @@
+//! Multi-threaded calls: a call's rows (tokens, output channels) split into
+//! contiguous chunks, each run by the unchanged single-thread kernel on a
+//! thread of a rayon pool. Validation happens once, before the split, so a
+//! rejected call still writes nothing; the chunking never changes a result
+//! (every kernel treats its rows independently), so threaded and
+//! single-thread calls give the same bits.
+//!
+//! ```
+//! use transformer_kernels::parallel::Threads;
+//! use transformer_kernels::softmax::Softmax;
+//!
+//! let x = vec![0.5f32; 64 * 1024];
+//! let mut y = vec![0.0f32; x.len()];
+//! Softmax::new().threads(Threads::Pool).run(&x, &mut y, 1024)?;
+//! assert!((y[..1024].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//! # Ok::<(), transformer_kernels::Error>(())
+//! ```
+
+/// How many threads one call may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Threads {
+    /// The calling thread only (the default: engines that already run one
+    /// call per core keep full control).
+    #[default]
+    Single,
+    /// Up to this many threads of the current rayon pool (the global pool,
+    /// or the one the caller entered with `ThreadPool::install`).
+    Count(usize),
+    /// Every thread of the current rayon pool.
+    Pool,
+}
+
+impl Threads {
+    /// The thread count this setting stands for now (at least 1).
+    pub fn count(self) -> usize {
+        match self {
+            Threads::Single => 1,
+            Threads::Count(n) => n.max(1),
+            Threads::Pool => rayon::current_num_threads().max(1),
+        }
+    }
+}
+
+/// Least work per chunk, in elements touched: below this a thread's start-up
+/// and the join cost more than the chunk (a wake-up is a few microseconds,
+/// 16K elements at ~10 GB/s about six).
+pub(crate) const MIN_CHUNK_ELEMENTS: usize = 16 * 1024;
+
+/// A value shared with the worker threads: the kernels' parameter structs
+/// hold raw pointers, which are neither Send nor Sync.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<P>(pub P);
+
+impl<P: Copy> Shared<P> {
+    /// A copy of the value (a method, so closures capture the whole
+    /// wrapper rather than its raw-pointer field).
+    pub(crate) fn get(&self) -> P {
+        self.0
+    }
+}
+// SAFETY: only used to hand a call's parameters to the threads that run
+// disjoint row ranges of that call, inside a scope that ends before the call
+// returns (the buffers outlive every use).
+unsafe impl<P> Send for Shared<P> {}
+// SAFETY: as above; workers only read the shared value.
+unsafe impl<P> Sync for Shared<P> {}
+
+/// Runs `run(start, count)` over `rows` rows cut into at most
+/// `threads.count()` contiguous chunks, each of at least `min_rows` rows;
+/// the caller's thread takes the first chunk.
+pub(crate) fn split_rows(
+    threads: Threads,
+    rows: usize,
+    min_rows: usize,
+    run: impl Fn(usize, usize) + Sync,
+) {
+    let chunks = threads.count().min(rows / min_rows.max(1)).max(1);
+    if chunks == 1 {
+        run(0, rows);
+        return;
+    }
+    let per = rows.div_ceil(chunks);
+    let run = &run;
+    rayon::scope(|s| {
+        for start in (per..rows).step_by(per) {
+            s.spawn(move |_| run(start, per.min(rows - start)));
+        }
+        run(0, per);
+    });
+}
+
+/// Rows per chunk so that a chunk touches at least [`MIN_CHUNK_ELEMENTS`].
+pub(crate) fn min_rows(elements_per_row: usize) -> usize {
+    MIN_CHUNK_ELEMENTS.div_ceil(elements_per_row.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn chunks_cover_every_row_once() {
+        for (threads, rows, min) in [(4, 10, 1), (3, 100, 7), (8, 5, 1), (2, 1, 1), (4, 0, 1)] {
+            let seen = Mutex::new(vec![0u32; rows]);
+            split_rows(Threads::Count(threads), rows, min, |start, count| {
+                let mut s = seen.lock().unwrap();
+                for r in start..start + count {
+                    s[r] += 1;
+                }
+            });
+            assert!(seen.into_inner().unwrap().iter().all(|&c| c == 1));
+        }
+    }
+
+    #[test]
+    fn small_calls_stay_on_one_thread() {
+        let calls = Mutex::new(0);
+        split_rows(Threads::Count(8), 10, 4, |_, _| *calls.lock().unwrap() += 1);
+        assert_eq!(calls.into_inner().unwrap(), 2);
+        let calls = Mutex::new(0);
+        split_rows(Threads::Count(8), 10, 100, |_, _| {
+            *calls.lock().unwrap() += 1
+        });
+        assert_eq!(calls.into_inner().unwrap(), 1);
+    }
+}
