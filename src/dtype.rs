@@ -8,8 +8,11 @@ use crate::ffi::tk_dtype;
 /// The element types the kernels read and write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
+    /// IEEE binary32.
     F32,
+    /// IEEE binary16.
     F16,
+    /// bfloat16 (8-bit exponent, 7-bit mantissa).
     Bf16,
 }
 

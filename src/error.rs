@@ -11,37 +11,61 @@ use crate::isa::Isa;
 pub enum Error {
     /// A buffer's length is not a whole number of rows.
     LengthNotMultiple {
+        /// The buffer.
         what: &'static str,
+        /// Its length.
         len: usize,
+        /// The row length.
         cols: usize,
     },
     /// Two buffers that must describe the same shape do not.
     LengthMismatch {
+        /// The buffer.
         what: &'static str,
+        /// The length the shape needs.
         expected: usize,
+        /// The length given.
         actual: usize,
     },
     /// A dimension is zero where the operation is undefined for zero.
-    ZeroSize { what: &'static str },
+    ZeroSize {
+        /// The argument.
+        what: &'static str,
+    },
     /// A size computation overflowed `usize`.
-    Overflow { what: &'static str },
+    Overflow {
+        /// The size computed.
+        what: &'static str,
+    },
     /// A scalar argument is outside its domain (for example a NaN scale).
     InvalidArgument {
+        /// The argument.
         what: &'static str,
+        /// Why it is refused.
         reason: &'static str,
     },
     /// The requested instruction set is not available on this CPU or target.
-    UnsupportedIsa { isa: Isa },
+    UnsupportedIsa {
+        /// The instruction set asked for.
+        isa: Isa,
+    },
     /// `TK_ISA` holds a name that is not an instruction set.
-    UnknownIsaName { name: String },
+    UnknownIsaName {
+        /// The value found.
+        name: String,
+    },
     /// No compiled variant matches the request (dtype, ISA, algorithm).
     NoVariant {
+        /// The kernel family.
         kernel: &'static str,
+        /// The dtype / ISA / algorithm asked for.
         detail: String,
     },
     /// A CUDA driver call or launch failed.
     Cuda {
+        /// The kernel.
         kernel: &'static str,
+        /// The driver's message.
         message: String,
     },
 }

@@ -18,6 +18,7 @@
 //! Families: [`softmax`], [`norm`], [`lightning`], [`kron`], [`qgemm`]. CPU dispatch: [`isa`]. GPU: `cuda` (feature `cuda`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
 
 pub mod dtype;
 pub mod error;

@@ -18,7 +18,9 @@ pub fn expect_len(what: &'static str, expected: usize, actual: usize) -> Result<
 /// A row-major `[rows, cols]` matrix held in a contiguous slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rows {
+    /// Number of rows.
     pub rows: usize,
+    /// Elements per row.
     pub cols: usize,
 }
 
@@ -70,8 +72,11 @@ impl Rows {
 /// (`stride >= cols`; the elements between rows are not part of the matrix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StridedRows {
+    /// Number of rows.
     pub rows: usize,
+    /// Elements per row.
     pub cols: usize,
+    /// Elements from the start of one row to the next.
     pub stride: usize,
 }
 

@@ -88,8 +88,11 @@ impl DeviceKron {
 
 /// The outputs of a call: any of y, int8 values + scales, int4 values + scales.
 pub struct DeviceKronOutput<'v, 'a, T> {
+    /// The transformed tokens in the input dtype, or None.
     pub y: Option<&'v mut CudaViewMut<'a, T>>,
+    /// int8 values and one f32 scale per token, or None.
     pub int8: Option<(&'v mut CudaViewMut<'a, i8>, &'v mut CudaViewMut<'a, f32>)>,
+    /// Packed int4 values and one f32 scale per token, or None.
     pub int4: Option<(&'v mut CudaViewMut<'a, u8>, &'v mut CudaViewMut<'a, f32>)>,
 }
 

@@ -167,11 +167,17 @@ fn smem_bytes(dq: usize) -> usize {
 
 /// The buffers of a forward call (shapes as [`crate::lightning::Lightning::forward`]).
 pub struct DeviceLightningForward<'v, 'a, T> {
+    /// Queries (the shape's q/k length).
     pub q: &'v CudaView<'a, T>,
+    /// Keys (the shape's q/k length).
     pub k: &'v CudaView<'a, T>,
+    /// Values (the shape's v/o length).
     pub v: &'v CudaView<'a, T>,
+    /// Output, the shape of v.
     pub o: &'v mut CudaViewMut<'a, T>,
+    /// States to start from (`[sequences, heads, dk, dv]`), or zero.
     pub initial_state: Option<&'v CudaView<'a, f32>>,
+    /// Where to write the final states, or None.
     pub final_state: Option<&'v mut CudaViewMut<'a, f32>>,
     /// [`Kernels::lightning_workspace_len`] floats: every chunk runs in
     /// parallel. None: a block per (sequence, head) walks the sequence (no
@@ -181,15 +187,25 @@ pub struct DeviceLightningForward<'v, 'a, T> {
 
 /// The buffers of a backward call (see [`crate::lightning::Lightning::backward`]).
 pub struct DeviceLightningBackward<'v, 'a, T> {
+    /// The forward's queries.
     pub q: &'v CudaView<'a, T>,
+    /// The forward's keys.
     pub k: &'v CudaView<'a, T>,
+    /// The forward's values.
     pub v: &'v CudaView<'a, T>,
+    /// Gradient of the loss with respect to the output.
     pub dout: &'v CudaView<'a, T>,
+    /// Gradient with respect to q (written).
     pub dq: &'v mut CudaViewMut<'a, T>,
+    /// Gradient with respect to k (written).
     pub dk: &'v mut CudaViewMut<'a, T>,
+    /// Gradient with respect to v (written).
     pub dv: &'v mut CudaViewMut<'a, T>,
+    /// The forward's initial states, or zero.
     pub initial_state: Option<&'v CudaView<'a, f32>>,
+    /// Gradient with respect to the final states, or zero.
     pub dfinal_state: Option<&'v CudaView<'a, f32>>,
+    /// Where to write the gradient with respect to the initial states, or None.
     pub dinitial_state: Option<&'v mut CudaViewMut<'a, f32>>,
     /// As for the forward (the three passes share it).
     pub workspace: Option<&'v mut CudaViewMut<'a, f32>>,

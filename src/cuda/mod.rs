@@ -21,6 +21,41 @@
 //! let probs = stream.clone_dtoh(&y)?;
 //! # Ok(()) }
 //! ```
+//!
+//! An engine that owns its device memory (candle's `CudaStorage` wraps a
+//! cudarc `CudaSlice`) passes views of it, sub-ranges included, on its own
+//! stream: no copy, no allocation by this crate, and the work is ordered with
+//! the engine's other kernels on that stream.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use cudarc::driver::{CudaSlice, CudaStream};
+//! use half::bf16;
+//! use transformer_kernels::cuda::{DeviceNormForward, DeviceWeights, Kernels};
+//! use transformer_kernels::norm::Norm;
+//!
+//! /// RMSNorm of the rows `first .. first + rows` of the engine's activation
+//! /// buffer `[tokens, d]` into the same rows of its output buffer, on the
+//! /// engine's stream.
+//! fn rms_norm_rows(
+//!     kernels: &Kernels,
+//!     stream: &Arc<CudaStream>,
+//!     hidden: &CudaSlice<bf16>,
+//!     gamma: &CudaSlice<f32>,
+//!     out: &mut CudaSlice<bf16>,
+//!     (first, rows, d): (usize, usize, usize),
+//! ) -> transformer_kernels::Result<()> {
+//!     let span = first * d..(first + rows) * d;
+//!     let x = hidden.slice(span.clone());
+//!     let mut y = out.slice_mut(span);
+//!     let g = gamma.as_view();
+//!     let mut call = DeviceNormForward::new(&x);
+//!     call.y = Some(&mut y);
+//!     call.gamma = Some(DeviceWeights::F32(&g));
+//!     kernels.norm_forward(stream, &Norm::rms_norm(), d, call)
+//! }
+//! ```
 
 mod kron;
 mod lightning;

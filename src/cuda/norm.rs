@@ -20,8 +20,18 @@ use crate::shape::{Rows, expect_len};
 /// `group` threads (`items` elements each); `Stream` sweeps rows of any length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormShape {
-    Rows { group: u32, items: u32 },
-    Stream { group: u32 },
+    /// A row in registers of `group` threads, `items` elements each.
+    Rows {
+        /// Threads per row.
+        group: u32,
+        /// Elements per thread.
+        items: u32,
+    },
+    /// Rows of any length swept by `group` threads.
+    Stream {
+        /// Threads per row.
+        group: u32,
+    },
 }
 
 /// The shapes compiled in kernels-cuda/norm.cu (TK_NORM_ALL), shortest rows
@@ -169,7 +179,9 @@ unsafe impl cudarc::driver::DeviceRepr for NormBwdPtrs {}
 
 /// A gain or bias vector on the device: f32 or the I/O dtype.
 pub enum DeviceWeights<'v, 'a, T> {
+    /// f32 weights.
     F32(&'v CudaView<'a, f32>),
+    /// Weights in the I/O dtype.
     Io(&'v CudaView<'a, T>),
 }
 
@@ -188,15 +200,19 @@ impl<T> DeviceWeights<'_, '_, T> {
 /// The buffers of one forward call (see [`crate::norm::Forward`] for their
 /// meaning); `x` and at least one of residual, y, q are required.
 pub struct DeviceNormForward<'v, 'a, T> {
+    /// Input rows.
     pub x: &'v CudaView<'a, T>,
     /// h = x + residual, written back over the residual.
     pub residual: Option<&'v mut CudaViewMut<'a, T>>,
+    /// Normalized output, or None.
     pub y: Option<&'v mut CudaViewMut<'a, T>>,
     /// int8 values and one f32 scale per row.
     pub q: Option<(&'v mut CudaViewMut<'a, i8>, &'v mut CudaViewMut<'a, f32>)>,
     /// Saved (mean, rstd) per row, for the backward.
     pub stats: Option<(&'v mut CudaViewMut<'a, f32>, &'v mut CudaViewMut<'a, f32>)>,
+    /// Per-channel gain, or None (1).
     pub gamma: Option<DeviceWeights<'v, 'a, T>>,
+    /// Per-channel bias, or None (0).
     pub beta: Option<DeviceWeights<'v, 'a, T>>,
 }
 
@@ -219,15 +235,25 @@ impl<'v, 'a, T> DeviceNormForward<'v, 'a, T> {
 /// `workspace` holds at least [`Kernels::norm_backward_workspace_len`] floats
 /// when dgamma or dbeta is asked for.
 pub struct DeviceNormBackward<'v, 'a, T> {
+    /// Gradient of the loss with respect to y.
     pub dy: &'v CudaView<'a, T>,
+    /// The forward's normalized input h (x + residual when fused).
     pub h: &'v CudaView<'a, T>,
+    /// The forward's saved per-row mean.
     pub mean: &'v CudaView<'a, f32>,
+    /// The forward's saved per-row rstd.
     pub rstd: &'v CudaView<'a, f32>,
+    /// Gradient with respect to x (written).
     pub dx: &'v mut CudaViewMut<'a, T>,
+    /// Gradient reaching h through the residual stream, added to dx; or None.
     pub dh: Option<&'v CudaView<'a, T>>,
+    /// The forward's gain, or None.
     pub gamma: Option<DeviceWeights<'v, 'a, T>>,
+    /// Gradient of gamma (written), or None.
     pub dgamma: Option<&'v mut CudaViewMut<'a, f32>>,
+    /// Gradient of beta (written), or None.
     pub dbeta: Option<&'v mut CudaViewMut<'a, f32>>,
+    /// Scratch for the dgamma/dbeta partial sums, or None (allocated).
     pub workspace: Option<&'v mut CudaViewMut<'a, f32>>,
 }
 

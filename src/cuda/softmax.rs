@@ -18,8 +18,18 @@ use crate::softmax::Softmax;
 /// threads (`items` elements each); `Stream { group }` sweeps rows of any length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SoftmaxShape {
-    Rows { group: u32, items: u32 },
-    Stream { group: u32 },
+    /// A row in registers of `group` threads, `items` elements each.
+    Rows {
+        /// Threads per row.
+        group: u32,
+        /// Elements per thread.
+        items: u32,
+    },
+    /// Rows of any length swept by `group` threads.
+    Stream {
+        /// Threads per row.
+        group: u32,
+    },
 }
 
 /// The shapes compiled in kernels-cuda/softmax.cu (TK_SOFTMAX_ALL), shortest

@@ -48,7 +48,9 @@ macro_rules! kernel_variants {
         pub struct Variant {
             /// The name in the C table, `tk_<family>_<dtype>_<isa>`.
             pub name: &'static str,
+            /// Element type.
             pub dtype: $crate::dtype::Dtype,
+            /// Instruction set.
             pub isa: $crate::isa::Isa,
             $( $(#[$fdoc])* pub(crate) $field: unsafe extern "C" fn(*const $params), )+
         }

@@ -63,16 +63,30 @@ pub enum Layout {
 /// `offsets[0] == 0`); the state restarts at every sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sequences<'a> {
-    Batch { batch: usize, n: usize },
-    Packed { offsets: &'a [usize] },
+    /// `batch` sequences of `n` tokens each.
+    Batch {
+        /// Number of sequences.
+        batch: usize,
+        /// Tokens per sequence.
+        n: usize,
+    },
+    /// Sequences of any lengths packed one after another.
+    Packed {
+        /// Cumulative token offsets, `offsets[0] == 0`.
+        offsets: &'a [usize],
+    },
 }
 
 /// The shape of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape<'a> {
+    /// Batched or packed sequences.
     pub seqs: Sequences<'a>,
+    /// Heads per token (one decay each).
     pub heads: usize,
+    /// Width of q and k (at most [`MAX_HEAD_DIM`]).
     pub dk: usize,
+    /// Width of v and o (at most [`MAX_HEAD_DIM`]).
     pub dv: usize,
 }
 
@@ -618,8 +632,11 @@ impl<'a, T: Element> Forward<'a, T> {
 
 /// The gradient outputs of a backward call (shapes of `q`, `k`, `v`).
 pub struct Grads<'a, T: Element> {
+    /// Gradient with respect to q (written).
     pub dq: &'a mut [T],
+    /// Gradient with respect to k (written).
     pub dk: &'a mut [T],
+    /// Gradient with respect to v (written).
     pub dv: &'a mut [T],
 }
 

@@ -27,7 +27,9 @@ use crate::shape::expect_len;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelAffine {
+    /// Per-channel multiplier.
     pub scale: Vec<f32>,
+    /// Per-channel offset, added after the multiplier.
     pub shift: Vec<f32>,
 }
 
@@ -94,6 +96,7 @@ impl ChannelAffine {
     pub fn len(&self) -> usize {
         self.scale.len()
     }
+    /// True when there are no channels.
     pub fn is_empty(&self) -> bool {
         self.scale.is_empty()
     }

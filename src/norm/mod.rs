@@ -95,6 +95,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Lower-case name for reports.
     pub fn name(self) -> &'static str {
         match self {
             Kind::LayerNorm => "layernorm",
@@ -115,8 +116,11 @@ impl Kind {
 /// A gain or bias vector: f32, or the dtype of the data it scales.
 #[derive(Debug, Clone, Copy)]
 pub enum Weights<'a> {
+    /// f32 weights (allowed with any data dtype).
     F32(&'a [f32]),
+    /// f16 weights (with f16 data).
     F16(&'a [f16]),
+    /// bf16 weights (with bf16 data).
     Bf16(&'a [bf16]),
 }
 
@@ -144,6 +148,7 @@ weights_from!(f16, F16);
 weights_from!(bf16, Bf16);
 
 impl Weights<'_> {
+    /// The element type of the vector.
     pub fn dtype(&self) -> Dtype {
         match self {
             Weights::F32(_) => Dtype::F32,
@@ -151,6 +156,7 @@ impl Weights<'_> {
             Weights::Bf16(_) => Dtype::Bf16,
         }
     }
+    /// Number of channels.
     pub fn len(&self) -> usize {
         match self {
             Weights::F32(s) => s.len(),
@@ -158,6 +164,7 @@ impl Weights<'_> {
             Weights::Bf16(s) => s.len(),
         }
     }
+    /// True when the vector is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -291,21 +298,27 @@ impl<'a> Norm<'a> {
         self
     }
 
+    /// Which normalization.
     pub fn kind(&self) -> Kind {
         self.kind
     }
+    /// True for CRMSNorm (rows of d - 1 coordinates).
     pub fn is_crms(&self) -> bool {
         self.crms
     }
+    /// The epsilon added to the variance or mean square.
     pub fn epsilon(&self) -> f32 {
         self.eps
     }
+    /// The factor applied to the output.
     pub fn output_scale(&self) -> f32 {
         self.out_scale
     }
+    /// The gain vector, if any.
     pub fn gain(&self) -> Option<Weights<'a>> {
         self.gamma
     }
+    /// The bias vector, if any.
     pub fn bias(&self) -> Option<Weights<'a>> {
         self.beta
     }
@@ -609,6 +622,7 @@ impl<'a, 'b, T: Element> Forward<'a, 'b, T> {
         self
     }
 
+    /// Checks every buffer, then runs; nothing is written on error.
     pub fn run(self) -> Result<()> {
         let rows = Rows::of_len("norm input", self.x.len(), self.cols)?;
         let mut c = Call {
@@ -706,6 +720,7 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
         self
     }
 
+    /// Checks every buffer, then runs; nothing is written on error.
     pub fn run(self) -> Result<()> {
         let n = &self.norm;
         let cols = self.cols;
@@ -852,8 +867,11 @@ pub fn forward_error_bound(
 /// the means are over the element's row).
 #[derive(Debug, Clone, Copy)]
 pub struct GradTerms {
+    /// The row's 1 / sqrt(var + eps).
     pub rstd: f64,
+    /// This element's g = dy * gamma * out_scale.
     pub g: f64,
+    /// This element's normalized value (h - mean) * rstd.
     pub xhat: f64,
     /// mean(|g|)
     pub mean_abs_g: f64,
@@ -861,6 +879,7 @@ pub struct GradTerms {
     pub mean_gx: f64,
     /// mean(|g * xhat|)
     pub mean_abs_gx: f64,
+    /// The residual-stream gradient added to dx (0 without one).
     pub dh: f64,
 }
 

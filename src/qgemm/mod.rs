@@ -165,7 +165,10 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outliers {
     /// Per call: every column of X holding an `|x| >= threshold` (or a NaN).
-    Dynamic { threshold: f32 },
+    Dynamic {
+        /// Columns with any `|x| >= threshold` (or a NaN) are outliers.
+        threshold: f32,
+    },
     /// Fixed when W is prepared (column indices, any order, duplicates ignored).
     Fixed(Vec<u32>),
 }

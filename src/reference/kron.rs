@@ -110,16 +110,22 @@ pub fn unpack_int4(q: &[u8], n: usize) -> Vec<i8> {
 /// dtype before the kernel sees them), the quantization asked for.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// Left factor.
     pub p1: Factor,
+    /// Right factor.
     pub p2: Factor,
+    /// Per-channel smoothing, or None.
     pub smooth: Option<Vec<f32>>,
+    /// The tokens, n values each.
     pub x: Vec<f32>,
     /// 0: y only; 8 or 4: y and the quantized output.
     pub bits: u8,
+    /// Clipping ratio in (0, 1].
     pub clip: f32,
 }
 
 impl Case {
+    /// The transform this case describes.
     pub fn transform(&self) -> Kron {
         let t = Kron::new(self.p1.clone(), self.p2.clone());
         match &self.smooth {

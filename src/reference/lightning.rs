@@ -8,12 +8,19 @@
 /// One (sequence, head) of a problem.
 #[derive(Debug, Clone, Copy)]
 pub struct Head<'a> {
+    /// Queries, `[n, dk]`.
     pub q: &'a [f64],
+    /// Keys, `[n, dk]`.
     pub k: &'a [f64],
+    /// Values, `[n, dv]`.
     pub v: &'a [f64],
+    /// Tokens.
     pub n: usize,
+    /// Width of q and k.
     pub dk: usize,
+    /// Width of v.
     pub dv: usize,
+    /// The head's decay.
     pub decay: f64,
     /// Initial state, or zero.
     pub s0: Option<&'a [f64]>,
@@ -162,22 +169,33 @@ use crate::reference::{poison, uniform_values};
 /// heads with their decays, head dims, layout, and which states take part.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// Length of each sequence.
     pub lens: Vec<usize>,
+    /// Packed sequences (else a batch of equal lengths).
     pub packed: bool,
+    /// One decay per head.
     pub decay: Vec<f32>,
+    /// Width of q and k.
     pub dk: usize,
+    /// Width of v and o.
     pub dv: usize,
+    /// Tensor layout.
     pub layout: Layout,
+    /// Whether the call starts from given states.
     pub state_in: bool,
+    /// Whether the call writes its final states.
     pub state_out: bool,
+    /// Seed of the tensors' values.
     pub seed: u64,
 }
 
 impl Case {
+    /// Number of heads.
     pub fn heads(&self) -> usize {
         self.decay.len()
     }
 
+    /// Tokens of all sequences.
     pub fn tokens(&self) -> usize {
         self.lens.iter().sum()
     }
@@ -192,6 +210,7 @@ impl Case {
             .collect()
     }
 
+    /// The kernel's shape for this case (offsets from [`Case::offsets`]).
     pub fn shape<'a>(&self, offsets: &'a [usize]) -> Shape<'a> {
         if self.packed {
             Shape::packed(offsets, self.heads(), self.dk, self.dv)
@@ -313,6 +332,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// The bound of this target for an output of exact value `exact` and magnitude `mag`.
     pub fn bound(self, mag: f64, exact: f64, dk: usize, n: usize, io: Option<Dtype>) -> f64 {
         match self {
             Target::Cpu => error_bound(mag, exact, dk, n, io),

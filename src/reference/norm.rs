@@ -8,10 +8,13 @@ use crate::norm::Kind;
 /// The options that shape one row's result.
 #[derive(Debug, Clone, Copy)]
 pub struct RowSpec {
+    /// Which normalization.
     pub kind: Kind,
     /// CRMSNorm: the row holds d - 1 coordinates of a zero-mean d-vector.
     pub crms: bool,
+    /// Epsilon added to the variance or mean square.
     pub eps: f64,
+    /// Factor applied to the output.
     pub out_scale: f64,
 }
 
@@ -102,19 +105,31 @@ pub fn quantize_row(y: &[f64]) -> (Vec<f64>, f64) {
 /// reference works on the rounded values.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// Which normalization.
     pub kind: Kind,
+    /// CRMSNorm (rows of d - 1 coordinates).
     pub crms: bool,
+    /// Epsilon.
     pub eps: f32,
+    /// Output scale.
     pub out_scale: f32,
+    /// Row length.
     pub cols: usize,
+    /// Input rows.
     pub x: Vec<f32>,
+    /// Residual rows, or None.
     pub residual: Option<Vec<f32>>,
     /// With a residual: h written over it (else into a separate buffer).
     pub residual_in_place: bool,
+    /// Gain, or None.
     pub gamma: Option<Vec<f32>>,
+    /// Bias, or None.
     pub beta: Option<Vec<f32>>,
+    /// Gain and bias stay f32 (else rounded to the data dtype).
     pub params_f32: bool,
+    /// The call writes y.
     pub want_y: bool,
+    /// The call writes int8 output.
     pub want_q: bool,
     /// Upstream gradient of y (backward), same length as x.
     pub dy: Vec<f32>,

@@ -66,9 +66,13 @@ pub fn int32_products(a: &[i8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i
 /// product (`y`) with its quantization bound.
 #[derive(Debug, Clone, Copy)]
 pub struct Int8Expected {
+    /// The quantized math in f64.
     pub y_q: f64,
+    /// Magnitude of the epilogue's terms (for its bound).
     pub mag: f64,
+    /// The unquantized product in f64.
     pub y: f64,
+    /// Bound of the quantization error against `y`.
     pub quant_bound: f64,
 }
 

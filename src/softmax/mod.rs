@@ -53,8 +53,10 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Both algorithms, baseline first.
     pub const ALL: [Algorithm; 2] = [Algorithm::ThreePass, Algorithm::TwoPass];
 
+    /// Lower-case name for reports.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::ThreePass => "threepass",
@@ -111,6 +113,7 @@ impl Default for Softmax {
 }
 
 impl Softmax {
+    /// Plain softmax: scale 1, automatic algorithm, ISA and thread count 1.
     pub const fn new() -> Softmax {
         Softmax {
             scale: 1.0,

@@ -14,8 +14,11 @@ use super::Algorithm;
 pub struct Variant {
     /// The C symbol, `tk_softmax_<dtype>_<isa>_<algo>`.
     pub name: &'static str,
+    /// Element type.
     pub dtype: Dtype,
+    /// Instruction set.
     pub isa: Isa,
+    /// Algorithm.
     pub algorithm: Algorithm,
     pub(crate) run: unsafe extern "C" fn(*const ffi::tk_softmax_params),
 }
