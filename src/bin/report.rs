@@ -17,6 +17,7 @@ mod report_gpu;
 mod report_kron;
 mod report_lightning;
 mod report_norm;
+mod report_output;
 mod report_qgemm;
 mod report_threads;
 
@@ -39,6 +40,11 @@ struct Args {
     ort: Option<String>,
     onednn: Option<String>,
     onednn_matmul: Option<String>,
+    out: Option<String>,
+    from: Option<String>,
+    compare: Option<String>,
+    max_regression: f64,
+    threads: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -54,11 +60,32 @@ fn parse_args() -> Args {
         ort: None,
         onednn: None,
         onednn_matmul: None,
+        out: None,
+        from: None,
+        compare: None,
+        max_regression: 0.25,
+        threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => args.quick = true,
+            "--out" => args.out = Some(it.next().expect("--out needs a directory")),
+            "--from" => args.from = Some(it.next().expect("--from needs a JSON report")),
+            "--compare" => args.compare = Some(it.next().expect("--compare needs a JSON report")),
+            "--max-regression" => {
+                args.max_regression = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--max-regression needs a fraction, for example 0.25")
+            }
+            "--threads" => {
+                args.threads = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--threads needs a count"),
+                )
+            }
             "--crossover" => args.crossover = true,
             "--gpu-only" => args.gpu_only = true,
             "--accuracy" => args.accuracy = true,
@@ -92,7 +119,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
                 );
                 std::process::exit(0);
             }
@@ -463,6 +490,132 @@ fn main() {
         gpu_section();
         return;
     }
+    let machine = format!(
+        "cpu: {}; detected ISA: {}; {} cores; single thread except the thread-scaling section",
+        cpu_name(),
+        isa::detected().name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let recs = match &args.from {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).expect("cannot read the --from report");
+            report_output::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        }
+        None => {
+            let body = measure(&args);
+            report_output::parse(&format!("[\n{}\n]\n", body.join(",\n")))
+                .expect("the report's own records are valid JSON")
+        }
+    };
+    let json = format!(
+        "[\n{}\n]\n",
+        recs.iter().map(record_json).collect::<Vec<_>>().join(",\n")
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).expect("cannot write the JSON report");
+        println!("\nwrote {} records to {path}", recs.len());
+    }
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &recs, &json, &machine);
+    }
+    if let Some(old) = &args.compare {
+        let text = std::fs::read_to_string(old).expect("cannot read the --compare report");
+        let old = report_output::parse(&text).unwrap_or_else(|e| panic!("{old}: {e}"));
+        let (md, regressions) = report_output::compare(&old, &recs, args.max_regression);
+        println!("{md}");
+        if regressions > 0 {
+            std::process::exit(3);
+        }
+    }
+}
+
+/// A parsed record written back as one JSON line (same fields, same order).
+fn record_json(r: &report_output::Rec) -> String {
+    let fields: Vec<String> = r
+        .fields
+        .iter()
+        .map(|(k, v)| match v {
+            report_output::Val::Str(s) => format!(
+                "\"{k}\":\"{}\"",
+                s.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+            report_output::Val::Num(x) => format!("\"{k}\":{x}"),
+            report_output::Val::Bool(b) => format!("\"{k}\":{b}"),
+            report_output::Val::Null => format!("\"{k}\":null"),
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// `--out DIR`: the records as JSON and markdown, and the SVG plots.
+fn write_outputs(dir: &str, recs: &[report_output::Rec], json: &str, machine: &str) {
+    std::fs::create_dir_all(dir).expect("cannot create the --out directory");
+    let path = |name: &str| format!("{dir}/{name}");
+    std::fs::write(path("report.json"), json).expect("write report.json");
+    let mut md = report_output::markdown(recs, machine);
+    let mut plots = report_output::throughput_svgs(recs);
+    if let Some(svg) = report_output::roofline_svg(recs) {
+        plots.push(("roofline.svg".to_string(), svg));
+    }
+    md.push_str("\n## plots\n\n");
+    for (name, svg) in &plots {
+        std::fs::write(path(name), svg).expect("write an SVG plot");
+        md.push_str(&format!("![{name}]({name})\n\n"));
+    }
+    std::fs::write(path("report.md"), md).expect("write report.md");
+    println!(
+        "\nwrote {dir}/report.json, report.md and {} plots ({} records)",
+        plots.len(),
+        recs.len()
+    );
+}
+
+/// Progress of the measuring run on stderr (when it is a terminal): a bar of
+/// the families done, the one running and the time so far.
+struct Progress {
+    total: usize,
+    done: usize,
+    start: Instant,
+    show: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            total,
+            done: 0,
+            start: Instant::now(),
+            show: std::io::stderr().is_terminal(),
+        }
+    }
+    fn step(&mut self, what: &str) {
+        if self.show {
+            let bar: String = (0..self.total)
+                .map(|i| if i < self.done { '#' } else { '-' })
+                .collect();
+            eprint!(
+                "\r[{bar}] {}/{} {what:<10} {:>5.0} s ",
+                self.done + 1,
+                self.total,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+        self.done += 1;
+    }
+    fn finish(&self) {
+        if self.show {
+            eprintln!(
+                "\r[{}] done in {:.0} s          ",
+                "#".repeat(self.total),
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Runs every family the arguments select and returns their JSON records.
+fn measure(args: &Args) -> Vec<String> {
     let bw = measure_bandwidth(1 << 30);
     println!(
         "memory bandwidth (this run, single core, out of cache): read {:.2} GB/s, copy {:.2} GB/s (read + written bytes)",
@@ -492,11 +645,14 @@ fn main() {
         ]
     };
     let wants = |f: &str| args.family.as_deref().is_none_or(|a| a == f);
+    let families = ["softmax", "norm", "lightning", "kron", "qgemm", "threads"];
+    let mut progress = Progress::new(families.iter().filter(|f| wants(f)).count());
     let mut records = Vec::new();
     if wants("softmax") {
-        ladder::<f32>(&args, &bw, &sizes, &mut records);
-        ladder::<f16>(&args, &bw, &sizes, &mut records);
-        ladder::<bf16>(&args, &bw, &sizes, &mut records);
+        progress.step("softmax");
+        ladder::<f32>(args, &bw, &sizes, &mut records);
+        ladder::<f16>(args, &bw, &sizes, &mut records);
+        ladder::<bf16>(args, &bw, &sizes, &mut records);
         println!(
             "\n## softmax, one row of n elements (the paper's setting), median of repeated runs"
         );
@@ -504,6 +660,7 @@ fn main() {
         summary(&records);
     }
     let norm_records = if wants("norm") {
+        progress.step("norm");
         let peers = report_norm::Peers {
             ort_python: args.ort.as_deref(),
             onednn_bin: args.onednn.as_deref(),
@@ -513,40 +670,40 @@ fn main() {
         Vec::new()
     };
     let lightning_records = if wants("lightning") {
+        progress.step("lightning");
         report_lightning::report(args.quick, args.filter.as_deref())
     } else {
         Vec::new()
     };
     let kron_records = if wants("kron") {
+        progress.step("kron");
         report_kron::report(args.quick, args.filter.as_deref())
     } else {
         Vec::new()
     };
     let qgemm_records = if wants("qgemm") {
+        progress.step("qgemm");
         report_qgemm::report(args.quick, args.onednn_matmul.as_deref())
     } else {
         Vec::new()
     };
     let thread_records = if wants("threads") {
-        report_threads::report(args.quick, args.filter.as_deref())
+        progress.step("threads");
+        report_threads::report(args.quick, args.filter.as_deref(), args.threads)
     } else {
         Vec::new()
     };
+    progress.finish();
     gpu_section();
-    if let Some(path) = &args.json {
-        let body: Vec<String> = records
-            .iter()
-            .map(Record::json)
-            .chain(norm_records.iter().map(|r| r.json()))
-            .chain(lightning_records.iter().map(|r| r.json()))
-            .chain(kron_records.iter().map(|r| r.json()))
-            .chain(qgemm_records.iter().map(|r| r.json()))
-            .chain(thread_records.iter().map(|r| r.json()))
-            .collect();
-        std::fs::write(path, format!("[\n{}\n]\n", body.join(",\n")))
-            .expect("cannot write the JSON report");
-        println!("\nwrote {} records to {path}", body.len());
-    }
+    records
+        .iter()
+        .map(Record::json)
+        .chain(norm_records.iter().map(|r| r.json()))
+        .chain(lightning_records.iter().map(|r| r.json()))
+        .chain(kron_records.iter().map(|r| r.json()))
+        .chain(qgemm_records.iter().map(|r| r.json()))
+        .chain(thread_records.iter().map(|r| r.json()))
+        .collect()
 }
 
 /// The headline numbers: two-pass vs three-pass at the largest size per ISA.

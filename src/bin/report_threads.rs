@@ -41,9 +41,12 @@ impl ThreadRecord {
 /// One call whose thread count the closure takes.
 type Call<'a> = (&'static str, Box<dyn FnMut(Threads) + 'a>);
 
-/// Measures each call at 1..=cores threads and prints the table.
-pub fn report(quick: bool, filter: Option<&str>) -> Vec<ThreadRecord> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// Measures each call at 1..=max threads (default: this machine's cores) and
+/// prints the table.
+pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<ThreadRecord> {
+    let cores = max
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     let scale = if quick { 4 } else { 1 };
     println!(
         "\n## thread scaling: one call per family on 1..{cores} threads (rayon pool of {}), median of interleaved rounds\n",
