@@ -125,6 +125,48 @@ fn main() {
     if env::var_os("CARGO_FEATURE_CUDA").is_some() {
         build_cuda();
     }
+    if env::var_os("CARGO_FEATURE_PEERS").is_some() {
+        build_peers();
+    }
+}
+
+/// Feature `peers`: the oneDNN and XNNPACK benchmark programs, linked
+/// against the system's libraries, as executables in OUT_DIR whose paths the
+/// report gets through `TK_PEER_*` (compile-time environment).
+fn build_peers() {
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let peers: [(&str, &str, &[&str]); 3] = [
+        (
+            "TK_PEER_ONEDNN_LAYERNORM",
+            "onednn_layernorm_bench",
+            &["-ldnnl"],
+        ),
+        ("TK_PEER_ONEDNN_MATMUL", "onednn_matmul_bench", &["-ldnnl"]),
+        (
+            "TK_PEER_XNNPACK_SOFTMAX",
+            "xnnpack_softmax_bench",
+            &["-lXNNPACK", "-lm"],
+        ),
+    ];
+    let compiler = cc::Build::new().opt_level(2).get_compiler();
+    for (var, name, libs) in peers {
+        let src = format!("scripts/{name}.c");
+        println!("cargo:rerun-if-changed={src}");
+        let exe = out.join(name);
+        let status = compiler
+            .to_command()
+            .args(["-O2", "-Iscripts", &src, "-o"])
+            .arg(&exe)
+            .args(libs)
+            .status()
+            .expect("run the C compiler");
+        assert!(
+            status.success(),
+            "feature peers: {src} did not build (needs libdnnl-dev, libxnnpack-dev, libpthreadpool-dev)"
+        );
+        println!("cargo:rustc-env={var}={}", exe.display());
+    }
+    println!("cargo:rerun-if-changed=scripts/bench_util.h");
 }
 
 /// Regenerates src/ffi/bindings.rs from kernels-cpu/include/tk.h. The file is

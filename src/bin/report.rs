@@ -45,6 +45,7 @@ struct Args {
     compare: Option<String>,
     max_regression: f64,
     threads: Option<usize>,
+    xnnpack: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -58,8 +59,10 @@ fn parse_args() -> Args {
         accuracy: false,
         family: None,
         ort: None,
-        onednn: None,
-        onednn_matmul: None,
+        // Feature `peers` builds the peer programs and points at them.
+        onednn: option_env!("TK_PEER_ONEDNN_LAYERNORM").map(String::from),
+        onednn_matmul: option_env!("TK_PEER_ONEDNN_MATMUL").map(String::from),
+        xnnpack: option_env!("TK_PEER_XNNPACK_SOFTMAX").map(String::from),
         out: None,
         from: None,
         compare: None,
@@ -70,6 +73,12 @@ fn parse_args() -> Args {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => args.quick = true,
+            "--xnnpack" => {
+                args.xnnpack = Some(
+                    it.next()
+                        .expect("--xnnpack needs the built XNNPACK softmax bench"),
+                )
+            }
             "--out" => args.out = Some(it.next().expect("--out needs a directory")),
             "--from" => args.from = Some(it.next().expect("--from needs a JSON report")),
             "--compare" => args.compare = Some(it.next().expect("--compare needs a JSON report")),
@@ -119,7 +128,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--xnnpack BIN] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
                 );
                 std::process::exit(0);
             }
@@ -647,6 +656,7 @@ fn measure(args: &Args) -> Vec<String> {
     let wants = |f: &str| args.family.as_deref().is_none_or(|a| a == f);
     let families = ["softmax", "norm", "lightning", "kron", "qgemm", "threads"];
     let mut progress = Progress::new(families.iter().filter(|f| wants(f)).count());
+    let mut peer_records: Vec<String> = Vec::new();
     let mut records = Vec::new();
     if wants("softmax") {
         progress.step("softmax");
@@ -658,6 +668,9 @@ fn measure(args: &Args) -> Vec<String> {
         );
         print_table(&records);
         summary(&records);
+        if let Some(bin) = &args.xnnpack {
+            peer_records.extend(xnnpack_softmax(bin, &sizes, &records));
+        }
     }
     let norm_records = if wants("norm") {
         progress.step("norm");
@@ -703,7 +716,55 @@ fn measure(args: &Args) -> Vec<String> {
         .chain(kron_records.iter().map(|r| r.json()))
         .chain(qgemm_records.iter().map(|r| r.json()))
         .chain(thread_records.iter().map(|r| r.json()))
+        .chain(peer_records)
         .collect()
+}
+
+/// XNNPACK's f32 softmax on the ladder's rows (scripts/xnnpack_softmax_bench.c,
+/// one thread), against our fastest f32 variant of the same row measured
+/// earlier in this run; JSON records of family softmax, kernel "XNNPACK ...".
+fn xnnpack_softmax(bin: &str, sizes: &[usize], ours: &[Record]) -> Vec<String> {
+    println!("\n## peer: XNNPACK softmax_nc_f32, one row of n f32, one thread\n");
+    println!("| n | XNNPACK GB/s | ours (best f32) GB/s | ours / XNNPACK |\n|---:|---:|---:|---:|");
+    let mut out = Vec::new();
+    for &n in sizes {
+        let reps = if n >= 1 << 24 { "5" } else { "15" };
+        let run = std::process::Command::new(bin)
+            .args(["1", &n.to_string(), reps])
+            .output();
+        let Some(median_s) = run.ok().filter(|o| o.status.success()).and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace().nth(1)?.parse::<f64>().ok()
+        }) else {
+            eprintln!("{bin} failed on n = {n}");
+            continue;
+        };
+        let bytes = 8 * n;
+        let best = ours
+            .iter()
+            .filter(|r| r.dtype == Dtype::F32 && r.cols == n && !r.log)
+            .map(|r| r.median_s)
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "| {n} | {:.2} | {:.2} | {:.2}x |",
+            bytes as f64 / median_s / 1e9,
+            bytes as f64 / best / 1e9,
+            median_s / best
+        );
+        out.push(format!(
+            concat!(
+                "{{\"family\":\"softmax\",\"kernel\":\"XNNPACK softmax_nc_f32\",\"peer\":\"xnnpack\",",
+                "\"dtype\":\"f32\",\"rows\":1,\"cols\":{},\"bytes\":{},\"median_s\":{:.9},\"gbps\":{:.3},",
+                "\"ours_speedup\":{:.4}}}"
+            ),
+            n,
+            bytes,
+            median_s,
+            bytes as f64 / median_s / 1e9,
+            median_s / best
+        ));
+    }
+    out
 }
 
 /// The headline numbers: two-pass vs three-pass at the largest size per ISA.

@@ -36,7 +36,7 @@ pub struct Rec {
 }
 
 /// Fields that are measurements (they differ between runs of the same work).
-const MEASURED: [&str; 11] = [
+const MEASURED: [&str; 12] = [
     "median_s",
     "gbps",
     "gflops",
@@ -48,6 +48,7 @@ const MEASURED: [&str; 11] = [
     "speedup_vs_baseline",
     "speedup",
     "efficiency",
+    "ours_speedup",
 ];
 
 impl Rec {

@@ -1,0 +1,68 @@
+/* XNNPACK's f32 softmax operator (xnn_create_softmax_nc_f32) on a [rows, cols]
+ * batch, one thread (no pthreadpool), for the report's softmax peer column
+ * (`cargo run --release --features peers`, which builds this; or
+ * `--xnnpack BIN`).
+ *
+ *   apt-get install libxnnpack-dev
+ *   gcc -O2 scripts/xnnpack_softmax_bench.c -lXNNPACK -o target/xnnpack_softmax
+ *   target/xnnpack_softmax 1 65536 15
+ *
+ * Prints "xnnpack <median seconds>", after checking that row 0 sums to about 1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <xnnpack.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define CHECK(x)                                                               \
+    do {                                                                       \
+        enum xnn_status s_ = (x);                                              \
+        if (s_ != xnn_status_success) {                                        \
+            fprintf(stderr, "%s failed: %d\n", #x, (int)s_);                   \
+            return 1;                                                          \
+        }                                                                      \
+    } while (0)
+
+int main(int argc, char **argv) {
+    const size_t rows = argc > 1 ? (size_t)atol(argv[1]) : 1, cols = argc > 2 ? (size_t)atol(argv[2]) : 65536;
+    int reps = argc > 3 ? atoi(argv[3]) : 15;
+    if (reps < 1) reps = 1;
+    if (reps > 256) reps = 256;
+    float *x = malloc(sizeof(float) * rows * cols), *y = malloc(sizeof(float) * rows * cols);
+    if (!x || !y) return 1;
+    /* the report's inputs: values in [-8, 8) */
+    for (size_t i = 0; i < rows * cols; i++) x[i] = (float)((i * 2654435761u) % 16384) / 1024.0f - 8.0f;
+    CHECK(xnn_initialize(NULL));
+    xnn_operator_t op = NULL;
+    CHECK(xnn_create_softmax_nc_f32(cols, cols, cols, 0, &op));
+    CHECK(xnn_setup_softmax_nc_f32(op, rows, x, y, NULL));
+    double t[256];
+    for (int r = -1; r < reps; r++) {
+        const double s = now();
+        CHECK(xnn_run_operator(op, NULL));
+        if (r >= 0) t[r] = now() - s; /* r = -1: warm-up, page faults */
+    }
+    double sum = 0;
+    for (size_t j = 0; j < cols; j++) sum += y[j];
+    /* a sanity check, not an accuracy test: XNNPACK sums in f32, and its
+     * rows of 16M elements sum to 1 +- 4e-3 */
+    if (fabs(sum - 1.0) > 1e-2) {
+        fprintf(stderr, "xnnpack softmax row sums to %g\n", sum);
+        return 1;
+    }
+    qsort(t, reps, sizeof(double), cmp);
+    printf("xnnpack %.9f\n", t[reps / 2]);
+    xnn_delete_operator(op);
+    return 0;
+}
