@@ -725,16 +725,22 @@ fn measure(args: &Args) -> Vec<String> {
 /// earlier in this run; JSON records of family softmax, kernel "XNNPACK ...".
 fn xnnpack_softmax(bin: &str, sizes: &[usize], ours: &[Record]) -> Vec<String> {
     println!("\n## peer: XNNPACK softmax_nc_f32, one row of n f32, one thread\n");
-    println!("| n | XNNPACK GB/s | ours (best f32) GB/s | ours / XNNPACK |\n|---:|---:|---:|---:|");
+    println!(
+        "| n | XNNPACK GB/s | XNNPACK row sum - 1 | ours (best f32) GB/s | ours / XNNPACK |\n|---:|---:|---:|---:|---:|"
+    );
     let mut out = Vec::new();
     for &n in sizes {
         let reps = if n >= 1 << 24 { "5" } else { "15" };
         let run = std::process::Command::new(bin)
             .args(["1", &n.to_string(), reps])
             .output();
-        let Some(median_s) = run.ok().filter(|o| o.status.success()).and_then(|o| {
+        let Some((median_s, row_sum)) = run.ok().filter(|o| o.status.success()).and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.split_whitespace().nth(1)?.parse::<f64>().ok()
+            let mut f = text
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse::<f64>().ok());
+            Some((f.next()??, f.next()??))
         }) else {
             eprintln!("{bin} failed on n = {n}");
             continue;
@@ -746,8 +752,9 @@ fn xnnpack_softmax(bin: &str, sizes: &[usize], ours: &[Record]) -> Vec<String> {
             .map(|r| r.median_s)
             .fold(f64::INFINITY, f64::min);
         println!(
-            "| {n} | {:.2} | {:.2} | {:.2}x |",
+            "| {n} | {:.2} | {:.1e} | {:.2} | {:.2}x |",
             bytes as f64 / median_s / 1e9,
+            row_sum - 1.0,
             bytes as f64 / best / 1e9,
             median_s / best
         );
@@ -755,13 +762,14 @@ fn xnnpack_softmax(bin: &str, sizes: &[usize], ours: &[Record]) -> Vec<String> {
             concat!(
                 "{{\"family\":\"softmax\",\"kernel\":\"XNNPACK softmax_nc_f32\",\"peer\":\"xnnpack\",",
                 "\"dtype\":\"f32\",\"rows\":1,\"cols\":{},\"bytes\":{},\"median_s\":{:.9},\"gbps\":{:.3},",
-                "\"ours_speedup\":{:.4}}}"
+                "\"ours_speedup\":{:.4},\"row_sum_error\":{:.3e}}}"
             ),
             n,
             bytes,
             median_s,
             bytes as f64 / median_s / 1e9,
-            median_s / best
+            median_s / best,
+            row_sum - 1.0
         ));
     }
     out

@@ -36,7 +36,7 @@ pub struct Rec {
 }
 
 /// Fields that are measurements (they differ between runs of the same work).
-const MEASURED: [&str; 12] = [
+const MEASURED: [&str; 13] = [
     "median_s",
     "gbps",
     "gflops",
@@ -49,6 +49,7 @@ const MEASURED: [&str; 12] = [
     "speedup",
     "efficiency",
     "ours_speedup",
+    "row_sum_error",
 ];
 
 impl Rec {
@@ -482,7 +483,7 @@ pub fn roofline_svg(recs: &[Rec]) -> Option<String> {
             "kron" => {
                 let shape = r.str("shape").unwrap_or("");
                 let kind = if shape.contains("baseline") {
-                    "dense n x n baseline (matrix from cache)"
+                    "dense baseline"
                 } else if shape.starts_with("hadamard") {
                     "hadamard"
                 } else {
@@ -494,7 +495,11 @@ pub fn roofline_svg(recs: &[Rec]) -> Option<String> {
                     r.str("dtype").unwrap_or("")
                 )
             }
-            _ => r.str("kernel").unwrap_or("qgemm").to_string(),
+            // the rounds of one peer measurement are one series
+            _ => {
+                let k = r.str("kernel").unwrap_or("qgemm");
+                k.split(" round").next().unwrap_or(k).to_string()
+            }
         };
         series.entry(name).or_default().push((ops / bytes, rate));
         if let (Some(g), Some(f)) = (r.num("gbps"), r.num("copy_fraction")) {

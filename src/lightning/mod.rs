@@ -481,40 +481,78 @@ impl Part {
         }
     }
 
-    /// Units (sequences or heads) to share out.
-    fn units(&self, s: &Shape) -> usize {
-        if self.by_heads {
+    /// Runs `run` once per chunk of the call's units (sequences or heads),
+    /// across `threads`, each chunk with its own `need`-float workspace slot.
+    fn split(
+        &self,
+        s: &Shape,
+        threads: Threads,
+        ws: &mut Option<&mut [f32]>,
+        need: usize,
+        run: impl Fn(&Chunk) + Sync,
+    ) -> Result<()> {
+        let units = if self.by_heads {
             s.heads
         } else {
             s.sequences()
-        }
+        };
+        let chunks = threads.count().min(units).max(1);
+        with_workspace(ws, need, chunks, |w, chunks| {
+            let w = Shared(w);
+            let per = units.div_ceil(chunks);
+            split_rows(Threads::Count(chunks), units, per, |start, count| {
+                let u = start as isize;
+                let state = (start * self.state_stride) as isize;
+                let (qk, vo, state, decay, offsets) = if self.by_heads {
+                    (u * self.qk.head, u * self.vo.head, state, start, 0)
+                } else if self.packed {
+                    // offsets[b] already points into the packed buffers.
+                    (0, 0, state * self.heads as isize, 0, u)
+                } else {
+                    (
+                        u * self.qk.batch,
+                        u * self.vo.batch,
+                        state * self.heads as isize,
+                        0,
+                        0,
+                    )
+                };
+                run(&Chunk {
+                    qk,
+                    vo,
+                    state,
+                    decay,
+                    offsets,
+                    count,
+                    // chunk start / per < chunks owns slot start / per
+                    workspace: w.get().wrapping_add(start / per * need),
+                })
+            });
+        })
     }
 
-    /// Element offsets of unit `start` in q/k-shaped and v/o-shaped tensors,
-    /// in the states, in decay, and in the packed offsets.
-    fn at(&self, start: usize) -> (isize, isize, usize, usize, usize) {
-        let u = start as isize;
+    /// A chunk's sequence count, head count and packed offsets.
+    fn narrow(&self, c: &Chunk, batch: &mut usize, heads: &mut usize, offsets: &mut *const usize) {
         if self.by_heads {
-            (
-                u * self.qk.head,
-                u * self.vo.head,
-                start * self.state_stride,
-                start,
-                0,
-            )
-        } else if self.packed {
-            // offsets[b] already points into the packed buffers.
-            (0, 0, start * self.heads * self.state_stride, 0, start)
+            *heads = c.count;
         } else {
-            (
-                u * self.qk.batch,
-                u * self.vo.batch,
-                start * self.heads * self.state_stride,
-                0,
-                0,
-            )
+            *offsets = advance::<_, usize>(offsets.cast_mut(), c.offsets).cast_const();
+            *batch = c.count;
         }
     }
+}
+
+/// One thread's share of a call: element offsets of its first unit in q/k-
+/// and v/o-shaped tensors, in the states, in decay and in the packed
+/// offsets; its unit count and workspace slot.
+struct Chunk {
+    qk: isize,
+    vo: isize,
+    state: isize,
+    decay: usize,
+    offsets: isize,
+    count: usize,
+    workspace: *mut f32,
 }
 
 /// `p` advanced by `off` elements of T (NULL stays NULL).
@@ -573,7 +611,7 @@ impl<'a, T: Element> Forward<'a, T> {
         let state_in = opt_state("lightning initial state", self.state_in, &s)?;
         let state_out = opt_state_mut("lightning final state", &mut self.state_out, &s)?;
         let variant = self.opts.plan::<T>()?;
-        let mut p = ffi::tk_lightning_params {
+        let p = ffi::tk_lightning_params {
             q: self.q.as_ptr().cast(),
             k: self.k.as_ptr().cast(),
             v: self.v.as_ptr().cast(),
@@ -592,40 +630,28 @@ impl<'a, T: Element> Forward<'a, T> {
             workspace: std::ptr::null_mut(),
         };
         let part = Part::new(&s, self.opts.layout);
-        let units = part.units(&s);
+        let p = Shared(p);
         let need = workspace_len(s.dk, s.dv, false);
-        let chunks = self.opts.threads.count().min(units).max(1);
-        with_workspace(&mut self.workspace, need, chunks, |w, chunks| {
-            p.workspace = w;
-            let p = Shared(p);
-            let per = units.div_ceil(chunks);
-            split_rows(Threads::Count(chunks), units, per, |start, count| {
-                let mut c = p.get();
-                let (qk, vo, st, dec, off) = part.at(start);
-                c.q = advance::<_, T>(c.q.cast_mut(), qk);
-                c.k = advance::<_, T>(c.k.cast_mut(), qk);
-                c.v = advance::<_, T>(c.v.cast_mut(), vo);
-                c.o = advance::<_, T>(c.o, vo);
-                c.state_in = advance::<_, f32>(c.state_in.cast_mut(), st as isize);
-                c.state_out = advance::<_, f32>(c.state_out, st as isize);
-                c.decay = c.decay.wrapping_add(dec);
-                if part.by_heads {
-                    c.heads = count;
-                } else {
-                    c.offsets = advance::<_, usize>(c.offsets.cast_mut(), off as isize);
-                    c.batch = count;
-                }
-                c.workspace = c.workspace.wrapping_add(start / per * need);
-                // SAFETY: every tensor's length matches the shape and layout
-                // (checked), offsets are non-decreasing with the last equal to
-                // the token count, states hold sequences x heads x dk x dv
-                // floats, each chunk's workspace slot (start / per < chunks)
-                // holds what the kernel needs, the CPU runs this ISA (plan),
-                // o is borrowed mutably apart from the inputs, and the chunks
-                // cover disjoint (sequence, head) pairs: disjoint parts of o
-                // and of the final state.
-                unsafe { (variant.forward)(&c) }
-            });
+        part.split(&s, self.opts.threads, &mut self.workspace, need, |ch| {
+            let mut c = p.get();
+            c.q = advance::<_, T>(c.q.cast_mut(), ch.qk);
+            c.k = advance::<_, T>(c.k.cast_mut(), ch.qk);
+            c.v = advance::<_, T>(c.v.cast_mut(), ch.vo);
+            c.o = advance::<_, T>(c.o, ch.vo);
+            c.state_in = advance::<_, f32>(c.state_in.cast_mut(), ch.state);
+            c.state_out = advance::<_, f32>(c.state_out, ch.state);
+            c.decay = c.decay.wrapping_add(ch.decay);
+            part.narrow(ch, &mut c.batch, &mut c.heads, &mut c.offsets);
+            c.workspace = ch.workspace;
+            // SAFETY: every tensor's length matches the shape and layout
+            // (checked), offsets are non-decreasing with the last equal to
+            // the token count, states hold sequences x heads x dk x dv
+            // floats, each chunk's workspace slot holds what the kernel
+            // needs, the CPU runs this ISA (plan), o is borrowed mutably
+            // apart from the inputs, and the chunks cover disjoint
+            // (sequence, head) pairs: disjoint parts of o and of the final
+            // state.
+            unsafe { (variant.forward)(&c) }
         })
     }
 }
@@ -704,7 +730,7 @@ impl<'a, T: Element> Backward<'a, T> {
         let dstate_out = opt_state("lightning final-state gradient", self.dstate_out, &s)?;
         let dstate_in = opt_state_mut("lightning initial-state gradient", &mut self.dstate_in, &s)?;
         let variant = self.opts.plan::<T>()?;
-        let mut p = ffi::tk_lightning_backward_params {
+        let p = ffi::tk_lightning_backward_params {
             q: self.q.as_ptr().cast(),
             k: self.k.as_ptr().cast(),
             v: self.v.as_ptr().cast(),
@@ -727,39 +753,27 @@ impl<'a, T: Element> Backward<'a, T> {
             workspace: std::ptr::null_mut(),
         };
         let part = Part::new(&s, self.opts.layout);
-        let units = part.units(&s);
+        let p = Shared(p);
         let need = workspace_len(s.dk, s.dv, true);
-        let chunks = self.opts.threads.count().min(units).max(1);
-        with_workspace(&mut self.workspace, need, chunks, |w, chunks| {
-            p.workspace = w;
-            let p = Shared(p);
-            let per = units.div_ceil(chunks);
-            split_rows(Threads::Count(chunks), units, per, |start, count| {
-                let mut c = p.get();
-                let (qk, vo, st, dec, off) = part.at(start);
-                c.q = advance::<_, T>(c.q.cast_mut(), qk);
-                c.k = advance::<_, T>(c.k.cast_mut(), qk);
-                c.dq = advance::<_, T>(c.dq, qk);
-                c.dk = advance::<_, T>(c.dk, qk);
-                c.v = advance::<_, T>(c.v.cast_mut(), vo);
-                c.dout = advance::<_, T>(c.dout.cast_mut(), vo);
-                c.dv = advance::<_, T>(c.dv, vo);
-                c.state_in = advance::<_, f32>(c.state_in.cast_mut(), st as isize);
-                c.dstate_out = advance::<_, f32>(c.dstate_out.cast_mut(), st as isize);
-                c.dstate_in = advance::<_, f32>(c.dstate_in, st as isize);
-                c.decay = c.decay.wrapping_add(dec);
-                if part.by_heads {
-                    c.heads = count;
-                } else {
-                    c.offsets = advance::<_, usize>(c.offsets.cast_mut(), off as isize);
-                    c.batch = count;
-                }
-                c.workspace = c.workspace.wrapping_add(start / per * need);
-                // SAFETY: as for the forward; the three gradients are distinct
-                // mutable borrows apart from every input, and each chunk writes
-                // its own (sequence, head) pairs of them.
-                unsafe { (variant.backward)(&c) }
-            });
+        part.split(&s, self.opts.threads, &mut self.workspace, need, |ch| {
+            let mut c = p.get();
+            c.q = advance::<_, T>(c.q.cast_mut(), ch.qk);
+            c.k = advance::<_, T>(c.k.cast_mut(), ch.qk);
+            c.dq = advance::<_, T>(c.dq, ch.qk);
+            c.dk = advance::<_, T>(c.dk, ch.qk);
+            c.v = advance::<_, T>(c.v.cast_mut(), ch.vo);
+            c.dout = advance::<_, T>(c.dout.cast_mut(), ch.vo);
+            c.dv = advance::<_, T>(c.dv, ch.vo);
+            c.state_in = advance::<_, f32>(c.state_in.cast_mut(), ch.state);
+            c.dstate_out = advance::<_, f32>(c.dstate_out.cast_mut(), ch.state);
+            c.dstate_in = advance::<_, f32>(c.dstate_in, ch.state);
+            c.decay = c.decay.wrapping_add(ch.decay);
+            part.narrow(ch, &mut c.batch, &mut c.heads, &mut c.offsets);
+            c.workspace = ch.workspace;
+            // SAFETY: as for the forward; the three gradients are distinct
+            // mutable borrows apart from every input, and each chunk writes
+            // its own (sequence, head) pairs of them.
+            unsafe { (variant.backward)(&c) }
         })
     }
 }
