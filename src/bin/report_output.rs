@@ -440,8 +440,13 @@ pub fn throughput_svgs(recs: &[Rec]) -> Vec<(String, String)> {
                 unit.replace('/', "").to_lowercase()
             )
         };
+        let (unit, what) = if unit == "x" {
+            ("speedup over one thread", "threads")
+        } else {
+            (unit, "size")
+        };
         let title = format!(
-            "{family}: {unit} against size{}",
+            "{family}: {unit} against {what}{}",
             match best_isa {
                 Some(isa) => format!(" ({isa}, f32)"),
                 None => String::new(),
