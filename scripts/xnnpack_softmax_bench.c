@@ -10,19 +10,9 @@
  * Prints "xnnpack <median seconds> <sum of row 0>". */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <xnnpack.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 #define CHECK(x)                                                               \
     do {                                                                       \

@@ -74,18 +74,26 @@ pub(crate) fn split_rows(
     min_rows: usize,
     run: impl Fn(usize, usize) + Sync,
 ) {
-    let chunks = threads.count().min(rows / min_rows.max(1)).max(1);
+    let chunks = threads.count().min(rows / min_rows.max(1));
+    split_into(chunks, rows, |_, start, count| run(start, count));
+}
+
+/// Runs `run(slot, start, count)` over `rows` rows cut into at most `chunks`
+/// contiguous parts numbered from 0 by `slot` (the index of the part's own
+/// scratch, below `chunks`); the caller's thread takes part 0.
+pub(crate) fn split_into(chunks: usize, rows: usize, run: impl Fn(usize, usize, usize) + Sync) {
+    let chunks = chunks.min(rows).max(1);
     if chunks == 1 {
-        run(0, rows);
+        run(0, 0, rows);
         return;
     }
     let per = rows.div_ceil(chunks);
     let run = &run;
     rayon::scope(|s| {
-        for start in (per..rows).step_by(per) {
-            s.spawn(move |_| run(start, per.min(rows - start)));
+        for (i, start) in (per..rows).step_by(per).enumerate() {
+            s.spawn(move |_| run(i + 1, start, per.min(rows - start)));
         }
-        run(0, per);
+        run(0, 0, per);
     });
 }
 

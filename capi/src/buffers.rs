@@ -193,3 +193,21 @@ pub(crate) unsafe fn in_ref<'a, T>(p: *const T, what: &'static str) -> Result<&'
     // SAFETY: non-null and aligned; valid by the caller's contract.
     Ok(unsafe { &*p })
 }
+
+/// Stores a new boxed handle in `*out` (NULL `out` refused).
+pub(crate) fn hand_out<H>(out: *mut *mut H, handle: H) -> Result<(), Failure> {
+    // SAFETY: out_ref checks NULL and alignment; the caller passed a writable slot.
+    *unsafe { out_ref(out, "out")? } = Box::into_raw(Box::new(handle));
+    Ok(())
+}
+
+/// Drops a handle made by [`hand_out`] (NULL is ignored).
+///
+/// # Safety
+/// `p` is NULL or came from [`hand_out`] and was not freed.
+pub(crate) unsafe fn free<H>(p: *mut H) {
+    if !p.is_null() {
+        // SAFETY: the caller's contract.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}

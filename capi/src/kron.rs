@@ -6,20 +6,12 @@ use std::ffi::c_void;
 use transformer_kernels::Element;
 use transformer_kernels::kron::{Factor, Kron, int4_row_bytes};
 
-use crate::buffers::{Buffers, in_ref, out_ref, product};
+use crate::buffers::{Buffers, free, hand_out, in_ref, product};
 use crate::{Failure, Outcome, by_dtype, guard, tfk_dtype, tfk_status};
 
 /// A prepared transform (opaque). Immutable: one may serve many threads.
 pub struct tfk_kron {
     inner: Kron,
-}
-
-/// Stores a new handle in `*out`.
-fn hand_out(out: *mut *mut tfk_kron, inner: Kron) -> Outcome {
-    // SAFETY: the caller's contract (out is NULL or writable).
-    let slot = unsafe { out_ref(out, "out")? };
-    *slot = Box::into_raw(Box::new(tfk_kron { inner }));
-    Ok(())
 }
 
 /// A factor: dense row-major `n x n` f32 entries, or Hadamard when `p` is NULL.
@@ -70,7 +62,7 @@ pub unsafe extern "C" fn tfk_kron_new(
             // SAFETY: the caller's contract.
             k = k.with_smoothing(unsafe { b.input::<f32>(smooth.cast(), n, "smooth")? })?;
         }
-        hand_out(out, k)
+        hand_out(out, tfk_kron { inner: k })
     })
 }
 
@@ -92,7 +84,7 @@ pub unsafe extern "C" fn tfk_kron_hadamard(
             // SAFETY: the caller's contract.
             k = k.with_smoothing(unsafe { b.input::<f32>(smooth.cast(), n, "smooth")? })?;
         }
-        hand_out(out, k)
+        hand_out(out, tfk_kron { inner: k })
     })
 }
 
@@ -107,7 +99,14 @@ pub unsafe extern "C" fn tfk_kron_inverse(
     out: *mut *mut tfk_kron,
 ) -> tfk_status {
     // SAFETY: the caller's contract.
-    guard(|| hand_out(out, unsafe { in_ref(kron, "kron")? }.inner.inverse()?))
+    guard(|| {
+        hand_out(
+            out,
+            tfk_kron {
+                inner: unsafe { in_ref(kron, "kron")? }.inner.inverse()?,
+            },
+        )
+    })
 }
 
 /// Creates the transposed transform `x (P1 kron P2)^T`. Fails for a
@@ -121,7 +120,14 @@ pub unsafe extern "C" fn tfk_kron_transposed(
     out: *mut *mut tfk_kron,
 ) -> tfk_status {
     // SAFETY: the caller's contract.
-    guard(|| hand_out(out, unsafe { in_ref(kron, "kron")? }.inner.transposed()?))
+    guard(|| {
+        hand_out(
+            out,
+            tfk_kron {
+                inner: unsafe { in_ref(kron, "kron")? }.inner.transposed()?,
+            },
+        )
+    })
 }
 
 /// Releases a handle (NULL is ignored).
@@ -130,10 +136,8 @@ pub unsafe extern "C" fn tfk_kron_transposed(
 /// `kron` is NULL or a handle from this library not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tfk_kron_free(kron: *mut tfk_kron) {
-    if !kron.is_null() {
-        // SAFETY: made by Box::into_raw in hand_out, freed once (caller).
-        drop(unsafe { Box::from_raw(kron) });
-    }
+    // SAFETY: made by hand_out, freed once (the caller's contract).
+    unsafe { free(kron) }
 }
 
 /// Elements per token (`n1 * n2`); 0 for NULL.

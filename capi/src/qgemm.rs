@@ -7,7 +7,7 @@ use transformer_kernels::Element;
 use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{Backend, Int8Weight, Int8Workspace, Outliers};
 
-use crate::buffers::{Buffers, in_ref, out_ref, product};
+use crate::buffers::{Buffers, free, hand_out, in_ref, out_ref, product};
 use crate::{Failure, Outcome, by_dtype, guard, tfk_dtype, tfk_status};
 
 /// W quantized to int8 and packed for the int8 kernels (opaque, immutable).
@@ -39,21 +39,6 @@ pub const TFK_INT8_AVX2: tfk_int8_backend = 2;
 pub const TFK_INT8_AVX512_VNNI: tfk_int8_backend = 3;
 /// AMX-INT8 tiles.
 pub const TFK_INT8_AMX: tfk_int8_backend = 4;
-
-fn hand_out<H>(out: *mut *mut H, handle: H) -> Outcome {
-    // SAFETY: the caller's contract (out is NULL or writable).
-    *unsafe { out_ref(out, "out")? } = Box::into_raw(Box::new(handle));
-    Ok(())
-}
-
-/// # Safety
-/// `p` is NULL or came from `Box::into_raw` and was not freed.
-unsafe fn free<H>(p: *mut H) {
-    if !p.is_null() {
-        // SAFETY: the caller's contract.
-        drop(unsafe { Box::from_raw(p) });
-    }
-}
 
 /// Prepares W (`n x k` row-major, finite, elements of `dtype`) for LLM.int8()
 /// products: row-wise int8 quantization, packed. Outlier columns: with

@@ -44,7 +44,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, split_rows};
+use crate::parallel::{Shared, Threads, min_rows, split_into};
 
 /// A prepared transform `x -> (x * smooth) (P1 kron P2)`: the factors packed
 /// for the kernels (P1 transposed), the Hadamard normalisation folded into
@@ -429,8 +429,7 @@ impl<'a, T: Element> KronCall<'a, T> {
             clip: self.clip,
             workspace: ws.as_mut_ptr().cast(),
         });
-        let per = tokens.div_ceil(chunks);
-        split_rows(Threads::Count(chunks), tokens, per, |start, count| {
+        split_into(chunks, tokens, |slot, start, count| {
             let mut c = p.get();
             let e = std::mem::size_of::<T>();
             c.x = c.x.cast::<u8>().wrapping_add(start * n * e).cast();
@@ -441,12 +440,7 @@ impl<'a, T: Element> KronCall<'a, T> {
                 c.q = c.q.cast::<u8>().wrapping_add(start * c.q_stride).cast();
                 c.q_scale = c.q_scale.wrapping_add(start);
             }
-            // Chunk i (start = i * per) owns workspace slot i.
-            c.workspace = c
-                .workspace
-                .cast::<f32>()
-                .wrapping_add(start / per * need)
-                .cast();
+            c.workspace = c.workspace.cast::<f32>().wrapping_add(slot * need).cast();
             c.tokens = count;
             // SAFETY: x, y, q and the scales were checked against tokens x n
             // above (y and q are exclusive borrows, disjoint from x) and each

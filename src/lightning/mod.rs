@@ -41,7 +41,7 @@ use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, split_rows};
+use crate::parallel::{Shared, Threads, split_into};
 use crate::shape::expect_len;
 
 /// Largest head dimension (`dk`, `dv`) the kernels take.
@@ -499,8 +499,7 @@ impl Part {
         let chunks = threads.count().min(units).max(1);
         with_workspace(ws, need, chunks, |w, chunks| {
             let w = Shared(w);
-            let per = units.div_ceil(chunks);
-            split_rows(Threads::Count(chunks), units, per, |start, count| {
+            split_into(chunks, units, |slot, start, count| {
                 let u = start as isize;
                 let state = (start * self.state_stride) as isize;
                 let (qk, vo, state, decay, offsets) = if self.by_heads {
@@ -524,8 +523,7 @@ impl Part {
                     decay,
                     offsets,
                     count,
-                    // chunk start / per < chunks owns slot start / per
-                    workspace: w.get().wrapping_add(start / per * need),
+                    workspace: w.get().wrapping_add(slot * need),
                 })
             });
         })

@@ -23,7 +23,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::Isa;
-use crate::parallel::{Shared, Threads, split_rows};
+use crate::parallel::{Shared, Threads, split_into};
 use crate::shape::expect_len;
 
 /// W `[n, k]` quantized per group of `group` consecutive k to int8 or int4.
@@ -268,8 +268,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             workspace: ws.as_mut_ptr(),
         });
         let blocks = w.n.div_ceil(16);
-        let per = blocks.div_ceil(chunks);
-        split_rows(Threads::Count(chunks), blocks, per, |start, count| {
+        split_into(chunks, blocks, |slot, start, count| {
             let mut c = p.get();
             let j = start * 16;
             c.n = (count * 16).min(w.n - j);
@@ -279,8 +278,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                 c.bias = c.bias.wrapping_add(j);
             }
             c.y = c.y.cast::<T>().wrapping_add(j).cast();
-            // Chunk start / per < chunks owns workspace slot start / per.
-            c.workspace = c.workspace.wrapping_add(start / per * need);
+            c.workspace = c.workspace.wrapping_add(slot * need);
             // SAFETY: x holds m x k elements, y m x n (exclusive; a chunk writes
             // its channels j .. j + c.n of each row, y_stride n apart), W n rows
             // of row_bytes and n x k / group scales, bias n, each chunk's
