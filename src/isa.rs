@@ -132,6 +132,28 @@ pub fn selected() -> Result<Isa> {
     }
 }
 
+/// Reads `data` with the fastest single-core read the project knows
+/// (kernels-cpu/probe: AVX-512 loads, software prefetch) and returns the
+/// wrapping sum of its bytes as 64-bit words, for reports that state a
+/// memory-bound kernel's fraction of the read bandwidth; time it yourself.
+/// None where AVX-512 is not available.
+pub fn read_probe(data: &[u64]) -> Option<u64> {
+    if !Isa::Avx512.is_available() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: AVX-512 checked; the probe reads exactly data's bytes.
+        Some(unsafe {
+            crate::ffi::tk_read_probe_avx512(data.as_ptr().cast(), std::mem::size_of_val(data))
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
 /// Runs the single-core f32 FMA peak probe of `isa` (kernels-cpu/probe:
 /// `iters` rounds of 24 independent vector FMAs) and returns the flops it did,
 /// for reports that state a kernel's fraction of the peak; time it yourself.

@@ -188,6 +188,45 @@ fn no_outliers_and_all_outliers() {
     check_all(&x, &w, n, k, Outliers::Fixed((0..k as u32).collect()), None);
 }
 
+/// The weight-only kernels sum x q per group and scale once; activations of
+/// 2^100 or more (or NaN) make the call scale each weight first instead, as
+/// x q can overflow where x s q does not. A row holding 1.7e38 (x q is inf
+/// for q >= 3) and one holding exactly 2^100 stay finite and within the
+/// bound on every ISA, for f32 and bf16 activations; a NaN row is NaN and the
+/// rows beside it are unchanged in quality.
+#[test]
+fn weight_only_large_and_nan_activations() {
+    let (n, k) = (17, 256);
+    let w = uniform_values(7, n * k, 1e-3);
+    for bits in [8u32, 4] {
+        for group in [32usize, 128] {
+            let qw = QuantizedWeight::quantize(&w, n, k, bits, group).unwrap();
+            let mut x = uniform_values(8, 3 * k, 2.0);
+            x[5] = 1.7e38;
+            x[k + 9] = 2f32.powi(100);
+            for isa in isas() {
+                check_weight_only::<f32>(&x, &qw, None, isa);
+                check_weight_only::<bf16>(&x, &qw, None, isa);
+                let mut xn = uniform_values(9, 3 * k, 2.0);
+                xn[k + 3] = f32::NAN;
+                let mut y = vec![0.0f32; 3 * n];
+                qw.gemv(&xn).isa(isa).run(&mut y).unwrap();
+                assert!(
+                    y[n..2 * n].iter().all(|v| v.is_nan()),
+                    "{} NaN row",
+                    isa.name()
+                );
+                for r in [0, 2] {
+                    let (xr, yr) = (&xn[r * k..(r + 1) * k], &y[r * n..(r + 1) * n]);
+                    rq::check_weight_only(xr, &qw, None, yr).unwrap_or_else(|e| {
+                        panic!("{} int{bits} g{group} row {r}: {e}", isa.name())
+                    });
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn non_finite_and_zero_rows() {
     let (m, n, k) = (6, 17, 80);

@@ -7,7 +7,8 @@
 //! (`reference::qgemm::run_and_check`). Weight-only: int8 / int4 with groups
 //! of 32..128 on every ISA x dtype (`run_and_check_weight_only`). Values are
 //! int8 mantissas times 2^e, e in [-8, -1], weights int8 / 64, so every y
-//! stays finite in f16.
+//! stays finite in f16; the weight-only product also runs with one x of
+//! 2^110..2^126 (the scale-first path) for f32 and bf16.
 #![no_main]
 
 use half::{bf16, f16};
@@ -75,6 +76,21 @@ fuzz_target!(|data: &[u8]| {
             for r in runs {
                 if let Err(e) = r {
                     panic!("weight-only int{bits} {}: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
+                }
+            }
+            // One activation of 2^110 or more: the kernels scale each weight
+            // before the product (x q would overflow); f32 and bf16 hold it.
+            if data[4] & 2 != 0 {
+                let mut xb = xw.clone();
+                let at = byte(body, 13) as usize % xb.len();
+                xb[at] = (110.0 + (byte(body, 17) % 17) as f32).exp2();
+                for r in [
+                    run_and_check_weight_only::<f32>(&xb, &qw, bias, isa),
+                    run_and_check_weight_only::<bf16>(&xb, &qw, bias, isa),
+                ] {
+                    if let Err(e) = r {
+                        panic!("weight-only int{bits} {} large x: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
+                    }
                 }
             }
         }

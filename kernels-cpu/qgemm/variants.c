@@ -17,8 +17,10 @@
 const tk_qgemm_variant tk_qgemm_variants[] = {TK_QGEMM_VARIANTS(TK_QGEMM_ENTRY)};
 const size_t tk_qgemm_variant_count = sizeof(tk_qgemm_variants) / sizeof(tk_qgemm_variants[0]);
 
-/* The widened X, plus one group's worth for the int4 de-interleave. */
-size_t tk_wgemv_workspace_floats(size_t m, size_t k) { return m * k + k; }
+/* The widened X, plus one group's worth for the int4 de-interleave, plus 15
+ * floats for the kernels to start it on a cache line (vector loads of X that
+ * straddle two lines cost two). */
+size_t tk_wgemv_workspace_floats(size_t m, size_t k) { return m * k + k + 15; }
 
 size_t tk_qgemm_n_pad(size_t n) { return (n + 31) / 32 * 32; }
 size_t tk_qgemm_packed_bytes(size_t n, size_t k) { return tk_qgemm_n_pad(n) * k; }

@@ -696,7 +696,11 @@ fn measure(args: &Args) -> Vec<String> {
     };
     let qgemm_records = if wants("qgemm") {
         progress.step("qgemm");
-        report_qgemm::report(args.quick, args.onednn_matmul.as_deref())
+        report_qgemm::report(
+            args.quick,
+            args.filter.as_deref(),
+            args.onednn_matmul.as_deref(),
+        )
     } else {
         Vec::new()
     };

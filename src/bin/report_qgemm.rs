@@ -15,10 +15,10 @@
 use std::hint::black_box;
 
 use half::f16;
-use transformer_kernels::Isa;
 use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::uniform_values;
+use transformer_kernels::{Isa, isa};
 
 use crate::report_lightning::fma_peak_probe;
 use crate::{interleave_medians, read_sweep};
@@ -285,7 +285,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         return;
     }
     println!(
-        "\n## weight-only decode GEMV (single thread, AVX-512; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against a same-run read sweep of a same-size buffer)\n",
+        "\n## weight-only decode GEMV (single thread, AVX-512; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against the faster of two same-run read sweeps of a same-size buffer: a plain loop and the AVX-512 prefetching read probe)\n",
         if quick {
             "in cache (quick mode)"
         } else {
@@ -324,9 +324,13 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             .map(|&m| vec![0.0; one.workspace_floats(m)])
             .collect();
         let budget = if quick { 0.5 } else { 4.0 };
-        let medians = interleave_medians(ms.len() + 1, budget, 15, |i| {
+        let medians = interleave_medians(ms.len() + 2, budget, 15, |i| {
             if i == ms.len() {
                 black_box(read_sweep(&sweep));
+                return;
+            }
+            if i == ms.len() + 1 {
+                black_box(isa::read_probe(&sweep));
                 return;
             }
             for l in &stack {
@@ -338,7 +342,9 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             }
             black_box(&ys[i]);
         });
-        let read_bw = total / medians[ms.len()];
+        let sweep_bw = total / medians[ms.len()];
+        let probe_bw = total / medians[ms.len() + 1];
+        let read_bw = sweep_bw.max(probe_bw);
         for (i, &m) in ms.iter().enumerate() {
             let r = QgemmRecord {
                 op: format!("wgemv int{bits} g{group} f16"),
@@ -349,7 +355,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
                 work: total,
                 median_s: medians[i],
                 peak: read_bw,
-                peak_name: "read sweep",
+                peak_name: "read (faster sweep)",
                 bytes_bound: true,
             };
             println!(
@@ -361,13 +367,24 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             );
             records.push(r);
         }
-        println!("| | | | read sweep | | | {:.2} | | |", read_bw / 1e9);
+        println!(
+            "| | | | read sweep: plain / probe | | | {:.2} / {:.2} | | |",
+            sweep_bw / 1e9,
+            probe_bw / 1e9
+        );
     }
 }
 
-pub fn report(quick: bool, onednn_bin: Option<&str>) -> Vec<QgemmRecord> {
+/// `filter` keeps the sections whose ops or backends contain it
+/// (`llm.int8`, `int8 gemm`, `amx`, `avx512vnni`; `wgemv`, `avx512`).
+pub fn report(quick: bool, filter: Option<&str>, onednn_bin: Option<&str>) -> Vec<QgemmRecord> {
+    let wants = |names: &[&str]| filter.is_none_or(|f| names.iter().any(|n| n.contains(f)));
     let mut records = Vec::new();
-    llm_int8(quick, onednn_bin, &mut records);
-    weight_only(quick, &mut records);
+    if wants(&["llm.int8", "int8 gemm", "amx", "avx512vnni"]) {
+        llm_int8(quick, onednn_bin, &mut records);
+    }
+    if wants(&["wgemv", "avx512"]) {
+        weight_only(quick, &mut records);
+    }
     records
 }

@@ -1149,3 +1149,6 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn tk_fma_probe_avx512(iters: usize, sink: *mut f32) -> f64;
 }
+unsafe extern "C" {
+    pub fn tk_read_probe_avx512(p: *const ::std::os::raw::c_void, bytes: usize) -> u64;
+}

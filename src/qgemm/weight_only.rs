@@ -2,8 +2,11 @@
 //! X in f32/f16/bf16 (a few rows: 1 to 16 tokens) times W in int8 or int4
 //! with one f32 scale per group of consecutive k, dequantized on the fly.
 //! Memory-bound for small m: the weight bytes (values and scales) are the
-//! floor. The kernels multiply each widened weight by its group scale in f32
-//! (`w_deq = fl(s q)`) and accumulate `x w_deq` in f32.
+//! floor. The kernels sum `x q` over each group with the integer weights and
+//! multiply the sum by the group scale once, in f32; a call whose X holds an
+//! `|x| >= 2^100` (where `x q` could overflow and `x s q` not) or a NaN/inf
+//! multiplies each widened weight by its scale first (`w_deq = fl(s q)`) and
+//! sums `x w_deq`. Both meet [`QuantizedWeight::error_bound`].
 //!
 //! ```
 //! use transformer_kernels::qgemm::weight_only::QuantizedWeight;
