@@ -78,6 +78,12 @@ const CPU_UNITS: &[CpuUnit] = &[
         flags: &[AVX512, &["-mavx512vnni"]],
     },
     CpuUnit {
+        lib: "tk_avxvnni",
+        files: &["kernels-cpu/qgemm/avxvnni.c"],
+        x86_only: true,
+        flags: &[AVX2, &["-mavxvnni"]],
+    },
+    CpuUnit {
         lib: "tk_amx",
         files: &["kernels-cpu/qgemm/amx.c"],
         x86_only: true,

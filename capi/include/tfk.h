@@ -150,7 +150,8 @@ typedef int32_t tfk_int8_backend;
 // `y = h * gamma + beta`, gamma and beta required and f32.
 #define TFK_NORM_CHANNEL 3
 
-// AMX from 16 rows where the OS grants it, else AVX-512 VNNI, else AVX2.
+// AMX from 16 rows where the OS grants it, else AVX-512 VNNI, else
+// AVX-VNNI, else AVX2.
 #define TFK_INT8_AUTO 0
 
 // Portable C.
@@ -164,6 +165,9 @@ typedef int32_t tfk_int8_backend;
 
 // AMX-INT8 tiles.
 #define TFK_INT8_AMX 4
+
+// AVX-VNNI (256-bit `vpdpbusd`, for CPUs without AVX-512).
+#define TFK_INT8_AVX_VNNI 5
 
 #ifdef __cplusplus
 extern "C" {

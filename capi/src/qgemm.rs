@@ -29,7 +29,8 @@ pub struct tfk_quantized_weight {
 
 /// Which int32 kernel [`tfk_int8_matmul`] runs.
 pub type tfk_int8_backend = i32;
-/// AMX from 16 rows where the OS grants it, else AVX-512 VNNI, else AVX2.
+/// AMX from 16 rows where the OS grants it, else AVX-512 VNNI, else
+/// AVX-VNNI, else AVX2.
 pub const TFK_INT8_AUTO: tfk_int8_backend = 0;
 /// Portable C.
 pub const TFK_INT8_SCALAR: tfk_int8_backend = 1;
@@ -39,6 +40,8 @@ pub const TFK_INT8_AVX2: tfk_int8_backend = 2;
 pub const TFK_INT8_AVX512_VNNI: tfk_int8_backend = 3;
 /// AMX-INT8 tiles.
 pub const TFK_INT8_AMX: tfk_int8_backend = 4;
+/// AVX-VNNI (256-bit `vpdpbusd`, for CPUs without AVX-512).
+pub const TFK_INT8_AVX_VNNI: tfk_int8_backend = 5;
 
 /// Prepares W (`n x k` row-major, finite, elements of `dtype`) for LLM.int8()
 /// products: row-wise int8 quantization, packed. Outlier columns: with
@@ -174,6 +177,7 @@ pub unsafe extern "C" fn tfk_int8_matmul(
             TFK_INT8_AVX2 => Some(Backend::Avx2),
             TFK_INT8_AVX512_VNNI => Some(Backend::Avx512Vnni),
             TFK_INT8_AMX => Some(Backend::Amx),
+            TFK_INT8_AVX_VNNI => Some(Backend::AvxVnni),
             other => {
                 return Err(Failure::invalid(
                     "backend",

@@ -602,7 +602,11 @@ fn int8_matmul_matches<T: Element, U: Element>() {
     for (backend, rust_backend) in [
         (TFK_INT8_AUTO, None),
         (TFK_INT8_SCALAR, Some(Backend::Scalar)),
-    ] {
+        (TFK_INT8_AVX_VNNI, Some(Backend::AvxVnni)),
+    ]
+    .into_iter()
+    .filter(|(_, b)| b.is_none_or(|b| b.is_available()))
+    {
         let mut want = vec![U::from_f32(0.0); m * n];
         let mut call = rw.matmul(&mut rws).bias(&bias);
         if let Some(b) = rust_backend {

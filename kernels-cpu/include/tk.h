@@ -590,6 +590,8 @@ void tk_qgemm_s8_scalar(const tk_qgemm_params *params);
 #if defined(__x86_64__) || defined(_M_X64)
 void tk_qgemm_s8_avx2(const tk_qgemm_params *params);
 void tk_qgemm_s8_avx512vnni(const tk_qgemm_params *params);
+/* AVX2 + AVX-VNNI (VEX vpdpbusd on 256 bits), for CPUs without AVX-512. */
+void tk_qgemm_s8_avxvnni(const tk_qgemm_params *params);
 void tk_qgemm_s8_amx(const tk_qgemm_params *params);
 /* 1 when this CPU has AMX-INT8 and the OS granted tile data to this process
  * (asked once, thread-safe), 0 otherwise. */

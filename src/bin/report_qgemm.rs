@@ -156,6 +156,12 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                 ("int8 gemm (int32 out)", b),
             ]);
         }
+        // the 256-bit fallbacks, on the shapes where they take under ~0.1 s
+        for (b, max_m) in [(Backend::AvxVnni, 512), (Backend::Avx2, 64)] {
+            if b.is_available() && m <= max_m && n * k <= 4096 * 4096 {
+                tasks.extend([("llm.int8 dynamic", b), ("int8 gemm (int32 out)", b)]);
+            }
+        }
         // one task: (op, backend)
         let mut run = |op: &str, b: Backend| {
             match op {
@@ -194,10 +200,10 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
         let fma_peak = probe_ops[2] / medians[t + 2];
         let ops = 2.0 * (m * n * k) as f64;
         for (i, (op, b)) in tasks.iter().enumerate() {
-            let (peak, peak_name) = if *b == Backend::Amx {
-                (amx_peak, "amx tdpbssd")
-            } else {
-                (vnni_peak, "vnni vpdpbusd")
+            let (peak, peak_name) = match b {
+                Backend::Amx => (amx_peak, "amx tdpbssd"),
+                Backend::Avx512Vnni => (vnni_peak, "vnni vpdpbusd"),
+                _ => (vnni_peak, "vnni vpdpbusd (512-bit)"),
             };
             let r = QgemmRecord {
                 op: op.to_string(),
@@ -376,11 +382,19 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
 }
 
 /// `filter` keeps the sections whose ops or backends contain it
-/// (`llm.int8`, `int8 gemm`, `amx`, `avx512vnni`; `wgemv`, `avx512`).
+/// (`llm.int8`, `int8 gemm`, `amx`, `avx512vnni`, `avxvnni`, `avx2`;
+/// `wgemv`, `avx512`).
 pub fn report(quick: bool, filter: Option<&str>, onednn_bin: Option<&str>) -> Vec<QgemmRecord> {
     let wants = |names: &[&str]| filter.is_none_or(|f| names.iter().any(|n| n.contains(f)));
     let mut records = Vec::new();
-    if wants(&["llm.int8", "int8 gemm", "amx", "avx512vnni"]) {
+    if wants(&[
+        "llm.int8",
+        "int8 gemm",
+        "amx",
+        "avx512vnni",
+        "avxvnni",
+        "avx2",
+    ]) {
         llm_int8(quick, onednn_bin, &mut records);
     }
     if wants(&["wgemv", "avx512"]) {

@@ -1132,6 +1132,9 @@ unsafe extern "C" {
     pub fn tk_qgemm_s8_avx512vnni(params: *const tk_qgemm_params);
 }
 unsafe extern "C" {
+    pub fn tk_qgemm_s8_avxvnni(params: *const tk_qgemm_params);
+}
+unsafe extern "C" {
     pub fn tk_qgemm_s8_amx(params: *const tk_qgemm_params);
 }
 unsafe extern "C" {

@@ -23,7 +23,8 @@
 //! * [`Int8Workspace`] holds the quantized activations between calls (no
 //!   allocation per call).
 //! * [`Backend`]: the int32 kernel — AMX tiles (`tdpbsud`), AVX-512 VNNI
-//!   (`vpdpbusd`), or portable C.
+//!   (`vpdpbusd`), AVX-VNNI (256-bit `vpdpbusd`), AVX2 (`vpmaddwd`), or
+//!   portable C.
 //! * [`weight_only`]: X in f32/f16/bf16 times int8 or int4 W with group-wise
 //!   scales, dequantized on the fly (memory-bound decoding GEMV).
 //!
@@ -78,8 +79,12 @@ pub enum Backend {
     /// Portable C (the exact fallback).
     Scalar,
     /// AVX2 `vpmaddwd` on 16-bit widened operands, 2 rows x 16 channels
-    /// (for CPUs without AVX-512 VNNI; per-element epilogue).
+    /// (for CPUs without any VNNI; per-element epilogue).
     Avx2,
+    /// AVX-VNNI: the VEX-encoded 256-bit `vpdpbusd`, 6 rows x 16 channels
+    /// (CPUs with AVX-VNNI but no AVX-512, such as Alder Lake; per-element
+    /// epilogue).
+    AvxVnni,
     /// AVX-512 VNNI `vpdpbusd`, 6 rows x 64 channels per register block.
     Avx512Vnni,
     /// AMX-INT8 tiles, 32 rows x 32 channels per block.
@@ -88,9 +93,10 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, most portable first.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::Scalar,
         Backend::Avx2,
+        Backend::AvxVnni,
         Backend::Avx512Vnni,
         Backend::Amx,
     ];
@@ -100,6 +106,7 @@ impl Backend {
         match self {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
+            Backend::AvxVnni => "avxvnni",
             Backend::Avx512Vnni => "avx512vnni",
             Backend::Amx => "amx",
         }
@@ -111,6 +118,10 @@ impl Backend {
         match self {
             Backend::Scalar => true,
             Backend::Avx2 => Isa::Avx2.is_available(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni => {
+                Isa::Avx2.is_available() && std::arch::is_x86_feature_detected!("avxvnni")
+            }
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512Vnni => {
                 Isa::Avx512.is_available() && std::arch::is_x86_feature_detected!("avx512vnni")
@@ -125,8 +136,8 @@ impl Backend {
 
     /// The backend a call with `m` rows uses unless told: AMX from
     /// [`AMX_MIN_ROWS`] rows, else VNNI, where available and the selected ISA
-    /// ([`isa::selected`]) is AVX-512; else AVX2; the portable kernel when the
-    /// selected ISA is scalar.
+    /// ([`isa::selected`]) is AVX-512; else AVX-VNNI where available; else
+    /// AVX2; the portable kernel when the selected ISA is scalar.
     pub fn auto(m: usize) -> Result<Backend> {
         let isa = isa::selected()?;
         Ok(if isa < Isa::Avx2 {
@@ -135,6 +146,8 @@ impl Backend {
             Backend::Amx
         } else if isa >= Isa::Avx512 && Backend::Avx512Vnni.is_available() {
             Backend::Avx512Vnni
+        } else if Backend::AvxVnni.is_available() {
+            Backend::AvxVnni
         } else {
             Backend::Avx2
         })
@@ -151,6 +164,8 @@ impl Backend {
             Backend::Scalar => ffi::tk_qgemm_s8_scalar,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => ffi::tk_qgemm_s8_avx2,
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni => ffi::tk_qgemm_s8_avxvnni,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512Vnni => ffi::tk_qgemm_s8_avx512vnni,
             #[cfg(target_arch = "x86_64")]
