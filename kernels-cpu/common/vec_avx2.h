@@ -119,6 +119,14 @@ static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi
     *hi = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(d, 24), 28));
 }
 
+/* n (<= 8) int32 values as floats (rounded to nearest beyond 2^24). */
+static inline tkv tkv_load_i32(const int32_t *p, size_t n) {
+    if (n >= 8) return _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)p));
+    int32_t buf[8] = {0};
+    memcpy(buf, p, n * sizeof(int32_t));
+    return _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)buf));
+}
+
 /* Macros, not functions: GCC marks a void function whose only effect is a
  * prefetch as const, then deletes its calls as dead code. */
 #define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)

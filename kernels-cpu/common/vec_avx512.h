@@ -81,6 +81,10 @@ static inline tkv tkv_max_nan(tkv acc, tkv v) {
 static inline tkv tkv_load_i8(const int8_t *p, size_t n) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tk_mask16(n), p)));
 }
+/* n (<= 16) int32 values as floats (rounded to nearest beyond 2^24). */
+static inline tkv tkv_load_i32(const int32_t *p, size_t n) {
+    return _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(tk_mask16(n), p));
+}
 /* n (<= 16) bytes, each two signed 4-bit values: lo gets the low nibbles, hi
  * the high ones. A vpermps lookup reads only the low 4 bits of each index
  * lane, so each nibble becomes its float in one table lookup (the high one

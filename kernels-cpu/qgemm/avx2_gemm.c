@@ -3,15 +3,16 @@
  * bytes) widened to 16 bits, times the row's 4 activations widened and
  * broadcast, by vpmaddwd (u8 x s8 pairs fit 16 bits; pair sums 32 bits, exact).
  * Each accumulator holds 4 channels x 2 partial sums, folded by vphaddd at
- * the end. Register block: 2 rows x 16 channels (8 accumulators). Epilogue per
- * element in plain C (store_one.h). */
+ * the end. Register block: 2 rows x 16 channels (8 accumulators). Block
+ * epilogue on 8-lane vectors (epilogue_vec.h, shared with AVX-VNNI). */
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "tk.h"
 
-#include "store_one.h"
+#include "../common/vec_avx2.h"
+#include "epilogue_vec.h"
 
 /* 4 activations of one row as 16-bit values, repeated over the 4 x 64 bits. */
 static inline __m256i tk_avx2_row4(const int8_t *a) {
@@ -55,9 +56,9 @@ void tk_qgemm_s8_avx2(const tk_qgemm_params *p) {
             _mm256_storeu_si256((__m256i *)&sums[0][8], tk_avx2_fold(c02, c03));
             _mm256_storeu_si256((__m256i *)&sums[1][0], tk_avx2_fold(c10, c11));
             _mm256_storeu_si256((__m256i *)&sums[1][8], tk_avx2_fold(c12, c13));
-            for (size_t r = 0; r < rows; r++)
-                for (size_t c = 0; c < 16 && j0 + c < p->n; c++)
-                    tk_qgemm_store_one(p, i0 + r, j0 + c, sums[r][c] - 128 * p->a_rowsum[i0 + r]);
+            for (size_t r = 0; r < rows; r++) /* the packed weights are w + 128 */
+                for (size_t c = 0; c < 16; c++) sums[r][c] -= 128 * p->a_rowsum[i0 + r];
+            tk_qgemm_epilogue_vec16(p, i0, j0, &sums[0][0], 16, rows);
         }
     }
 }

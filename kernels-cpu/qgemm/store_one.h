@@ -1,5 +1,5 @@
 /* The LLM.int8() epilogue for one output, in plain C (tk.h: tk_qgemm_params):
- * shared by the portable and the AVX2 int8 products. acc is the exact int32
+ * the portable int8 product's. acc is the exact int32
  * product (the +128 correction already applied). */
 #ifndef TK_QGEMM_STORE_ONE_H
 #define TK_QGEMM_STORE_ONE_H

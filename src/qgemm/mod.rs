@@ -79,11 +79,10 @@ pub enum Backend {
     /// Portable C (the exact fallback).
     Scalar,
     /// AVX2 `vpmaddwd` on 16-bit widened operands, 2 rows x 16 channels
-    /// (for CPUs without any VNNI; per-element epilogue).
+    /// (for CPUs without any VNNI).
     Avx2,
     /// AVX-VNNI: the VEX-encoded 256-bit `vpdpbusd`, 6 rows x 16 channels
-    /// (CPUs with AVX-VNNI but no AVX-512, such as Alder Lake; per-element
-    /// epilogue).
+    /// (CPUs with AVX-VNNI but no AVX-512, such as Alder Lake).
     AvxVnni,
     /// AVX-512 VNNI `vpdpbusd`, 6 rows x 64 channels per register block.
     Avx512Vnni,
