@@ -238,7 +238,8 @@ fn zero_rows_and_extremes() {
     }
 }
 
-/// NaN and inf rows: y NaN, int8 scale NaN and q 0; other rows unaffected.
+/// NaN and inf rows: y NaN, int8 scale NaN and q 0, rstd NaN, the mean the
+/// row's infinity (or NaN); other rows unaffected.
 #[test]
 fn non_finite_rows() {
     for v in norm::variants()
@@ -265,6 +266,46 @@ fn non_finite_rows() {
             );
             assert!(y[..40].iter().chain(&y[80..]).all(|v| v.is_finite()));
             assert!(s[0].is_finite() && s[2].is_finite());
+        }
+        // The saved LayerNorm mean of a row holding +-inf is that infinity
+        // (NaN with both, or with a NaN), as the f64 reference has it, also
+        // when the infinity sits in the first 2048-element block of a longer
+        // row; rstd is NaN. (The mean was NaN: the block's centred sums took
+        // inf - inf, and the block merge did again for later finite blocks.)
+        for (cols, at) in [(40usize, 45usize), (5000, 5010), (5000, 9000)] {
+            for (bad, also, want) in [
+                (f32::INFINITY, None, f32::INFINITY),
+                (f32::NEG_INFINITY, None, f32::NEG_INFINITY),
+                (f32::NEG_INFINITY, Some(f32::INFINITY), f32::NAN),
+                (f32::NAN, None, f32::NAN),
+            ] {
+                let mut x = uniform_values(6, 3 * cols, 1.0);
+                x[at] = bad;
+                if let Some(o) = also {
+                    x[at + 7] = o;
+                }
+                let (mut mean, mut rstd) = (vec![0.0f32; 3], vec![0.0f32; 3]);
+                let mut y = vec![0.0f32; x.len()];
+                Norm::layer_norm()
+                    .isa(v.isa)
+                    .forward(&x, cols)
+                    .output(&mut y)
+                    .stats(&mut mean, &mut rstd)
+                    .run()
+                    .unwrap();
+                let ok = if want.is_nan() {
+                    mean[1].is_nan()
+                } else {
+                    mean[1] == want
+                };
+                assert!(
+                    ok,
+                    "{} cols {cols} at {at}: mean {} expected {want}",
+                    v.name, mean[1]
+                );
+                assert!(rstd[1].is_nan(), "{}: rstd {}", v.name, rstd[1]);
+                assert!(mean[0].is_finite() && mean[2].is_finite() && rstd[0].is_finite());
+            }
         }
     }
 }

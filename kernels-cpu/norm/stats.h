@@ -35,6 +35,16 @@ static inline void tk_norm_merge(tk_norm_moments *mo, size_t nb, float c, float 
     double bm2 = (double)s2 - (double)s1 * (double)s1 / bn;
     if (bm2 < 0.0) bm2 = 0.0;
     const double total = (double)(mo->n + nb);
+    if (!isfinite(bmean) || !isfinite(mo->mean)) {
+        /* a block with inf or NaN (c = its sum / nb, no centred sums): the row
+         * mean is whatever IEEE makes of the sum (-inf and finite: -inf; inf
+         * and -inf: NaN) and the variance NaN, as in the f64 reference; the
+         * update below would turn -inf then finite into inf - inf = NaN */
+        mo->mean += bmean;
+        mo->m2 = NAN;
+        mo->n += nb;
+        return;
+    }
     const double delta = bmean - mo->mean;
     mo->m2 += bm2 + delta * delta * ((double)mo->n * bn / total);
     mo->mean += delta * bn / total;
