@@ -119,12 +119,24 @@ static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi
     *hi = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(d, 24), 28));
 }
 
-/* n (<= 8) int32 values as floats (rounded to nearest beyond 2^24). */
-static inline tkv tkv_load_i32(const int32_t *p, size_t n) {
-    if (n >= 8) return _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)p));
+/* n (<= 8) int32 values minus c (exact), as floats (rounded beyond 2^24) or
+ * stored as int32. */
+static inline tkv tkv_load_i32_sub(const int32_t *p, size_t n, int32_t c) {
     int32_t buf[8] = {0};
-    memcpy(buf, p, n * sizeof(int32_t));
-    return _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)buf));
+    if (n < 8) memcpy(buf, p, n * sizeof(int32_t));
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(n < 8 ? buf : p));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(c)));
+}
+static inline void tkv_store_i32_sub(int32_t *dst, size_t n, const int32_t *p, int32_t c) {
+    int32_t buf[8] = {0};
+    if (n < 8) memcpy(buf, p, n * sizeof(int32_t));
+    const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(n < 8 ? buf : p)), _mm256_set1_epi32(c));
+    if (n >= 8) {
+        _mm256_storeu_si256((__m256i *)dst, v);
+        return;
+    }
+    _mm256_storeu_si256((__m256i *)buf, v);
+    memcpy(dst, buf, n * sizeof(int32_t));
 }
 
 /* Macros, not functions: GCC marks a void function whose only effect is a

@@ -81,9 +81,14 @@ static inline tkv tkv_max_nan(tkv acc, tkv v) {
 static inline tkv tkv_load_i8(const int8_t *p, size_t n) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tk_mask16(n), p)));
 }
-/* n (<= 16) int32 values as floats (rounded to nearest beyond 2^24). */
-static inline tkv tkv_load_i32(const int32_t *p, size_t n) {
-    return _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(tk_mask16(n), p));
+/* n (<= 16) int32 values minus c (exact), as floats (rounded beyond 2^24) or
+ * stored as int32. */
+static inline tkv tkv_load_i32_sub(const int32_t *p, size_t n, int32_t c) {
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(tk_mask16(n), p), _mm512_set1_epi32(c)));
+}
+static inline void tkv_store_i32_sub(int32_t *dst, size_t n, const int32_t *p, int32_t c) {
+    const __mmask16 k = tk_mask16(n);
+    _mm512_mask_storeu_epi32(dst, k, _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, p), _mm512_set1_epi32(c)));
 }
 /* n (<= 16) bytes, each two signed 4-bit values: lo gets the low nibbles, hi
  * the high ones. A vpermps lookup reads only the low 4 bits of each index

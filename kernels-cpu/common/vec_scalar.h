@@ -52,7 +52,10 @@ static inline tkv tkv_max_nan(tkv acc, tkv v) { return (v > acc || v != v) ? v :
 /* n (<= W) int8 values as floats. */
 static inline tkv tkv_load_i8(const int8_t *p, size_t n) { return n ? (float)*p : 0.0f; }
 /* n (<= W) bytes, each two signed 4-bit values: lo gets the low nibbles, hi the high ones. */
-static inline tkv tkv_load_i32(const int32_t *p, size_t n) { return n ? (float)*p : 0.0f; }
+static inline tkv tkv_load_i32_sub(const int32_t *p, size_t n, int32_t c) { return n ? (float)(*p - c) : 0.0f; }
+static inline void tkv_store_i32_sub(int32_t *dst, size_t n, const int32_t *p, int32_t c) {
+    if (n) *dst = *p - c;
+}
 static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi) {
     const int b = n ? *p : 0;
     *lo = (float)((b & 15) - ((b & 8) << 1));

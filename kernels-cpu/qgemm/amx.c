@@ -14,8 +14,8 @@
 
 #include "tk.h"
 
-#include "../common/template.h"
-#include "epilogue512.h"
+#include "../common/vec_avx512.h"
+#include "epilogue_vec.h"
 
 #define TK_ARCH_REQ_XCOMP_PERM 0x1023
 #define TK_XFEATURE_XTILEDATA 18

@@ -4,7 +4,7 @@
  * broadcast, by vpmaddwd (u8 x s8 pairs fit 16 bits; pair sums 32 bits, exact).
  * Each accumulator holds 4 channels x 2 partial sums, folded by vphaddd at
  * the end. Register block: 2 rows x 16 channels (8 accumulators). Block
- * epilogue on 8-lane vectors (epilogue_vec.h, shared with AVX-VNNI). */
+ * epilogue: epilogue_vec.h. */
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,9 +56,7 @@ void tk_qgemm_s8_avx2(const tk_qgemm_params *p) {
             _mm256_storeu_si256((__m256i *)&sums[0][8], tk_avx2_fold(c02, c03));
             _mm256_storeu_si256((__m256i *)&sums[1][0], tk_avx2_fold(c10, c11));
             _mm256_storeu_si256((__m256i *)&sums[1][8], tk_avx2_fold(c12, c13));
-            for (size_t r = 0; r < rows; r++) /* the packed weights are w + 128 */
-                for (size_t c = 0; c < 16; c++) sums[r][c] -= 128 * p->a_rowsum[i0 + r];
-            tk_qgemm_epilogue_vec16(p, i0, j0, &sums[0][0], 16, rows);
+            tk_qgemm_epilogue16(p, i0, j0, &sums[0][0], 16, rows);
         }
     }
 }

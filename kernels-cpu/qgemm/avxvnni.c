@@ -5,8 +5,7 @@
  * channels, multiplied by a broadcast dword of the row's 4 signed
  * activations, as the AVX-512 VNNI kernel does with one 512-bit operand.
  * Register block: 6 rows x 16 channels (12 accumulators, 2 weight halves, 1
- * broadcast of the 16 ymm registers). Block epilogue on 8-lane vectors
- * (epilogue_vec.h, shared with the AVX2 kernel). */
+ * broadcast of the 16 ymm registers). Block epilogue: epilogue_vec.h. */
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -43,11 +42,7 @@ static TK_ALWAYS_INLINE void tk_avxvnni_block(const tk_qgemm_params *p, size_t i
         _mm256_storeu_si256((__m256i *)&sums[i][0], lo[i]);
         _mm256_storeu_si256((__m256i *)&sums[i][8], hi[i]);
     }
-    /* the packed weights are w + 128; subtracted here, not on the vectors
-     * (that made GCC keep the accumulators on the stack in the loop) */
-    for (size_t i = 0; i < mr; i++)
-        for (size_t c = 0; c < 16; c++) sums[i][c] -= 128 * p->a_rowsum[i0 + i];
-    tk_qgemm_epilogue_vec16(p, i0, j0, &sums[0][0], 16, mr);
+    tk_qgemm_epilogue16(p, i0, j0, &sums[0][0], 16, mr);
 }
 
 void tk_qgemm_s8_avxvnni(const tk_qgemm_params *p) {

@@ -12,8 +12,8 @@
 
 #include "tk.h"
 
-#include "../common/template.h"
-#include "epilogue512.h"
+#include "../common/vec_avx512.h"
+#include "epilogue_vec.h"
 
 #ifndef TK_VNNI_MR
 #define TK_VNNI_MR 6
