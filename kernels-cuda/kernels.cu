@@ -4,3 +4,5 @@
 #include "norm.cu"
 #include "lightning.cu"
 #include "kron.cu"
+#include "wgemv.cu"
+#include "qgemm.cu"

@@ -21,7 +21,7 @@ build)
     rm -rf device-bin && mkdir -p device-bin
     cargo build --release --features cuda --bin report
     cp target/release/report device-bin/
-    cargo test --release --features cuda --test cuda_softmax --test cuda_norm --test cuda_lightning --test cuda_kron --no-run 2>&1 | tee /tmp/tk-no-run.log
+    cargo test --release --features cuda --test cuda_softmax --test cuda_norm --test cuda_lightning --test cuda_kron --test cuda_qgemm --no-run 2>&1 | tee /tmp/tk-no-run.log
     grep -o 'target/release/deps/cuda_[A-Za-z0-9_-]*' /tmp/tk-no-run.log | sort -u | while read -r bin; do
         cp "$bin" device-bin/
     done
@@ -49,7 +49,7 @@ run)
     {
         echo "# device check, $(date -u +%F)"
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
-        timeout 150 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
+        timeout 240 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
         timeout 60 python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch softmax baseline failed"
         timeout 60 python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
         # Triton baselines for Lightning attention, carried as wheels in .whl
@@ -72,17 +72,20 @@ run)
     nn=$(ls device-bin/cuda_norm-*)
     ll=$(ls device-bin/cuda_lightning-*)
     kk=$(ls device-bin/cuda_kron-*)
+    qq=$(ls device-bin/cuda_qgemm-*)
     san="compute-sanitizer --error-exitcode 1"
     {
         step test_softmax 120 "$ss" &
         step test_norm 120 "$nn" &
         step test_lightning 200 "$ll" &
         step test_kron 120 "$kk" &
+        step test_qgemm 200 "$qq" &
+        step memcheck_qgemm 240 $san --tool memcheck "$qq" --test-threads=1 small_case_for_sanitizers errors_enqueue &
         step memcheck_kron 200 $san --tool memcheck "$kk" --test-threads=1 zero_and_non_finite errors_enqueue &
         step memcheck_lightning 240 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers decode &
         step memcheck_softmax 200 $san --tool memcheck "$ss" --test-threads=1 &
         step memcheck_norm 200 $san --tool memcheck "$nn" --test-threads=1 &
-        step racecheck 200 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers && $san --tool racecheck $kk --test-threads=1 zero_and_non_finite" &
+        step racecheck 200 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers && $san --tool racecheck $kk --test-threads=1 zero_and_non_finite && $san --tool racecheck $qq --test-threads=1 small_case_for_sanitizers" &
         wait
     } >"$out/summary.txt"
     cat "$out/timing.md"

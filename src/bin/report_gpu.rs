@@ -8,6 +8,8 @@ mod kron;
 mod lightning;
 #[path = "report_gpu_norm.rs"]
 mod norm;
+#[path = "report_gpu_qgemm.rs"]
+mod qgemm;
 
 use std::time::Instant;
 
@@ -113,4 +115,5 @@ pub fn report() {
     norm::report(&stream, &k, copy_bw);
     lightning::report(&stream, &k);
     kron::report(&stream, &k, copy_bw);
+    qgemm::report(&stream, &k, copy_bw);
 }

@@ -61,6 +61,7 @@ mod kron;
 mod lightning;
 mod norm;
 mod ptrs;
+mod qgemm;
 mod softmax;
 
 use std::sync::Arc;
@@ -73,6 +74,7 @@ use crate::error::{Error, Result};
 pub use kron::{CUDA_KRON_MAX_N, DeviceKron, DeviceKronOutput};
 pub use lightning::{CUDA_MAX_HEAD_DIM, DeviceLightningBackward, DeviceLightningForward};
 pub use norm::{DeviceNormBackward, DeviceNormForward, DeviceWeights, NormShape};
+pub use qgemm::{CUDA_MAX_OUTLIERS, DeviceInt8Weight, DeviceInt8Workspace, DeviceQuantizedWeight};
 pub use softmax::SoftmaxShape;
 
 /// The embedded fatbin: SASS for sm_80 and sm_90, PTX for compute_90.
@@ -98,6 +100,7 @@ pub struct Kernels {
     norm: norm::NormKernels,
     lightning: lightning::LightningKernels,
     kron: kron::KronKernels,
+    qgemm: qgemm::QgemmKernels,
 }
 
 impl Kernels {
@@ -110,12 +113,14 @@ impl Kernels {
         let norm = norm::NormKernels::load(&module)?;
         let lightning = lightning::LightningKernels::load(&module)?;
         let kron = kron::KronKernels::load(&module)?;
+        let qgemm = qgemm::QgemmKernels::load(&module)?;
         Ok(Kernels {
             _module: module,
             softmax,
             norm,
             lightning,
             kron,
+            qgemm,
         })
     }
 

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, sys::CUdeviceptr,
-};
+use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, sys::CUdeviceptr};
 
 /// Anything held only for its drop (the views' stream-ordering guards).
 trait Guard {}
@@ -26,9 +24,10 @@ impl<'s> Ptrs<'s> {
         }
     }
 
-    pub(crate) fn view<U>(
+    /// A view's or a slice's address, for reading.
+    pub(crate) fn view<U, V: DevicePtr<U>>(
         &mut self,
-        v: &'s CudaView<'_, U>,
+        v: &'s V,
         s: &'s Arc<CudaStream>,
     ) -> CUdeviceptr {
         let (p, g) = v.device_ptr(s);
@@ -37,9 +36,10 @@ impl<'s> Ptrs<'s> {
         p
     }
 
-    pub(crate) fn view_mut<U>(
+    /// A view's or a slice's address, for writing.
+    pub(crate) fn view_mut<U, V: DevicePtrMut<U>>(
         &mut self,
-        v: &'s mut CudaViewMut<'_, U>,
+        v: &'s mut V,
         s: &'s Arc<CudaStream>,
     ) -> CUdeviceptr {
         let (p, g) = v.device_ptr_mut(s);

@@ -218,7 +218,7 @@ pub(crate) fn check_weight<T: Element>(w: &[T], n: usize, k: usize) -> Result<()
 
 /// W's exact values, transposed (`[k, n]`), for dynamic outlier columns.
 #[derive(Debug, Clone)]
-enum Transposed {
+pub(crate) enum Transposed {
     F32(Vec<f32>),
     F16(Vec<half::f16>),
     Bf16(Vec<half::bf16>),
@@ -264,16 +264,16 @@ impl Transposed {
 pub struct Int8Weight {
     n: usize,
     k: usize,
-    k_pad: usize,
-    n_pad: usize,
+    pub(crate) k_pad: usize,
+    pub(crate) n_pad: usize,
     packed: AlignedBytes,
     scale: Vec<f32>,
-    threshold: f32,
+    pub(crate) threshold: f32,
     /// Fixed mode: the sorted outlier columns and their W values (f32,
     /// `[fixed.len(), n_pad]`).
-    fixed: Option<(Vec<u32>, Vec<f32>)>,
+    pub(crate) fixed: Option<(Vec<u32>, Vec<f32>)>,
     /// Dynamic mode: all of W, transposed, in its own dtype.
-    transposed: Option<Transposed>,
+    pub(crate) transposed: Option<Transposed>,
 }
 
 /// `rint(v * inv)` exactly as the C kernels round (f32 product, ties to even).

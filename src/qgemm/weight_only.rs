@@ -35,10 +35,10 @@ pub struct QuantizedWeight {
     n: usize,
     k: usize,
     bits: u32,
-    group: usize,
+    pub(crate) group: usize,
     row_bytes: usize,
-    data: Vec<u8>,
-    scales: Vec<f32>,
+    pub(crate) data: Vec<u8>,
+    pub(crate) scales: Vec<f32>,
 }
 
 impl QuantizedWeight {

@@ -132,21 +132,59 @@ pub fn check_int8<U: Element>(
     bias: Option<&[f32]>,
     y: &[U],
 ) -> Result<(), String> {
+    let k = weight.k();
+    let m = x.len() / k;
+    let q: Vec<i8> = (0..m).flat_map(|i| ws.quantized_row(i).to_vec()).collect();
+    let quantized = Quantized {
+        outliers: ws.outlier_columns(),
+        q: &q,
+        scales: ws.scales(),
+        xo: ws.outlier_values(),
+    };
+    check_int8_parts(x, w, weight, &quantized, bias, y)
+}
+
+/// A call's quantized activations, wherever they were read from.
+#[derive(Debug, Clone, Copy)]
+pub struct Quantized<'a> {
+    /// The outlier columns, ascending.
+    pub outliers: &'a [u32],
+    /// int8 rows `[m, k]`.
+    pub q: &'a [i8],
+    /// Row scales (m).
+    pub scales: &'a [f32],
+    /// Outlier values `[m, outliers.len()]`.
+    pub xo: &'a [f32],
+}
+
+/// [`check_int8`] on quantized activations given as slices (a device
+/// workspace read back, for instance).
+pub fn check_int8_parts<U: Element>(
+    x: &[f32],
+    w: &[f32],
+    weight: &Int8Weight,
+    quantized: &Quantized<'_>,
+    bias: Option<&[f32]>,
+    y: &[U],
+) -> Result<(), String> {
     let (n, k) = (weight.n(), weight.k());
     let m = x.len() / k;
-    let outliers = ws.outlier_columns();
+    let Quantized {
+        outliers,
+        q: qs,
+        scales,
+        xo: xos,
+    } = *quantized;
+    let no = outliers.len();
     for i in 0..m {
         let (q, sx, xo) = quantize_row(&x[i * k..(i + 1) * k], outliers);
-        if ws.quantized_row(i) != q.as_slice() {
+        if qs[i * k..(i + 1) * k] != q[..] {
             return Err(format!("row {i}: int8 values differ from the reference"));
         }
-        if sx.to_bits() != ws.scales()[i].to_bits() && !(sx.is_nan() && ws.scales()[i].is_nan()) {
-            return Err(format!(
-                "row {i}: scale {} vs reference {sx}",
-                ws.scales()[i]
-            ));
+        if sx.to_bits() != scales[i].to_bits() && !(sx.is_nan() && scales[i].is_nan()) {
+            return Err(format!("row {i}: scale {} vs reference {sx}", scales[i]));
         }
-        let got = &ws.outlier_values()[i * outliers.len()..(i + 1) * outliers.len()];
+        let got = &xos[i * no..(i + 1) * no];
         if got.iter().zip(&xo).any(|(a, b)| a.to_bits() != b.to_bits()) {
             return Err(format!("row {i}: gathered outlier values differ"));
         }
@@ -155,7 +193,7 @@ pub fn check_int8<U: Element>(
     for (idx, (e, v)) in exp.iter().zip(y).enumerate() {
         let got = v.to_f32() as f64;
         let (i, j) = (idx / n, idx % n);
-        if ws.scales()[i].is_nan() {
+        if scales[i].is_nan() {
             // a NaN or inf among the row's quantized columns: the whole row is NaN
             if !got.is_nan() {
                 return Err(format!("y[{i},{j}] = {got}, expected NaN (row scale NaN)"));

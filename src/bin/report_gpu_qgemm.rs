@@ -1,0 +1,132 @@
+//! GPU LLM.int8() and weight-only tables (feature `cuda`): the whole mixed
+//! product (outlier search, quantization, gathers, int8 GEMM with its
+//! epilogue; f16 in and out) in TOP/s against the same-shape f16 GEMM
+//! (cuBLAS through cudarc) in the same run, and the weight-only decode GEMV
+//! (m = 1) in GB/s of weight bytes against the copy bandwidth and against
+//! cuBLAS's f16 GEMV.
+
+use std::sync::Arc;
+
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
+use cudarc::driver::CudaStream;
+use half::f16;
+use transformer_kernels::cuda::Kernels;
+use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::{Int8Weight, Outliers};
+use transformer_kernels::reference::uniform_values;
+
+use super::time_gpu;
+
+/// Median seconds of the f16 `y [m, n] = x [m, k] W [n, k]^T` (None without cuBLAS).
+fn cublas_seconds(s: &Arc<CudaStream>, m: usize, n: usize, k: usize) -> Option<f64> {
+    // SAFETY: only probes whether the library can be opened.
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return None;
+    }
+    let blas = CudaBlas::new(s.clone()).ok()?;
+    let x = s.alloc_zeros::<f16>(m * k).ok()?;
+    let w = s.alloc_zeros::<f16>(n * k).ok()?;
+    let mut y = s.alloc_zeros::<f16>(m * n).ok()?;
+    // column-major: y^T [n, m] = W (W^T stored) x^T
+    let cfg = GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: m as i32,
+        k: k as i32,
+        alpha: f16::ONE,
+        lda: k as i32,
+        ldb: k as i32,
+        beta: f16::ZERO,
+        ldc: n as i32,
+    };
+    // SAFETY: x, w, y hold the sizes the configuration names.
+    Some(time_gpu(s, 20, || {
+        unsafe { blas.gemm(cfg, &w, &x, &mut y) }.expect("cuBLAS gemm")
+    }))
+}
+
+fn vs(ours: f64, theirs: Option<f64>) -> String {
+    theirs.map_or("no cuBLAS".into(), |t| {
+        format!("{:.1} us ({:.2}x)", t * 1e6, t / ours)
+    })
+}
+
+fn mixed(s: &Arc<CudaStream>, k: &Kernels) {
+    println!(
+        "\n### LLM.int8() mixed GEMM (f16 in and out, 0.5% outlier columns; the whole op)\n\n| m x n x k | outliers | time | TOP/s | cuBLAS f16 GEMM (its time / ours) |\n|---|---|---:|---:|---:|"
+    );
+    for (m, n, kk) in [(4096, 4096, 4096), (512, 4096, 4096), (4096, 11008, 4096)] {
+        let n_out = kk / 200;
+        let mut x = uniform_values(1, m * kk, 2.0);
+        for o in 0..n_out {
+            x[(o * 37 % m) * kk + o * (kk / n_out)] = 20.0;
+        }
+        let w = uniform_values(2, n * kk, 0.5);
+        let xd = s
+            .clone_htod(&x.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>())
+            .unwrap();
+        let mut yd = s.alloc_zeros::<f16>(m * n).unwrap();
+        let cublas = cublas_seconds(s, m, n, kk);
+        let fixed: Vec<u32> = (0..n_out).map(|o| (o * (kk / n_out)) as u32).collect();
+        for (name, mode) in [
+            ("dynamic", Outliers::Dynamic { threshold: 6.0 }),
+            ("fixed", Outliers::Fixed(fixed.clone())),
+        ] {
+            let weight = Int8Weight::prepare(&w, n, kk, mode).unwrap();
+            let dw = k.upload_int8_weight(s, &weight).unwrap();
+            let mut ws = k.int8_workspace(s, &dw, m, 4 * n_out).unwrap();
+            let t = time_gpu(s, 10, || {
+                k.int8_matmul(s, &dw, &mut ws, &xd.as_view(), None, &mut yd.as_view_mut())
+                    .unwrap()
+            });
+            let found = ws.outlier_columns(s).map_or(0, |c| c.len());
+            println!(
+                "| {m} x {n} x {kk} | {found} {name} | {:.1} us | {:.0} | {} |",
+                t * 1e6,
+                2.0 * (m * n * kk) as f64 / t / 1e12,
+                vs(t, cublas)
+            );
+        }
+    }
+}
+
+fn gemv(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+    println!(
+        "\n### Weight-only decode GEMV (m = 1, f16 x, group 128; GB/s of weight bytes)\n\n| n x k | bits | time | GB/s | of copy bw | cuBLAS f16 GEMV (its time / ours) |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (n, kk) in [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096)] {
+        let w = uniform_values(3, n * kk, 1.0);
+        let x = s
+            .clone_htod(
+                &uniform_values(4, kk, 1.0)
+                    .iter()
+                    .map(|&v| f16::from_f32(v))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+        let mut y = s.alloc_zeros::<f16>(n).unwrap();
+        let cublas = cublas_seconds(s, 1, n, kk);
+        for bits in [8, 4] {
+            let qw = QuantizedWeight::quantize(&w, n, kk, bits, 128).unwrap();
+            let dw = k.upload_weight_only(s, &qw).unwrap();
+            let t = time_gpu(s, 20, || {
+                k.weight_only_gemv(s, &dw, &x.as_view(), None, &mut y.as_view_mut())
+                    .unwrap()
+            });
+            let bw = dw.bytes() as f64 / t;
+            println!(
+                "| {n} x {kk} | {bits} | {:.1} us | {:.0} | {:.0}% | {} |",
+                t * 1e6,
+                bw / 1e9,
+                100.0 * bw / copy_bw,
+                vs(t, cublas)
+            );
+        }
+    }
+}
+
+pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+    mixed(s, k);
+    gemv(s, k, copy_bw);
+}
