@@ -254,6 +254,9 @@ fn build_cuda() {
             "-Xptxas",
             "-v",
             "-lineinfo",
+            // compile the gencode targets in parallel (CI has 2 cores)
+            "--threads",
+            "0",
         ])
         .args(["-gencode", "arch=compute_80,code=sm_80"])
         .args(["-gencode", "arch=compute_90,code=sm_90"])

@@ -133,6 +133,7 @@ struct GemmArgs {
 constexpr int GM_BM = 128, GM_BN = 128, GM_BK = 64, GM_STAGES = 4, GM_THREADS = 256;
 constexpr int GM_STAGE_BYTES = (GM_BM + GM_BN) * GM_BK;
 constexpr int GM_SMEM = GM_STAGES * GM_STAGE_BYTES;
+static_assert(GM_SMEM == 64 * 1024, "src/cuda/qgemm.rs (GEMM_SMEM) asks for this much dynamic shared memory");
 constexpr int GM_OUT_CHUNK = 32; // outlier columns staged per epilogue round
 
 // Byte offset of 16-byte chunk `chunk` (0..3) of tile row `row`: the chunk
@@ -181,6 +182,18 @@ __device__ __forceinline__ void gm_store(const GemmArgs &g, int i, int j, float 
         static_cast<__nv_bfloat16 *>(g.y)[e] = __float2bfloat16_rn(v);
 }
 
+// f(mi, ni, e, row, col) for every accumulator of the warp's 64 x 32 tile:
+// accumulator e of mma tile (mi, ni) sits at row 16 mi + lane / 4 + 8 (e / 2),
+// column 8 ni + 2 (lane % 4) + e % 2 (relative to the warp's corner).
+template <typename F> __device__ __forceinline__ void gm_each_acc(int lane, F f) {
+#pragma unroll
+    for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) f(mi, ni, e, 16 * mi + lane / 4 + 8 * (e / 2), 8 * ni + 2 * (lane % 4) + e % 2);
+}
+
 __device__ void qgemm_s8(const GemmArgs &g) {
     extern __shared__ __align__(16) unsigned char gm_smem[];
     const unsigned int smem = (unsigned int)__cvta_generic_to_shared(gm_smem);
@@ -190,12 +203,7 @@ __device__ void qgemm_s8(const GemmArgs &g) {
     const int ktiles = g.k_pad / GM_BK;
 
     int acc[4][4][4];
-#pragma unroll
-    for (int mi = 0; mi < 4; mi++)
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0;
+    gm_each_acc(lane, [&](int mi, int ni, int e, int, int) { acc[mi][ni][e] = 0; });
 
 #pragma unroll
     for (int s = 0; s < GM_STAGES - 1; s++) {
@@ -233,30 +241,18 @@ __device__ void qgemm_s8(const GemmArgs &g) {
     cp_async_wait<0>();
     __syncthreads(); // the ring is reused for the outlier tiles
 
-    // Accumulator (mi, ni, e): row wm + 16 mi + lane / 4 + 8 (e / 2), column wn + 8 ni + 2 (lane % 4) + e % 2.
-    const int g_row = lane / 4, g_col = 2 * (lane % 4);
     if (g.acc) {
-#pragma unroll
-        for (int mi = 0; mi < 4; mi++)
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = bm + wm + 16 * mi + g_row + 8 * (e / 2), j = bn + wn + 8 * ni + g_col + e % 2;
-                    if (i < g.m && j < g.n) g.acc[(size_t)i * g.n + j] = acc[mi][ni][e];
-                }
+        gm_each_acc(lane, [&](int mi, int ni, int e, int r, int c) {
+            const int i = bm + wm + r, j = bn + wn + c;
+            if (i < g.m && j < g.n) g.acc[(size_t)i * g.n + j] = acc[mi][ni][e];
+        });
         return;
     }
     float v[4][4][4];
-#pragma unroll
-    for (int mi = 0; mi < 4; mi++)
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = bm + wm + 16 * mi + g_row + 8 * (e / 2), j = bn + wn + 8 * ni + g_col + e % 2;
-                v[mi][ni][e] = __fmul_rn((float)acc[mi][ni][e], __fmul_rn(g.a_scale[i], g.w_scale[j]));
-            }
+    gm_each_acc(lane, [&](int mi, int ni, int e, int r, int c) {
+        const int i = bm + wm + r, j = bn + wn + c;
+        v[mi][ni][e] = __fmul_rn((float)acc[mi][ni][e], __fmul_rn(g.a_scale[i], g.w_scale[j]));
+    });
     // Outlier product: 32 columns at a time, xo [128][33] and wo [32][128] in the ring.
     const unsigned int count = *g.count;
     const int n_out = min(count, (unsigned int)g.cap);
@@ -271,32 +267,20 @@ __device__ void qgemm_s8(const GemmArgs &g) {
             ws[cc * GM_BN + jj] = cc < chunk ? g.wo[(size_t)(o0 + cc) * g.n_pad + bn + jj] : 0.0f;
         }
         __syncthreads();
-        for (int c = 0; c < chunk; c++) {
-#pragma unroll
-            for (int mi = 0; mi < 4; mi++)
-#pragma unroll
-                for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int r = wm + 16 * mi + g_row + 8 * (e / 2), j = wn + 8 * ni + g_col + e % 2;
-                        v[mi][ni][e] = fmaf(xs[r * (GM_OUT_CHUNK + 1) + c], ws[c * GM_BN + j], v[mi][ni][e]);
-                    }
-        }
+        for (int o = 0; o < chunk; o++)
+            gm_each_acc(lane, [&](int mi, int ni, int e, int r, int c) {
+                v[mi][ni][e] = fmaf(xs[(wm + r) * (GM_OUT_CHUNK + 1) + o], ws[o * GM_BN + wn + c], v[mi][ni][e]);
+            });
         __syncthreads();
     }
     const bool overflow = count > (unsigned int)g.cap;
-#pragma unroll
-    for (int mi = 0; mi < 4; mi++)
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = bm + wm + 16 * mi + g_row + 8 * (e / 2), j = bn + wn + 8 * ni + g_col + e % 2;
-                if (i >= g.m || j >= g.n) continue;
-                float r = v[mi][ni][e];
-                if (g.bias) r += g.bias[j];
-                gm_store(g, i, j, overflow ? NAN : r);
-            }
+    gm_each_acc(lane, [&](int mi, int ni, int e, int r, int c) {
+        const int i = bm + wm + r, j = bn + wn + c;
+        if (i >= g.m || j >= g.n) return;
+        float y = v[mi][ni][e];
+        if (g.bias) y += g.bias[j];
+        gm_store(g, i, j, overflow ? NAN : y);
+    });
 }
 
 } // namespace tk

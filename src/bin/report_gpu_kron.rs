@@ -7,14 +7,13 @@
 
 use std::sync::Arc;
 
-use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
 use cudarc::driver::CudaStream;
 use half::{bf16, f16};
 use transformer_kernels::cuda::{CudaElement, DeviceKronOutput, Kernels};
 use transformer_kernels::kron::{Factor, Kron};
 use transformer_kernels::reference::uniform_values;
 
-use super::time_gpu;
+use super::{cublas_seconds, time_gpu};
 
 const TOKENS: usize = 2048;
 
@@ -30,34 +29,6 @@ fn shapes() -> Vec<(&'static str, Kron)> {
         ("86 dense x 128 hadamard", Kron::new(dense(3, 86), h(128))),
         ("112x128 dense", Kron::new(dense(4, 112), dense(5, 128))),
     ]
-}
-
-/// Median seconds of the f16 GEMM [TOKENS, n] x [n, n] (None without cuBLAS).
-fn gemm_seconds(s: &Arc<CudaStream>, n: usize) -> Option<f64> {
-    // SAFETY: only probes whether the library can be opened.
-    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-        return None;
-    }
-    let blas = CudaBlas::new(s.clone()).ok()?;
-    let a = s.alloc_zeros::<f16>(TOKENS * n).ok()?;
-    let b = s.alloc_zeros::<f16>(n * n).ok()?;
-    let mut c = s.alloc_zeros::<f16>(TOKENS * n).ok()?;
-    let cfg = GemmConfig {
-        transa: cublasOperation_t::CUBLAS_OP_N,
-        transb: cublasOperation_t::CUBLAS_OP_N,
-        m: n as i32,
-        n: TOKENS as i32,
-        k: n as i32,
-        alpha: f16::ONE,
-        lda: n as i32,
-        ldb: n as i32,
-        beta: f16::ZERO,
-        ldc: n as i32,
-    };
-    // SAFETY: a, b, c hold the sizes the configuration names.
-    Some(time_gpu(s, 20, || {
-        unsafe { blas.gemm(cfg, &b, &a, &mut c) }.expect("cuBLAS gemm")
-    }))
 }
 
 fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
@@ -80,7 +51,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             k.kron(s, &dt, &x.as_view(), out, 1.0).unwrap()
         });
         let bytes = (TOKENS * (n * (T::DTYPE.size() + 1) + 4)) as f64;
-        let gemm = gemm_seconds(s, n);
+        let gemm = cublas_seconds(s, TOKENS, n, n);
         println!(
             "| {name} | {} | {n} | {:.1} us | {:.0} | {:.0}% | {} |",
             T::DTYPE.name(),

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
 use cudarc::driver::CudaStream;
 use half::f16;
 use transformer_kernels::cuda::Kernels;
@@ -15,36 +14,7 @@ use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{Int8Weight, Outliers};
 use transformer_kernels::reference::uniform_values;
 
-use super::time_gpu;
-
-/// Median seconds of the f16 `y [m, n] = x [m, k] W [n, k]^T` (None without cuBLAS).
-fn cublas_seconds(s: &Arc<CudaStream>, m: usize, n: usize, k: usize) -> Option<f64> {
-    // SAFETY: only probes whether the library can be opened.
-    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-        return None;
-    }
-    let blas = CudaBlas::new(s.clone()).ok()?;
-    let x = s.alloc_zeros::<f16>(m * k).ok()?;
-    let w = s.alloc_zeros::<f16>(n * k).ok()?;
-    let mut y = s.alloc_zeros::<f16>(m * n).ok()?;
-    // column-major: y^T [n, m] = W (W^T stored) x^T
-    let cfg = GemmConfig {
-        transa: cublasOperation_t::CUBLAS_OP_T,
-        transb: cublasOperation_t::CUBLAS_OP_N,
-        m: n as i32,
-        n: m as i32,
-        k: k as i32,
-        alpha: f16::ONE,
-        lda: k as i32,
-        ldb: k as i32,
-        beta: f16::ZERO,
-        ldc: n as i32,
-    };
-    // SAFETY: x, w, y hold the sizes the configuration names.
-    Some(time_gpu(s, 20, || {
-        unsafe { blas.gemm(cfg, &w, &x, &mut y) }.expect("cuBLAS gemm")
-    }))
-}
+use super::{cublas_seconds, time_gpu};
 
 fn vs(ours: f64, theirs: Option<f64>) -> String {
     theirs.map_or("no cuBLAS".into(), |t| {

@@ -41,7 +41,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::qgemm::weight_only::QuantizedWeight;
 use crate::qgemm::{Int8Weight, Transposed};
-use crate::shape::expect_len;
+use crate::shape::{Rows, expect_len};
 
 /// Row tiles of the GEMM (m and n are padded to it on the device).
 const TILE: usize = 128;
@@ -487,14 +487,7 @@ impl Kernels {
         bias_len: Option<usize>,
     ) -> Result<usize> {
         check_workspace(w, ws)?;
-        if x.len() % w.k != 0 {
-            return Err(Error::LengthNotMultiple {
-                what: "x",
-                len: x.len(),
-                cols: w.k,
-            });
-        }
-        let m = x.len() / w.k;
+        let m = Rows::of_len("x", x.len(), w.k)?.rows;
         if m > ws.max_m {
             return Err(invalid(
                 "x",
@@ -708,14 +701,7 @@ impl Kernels {
         bias: Option<&CudaView<'_, f32>>,
         y: &mut CudaViewMut<'_, T>,
     ) -> Result<()> {
-        if x.len() % w.k != 0 {
-            return Err(Error::LengthNotMultiple {
-                what: "x",
-                len: x.len(),
-                cols: w.k,
-            });
-        }
-        let m = x.len() / w.k;
+        let m = Rows::of_len("x", x.len(), w.k)?.rows;
         expect_len("y", m * w.n, y.len())?;
         if let Some(b) = bias {
             expect_len("bias", w.n, b.len())?;
