@@ -85,9 +85,9 @@ const CPU_UNITS: &[CpuUnit] = &[
     },
     CpuUnit {
         lib: "tk_amx",
-        files: &["kernels-cpu/qgemm/amx.c"],
+        files: &["kernels-cpu/qgemm/amx.c", "kernels-cpu/qgemm/wgemv_amx.c"],
         x86_only: true,
-        flags: &[AVX512, &["-mamx-tile", "-mamx-int8"]],
+        flags: &[AVX512, &["-mamx-tile", "-mamx-int8", "-mamx-bf16"]],
     },
 ];
 

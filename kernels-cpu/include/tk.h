@@ -596,6 +596,16 @@ void tk_qgemm_s8_amx(const tk_qgemm_params *params);
 /* 1 when this CPU has AMX-INT8 and the OS granted tile data to this process
  * (asked once, thread-safe), 0 otherwise. */
 int tk_amx_ready(void);
+/* 1 when this CPU has AMX-BF16 and tk_amx_ready(). */
+int tk_amx_bf16_ready(void);
+/* The int4 weight-only product (w_bits 4) on AMX-BF16 tiles, X in `dtype`:
+ * returns 1 when done, 0 (nothing written) when the call does not fit it
+ * (not int4, AMX-BF16 not ready, group not a multiple of 128, m x parts
+ * above 16 with parts 3 for f32, 2 for f16, 1 for bf16, or some x NaN, inf,
+ * of magnitude >= 2^100 or nonzero below 2^-60); then run the SIMD kernel.
+ * Same result contract (tk_wgemv_params above); the workspace of
+ * tk_wgemv_workspace_floats. */
+int tk_wgemv_int4_amx(const tk_wgemv_params *params, tk_dtype dtype);
 /* Single-core integer peak probes for the reports: independent vpdpbusd
  * (12 chains, 64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
  * int8 operations done (2 per MAC). */

@@ -14,6 +14,8 @@
 
 #include "tk.h"
 
+#include "amx_tiles.h"
+
 #include "../common/vec_avx512.h"
 #include "epilogue_vec.h"
 
@@ -34,14 +36,6 @@ int tk_amx_ready(void) {
 
 /* Palette 1: tiles 0-3 accumulators (16 x 16 int32), 4-5 activations, 6-7
  * weights, every one 16 rows of 64 bytes. */
-typedef struct {
-    uint8_t palette;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tk_tile_config;
-
 static void tk_amx_configure(void) {
     tk_tile_config cfg;
     memset(&cfg, 0, sizeof(cfg));

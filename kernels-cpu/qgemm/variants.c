@@ -20,7 +20,19 @@ const size_t tk_qgemm_variant_count = sizeof(tk_qgemm_variants) / sizeof(tk_qgem
 /* The widened X, plus one group's worth for the int4 de-interleave, plus 15
  * floats for the kernels to start it on a cache line (vector loads of X that
  * straddle two lines cost two). */
-size_t tk_wgemv_workspace_floats(size_t m, size_t k) { return m * k + k + 15; }
+/* Columns of the AMX-BF16 kernel's X tile for m rows in the widest case that
+ * still fits (f32: 3 parts up to 5 rows, f16: 2 up to 8, bf16: 1 up to 16). */
+static size_t tk_wgemv_amx_cols(size_t m) { return m <= 5 ? 3 * m : m <= 8 ? 2 * m : m <= 16 ? m : 0; }
+
+size_t tk_wgemv_workspace_floats(size_t m, size_t k) {
+    const size_t simd = m * k + k + 15; /* X widened, a group's de-interleave, alignment */
+    const size_t cols = tk_wgemv_amx_cols(m);
+    /* X as bf16 pairs (k / 2 x cols dwords), twice 16 KiB of W tiles, 4 KiB
+     * of span sums and 1 KiB of accumulators, alignment of the start and of
+     * the tiles */
+    const size_t amx = cols ? cols * k / 2 + 16 + 2 * (4096 + 1024 + 256) + 16 : 0;
+    return simd > amx ? simd : amx;
+}
 
 size_t tk_qgemm_n_pad(size_t n) { return (n + 31) / 32 * 32; }
 size_t tk_qgemm_packed_bytes(size_t n, size_t k) { return tk_qgemm_n_pad(n) * k; }

@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use half::f16;
-use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::weight_only::{self, QuantizedWeight};
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::{Isa, isa};
@@ -310,11 +310,24 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         let stack: Vec<QuantizedWeight> = (0..layers).map(|_| one.clone()).collect();
         let total = (layers * one.bytes()) as f64;
         let sweep: Vec<u64> = (0..(layers * one.bytes() / 8) as u64).collect();
-        let ms = if quick {
-            vec![1usize, 16]
+        let rows = if quick {
+            vec![1usize, 8]
         } else {
-            vec![1, 4, 16]
+            vec![1, 4, 8, 16]
         };
+        // (rows, AMX-BF16 tiles): int4 from AMX_MIN_ROWS rows runs both where
+        // the tiles are available (f16 x: up to 8 rows)
+        let with_amx = |m: usize| {
+            bits == 4
+                && group % 128 == 0
+                && (weight_only::AMX_MIN_ROWS..=8).contains(&m)
+                && weight_only::amx_available()
+        };
+        let kinds: Vec<(usize, bool)> = rows
+            .iter()
+            .flat_map(|&m| std::iter::once((m, false)).chain(with_amx(m).then_some((m, true))))
+            .collect();
+        let ms: Vec<usize> = kinds.iter().map(|k| k.0).collect();
         let xs: Vec<Vec<f16>> = ms
             .iter()
             .map(|&m| {
@@ -342,6 +355,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             for l in &stack {
                 l.gemv(&xs[i])
                     .isa(Isa::Avx512)
+                    .amx(kinds[i].1)
                     .workspace(&mut wss[i])
                     .run(&mut ys[i])
                     .expect("gemv");
@@ -351,10 +365,11 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         let sweep_bw = total / medians[ms.len()];
         let probe_bw = total / medians[ms.len() + 1];
         let read_bw = sweep_bw.max(probe_bw);
-        for (i, &m) in ms.iter().enumerate() {
+        for (i, &(m, amx)) in kinds.iter().enumerate() {
+            let backend = if amx { "amx-bf16" } else { "avx512" };
             let r = QgemmRecord {
                 op: format!("wgemv int{bits} g{group} f16"),
-                backend: "avx512".into(),
+                backend: backend.into(),
                 m,
                 n,
                 k,
@@ -365,7 +380,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
                 bytes_bound: true,
             };
             println!(
-                "| {m} | {n} | {k} | int{bits} g{group} | f16 | {:.3} | {:.2} | {:.0}% | {:.1} |",
+                "| {m} | {n} | {k} | int{bits} g{group} {backend} | f16 | {:.3} | {:.2} | {:.0}% | {:.1} |",
                 1e3 * medians[i] / layers as f64,
                 r.rate() / 1e9,
                 100.0 * r.rate() / read_bw,

@@ -1141,6 +1141,15 @@ unsafe extern "C" {
     pub fn tk_amx_ready() -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
+    pub fn tk_amx_bf16_ready() -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn tk_wgemv_int4_amx(
+        params: *const tk_wgemv_params,
+        dtype: tk_dtype,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
     pub fn tk_vnni_probe(iters: usize, sink: *mut i32) -> f64;
 }
 unsafe extern "C" {

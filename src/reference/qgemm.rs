@@ -6,7 +6,7 @@
 
 use crate::dtype::Element;
 use crate::isa::Isa;
-use crate::qgemm::weight_only::QuantizedWeight;
+use crate::qgemm::weight_only::{self, QuantizedWeight};
 use crate::qgemm::{Backend, Int8Weight, Int8Workspace};
 
 /// The outlier columns of x `[m, k]`: any `|x| >= threshold`, or a NaN.
@@ -301,7 +301,8 @@ pub fn run_and_check<T: Element, U: Element>(
 }
 
 /// Runs one weight-only product (x rounded to T) on `isa` and checks it with
-/// [`check_weight_only`].
+/// [`check_weight_only`]; where an int4 call on AVX-512 may take the AMX-BF16
+/// tiles, once with them and once on the SIMD kernel.
 pub fn run_and_check_weight_only<T: Element>(
     x32: &[f32],
     w: &QuantizedWeight,
@@ -310,12 +311,23 @@ pub fn run_and_check_weight_only<T: Element>(
 ) -> Result<(), String> {
     let (x, _) = round_to::<T>(x32);
     let m = x.len() / w.k();
-    let mut y = vec![super::poison::<T>(); m * w.n()];
-    let mut ws = vec![0.0f32; w.workspace_floats(m)];
-    let mut call = w.gemv(&x).isa(isa).workspace(&mut ws);
-    if let Some(b) = bias {
-        call = call.bias(b);
+    let both = w.bits() == 4
+        && m >= weight_only::AMX_MIN_ROWS
+        && isa == Isa::Avx512
+        && weight_only::amx_available();
+    for amx in if both {
+        &[true, false][..]
+    } else {
+        &[true][..]
+    } {
+        let mut y = vec![super::poison::<T>(); m * w.n()];
+        let mut ws = vec![0.0f32; w.workspace_floats(m)];
+        let mut call = w.gemv(&x).isa(isa).workspace(&mut ws).amx(*amx);
+        if let Some(b) = bias {
+            call = call.bias(b);
+        }
+        call.run(&mut y).map_err(|e| e.to_string())?;
+        check_weight_only(&x, w, bias, &y).map_err(|e| format!("amx {amx}: {e}"))?;
     }
-    call.run(&mut y).map_err(|e| e.to_string())?;
-    check_weight_only(&x, w, bias, &y)
+    Ok(())
 }
