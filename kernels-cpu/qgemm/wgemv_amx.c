@@ -6,7 +6,7 @@
  * 32-entry vpermw lookups, in a k order that X's tile follows, and
  * tdpbf16ps multiplies them by every row of X at once. The tiles cost about
  * the same for 1 row as for 8, the SIMD kernel's FMAs grow with the rows:
- * measured, this wins from 4 rows (the caller's AMX_MIN_ROWS).
+ * measured, this wins above 4 rows (the caller's AMX_MIN_ROWS).
  *
  * Tiles: A (tmm4, tmm5) = 16 channels x 32 k of W as bf16; B (tmm6, tmm7) =
  * the same 32 k of X as bf16 pairs, one column per (row of X, part); C

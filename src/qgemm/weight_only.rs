@@ -193,11 +193,11 @@ pub struct WeightOnlyCall<'a, T: Element> {
 }
 
 /// Fewest rows of X for which int4 products take the AMX-BF16 tiles: measured
-/// on this project's machine (4096 x 4096, group 128, f16 x, one thread) the
-/// tiles run 0.5-0.6x the AVX-512 kernel at 1 row, 1.1x at 4, 1.6-1.8x at 8
-/// (docs/qgemm.md): their cost hardly grows with the rows, the SIMD kernel's
-/// does.
-pub const AMX_MIN_ROWS: usize = 4;
+/// on this project's machine (4096 x 4096, group 128, f16 x, one thread,
+/// weights streamed from memory) the tiles run 0.97x the AVX-512 kernel at 4
+/// rows and 1.64x at 8 (at 1 row about 0.5x; docs/qgemm.md): their cost
+/// hardly grows with the rows, the SIMD kernel's does.
+pub const AMX_MIN_ROWS: usize = 5;
 
 /// Whether the int4 product can run on AMX-BF16 tiles here (the CPU has
 /// AMX-BF16 and the OS granted tile data).
