@@ -37,8 +37,13 @@
 #define TK_WAMX_SPANS 4
 
 int tk_amx_bf16_ready(void) {
+    static int state = -1; /* CPUID once: it traps to the hypervisor in a VM */
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s >= 0) return s;
     unsigned a, b, c, d;
-    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && tk_amx_ready();
+    s = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && tk_amx_ready();
+    __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    return s;
 }
 
 static size_t tk_wamx_parts(tk_dtype dt) { return dt == TK_DTYPE_F32 ? 3 : dt == TK_DTYPE_F16 ? 2 : 1; }

@@ -218,7 +218,6 @@ pub struct DeviceInt8Workspace {
     k: usize,
     k_pad: usize,
     n_pad: usize,
-    dynamic: bool,
     /// Fixed mode: the weight's columns (the count lives with the weight).
     fixed: Option<Vec<u32>>,
     max_m: usize,
@@ -396,7 +395,6 @@ impl Kernels {
             DeviceOutliers::Dynamic { .. } => None,
         };
         let fixed_len = fixed.as_ref().map_or(0, |c| c.len());
-        let dynamic = fixed.is_none();
         let cap = max_outliers.min(w.k).max(fixed_len);
         if cap > CUDA_MAX_OUTLIERS {
             return Err(invalid("max_outliers", "above CUDA_MAX_OUTLIERS"));
@@ -406,7 +404,7 @@ impl Kernels {
         let ovf = Error::Overflow { what: "workspace" };
         let q = m_pad.checked_mul(w.k_pad).ok_or(ovf.clone())?;
         let xo = m_pad.checked_mul(cap.max(1)).ok_or(ovf.clone())?;
-        let wo = if dynamic {
+        let wo = if fixed.is_none() {
             cap.max(1).checked_mul(w.n_pad).ok_or(ovf)?
         } else {
             1
@@ -416,7 +414,6 @@ impl Kernels {
             k: w.k,
             k_pad: w.k_pad,
             n_pad: w.n_pad,
-            dynamic,
             fixed,
             max_m,
             cap,
@@ -770,7 +767,7 @@ fn check_workspace(w: &DeviceInt8Weight, ws: &DeviceInt8Workspace) -> Result<()>
     if ws.k != w.k
         || ws.k_pad != w.k_pad
         || ws.n_pad != w.n_pad
-        || ws.dynamic != dynamic
+        || ws.fixed.is_none() != dynamic
         || !fixed_fits
     {
         return Err(invalid(
