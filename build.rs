@@ -73,7 +73,7 @@ const CPU_UNITS: &[CpuUnit] = &[
     },
     CpuUnit {
         lib: "tk_vnni",
-        files: &["kernels-cpu/qgemm/vnni.c"],
+        files: &["kernels-cpu/qgemm/vnni.c", "kernels-cpu/qgemm/wgemv_vnni.c"],
         x86_only: true,
         flags: &[AVX512, &["-mavx512vnni"]],
     },

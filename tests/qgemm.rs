@@ -368,3 +368,100 @@ fn every_activation_variant_is_listed() {
         assert!(names.contains(&format!("tk_qgemm_{}_scalar", d.name()).as_str()));
     }
 }
+
+/// The int8 VNNI path (4-16 rows, X split exactly into int8 digits) sums each
+/// group exactly, then rounds in f64 and once to y: it must land within one
+/// f32 and one output rounding of the f64 product of the same quantized
+/// math, far inside the SIMD kernels' `(k + 2) u sum |x w|`, so a lost digit
+/// plane, a wrong +128 correction or a misplaced scale fails here (and so
+/// would a silent decline on these exactly splittable X). f32 X that the
+/// split cannot hold (full significands 2^7 apart in one group) declines and
+/// the SIMD kernel's result meets the general bound.
+#[test]
+fn weight_only_vnni_sums_exactly() {
+    use transformer_kernels::qgemm::weight_only;
+    if !(Isa::Avx512.is_available() && weight_only::vnni_available()) {
+        eprintln!("SKIP weight_only_vnni_sums_exactly: no AVX-512 VNNI here");
+        return;
+    }
+    let shapes = [
+        (4, 1, 32, 32),
+        (4, 17, 128, 32),
+        (5, 40, 384, 128),
+        (6, 16, 256, 64),
+        (7, 33, 4096, 128),
+        (16, 64, 1024, 1024),
+    ];
+    for (s, &(m, n, k, group)) in shapes.iter().enumerate() {
+        let w = uniform_values(s as u64, n * k, 1.0);
+        let qw = QuantizedWeight::quantize(&w, n, k, 8, group).unwrap();
+        let mut x = uniform_values(100 + s as u64, m * k, 3.0);
+        x[0] = 0.0;
+        if k > 64 {
+            x[k - 1] = 6.0e4; // a wide group: 5 or 6 digits
+        }
+        let bias = uniform_values(200 + s as u64, n, 1.0);
+        for b in [None, Some(bias.as_slice())] {
+            vnni_exact::<f16>(&x, &qw, b);
+            vnni_exact::<bf16>(&x, &qw, b);
+            let (_, xb) = rq::round_to::<bf16>(&x); // f32 values the split holds
+            vnni_exact::<f32>(&xb, &qw, b);
+        }
+    }
+    // Declines: full f32 significands far apart; and a NaN.
+    let (n, k) = (17, 128);
+    let qw = QuantizedWeight::quantize(&uniform_values(9, n * k, 1.0), n, k, 8, 64).unwrap();
+    let mut x = uniform_values(10, 4 * k, 1.0);
+    x[k + 3] = 1.0 + f32::EPSILON;
+    x[k + 4] = 1.0e-3 * (1.0 + f32::EPSILON);
+    check_weight_only::<f32>(&x, &qw, None, Isa::Avx512);
+    x[k + 7] = f32::NAN;
+    let mut y = vec![0.0f32; 4 * n];
+    qw.gemv(&x).isa(Isa::Avx512).run(&mut y).unwrap();
+    assert!(y[n..2 * n].iter().all(|v| v.is_nan()));
+    assert!(y[..n].iter().chain(&y[2 * n..]).all(|v| v.is_finite()));
+}
+
+fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>) {
+    let (n, k) = (qw.n(), qw.k());
+    let (x, xr) = rq::round_to::<T>(x32);
+    let m = x.len() / k;
+    let mut y = vec![transformer_kernels::reference::poison::<T>(); m * n];
+    let mut call = qw.gemv(&x).isa(Isa::Avx512);
+    if let Some(b) = bias {
+        call = call.bias(b);
+    }
+    call.run(&mut y).unwrap();
+    let g = qw.group();
+    let u = Dtype::F32.unit_roundoff()
+        + if T::DTYPE == Dtype::F32 {
+            0.0
+        } else {
+            T::DTYPE.unit_roundoff()
+        };
+    let tiny = if T::DTYPE == Dtype::F32 {
+        0.0
+    } else {
+        T::DTYPE.min_subnormal()
+    };
+    for i in 0..m {
+        for j in 0..n {
+            let (mut want, mut mag) = (0.0f64, 0.0f64);
+            for gi in 0..k / g {
+                let s: f64 = (gi * g..(gi + 1) * g)
+                    .map(|c| xr[i * k + c] as f64 * qw.value(j, c) as f64)
+                    .sum();
+                want += qw.scale(j, gi) as f64 * s;
+                mag += (qw.scale(j, gi) as f64 * s).abs();
+            }
+            want += bias.map_or(0.0, |b| b[j] as f64);
+            let got = y[i * n + j].to_f32() as f64;
+            let bound = u * want.abs() + 1e-12 * mag + tiny;
+            assert!(
+                (got - want).abs() <= bound,
+                "{} m {m} n {n} k {k}: y[{i},{j}] = {got} vs {want} (bound {bound:e})",
+                T::DTYPE.name()
+            );
+        }
+    }
+}

@@ -104,6 +104,15 @@ static inline tkv tkv_max_nan(tkv acc, tkv v) {
     const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     return _mm256_blendv_ps(acc, v, take);
 }
+/* int8 panels (qgemm/wgemv.inc): vector q of a line is channels 2q, 2q+1 x
+ * k mod 4. bcast4: x[0..4) in both halves; expand4: s[2q + L/4] in lane L. */
+static inline tkv tkv_bcast4(const float *x, size_t q) {
+    (void)q;
+    return _mm256_broadcast_ps((const __m128 *)x);
+}
+static inline tkv tkv_expand4(const float *s, size_t q) {
+    return _mm256_set_m128(_mm_set1_ps(s[2 * q + 1]), _mm_set1_ps(s[2 * q]));
+}
 /* n (<= 8) int8 values as floats. */
 static inline tkv tkv_load_i8(const int8_t *p, size_t n) {
     int64_t bits = 0;

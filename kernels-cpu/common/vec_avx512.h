@@ -77,6 +77,17 @@ static inline tkv tkv_max_nan(tkv acc, tkv v) {
     const __mmask16 take = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     return _mm512_mask_mov_ps(acc, take, v);
 }
+/* int8 panels (qgemm/wgemv.inc): vector q of a line is channels 4q..4q+3 x
+ * k mod 4. bcast4: x[0..4) in every group of 4 lanes; expand4: s[4q + L/4]
+ * in lane L. */
+static inline tkv tkv_bcast4(const float *x, size_t q) {
+    (void)q;
+    return _mm512_broadcast_f32x4(_mm_loadu_ps(x));
+}
+static inline tkv tkv_expand4(const float *s, size_t q) {
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(s + 4 * q)));
+}
 /* n (<= 16) int8 values as floats. */
 static inline tkv tkv_load_i8(const int8_t *p, size_t n) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tk_mask16(n), p)));

@@ -49,6 +49,10 @@ static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) { if (n) *p = (int8_
 static inline void tkv_acc_f64(double *acc, size_t n, tkv v) { if (n) *acc += (double)v; }
 /* max(acc, v) lane-wise where a NaN in either wins and stays. */
 static inline tkv tkv_max_nan(tkv acc, tkv v) { return (v > acc || v != v) ? v : acc; }
+/* int8 panels (qgemm/wgemv.inc): "vector" q of a line is byte q, channel
+ * q / 4 at k mod 4 = q % 4. */
+static inline tkv tkv_bcast4(const float *x, size_t q) { return x[q % 4]; }
+static inline tkv tkv_expand4(const float *s, size_t q) { return s[q / 4]; }
 /* n (<= W) int8 values as floats. */
 static inline tkv tkv_load_i8(const int8_t *p, size_t n) { return n ? (float)*p : 0.0f; }
 /* n (<= W) bytes, each two signed 4-bit values: lo gets the low nibbles, hi the high ones. */

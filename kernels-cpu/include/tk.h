@@ -479,12 +479,17 @@ typedef struct tk_qgemm_colmax_params {
 
 /*
  * Weight-only quantized product for decoding: Y[m, n] = sum_k X[m, k] W[n, k]
- * (+ bias[n]) with W in int8 (w_bits 8) or packed int4 (w_bits 4: two signed
- * values per byte, the even k in the low nibble), dequantized on the fly by
- * one f32 scale per (row n, group of `group` consecutive k):
- * W[n, k] = w_scale[n * (k / group) + k / group] * w. k a multiple of group,
- * group a multiple of 32. X and Y in the dtype; arithmetic in f32.
- * workspace: tk_wgemv_workspace_floats(m, k) floats.
+ * (+ bias[n]) with W in int8 (w_bits 8) or packed int4 (w_bits 4), dequantized
+ * on the fly by one f32 scale per (channel n, group of `group` consecutive k).
+ * k a multiple of group, group a multiple of 32. X and Y in the dtype;
+ * arithmetic in f32. workspace: tk_wgemv_workspace_floats(m, k) floats.
+ * Layouts (w_stride bytes per channel: k for int8, k / 2 for int4):
+ *   int4: rows of W, two signed values per byte, the even k in the low
+ *     nibble; w_scale[n * (k / group) + k / group].
+ *   int8: panels of 16 channels (n padded to a multiple of 16 with zeros),
+ *     panel b at b * 16 * w_stride, its 64-byte line l holding k 4l..4l+3 of
+ *     its 16 channels, 4 bytes each: w[b * 16 k + 64 l + 4 (n % 16) + k % 4];
+ *     w_scale[((n / 16) * (k / group) + k / group) * 16 + n % 16].
  */
 typedef struct tk_wgemv_params {
     const void *x;
@@ -606,6 +611,14 @@ int tk_amx_bf16_ready(void);
  * Same result contract (tk_wgemv_params above); the workspace of
  * tk_wgemv_workspace_floats. */
 int tk_wgemv_int4_amx(const tk_wgemv_params *params, tk_dtype dtype);
+/* The int8 weight-only product (w_bits 8) for 1-16 rows of X on AVX-512 VNNI
+ * (the caller checks the CPU has it), X split exactly into int8 digits:
+ * returns 1 when done, 0 (nothing written) when the call does not fit it
+ * (not int8, more than 16 rows, group above 2^15, some x NaN or inf, or some
+ * x not a multiple of 2^(e - 29), e the exponent of its group's max |x|).
+ * Exact integer sums per group, recombined and summed in f64, one rounding
+ * to y: within the SIMD kernel's bound. Workspace as tk_wgemv_workspace_floats. */
+int tk_wgemv_int8_vnni(const tk_wgemv_params *params, tk_dtype dtype);
 /* Single-core integer peak probes for the reports: independent vpdpbusd
  * (12 chains, 64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
  * int8 operations done (2 per MAC). */

@@ -227,11 +227,19 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             );
             records.push(r);
         }
+        // a unit this CPU lacks has no peak: "n/a", not NaN
+        let giga = |v: f64| {
+            if v.is_finite() {
+                format!("{:.0}", v / 1e9)
+            } else {
+                "n/a".to_string()
+            }
+        };
         println!(
-            "| | | | peaks (same rounds) | | | AMX {:.0}, VNNI {:.0}, f32 FMA {:.0} GFLOP/s | | |",
-            amx_peak / 1e9,
-            vnni_peak / 1e9,
-            fma_peak / 1e9
+            "| | | | peaks (same rounds) | | | AMX {}, VNNI {}, f32 FMA {} GFLOP/s | | |",
+            giga(amx_peak),
+            giga(vnni_peak),
+            giga(fma_peak)
         );
         if let Some(bin) = onednn_bin.filter(|_| m >= 256) {
             // five rounds of (ours, oneDNN AMX, oneDNN VNNI): the host drifts,
@@ -313,19 +321,30 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         let rows = if quick {
             vec![1usize, 8]
         } else {
-            vec![1, 4, 8, 16]
+            vec![1, 2, 4, 8, 16]
         };
-        // (rows, AMX-BF16 tiles): int4 from AMX_MIN_ROWS rows runs both where
-        // the tiles are available (f16 x: up to 8 rows)
-        let with_amx = |m: usize| {
-            bits == 4
+        // (rows, path): int4 from AMX_MIN_ROWS rows also on AMX-BF16 tiles
+        // (f16 x: up to 8 rows), int8 with VNNI_ROWS also on the VNNI
+        // path, where they are available; "avx512" is the SIMD kernel alone.
+        let also = |m: usize| {
+            if bits == 4
                 && group % 128 == 0
                 && (weight_only::AMX_MIN_ROWS..=8).contains(&m)
                 && weight_only::amx_available()
+            {
+                Some("amx-bf16")
+            } else if bits == 8
+                && weight_only::VNNI_ROWS.contains(&m)
+                && weight_only::vnni_available()
+            {
+                Some("avx512vnni")
+            } else {
+                None
+            }
         };
-        let kinds: Vec<(usize, bool)> = rows
+        let kinds: Vec<(usize, &str)> = rows
             .iter()
-            .flat_map(|&m| std::iter::once((m, false)).chain(with_amx(m).then_some((m, true))))
+            .flat_map(|&m| std::iter::once((m, "avx512")).chain(also(m).map(|p| (m, p))))
             .collect();
         let ms: Vec<usize> = kinds.iter().map(|k| k.0).collect();
         let xs: Vec<Vec<f16>> = ms
@@ -355,7 +374,8 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             for l in &stack {
                 l.gemv(&xs[i])
                     .isa(Isa::Avx512)
-                    .amx(kinds[i].1)
+                    .amx(kinds[i].1 == "amx-bf16")
+                    .vnni(kinds[i].1 == "avx512vnni")
                     .workspace(&mut wss[i])
                     .run(&mut ys[i])
                     .expect("gemv");
@@ -365,8 +385,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         let sweep_bw = total / medians[ms.len()];
         let probe_bw = total / medians[ms.len() + 1];
         let read_bw = sweep_bw.max(probe_bw);
-        for (i, &(m, amx)) in kinds.iter().enumerate() {
-            let backend = if amx { "amx-bf16" } else { "avx512" };
+        for (i, &(m, backend)) in kinds.iter().enumerate() {
             let r = QgemmRecord {
                 op: format!("wgemv int{bits} g{group} f16"),
                 backend: backend.into(),

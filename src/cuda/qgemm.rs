@@ -678,9 +678,10 @@ impl Kernels {
     ) -> Result<DeviceQuantizedWeight> {
         fits_i32("weight", w.n().max(w.k()))?;
         let err = cuda_err("weight-only upload");
+        let (data, scales) = w.row_major();
         Ok(DeviceQuantizedWeight {
-            data: stream.clone_htod(&w.data).map_err(&err)?,
-            scales: stream.clone_htod(&w.scales).map_err(&err)?,
+            data: stream.clone_htod(&data).map_err(&err)?,
+            scales: stream.clone_htod(&scales).map_err(&err)?,
             n: w.n(),
             k: w.k(),
             bits: w.bits(),

@@ -1150,6 +1150,12 @@ unsafe extern "C" {
     ) -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
+    pub fn tk_wgemv_int8_vnni(
+        params: *const tk_wgemv_params,
+        dtype: tk_dtype,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
     pub fn tk_vnni_probe(iters: usize, sink: *mut i32) -> f64;
 }
 unsafe extern "C" {

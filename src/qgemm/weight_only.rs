@@ -17,6 +17,15 @@
 //! 128, any x NaN / inf / `>= 2^100` / nonzero below `2^-60`) run the SIMD
 //! kernel; [`WeightOnlyCall::amx`] turns the tiles off.
 //!
+//! int8 on AVX-512 with [`VNNI_ROWS`] rows runs on `vpdpbusd` where the CPU
+//! has AVX-512 VNNI ([`vnni_available`]): each group of each row of X is
+//! split exactly into 4-6 int8 digits of a common power of two (any f16
+//! group; bf16 within 38 binades of the group's max; f32 within 22), the
+//! integer sums are exact and are recombined and summed in f64, and y is
+//! rounded once, so the result is within an f32 and an output rounding of
+//! the exact product. X that cannot be split exactly (or NaN / inf) runs the
+//! SIMD kernel; [`WeightOnlyCall::vnni`] turns the path off.
+//!
 //! ```
 //! use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 //!
@@ -53,9 +62,15 @@ pub struct QuantizedWeight {
 impl QuantizedWeight {
     /// Quantizes W (`[n, k]` row-major, finite): per group,
     /// `s = max|w| / qmax` (qmax 127 for 8 bits, 7 for 4) and
-    /// `q = rint(w qmax / max|w|)`; int4 values packed two per byte, the even
-    /// k in the low nibble. `group` a multiple of 32 dividing k (64 and 128
-    /// are the usual choices).
+    /// `q = rint(w qmax / max|w|)`. `group` a multiple of 32 dividing k (64
+    /// and 128 are the usual choices).
+    ///
+    /// Layouts (opaque to callers; `tk_wgemv_params` in tk.h): int4 values
+    /// packed two per byte per row of W, the even k in the low nibble, scales
+    /// `[n][groups]`; int8 values in panels of 16 channels (n padded with
+    /// zeros), each 64-byte line k `4l..4l+3` of its 16 channels, 4 bytes
+    /// each, scales `[panels][groups][16]`: a vector of a line holds several
+    /// channels, which the VNNI path multiplies by broadcast x.
     pub fn quantize<T: Element>(
         w: &[T],
         n: usize,
@@ -79,8 +94,9 @@ impl QuantizedWeight {
         let qmax = if bits == 8 { 127.0f32 } else { 7.0 };
         let row_bytes = if bits == 8 { k } else { k / 2 };
         let groups = k / group;
-        let mut data = vec![0u8; n * row_bytes];
-        let mut scales = vec![0.0f32; n * groups];
+        let rows = if bits == 8 { n.div_ceil(16) * 16 } else { n };
+        let mut data = vec![0u8; rows * row_bytes];
+        let mut scales = vec![0.0f32; rows * groups];
         for j in 0..n {
             for g in 0..groups {
                 let vals = &w[j * k + g * group..j * k + (g + 1) * group];
@@ -89,12 +105,12 @@ impl QuantizedWeight {
                     continue;
                 }
                 let inv = qmax / amax;
-                scales[j * groups + g] = amax / qmax;
+                scales[scale_index(bits, groups, j, g)] = amax / qmax;
                 for (e, v) in vals.iter().enumerate() {
                     let q = (v.to_f32() * inv).round_ties_even().clamp(-qmax, qmax) as i8;
                     let c = g * group + e;
                     if bits == 8 {
-                        data[j * row_bytes + c] = q as u8;
+                        data[panel_index(k, j, c)] = q as u8;
                     } else {
                         let byte = &mut data[j * row_bytes + c / 2];
                         *byte |= ((q as u8) & 15) << (4 * (c % 2));
@@ -128,6 +144,11 @@ impl QuantizedWeight {
         self.bits
     }
 
+    /// Consecutive k sharing a scale.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
     /// Bytes a product reads of the weight: values plus scales (the floor of a
     /// memory-bound call).
     pub fn bytes(&self) -> usize {
@@ -137,7 +158,7 @@ impl QuantizedWeight {
     /// The integer value of `W[j, c]`.
     pub fn value(&self, j: usize, c: usize) -> i8 {
         if self.bits == 8 {
-            self.data[j * self.row_bytes + c] as i8
+            self.data[panel_index(self.k, j, c)] as i8
         } else {
             let b = self.data[j * self.row_bytes + c / 2];
             ((b << (4 * (1 - c % 2))) as i8) >> 4
@@ -146,7 +167,29 @@ impl QuantizedWeight {
 
     /// The dequantized `W[j, c]` as the kernels form it: `fl(s q)` in f32.
     pub fn dequantized(&self, j: usize, c: usize) -> f32 {
-        self.scales[j * (self.k / self.group) + c / self.group] * self.value(j, c) as f32
+        self.scale(j, c / self.group) * self.value(j, c) as f32
+    }
+
+    /// The scale of group `g` of channel j.
+    pub fn scale(&self, j: usize, g: usize) -> f32 {
+        self.scales[scale_index(self.bits, self.k / self.group, j, g)]
+    }
+
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    /// Values as rows of W (`[n, k]` int8, or `[n, k / 2]` bytes of int4) and
+    /// scales `[n][groups]`: the layout the CUDA kernels take.
+    pub(crate) fn row_major(&self) -> (Vec<u8>, Vec<f32>) {
+        let groups = self.k / self.group;
+        let scales = (0..self.n * groups)
+            .map(|i| self.scale(i / groups, i % groups))
+            .collect();
+        if self.bits == 4 {
+            return (self.data.clone(), scales);
+        }
+        let data = (0..self.n * self.k)
+            .map(|i| self.value(i / self.k, i % self.k) as u8)
+            .collect();
+        (data, scales)
     }
 
     /// f32 workspace a call with m rows needs.
@@ -177,7 +220,22 @@ impl QuantizedWeight {
             workspace: None,
             threads: Threads::Single,
             amx: true,
+            vnni: true,
         }
+    }
+}
+
+/// Byte of int8 `W[j, c]` in its panel of 16 channels.
+fn panel_index(k: usize, j: usize, c: usize) -> usize {
+    (j / 16) * 16 * k + (c / 4) * 64 + (j % 16) * 4 + c % 4
+}
+
+/// Where the scale of group g of channel j lives (int8: by panel).
+fn scale_index(bits: u32, groups: usize, j: usize, g: usize) -> usize {
+    if bits == 8 {
+        ((j / 16) * groups + g) * 16 + j % 16
+    } else {
+        j * groups + g
     }
 }
 
@@ -190,6 +248,7 @@ pub struct WeightOnlyCall<'a, T: Element> {
     workspace: Option<&'a mut [f32]>,
     threads: Threads,
     amx: bool,
+    vnni: bool,
 }
 
 /// Fewest rows of X for which int4 products take the AMX-BF16 tiles: measured
@@ -207,6 +266,18 @@ pub fn amx_available() -> bool {
     return unsafe { ffi::tk_amx_bf16_ready() } != 0;
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// Rows of X for which int8 products take the AVX-512 VNNI path (X split
+/// exactly into int8 digits; see the module docs): measured on this
+/// project's machine (4096 x 4096, group 128, one thread, weights streamed
+/// from memory), the SIMD kernel is as fast up to 3 rows, the VNNI path
+/// 1.2x at 4 and about even at 8-16 (docs/qgemm.md).
+pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 4..=16;
+
+/// Whether the int8 product can run on AVX-512 VNNI here.
+pub fn vnni_available() -> bool {
+    super::Backend::Avx512Vnni.is_available()
 }
 
 impl<'a, T: Element> WeightOnlyCall<'a, T> {
@@ -234,6 +305,14 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
     /// meets the same bound either way.
     pub fn amx(mut self, amx: bool) -> Self {
         self.amx = amx;
+        self
+    }
+
+    /// Whether int8 calls on AVX-512 with [`VNNI_ROWS`] rows may
+    /// run on the VNNI path (default true; see the module docs). The result
+    /// meets the same bound either way.
+    pub fn vnni(mut self, vnni: bool) -> Self {
+        self.vnni = vnni;
         self
     }
 
@@ -268,6 +347,11 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             && m >= AMX_MIN_ROWS
             && variant.isa == Isa::Avx512
             && amx_available();
+        let vnni = self.vnni
+            && w.bits == 8
+            && VNNI_ROWS.contains(&m)
+            && variant.isa == Isa::Avx512
+            && vnni_available();
         let need = w.workspace_floats(m);
         // Each thread streams at least 64 KiB of W.
         let min_blocks = (64 * 1024usize).div_ceil(16 * w.row_bytes.max(1));
@@ -328,14 +412,30 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             // of row_bytes and n x k / group scales, bias n, each chunk's
             // workspace slot tk_wgemv_workspace_floats(m, k) floats; group is a
             // multiple of 32 dividing k (checked at quantization). The AMX
-            // kernel writes nothing when it declines.
+            // and VNNI kernels write nothing but the workspace when they decline.
             unsafe {
-                if !(amx && amx_int4(&c, T::DTYPE)) {
+                let done = (amx && amx_int4(&c, T::DTYPE)) || (vnni && vnni_int8(&c, T::DTYPE));
+                if !done {
                     (variant.wgemv)(&c)
                 }
             };
         });
         Ok(())
+    }
+}
+
+/// Runs `p` on the AVX-512 VNNI int8 kernel; false when it declined.
+///
+/// # Safety
+/// `p` as for the SIMD kernel, on a CPU with AVX-512 VNNI.
+unsafe fn vnni_int8(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's.
+    return unsafe { ffi::tk_wgemv_int8_vnni(p, dtype.to_ffi()) } != 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, dtype);
+        false
     }
 }
 

@@ -311,23 +311,28 @@ pub fn run_and_check_weight_only<T: Element>(
 ) -> Result<(), String> {
     let (x, _) = round_to::<T>(x32);
     let m = x.len() / w.k();
-    let both = w.bits() == 4
-        && m >= weight_only::AMX_MIN_ROWS
-        && isa == Isa::Avx512
-        && weight_only::amx_available();
-    for amx in if both {
-        &[true, false][..]
+    // Every qualifying call also runs with its AMX / VNNI path turned off.
+    let avx512 = isa == Isa::Avx512;
+    let amx_too =
+        w.bits() == 4 && m >= weight_only::AMX_MIN_ROWS && avx512 && weight_only::amx_available();
+    let vnni_too = w.bits() == 8
+        && weight_only::VNNI_ROWS.contains(&m)
+        && avx512
+        && weight_only::vnni_available();
+    let paths: &[bool] = if amx_too || vnni_too {
+        &[true, false]
     } else {
-        &[true][..]
-    } {
+        &[true]
+    };
+    for &fast in paths {
         let mut y = vec![super::poison::<T>(); m * w.n()];
         let mut ws = vec![0.0f32; w.workspace_floats(m)];
-        let mut call = w.gemv(&x).isa(isa).workspace(&mut ws).amx(*amx);
+        let mut call = w.gemv(&x).isa(isa).workspace(&mut ws).amx(fast).vnni(fast);
         if let Some(b) = bias {
             call = call.bias(b);
         }
         call.run(&mut y).map_err(|e| e.to_string())?;
-        check_weight_only(&x, w, bias, &y).map_err(|e| format!("amx {amx}: {e}"))?;
+        check_weight_only(&x, w, bias, &y).map_err(|e| format!("amx/vnni path {fast}: {e}"))?;
     }
     Ok(())
 }

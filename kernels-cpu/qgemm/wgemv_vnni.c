@@ -1,0 +1,261 @@
+/* The int8 weight-only product on AVX-512 VNNI for up to 16 rows of X (tk.h:
+ * tk_wgemv_int8_vnni).
+ *
+ * With float X an int8 weight costs a widening and a conversion per 16
+ * weights, shared by the rows, and an FMA per row; vpdpbusd does 64
+ * weight-by-byte products in one instruction (two a cycle here).
+ * So X is split, exactly, into int8 digits: per row and group, with e the
+ * exponent of the group's max |x| and nd digits (4, 5 or 6: the fewest that
+ * hold the group exactly), every x = 2^E D with E = e + 3 - 8 nd and an
+ * integer |D| < 2^(8 nd - 2), written in nd balanced base-256 digits in
+ * [-128, 128). A line of a W panel (16 channels x 4 k, +128 to make it
+ * unsigned) times the broadcast 4 digits of each plane gives nd exact int32
+ * sums per channel; the group's sum of D q is recombined in f64 (exact for
+ * 4 digits, within 2^-53 beyond), multiplied by 2^E s and summed over groups
+ * in f64, rounded once to y. So the result is within an f32 and an output
+ * rounding of the exact product, far inside the SIMD kernel's bound.
+ *
+ * A group splits exactly when its x are multiples of 2^E: with 6 digits,
+ * any f16 group; bf16 within 38 binades of the group's max; f32 within 22
+ * (the call checks). Calls that do not fit (not int8, more than 16 rows,
+ * groups above 2^15, some x NaN / inf / not split exactly) decline (return
+ * 0, nothing written but the workspace) and the caller runs the SIMD kernel.
+ * Each digit plane costs a vpdpbusd per line and row (4 for most groups of
+ * activations), against 4 FMAs per row and 8 shared conversions on the SIMD
+ * path: from 3 rows on this is faster (measured; the caller's
+ * VNNI_MIN_ROWS); rows go in passes of 4 over each panel. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tk.h"
+
+#include "../common/template.h"
+#include "../common/vec_avx512.h"
+
+#define TK_WVNNI_MAX_ROWS 16
+#define TK_WVNNI_PASS_ROWS 4
+#define TK_WVNNI_MIN_DIGITS 4
+#define TK_WVNNI_MAX_DIGITS 6
+/* Bytes of split X per line of 4 k. */
+#define TK_WVNNI_LINE (4 * TK_WVNNI_MAX_DIGITS)
+#define TK_WVNNI_MAX_GROUP 32768
+/* Bytes of the panel stream prefetched ahead: 4-8 KiB measured best out of
+ * cache (1.2x the 1 KiB of the read probe at one row; docs/qgemm.md). */
+#define TK_WVNNI_AHEAD 6144
+
+/* The split X in the workspace (sized by tk_wgemv_workspace_floats in
+ * variants.c): per row and group 2^E, the digit count, the corrections
+ * -128 sum d per plane (the +128 of the weights), then per row and line of
+ * 4 k the MAX_DIGITS digit dwords (4 k each, the least significant plane
+ * first): one base pointer per row for the broadcasts. */
+typedef struct {
+    double *escale;   /* [m][groups] */
+    int32_t *digits;  /* [m][groups]: nd */
+    int32_t *most;    /* [groups]: the largest nd of the rows, which the call uses */
+    int32_t *corr;    /* [m][groups][MAX_DIGITS] */
+    int8_t *planes;   /* [m][k / 4][MAX_DIGITS][4] */
+} split_x;
+
+static split_x split_layout(const tk_wgemv_params *p) {
+    const size_t groups = p->k / p->group;
+    char *base = (char *)(((uintptr_t)p->workspace + 63) & ~(uintptr_t)63);
+    split_x s;
+    s.escale = (double *)base;
+    s.digits = (int32_t *)(s.escale + p->m * groups);
+    s.most = s.digits + p->m * groups;
+    s.corr = s.most + groups;
+    s.planes = (int8_t *)(s.corr + p->m * groups * TK_WVNNI_MAX_DIGITS);
+    return s;
+}
+
+static __m512 load_x(const void *x, tk_dtype dt, size_t at) {
+    switch (dt) {
+    case TK_DTYPE_F16: return tkv_load_f16((const uint16_t *)x + at, 16);
+    case TK_DTYPE_BF16: return tkv_load_bf16((const uint16_t *)x + at, 16);
+    default: return tkv_load_f32((const float *)x + at, 16);
+    }
+}
+
+/* Eight x times 2^-E as int64 (exact in f64), and which are integers. */
+static __m512i to_int(__m256 v, __m512d inv, __mmask8 *exact) {
+    const __m512d d = _mm512_mul_pd(_mm512_cvtps_pd(v), inv);
+    const __m512i i = _mm512_cvtpd_epi64(d);
+    *exact = _mm512_cmp_pd_mask(_mm512_cvtepi64_pd(i), d, _CMP_EQ_OQ);
+    return i;
+}
+
+static __m256 half(__m512 v, int h) {
+    return h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
+}
+
+/* Whether 2^-E x is an integer for every x of the group. */
+static int splits(const void *x, tk_dtype dt, size_t c0, size_t g, __m512d inv) {
+    for (size_t c = c0; c < c0 + g; c += 16) {
+        const __m512 v = load_x(x, dt, c);
+        __mmask8 lo, hi;
+        (void)to_int(half(v, 0), inv, &lo);
+        (void)to_int(half(v, 1), inv, &hi);
+        if ((lo & hi) != 0xFF) return 0;
+    }
+    return 1;
+}
+
+/* Splits row i of X; 0 when some group cannot be split exactly. */
+static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, size_t i) {
+    const size_t k = p->k, g = p->group, groups = k / g;
+    const void *x = (const char *)p->x + i * p->x_stride * (dt == TK_DTYPE_F32 ? 4 : 2);
+    int8_t *planes = s->planes + i * (k / 4) * TK_WVNNI_LINE;
+    for (size_t gi = 0; gi < groups; gi++) {
+        __m512 big = _mm512_setzero_ps();
+        for (size_t c = gi * g; c < (gi + 1) * g; c += 16) big = tkv_max_nan(big, _mm512_abs_ps(load_x(x, dt, c)));
+        const float amax = tkv_hmax(big);
+        if (!(amax <= 0x1.fffffep127f)) return 0; /* NaN or inf */
+        const int e = amax > 0.0f ? ilogbf(amax) : 0;
+        int nd = TK_WVNNI_MIN_DIGITS;
+        while (!splits(x, dt, gi * g, g, _mm512_set1_pd(ldexp(1.0, 8 * nd - 3 - e))))
+            if (++nd > TK_WVNNI_MAX_DIGITS) return 0;
+        const __m512d inv = _mm512_set1_pd(ldexp(1.0, 8 * nd - 3 - e));
+        s->escale[i * groups + gi] = ldexp(1.0, e + 3 - 8 * nd);
+        s->digits[i * groups + gi] = nd;
+        __m512i sums[TK_WVNNI_MAX_DIGITS];
+        for (int d = 0; d < nd; d++) sums[d] = _mm512_setzero_si512();
+        for (size_t c = gi * g; c < (gi + 1) * g; c += 8) {
+            __mmask8 ok;
+            __m512i d = to_int(half(load_x(x, dt, c - c % 16), (c / 8) % 2), inv, &ok);
+            for (int plane = 0; plane < nd; plane++) {
+                /* balanced digit ((d + 128) mod 256) - 128; the top one is what is left (|.| <= 64) */
+                const __m512i digit =
+                    plane < nd - 1 ? _mm512_sub_epi64(_mm512_and_si512(_mm512_add_epi64(d, _mm512_set1_epi64(128)),
+                                                                       _mm512_set1_epi64(255)),
+                                                      _mm512_set1_epi64(128))
+                                   : d;
+                d = _mm512_srai_epi64(_mm512_sub_epi64(d, digit), 8);
+                sums[plane] = _mm512_add_epi64(sums[plane], digit);
+                const uint64_t eight = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(digit));
+                const uint32_t lo4 = (uint32_t)eight, hi4 = (uint32_t)(eight >> 32);
+                memcpy(planes + (c / 4) * TK_WVNNI_LINE + 4 * plane, &lo4, 4);
+                memcpy(planes + (c / 4 + 1) * TK_WVNNI_LINE + 4 * plane, &hi4, 4);
+            }
+        }
+        for (int plane = 0; plane < nd; plane++)
+            s->corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + plane] =
+                (int32_t)(-128 * _mm512_reduce_add_epi64(sums[plane]));
+    }
+    return 1;
+}
+
+/* Channels h*8..h*8+7 of the nd planes' int32 sums (least significant
+ * first) as the f64 sum of D q. */
+static TK_ALWAYS_INLINE __m512d recombine(const __m512i *sd, int nd, int h) {
+    const __m512d radix = _mm512_set1_pd(256.0);
+    __m512d v = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sd[nd - 1], h));
+    for (int plane = nd - 2; plane >= 0; plane--)
+        v = _mm512_fmadd_pd(v, radix, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sd[plane], h)));
+    return v;
+}
+
+static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t i, size_t j0, __m512d lo, __m512d hi) {
+    const size_t nc = p->n - j0 < 16 ? p->n - j0 : 16;
+    if (p->bias) {
+        const __m512 bias = _mm512_maskz_loadu_ps(tk_mask16(nc), p->bias + j0);
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(bias)));
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bias), 1))));
+    }
+    const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+    const size_t at = i * p->y_stride + j0;
+    switch (dt) {
+    case TK_DTYPE_F16: tkv_store_f16((uint16_t *)p->y + at, nc, v); break;
+    case TK_DTYPE_BF16: tkv_store_bf16((uint16_t *)p->y + at, nc, v); break;
+    default: tkv_store_f32((float *)p->y + at, nc, v); break;
+    }
+}
+
+/* Group gi of panel b for rows i0..i0+mi, nd digits each (mi and nd
+ * constants after inlining), added to y (f64, 16 channels per row). With few planes in
+ * flight each plane's sum runs as two chains (even and odd lines) so that
+ * vpdpbusd's latency stays hidden. */
+static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, size_t b, size_t gi, size_t i0,
+                                   const size_t mi, const int nd, __m512d *ylo, __m512d *yhi) {
+    const size_t k = p->k, g = p->group, groups = k / g;
+    const int chains = mi * nd <= 8 ? 2 : 1;
+    const uint8_t *w = (const uint8_t *)p->w + b * 16 * p->w_stride;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i acc[TK_WVNNI_PASS_ROWS][TK_WVNNI_MAX_DIGITS][2];
+    for (size_t i = 0; i < mi; i++)
+        for (int d = 0; d < nd; d++) {
+            acc[i][d][0] = _mm512_set1_epi32(s->corr[((i0 + i) * groups + gi) * TK_WVNNI_MAX_DIGITS + d]);
+            acc[i][d][1] = _mm512_setzero_si512();
+        }
+    const int8_t *xrow[TK_WVNNI_PASS_ROWS];
+    for (size_t i = 0; i < mi; i++) xrow[i] = s->planes + (i0 + i) * (k / 4) * TK_WVNNI_LINE;
+    for (size_t l = gi * g / 4; l < (gi + 1) * g / 4; l += chains)
+        for (int c = 0; c < chains; c++) {
+            const uint8_t *line = w + (l + c) * 64;
+            _mm_prefetch((const char *)line + TK_WVNNI_AHEAD, _MM_HINT_T0);
+            const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
+            for (size_t i = 0; i < mi; i++)
+                for (int d = 0; d < nd; d++) {
+                    int32_t x4;
+                    memcpy(&x4, xrow[i] + (l + c) * TK_WVNNI_LINE + 4 * d, 4);
+                    acc[i][d][c] = _mm512_dpbusd_epi32(acc[i][d][c], u, _mm512_set1_epi32(x4));
+                }
+        }
+    const __m512 sc = _mm512_loadu_ps(p->w_scale + (b * groups + gi) * 16);
+    const __m512d sc_lo = _mm512_cvtps_pd(half(sc, 0)), sc_hi = _mm512_cvtps_pd(half(sc, 1));
+    for (size_t i = 0; i < mi; i++) {
+        __m512i sd[TK_WVNNI_MAX_DIGITS];
+        for (int d = 0; d < nd; d++) sd[d] = _mm512_add_epi32(acc[i][d][0], acc[i][d][1]);
+        const __m512d e = _mm512_set1_pd(s->escale[(i0 + i) * groups + gi]);
+        ylo[i] = _mm512_fmadd_pd(recombine(sd, nd, 0), _mm512_mul_pd(sc_lo, e), ylo[i]);
+        yhi[i] = _mm512_fmadd_pd(recombine(sd, nd, 1), _mm512_mul_pd(sc_hi, e), yhi[i]);
+    }
+}
+
+/* Panel b (channels 16 b ..) for rows i0..i0+mi (mi a constant after
+ * inlining), nds[gi] digits in group gi. */
+static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, const int32_t *nds,
+                                   size_t b, size_t i0, const size_t mi) {
+    const size_t groups = p->k / p->group;
+    __m512d ylo[TK_WVNNI_PASS_ROWS], yhi[TK_WVNNI_PASS_ROWS];
+    for (size_t i = 0; i < mi; i++) ylo[i] = yhi[i] = _mm512_setzero_pd();
+    for (size_t gi = 0; gi < groups; gi++) switch (nds[gi]) {
+        case 4: group(p, s, b, gi, i0, mi, 4, ylo, yhi); break;
+        case 5: group(p, s, b, gi, i0, mi, 5, ylo, yhi); break;
+        default: group(p, s, b, gi, i0, mi, 6, ylo, yhi); break;
+        }
+    for (size_t i = 0; i < mi; i++) store_y(p, dt, i0 + i, 16 * b, ylo[i], yhi[i]);
+}
+
+int tk_wgemv_int8_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
+    if (p->w_bits != 8 || p->m == 0 || p->m > TK_WVNNI_MAX_ROWS || p->group > TK_WVNNI_MAX_GROUP) return 0;
+    const split_x s = split_layout(p);
+    const size_t groups = p->k / p->group;
+    for (size_t i = 0; i < p->m; i++)
+        if (!split_row(p, dtype, &s, i)) return 0;
+    /* One digit count per group for all rows: a row with fewer gets zero
+     * planes above its own (the same D). */
+    int32_t *nds = s.most;
+    for (size_t gi = 0; gi < groups; gi++) {
+        nds[gi] = TK_WVNNI_MIN_DIGITS;
+        for (size_t i = 0; i < p->m; i++)
+            if (s.digits[i * groups + gi] > nds[gi]) nds[gi] = s.digits[i * groups + gi];
+    }
+    for (size_t i = 0; i < p->m; i++)
+        for (size_t gi = 0; gi < groups; gi++)
+            for (int d = s.digits[i * groups + gi]; d < nds[gi]; d++) {
+                for (size_t l = gi * p->group / 4; l < (gi + 1) * p->group / 4; l++)
+                    memset(s.planes + (i * (p->k / 4) + l) * TK_WVNNI_LINE + 4 * d, 0, 4);
+                s.corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + d] = 0;
+            }
+    /* Rows in passes of up to 4 over each panel (the panel stays in L2). */
+    for (size_t b = 0; b < (p->n + 15) / 16; b++)
+        for (size_t i0 = 0; i0 < p->m; i0 += TK_WVNNI_PASS_ROWS) switch (p->m - i0) {
+            case 1: panel(p, dtype, &s, nds, b, i0, 1); break;
+            case 2: panel(p, dtype, &s, nds, b, i0, 2); break;
+            case 3: panel(p, dtype, &s, nds, b, i0, 3); break;
+            default: panel(p, dtype, &s, nds, b, i0, 4); break;
+            }
+    return 1;
+}
