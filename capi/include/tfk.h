@@ -290,10 +290,17 @@ tfk_status tfk_kron_fold_into_weight(const struct tfk_kron *kron,
                                      size_t rows,
                                      float *out);
 
+// Floats of scratch one thread of a forward (`backward` 0) or backward
+// (`backward` 1) call needs: a caller workspace of `t` times this lets `t`
+// threads run (a shorter one limits them; see [`tfk_set_threads`]).
+size_t tfk_lightning_workspace_floats(size_t dk, size_t dv, int backward);
+
 // Prefill: `o` from `q`, `k` (`tokens * heads * dk` elements of `dtype`),
 // `v` (`tokens * heads * dv`) and `decay` (`heads` floats in (0, 1]);
 // `o` has the shape of `v`. `state_in` (NULL: zero) and `state_out` (NULL:
-// not wanted) are `[sequences, heads, dk, dv]` f32.
+// not wanted) are `[sequences, heads, dk, dv]` f32. `workspace`: NULL (the
+// call allocates its scratch) or `workspace_len` floats, at least
+// [`tfk_lightning_workspace_floats`]`(dk, dv, 0)`.
 //
 // # Safety
 // Every non-NULL pointer points to the number of elements given above.
@@ -305,13 +312,16 @@ tfk_status tfk_lightning_forward(tfk_dtype dtype,
                                  const float *decay,
                                  void *o,
                                  const float *state_in,
-                                 float *state_out);
+                                 float *state_out,
+                                 float *workspace,
+                                 size_t workspace_len);
 
 // Backward: `dq`, `dk`, `dv` (shapes of q, k, v) from the forward's inputs
 // and `dout` (shape of o). `state_in`: the forward's initial state (NULL:
 // zero); `dstate_out`: gradient w.r.t. its final state (NULL: zero);
 // `dstate_in`: where to write the gradient w.r.t. the initial state (NULL:
-// not wanted).
+// not wanted). `workspace`: NULL (the call allocates) or `workspace_len`
+// floats, at least [`tfk_lightning_workspace_floats`]`(dk, dv, 1)`.
 //
 // # Safety
 // Every non-NULL pointer points to the number of elements its shape gives.
@@ -327,7 +337,9 @@ tfk_status tfk_lightning_backward(tfk_dtype dtype,
                                   void *dq,
                                   void *dk,
                                   void *dv,
-                                  float *dstate_in);
+                                  float *dstate_in,
+                                  float *workspace,
+                                  size_t workspace_len);
 
 // One decoding step for `batch * heads` sequences: `S <- decay S + k^T v`,
 // `o = q S`. `q`, `k`: `[batch, heads, dk]`; `v`, `o`: `[batch, heads, dv]`
@@ -384,10 +396,13 @@ tfk_status tfk_norm_forward(const struct tfk_norm *norm,
 // plus `dh` (NULL or the gradient reaching h through the residual stream,
 // added to dx), and optionally `dgamma`, `dbeta` (`cols` f32 each,
 // overwritten; summed over rows in a fixed order). CRMSNorm has no backward.
+// `workspace`: NULL (a call with dgamma or dbeta allocates its f64 sums) or
+// `workspace_len >= 2 * cols` doubles.
 //
 // # Safety
 // `dy`, `h`, `dx` (and `dh`) hold `rows * cols` elements of `dtype`; `mean`,
-// `rstd` `rows` floats; `dgamma`, `dbeta` NULL or `cols` floats.
+// `rstd` `rows` floats; `dgamma`, `dbeta` NULL or `cols` floats; `workspace`
+// NULL or `workspace_len` doubles.
 tfk_status tfk_norm_backward(const struct tfk_norm *norm,
                              tfk_dtype dtype,
                              size_t rows,
@@ -399,7 +414,9 @@ tfk_status tfk_norm_backward(const struct tfk_norm *norm,
                              const void *dh,
                              void *dx,
                              float *dgamma,
-                             float *dbeta);
+                             float *dbeta,
+                             double *workspace,
+                             size_t workspace_len);
 
 // Prepares W (`n x k` row-major, finite, elements of `dtype`) for LLM.int8()
 // products: row-wise int8 quantization, packed. Outlier columns: with

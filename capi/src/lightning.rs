@@ -1,10 +1,10 @@
 //! Lightning attention: block-tiled causal linear attention with a decay per
 //! head; prefill with state hand-over, backward, and decoding steps.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 
 use transformer_kernels::Element;
-use transformer_kernels::lightning::{Grads, Layout, Lightning, Shape};
+use transformer_kernels::lightning::{self, Grads, Layout, Lightning, Shape};
 
 use crate::buffers::{Buffers, in_ref, product};
 use crate::{Failure, Outcome, by_dtype, guard, tfk_dtype, tfk_status};
@@ -89,12 +89,24 @@ struct Tensors {
     state_out: *mut f32,
     grads: [*mut c_void; 3],
     dstate_in: *mut f32,
+    workspace: *mut f32,
+    workspace_len: usize,
+}
+
+/// Floats of scratch one thread of a forward (`backward` 0) or backward
+/// (`backward` 1) call needs: a caller workspace of `t` times this lets `t`
+/// threads run (a shorter one limits them; see [`tfk_set_threads`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn tfk_lightning_workspace_floats(dk: usize, dv: usize, backward: c_int) -> usize {
+    lightning::workspace_len(dk, dv, backward != 0)
 }
 
 /// Prefill: `o` from `q`, `k` (`tokens * heads * dk` elements of `dtype`),
 /// `v` (`tokens * heads * dv`) and `decay` (`heads` floats in (0, 1]);
 /// `o` has the shape of `v`. `state_in` (NULL: zero) and `state_out` (NULL:
-/// not wanted) are `[sequences, heads, dk, dv]` f32.
+/// not wanted) are `[sequences, heads, dk, dv]` f32. `workspace`: NULL (the
+/// call allocates its scratch) or `workspace_len` floats, at least
+/// [`tfk_lightning_workspace_floats`]`(dk, dv, 0)`.
 ///
 /// # Safety
 /// Every non-NULL pointer points to the number of elements given above.
@@ -109,6 +121,8 @@ pub unsafe extern "C" fn tfk_lightning_forward(
     o: *mut c_void,
     state_in: *const f32,
     state_out: *mut f32,
+    workspace: *mut f32,
+    workspace_len: usize,
 ) -> tfk_status {
     let t = Tensors {
         q,
@@ -120,6 +134,8 @@ pub unsafe extern "C" fn tfk_lightning_forward(
         state_out,
         grads: [std::ptr::null_mut(); 3],
         dstate_in: std::ptr::null_mut(),
+        workspace,
+        workspace_len,
     };
     // SAFETY: the caller's contract.
     guard(|| by_dtype!(dtype, forward(unsafe { in_ref(shape, "shape")? }, &t)))
@@ -137,7 +153,11 @@ fn forward<T: Element>(s: &tfk_lightning_shape, t: &Tensors) -> Outcome {
     let state_in = unsafe { b.optional_input::<f32>(t.state_in.cast(), state, "state_in")? };
     let o = unsafe { b.output::<T>(t.o, vo, "o")? };
     let state_out = unsafe { b.optional_output::<f32>(t.state_out.cast(), state, "state_out")? };
+    let ws = unsafe { b.optional_output::<f32>(t.workspace.cast(), t.workspace_len, "workspace")? };
     let mut call = op.forward(q, k, v, o, decay, shape);
+    if let Some(w) = ws {
+        call = call.workspace(w);
+    }
     if let Some(s) = state_in {
         call = call.initial_state(s);
     }
@@ -160,7 +180,8 @@ fn lengths(shape: &Shape) -> Result<(usize, usize, usize), Failure> {
 /// and `dout` (shape of o). `state_in`: the forward's initial state (NULL:
 /// zero); `dstate_out`: gradient w.r.t. its final state (NULL: zero);
 /// `dstate_in`: where to write the gradient w.r.t. the initial state (NULL:
-/// not wanted).
+/// not wanted). `workspace`: NULL (the call allocates) or `workspace_len`
+/// floats, at least [`tfk_lightning_workspace_floats`]`(dk, dv, 1)`.
 ///
 /// # Safety
 /// Every non-NULL pointer points to the number of elements its shape gives.
@@ -179,6 +200,8 @@ pub unsafe extern "C" fn tfk_lightning_backward(
     dk: *mut c_void,
     dv: *mut c_void,
     dstate_in: *mut f32,
+    workspace: *mut f32,
+    workspace_len: usize,
 ) -> tfk_status {
     let t = Tensors {
         q,
@@ -190,6 +213,8 @@ pub unsafe extern "C" fn tfk_lightning_backward(
         state_out: dstate_out.cast_mut(),
         grads: [dq, dk, dv],
         dstate_in,
+        workspace,
+        workspace_len,
     };
     // SAFETY: the caller's contract.
     guard(|| by_dtype!(dtype, backward(unsafe { in_ref(shape, "shape")? }, &t)))
@@ -213,7 +238,11 @@ fn backward<T: Element>(s: &tfk_lightning_shape, t: &Tensors) -> Outcome {
         dv: unsafe { b.output::<T>(t.grads[2], vo, "dv")? },
     };
     let dstate_in = unsafe { b.optional_output::<f32>(t.dstate_in.cast(), state, "dstate_in")? };
+    let ws = unsafe { b.optional_output::<f32>(t.workspace.cast(), t.workspace_len, "workspace")? };
     let mut call = op.backward(q, k, v, dout, grads, decay, shape);
+    if let Some(w) = ws {
+        call = call.workspace(w);
+    }
     if let Some(s) = state_in {
         call = call.initial_state(s);
     }
@@ -257,6 +286,8 @@ pub unsafe extern "C" fn tfk_lightning_decode(
         state_out: state,
         grads: [std::ptr::null_mut(); 3],
         dstate_in: std::ptr::null_mut(),
+        workspace: std::ptr::null_mut(),
+        workspace_len: 0,
     };
     guard(|| by_dtype!(dtype, decode([batch, heads, dk, dv], &t)))
 }

@@ -264,10 +264,13 @@ fn forward<T: Element>(n: &tfk_norm, rows: usize, cols: usize, io: &ForwardIo) -
 /// plus `dh` (NULL or the gradient reaching h through the residual stream,
 /// added to dx), and optionally `dgamma`, `dbeta` (`cols` f32 each,
 /// overwritten; summed over rows in a fixed order). CRMSNorm has no backward.
+/// `workspace`: NULL (a call with dgamma or dbeta allocates its f64 sums) or
+/// `workspace_len >= 2 * cols` doubles.
 ///
 /// # Safety
 /// `dy`, `h`, `dx` (and `dh`) hold `rows * cols` elements of `dtype`; `mean`,
-/// `rstd` `rows` floats; `dgamma`, `dbeta` NULL or `cols` floats.
+/// `rstd` `rows` floats; `dgamma`, `dbeta` NULL or `cols` floats; `workspace`
+/// NULL or `workspace_len` doubles.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tfk_norm_backward(
     norm: *const tfk_norm,
@@ -282,6 +285,8 @@ pub unsafe extern "C" fn tfk_norm_backward(
     dx: *mut c_void,
     dgamma: *mut f32,
     dbeta: *mut f32,
+    workspace: *mut f64,
+    workspace_len: usize,
 ) -> tfk_status {
     guard(|| {
         // SAFETY: the caller's contract.
@@ -295,6 +300,8 @@ pub unsafe extern "C" fn tfk_norm_backward(
             dx,
             dgamma,
             dbeta,
+            workspace,
+            workspace_len,
         };
         by_dtype!(dtype, backward(n, rows, cols, &io))
     })
@@ -309,6 +316,8 @@ struct BackwardIo {
     dx: *mut c_void,
     dgamma: *mut f32,
     dbeta: *mut f32,
+    workspace: *mut f64,
+    workspace_len: usize,
 }
 
 fn backward<T: Element>(n: &tfk_norm, rows: usize, cols: usize, io: &BackwardIo) -> Outcome {
@@ -324,7 +333,12 @@ fn backward<T: Element>(n: &tfk_norm, rows: usize, cols: usize, io: &BackwardIo)
     let dx = unsafe { b.output::<T>(io.dx, len, "dx")? };
     let dgamma = unsafe { b.optional_output::<f32>(io.dgamma.cast(), cols, "dgamma")? };
     let dbeta = unsafe { b.optional_output::<f32>(io.dbeta.cast(), cols, "dbeta")? };
+    let ws =
+        unsafe { b.optional_output::<f64>(io.workspace.cast(), io.workspace_len, "workspace")? };
     let mut call = norm.backward(dy, h, mean, rstd, cols).dx(dx);
+    if let Some(w) = ws {
+        call = call.workspace(w);
+    }
     if let Some(dh) = dh {
         call = call.residual_grad(dh);
     }

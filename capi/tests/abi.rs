@@ -271,6 +271,10 @@ fn norm_matches<T: Element>() {
             vec![0f32; cols],
             vec![0f32; cols],
         );
+        // A caller workspace of 2 * cols doubles: the same bits as the
+        // call that allocates; a shorter one is an error.
+        let mut ws = vec![0f64; 2 * cols];
+        let mut short = vec![0f64; 2 * cols - 1];
         let s = unsafe {
             tfk_norm_backward(
                 &n,
@@ -285,6 +289,28 @@ fn norm_matches<T: Element>() {
                 mv(&mut dx2),
                 dg2.as_mut_ptr(),
                 db2.as_mut_ptr(),
+                short.as_mut_ptr(),
+                short.len(),
+            )
+        };
+        assert_ne!(s, TFK_OK);
+        assert!(dg2.iter().all(|v| *v == 0.0), "nothing written on error");
+        let s = unsafe {
+            tfk_norm_backward(
+                &n,
+                code(T::DTYPE),
+                rows,
+                cols,
+                cv(&dy),
+                cv(&r),
+                mean.as_ptr(),
+                rstd.as_ptr(),
+                cv(&dh),
+                mv(&mut dx2),
+                dg2.as_mut_ptr(),
+                db2.as_mut_ptr(),
+                ws.as_mut_ptr(),
+                ws.len(),
             )
         };
         assert_eq!(s, TFK_OK, "{}", last_error());
@@ -379,6 +405,8 @@ fn lightning_matches<T: Element>() {
         .run()
         .unwrap();
     let (mut o2, mut sf2) = (vec![T::from_f32(0.0); v.len()], vec![0f32; states]);
+    // The forward with a caller workspace, the backward allocating its own.
+    let mut ws = vec![0f32; tfk_lightning_workspace_floats(c_shape.dk, c_shape.dv, 0)];
     let s = unsafe {
         tfk_lightning_forward(
             code(T::DTYPE),
@@ -390,6 +418,8 @@ fn lightning_matches<T: Element>() {
             mv(&mut o2),
             s0.as_ptr(),
             sf2.as_mut_ptr(),
+            ws.as_mut_ptr(),
+            ws.len(),
         )
     };
     assert_eq!(s, TFK_OK, "{}", last_error());
@@ -435,6 +465,8 @@ fn lightning_matches<T: Element>() {
             mv(&mut dk2),
             mv(&mut dv2),
             ds02.as_mut_ptr(),
+            std::ptr::null_mut(),
+            0,
         )
     };
     assert_eq!(s, TFK_OK, "{}", last_error());
