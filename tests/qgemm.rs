@@ -408,6 +408,32 @@ fn weight_only_vnni_sums_exactly() {
             vnni_exact::<f32>(&xb, &qw, b);
         }
     }
+    // Wide exponents (int8 mantissas times 2^-40..2^10): groups of 5 and 6
+    // digits and groups the split must decline, each checked by the helper
+    // against the general bound and, where `vnni_splits`, the exact one.
+    for seed in 0..24u64 {
+        let (m, n, k, group) = (
+            4 + seed as usize % 5,
+            19,
+            256,
+            [32, 64, 128][seed as usize % 3],
+        );
+        let qw =
+            QuantizedWeight::quantize(&uniform_values(seed, n * k, 1.0), n, k, 8, group).unwrap();
+        let mant = uniform_values(seed + 50, m * k, 127.0);
+        let span = 10 + seed as i32 * 2; // 10..56 binades
+        let x: Vec<f32> = mant
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.round() * 2f32.powi(((i * 7919 + seed as usize) % span as usize) as i32 - 40)
+            })
+            .collect();
+        check_weight_only::<f32>(&x, &qw, None, Isa::Avx512);
+        check_weight_only::<bf16>(&x, &qw, None, Isa::Avx512);
+        let xh: Vec<f32> = x.iter().map(|v| v * 2f32.powi(-12)).collect(); // y finite in f16
+        check_weight_only::<f16>(&xh, &qw, None, Isa::Avx512);
+    }
     // Declines: full f32 significands far apart; and a NaN.
     let (n, k) = (17, 128);
     let qw = QuantizedWeight::quantize(&uniform_values(9, n * k, 1.0), n, k, 8, 64).unwrap();
@@ -423,45 +449,15 @@ fn weight_only_vnni_sums_exactly() {
 }
 
 fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>) {
-    let (n, k) = (qw.n(), qw.k());
-    let (x, xr) = rq::round_to::<T>(x32);
-    let m = x.len() / k;
-    let mut y = vec![transformer_kernels::reference::poison::<T>(); m * n];
+    let (x, _) = rq::round_to::<T>(x32);
+    assert!(rq::vnni_splits(&x, qw.group()), "these X split exactly");
+    let mut y = vec![transformer_kernels::reference::poison::<T>(); x.len() / qw.k() * qw.n()];
     let mut call = qw.gemv(&x).isa(Isa::Avx512);
     if let Some(b) = bias {
         call = call.bias(b);
     }
     call.run(&mut y).unwrap();
-    let g = qw.group();
-    let u = Dtype::F32.unit_roundoff()
-        + if T::DTYPE == Dtype::F32 {
-            0.0
-        } else {
-            T::DTYPE.unit_roundoff()
-        };
-    let tiny = if T::DTYPE == Dtype::F32 {
-        0.0
-    } else {
-        T::DTYPE.min_subnormal()
-    };
-    for i in 0..m {
-        for j in 0..n {
-            let (mut want, mut mag) = (0.0f64, 0.0f64);
-            for gi in 0..k / g {
-                let s: f64 = (gi * g..(gi + 1) * g)
-                    .map(|c| xr[i * k + c] as f64 * qw.value(j, c) as f64)
-                    .sum();
-                want += qw.scale(j, gi) as f64 * s;
-                mag += (qw.scale(j, gi) as f64 * s).abs();
-            }
-            want += bias.map_or(0.0, |b| b[j] as f64);
-            let got = y[i * n + j].to_f32() as f64;
-            let bound = u * want.abs() + 1e-12 * mag + tiny;
-            assert!(
-                (got - want).abs() <= bound,
-                "{} m {m} n {n} k {k}: y[{i},{j}] = {got} vs {want} (bound {bound:e})",
-                T::DTYPE.name()
-            );
-        }
+    if let Err(e) = rq::check_weight_only_exact(&x, qw, bias, &y) {
+        panic!("{} k {}: {e}", T::DTYPE.name(), qw.k());
     }
 }

@@ -5,10 +5,12 @@
 //! against the exact integers (int32 part, bit for bit), the kernels'
 //! quantization re-done in Rust (bit for bit) and the f64 products
 //! (`reference::qgemm::run_and_check`). Weight-only: int8 / int4 with groups
-//! of 32..128 on every ISA x dtype (`run_and_check_weight_only`). Values are
-//! int8 mantissas times 2^e, e in [-8, -1], weights int8 / 64, so every y
-//! stays finite in f16; the weight-only product also runs with one x of
-//! 2^110..2^126 (the scale-first path) for f32 and bf16.
+//! of 32..128 on every ISA x dtype (`run_and_check_weight_only`, which also
+//! holds the int8 VNNI path to its exact-sum bound). Values are int8
+//! mantissas times 2^e, e in [-8, -1] (weight-only: -5, or -30..-1), weights
+//! int8 / 64, so every y stays finite in f16; the weight-only product also
+//! runs with one x of 2^110..2^126 (the scale-first path; VNNI declines) for
+//! f32 and bf16.
 #![no_main]
 
 use half::{bf16, f16};
@@ -64,7 +66,15 @@ fuzz_target!(|data: &[u8]| {
     let group = [32usize, 64, 128][data[6] as usize % 3];
     let kw = group * (1 + data[7] as usize % 3);
     let ww: Vec<f32> = (0..n * kw).map(|i| byte(body, 5 * i + 3) as i8 as f32 / 64.0).collect();
-    let xw: Vec<f32> = (0..m.min(16) * kw).map(|i| byte(body, 7 * i + 1) as i8 as f32 / 32.0).collect();
+    // data[6] & 4: exponents over 2^-30..2^-1 (groups of up to 37 bits: the
+    // VNNI path's 5-digit splits), y still finite in f16.
+    let wide = data[6] & 4 != 0;
+    let xw: Vec<f32> = (0..m.min(16) * kw)
+        .map(|i| {
+            let e = if wide { (byte(body, 7 * i + 2) % 30) as i32 - 30 } else { -5 };
+            byte(body, 7 * i + 1) as i8 as f32 * 2f32.powi(e)
+        })
+        .collect();
     for bits in [8u32, 4] {
         let qw = QuantizedWeight::quantize(&ww, n, kw, bits, group).unwrap();
         for &isa in &isas {

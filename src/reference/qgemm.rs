@@ -4,7 +4,7 @@
 //! products, and f64 results of the same quantized math and of the
 //! unquantized product. Shared by the tests and the fuzz target.
 
-use crate::dtype::Element;
+use crate::dtype::{Dtype, Element};
 use crate::isa::Isa;
 use crate::qgemm::weight_only::{self, QuantizedWeight};
 use crate::qgemm::{Backend, Int8Weight, Int8Workspace};
@@ -257,6 +257,68 @@ pub fn check_weight_only<T: Element>(
     Ok(())
 }
 
+/// Whether the int8 VNNI path can split every group of X exactly (it then
+/// runs; otherwise it declines): per group, some nd in 4..=6 such that every
+/// x is a multiple of `2^(e + 3 - 8 nd)`, e the exponent of the group's max
+/// |x| (wgemv_vnni.c); no NaN or inf.
+pub fn vnni_splits<T: Element>(x: &[T], group: usize) -> bool {
+    x.chunks(group).all(|g| {
+        let v: Vec<f64> = g.iter().map(|a| a.to_f32() as f64).collect();
+        let amax = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+        if v.iter().any(|a| !a.is_finite()) {
+            return false;
+        }
+        if amax == 0.0 {
+            return true;
+        }
+        let e = ((amax.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        (4..=6).any(|nd| {
+            let scale = 2f64.powi(8 * nd - 3 - e);
+            v.iter().all(|a| (a * scale).fract() == 0.0)
+        })
+    })
+}
+
+/// The VNNI path's contract (exact group sums, f64 after, one rounding to
+/// y): `|y - y_exact| <= (2^-24 + u_out) |y_exact| + 2^-40 mag + tiny_out`
+/// with `mag = sum_g |s_g sum x q|`, y_exact the product of the same
+/// quantized math in f64 (the 2^-40 covers the f64 reference's own sums).
+pub fn check_weight_only_exact<T: Element>(
+    x: &[T],
+    w: &QuantizedWeight,
+    bias: Option<&[f32]>,
+    y: &[T],
+) -> Result<(), String> {
+    let (n, k, g) = (w.n(), w.k(), w.group());
+    let m = x.len() / k;
+    let (u_out, tiny) = match T::DTYPE {
+        Dtype::F32 => (0.0, 0.0),
+        d => (d.unit_roundoff(), d.min_subnormal()),
+    };
+    let u = Dtype::F32.unit_roundoff() + u_out;
+    for i in 0..m {
+        for j in 0..n {
+            let (mut want, mut mag) = (0.0f64, 0.0f64);
+            for gi in 0..k / g {
+                let s: f64 = (gi * g..(gi + 1) * g)
+                    .map(|c| x[i * k + c].to_f32() as f64 * w.value(j, c) as f64)
+                    .sum();
+                want += w.scale(j, gi) as f64 * s;
+                mag += (w.scale(j, gi) as f64 * s).abs();
+            }
+            want += bias.map_or(0.0, |b| b[j] as f64);
+            let got = y[i * n + j].to_f32() as f64;
+            let bound = u * want.abs() + 2f64.powi(-40) * mag + tiny;
+            if (got - want).abs().is_nan() || (got - want).abs() > bound {
+                return Err(format!(
+                    "VNNI path: y[{i},{j}] = {got} vs {want} (bound {bound:.3e})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The dtype's values of `v` rounded, back as f32 (what a kernel on `T` sees).
 pub fn round_to<T: Element>(v: &[f32]) -> (Vec<T>, Vec<f32>) {
     let t: Vec<T> = v.iter().map(|&a| T::from_f32(a)).collect();
@@ -333,6 +395,9 @@ pub fn run_and_check_weight_only<T: Element>(
         }
         call.run(&mut y).map_err(|e| e.to_string())?;
         check_weight_only(&x, w, bias, &y).map_err(|e| format!("amx/vnni path {fast}: {e}"))?;
+        if fast && vnni_too && w.group() <= 1 << 15 && vnni_splits(&x, w.group()) {
+            check_weight_only_exact(&x, w, bias, &y)?;
+        }
     }
     Ok(())
 }
