@@ -292,7 +292,7 @@ tfk_status tfk_kron_fold_into_weight(const struct tfk_kron *kron,
 
 // Floats of scratch one thread of a forward (`backward` 0) or backward
 // (`backward` 1) call needs: a caller workspace of `t` times this lets `t`
-// threads run (a shorter one limits them; see [`tfk_set_threads`]).
+// threads run (a shorter one limits them; see [`crate::tfk_set_threads`]).
 size_t tfk_lightning_workspace_floats(size_t dk, size_t dv, int backward);
 
 // Prefill: `o` from `q`, `k` (`tokens * heads * dk` elements of `dtype`),

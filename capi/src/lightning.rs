@@ -95,7 +95,7 @@ struct Tensors {
 
 /// Floats of scratch one thread of a forward (`backward` 0) or backward
 /// (`backward` 1) call needs: a caller workspace of `t` times this lets `t`
-/// threads run (a shorter one limits them; see [`tfk_set_threads`]).
+/// threads run (a shorter one limits them; see [`crate::tfk_set_threads`]).
 #[unsafe(no_mangle)]
 pub extern "C" fn tfk_lightning_workspace_floats(dk: usize, dv: usize, backward: c_int) -> usize {
     lightning::workspace_len(dk, dv, backward != 0)
