@@ -121,22 +121,25 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, si
         s->digits[i * groups + gi] = nd;
         __m512i sums[TK_WVNNI_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sums[d] = _mm512_setzero_si512();
-        for (size_t c = gi * g; c < (gi + 1) * g; c += 8) {
-            __mmask8 ok;
-            __m512i d = to_int(half(load_x(x, dt, c - c % 16), (c / 8) % 2), inv, &ok);
-            for (int plane = 0; plane < nd; plane++) {
-                /* balanced digit ((d + 128) mod 256) - 128; the top one is what is left (|.| <= 64) */
-                const __m512i digit =
-                    plane < nd - 1 ? _mm512_sub_epi64(_mm512_and_si512(_mm512_add_epi64(d, _mm512_set1_epi64(128)),
-                                                                       _mm512_set1_epi64(255)),
-                                                      _mm512_set1_epi64(128))
-                                   : d;
-                d = _mm512_srai_epi64(_mm512_sub_epi64(d, digit), 8);
-                sums[plane] = _mm512_add_epi64(sums[plane], digit);
-                const uint64_t eight = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(digit));
-                const uint32_t lo4 = (uint32_t)eight, hi4 = (uint32_t)(eight >> 32);
-                memcpy(planes + (c / 4) * TK_WVNNI_LINE + 4 * plane, &lo4, 4);
-                memcpy(planes + (c / 4 + 1) * TK_WVNNI_LINE + 4 * plane, &hi4, 4);
+        for (size_t c16 = gi * g; c16 < (gi + 1) * g; c16 += 16) {
+            const __m512 v = load_x(x, dt, c16); /* each 16 read once, split as two halves of 8 */
+            for (size_t c = c16; c < c16 + 16; c += 8) {
+                __mmask8 ok;
+                __m512i d = to_int(half(v, (int)((c - c16) / 8)), inv, &ok);
+                for (int plane = 0; plane < nd; plane++) {
+                    /* balanced digit ((d + 128) mod 256) - 128; the top one is what is left (|.| <= 64) */
+                    const __m512i digit =
+                        plane < nd - 1 ? _mm512_sub_epi64(_mm512_and_si512(_mm512_add_epi64(d, _mm512_set1_epi64(128)),
+                                                                           _mm512_set1_epi64(255)),
+                                                          _mm512_set1_epi64(128))
+                                       : d;
+                    d = _mm512_srai_epi64(_mm512_sub_epi64(d, digit), 8);
+                    sums[plane] = _mm512_add_epi64(sums[plane], digit);
+                    const uint64_t eight = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(digit));
+                    const uint32_t lo4 = (uint32_t)eight, hi4 = (uint32_t)(eight >> 32);
+                    memcpy(planes + (c / 4) * TK_WVNNI_LINE + 4 * plane, &lo4, 4);
+                    memcpy(planes + (c / 4 + 1) * TK_WVNNI_LINE + 4 * plane, &hi4, 4);
+                }
             }
         }
         for (int plane = 0; plane < nd; plane++)
