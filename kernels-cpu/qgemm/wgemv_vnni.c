@@ -5,12 +5,12 @@
  * weights, shared by the rows, and an FMA per row; vpdpbusd does 64
  * weight-by-byte products in one instruction (two a cycle here).
  * So X is split, exactly, into int8 digits: per row and group, with e the
- * exponent of the group's max |x| and nd digits (4, 5 or 6: the fewest that
+ * exponent of the group's max |x| and nd digits (3 to 6: the fewest that
  * hold the group exactly), every x = 2^E D with E = e + 3 - 8 nd and an
  * integer |D| < 2^(8 nd - 2), written in nd balanced base-256 digits in
  * [-128, 128). A line of a W panel (16 channels x 4 k, +128 to make it
  * unsigned) times the broadcast 4 digits of each plane gives nd exact int32
- * sums per channel; the group's sum of D q is recombined in f64 (exact for
+ * sums per channel; the group's sum of D q is recombined in f64 (exact up to
  * 4 digits, within 2^-53 beyond), multiplied by 2^E s and summed over groups
  * in f64, rounded once to y. So the result is within an f32 and an output
  * rounding of the exact product, far inside the SIMD kernel's bound.
@@ -20,8 +20,9 @@
  * (the call checks). Calls that do not fit (not int8, more than 16 rows,
  * groups above 2^15, some x NaN / inf / not split exactly) decline (return
  * 0, nothing written but the workspace) and the caller runs the SIMD kernel.
- * Each digit plane costs a vpdpbusd per line and row (4 for most groups of
- * activations), against 4 FMAs per row and 8 shared conversions on the SIMD
+ * Each digit plane costs a vpdpbusd per line and row (3 for most groups
+ * of bf16 activations: a group needs a fourth only when some x lies 15
+ * binades below its max), against 4 FMAs per row and 8 shared conversions on the SIMD
  * path: from 3 rows on this is faster (measured; the caller's
  * VNNI_MIN_ROWS); rows go in passes of 4 over each panel. */
 #include <immintrin.h>
@@ -36,7 +37,7 @@
 
 #define TK_WVNNI_MAX_ROWS 16
 #define TK_WVNNI_PASS_ROWS 4
-#define TK_WVNNI_MIN_DIGITS 4
+#define TK_WVNNI_MIN_DIGITS 3
 #define TK_WVNNI_MAX_DIGITS 6
 /* Bytes of split X per line of 4 k. */
 #define TK_WVNNI_LINE (4 * TK_WVNNI_MAX_DIGITS)
@@ -224,6 +225,7 @@ static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const 
     __m512d ylo[TK_WVNNI_PASS_ROWS], yhi[TK_WVNNI_PASS_ROWS];
     for (size_t i = 0; i < mi; i++) ylo[i] = yhi[i] = _mm512_setzero_pd();
     for (size_t gi = 0; gi < groups; gi++) switch (nds[gi]) {
+        case 3: group(p, s, b, gi, i0, mi, 3, ylo, yhi); break;
         case 4: group(p, s, b, gi, i0, mi, 4, ylo, yhi); break;
         case 5: group(p, s, b, gi, i0, mi, 5, ylo, yhi); break;
         default: group(p, s, b, gi, i0, mi, 6, ylo, yhi); break;

@@ -19,7 +19,7 @@
 //!
 //! int8 on AVX-512 with [`VNNI_ROWS`] rows runs on `vpdpbusd` where the CPU
 //! has AVX-512 VNNI ([`vnni_available`]): each group of each row of X is
-//! split exactly into 4-6 int8 digits of a common power of two (any f16
+//! split exactly into 3-6 int8 digits of a common power of two (any f16
 //! group; bf16 within 38 binades of the group's max; f32 within 22), the
 //! integer sums are exact and are recombined and summed in f64, and y is
 //! rounded once, so the result is within an f32 and an output rounding of
