@@ -8,7 +8,7 @@
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::weight_only::{QuantizedWeight, WeightLayout};
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::qgemm as rq;
 use transformer_kernels::reference::uniform_values;
@@ -26,6 +26,13 @@ fn backends() -> Vec<Backend> {
         })
         .collect()
 }
+
+/// Every (bits, layout) a weight-only weight can be stored in.
+const LAYOUTS: [(u32, WeightLayout); 3] = [
+    (8, WeightLayout::Panels),
+    (4, WeightLayout::Panels),
+    (4, WeightLayout::Rows),
+];
 
 fn isas() -> Vec<Isa> {
     Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
@@ -108,12 +115,14 @@ proptest! {
         groups in 1usize..4,
         group in prop::sample::select(vec![32usize, 64, 128]),
         bits in prop::sample::select(vec![8u32, 4]),
+        int4_rows in any::<bool>(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
         let k = group * groups;
         let w = uniform_values(seed, n * k, 1.0);
-        let qw = QuantizedWeight::quantize(&w, n, k, bits, group).unwrap();
+        let layout = if bits == 4 && int4_rows { WeightLayout::Rows } else { WeightLayout::Panels };
+        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, layout).unwrap();
         let x = uniform_values(seed ^ 1, m * k, 2.0);
         let bias = uniform_values(seed ^ 2, n, 1.0);
         let bias = with_bias.then_some(bias.as_slice());
@@ -198,9 +207,9 @@ fn no_outliers_and_all_outliers() {
 fn weight_only_large_and_nan_activations() {
     let (n, k) = (17, 256);
     let w = uniform_values(7, n * k, 1e-3);
-    for bits in [8u32, 4] {
+    for (bits, layout) in LAYOUTS {
         for group in [32usize, 128] {
-            let qw = QuantizedWeight::quantize(&w, n, k, bits, group).unwrap();
+            let qw = QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, layout).unwrap();
             let mut x = uniform_values(8, 3 * k, 2.0);
             x[5] = 1.7e38;
             x[k + 9] = 2f32.powi(100);
@@ -262,12 +271,41 @@ fn large_shapes_on_every_backend() {
     }
 }
 
+/// int4's two layouts hold the same values and scales; int8 has one.
+#[test]
+fn weight_layouts_hold_the_same_weight() {
+    let (n, k) = (21, 192);
+    let w = uniform_values(12, n * k, 2.0);
+    let panels =
+        QuantizedWeight::quantize_with_layout(&w, n, k, 4, 64, WeightLayout::Panels).unwrap();
+    let rows = QuantizedWeight::quantize_with_layout(&w, n, k, 4, 64, WeightLayout::Rows).unwrap();
+    assert_eq!(
+        (panels.layout(), rows.layout()),
+        (WeightLayout::Panels, WeightLayout::Rows)
+    );
+    for j in 0..n {
+        for c in 0..k {
+            assert_eq!(panels.value(j, c), rows.value(j, c), "W[{j}, {c}]");
+        }
+        for g in 0..k / 64 {
+            assert_eq!(panels.scale(j, g), rows.scale(j, g));
+        }
+    }
+    // panels pad n to 16: 32 channels of k / 2 bytes
+    assert_eq!(panels.bytes(), 32 * (k / 2 + 4 * k / 64));
+    assert_eq!(rows.bytes(), n * (k / 2 + 4 * k / 64));
+    let default = QuantizedWeight::quantize(&w, n, k, 4, 64).unwrap();
+    assert_eq!(default.layout(), WeightLayout::default_for(4));
+    assert_eq!(WeightLayout::default_for(8), WeightLayout::Panels);
+    assert!(QuantizedWeight::quantize_with_layout(&w, n, k, 8, 64, WeightLayout::Rows).is_err());
+}
+
 #[test]
 fn weight_quantization_is_within_half_a_step() {
     let (n, k) = (5, 256);
     let w = uniform_values(10, n * k, 3.0);
-    for bits in [8u32, 4] {
-        let qw = QuantizedWeight::quantize(&w, n, k, bits, 64).unwrap();
+    for (bits, layout) in LAYOUTS {
+        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, bits, 64, layout).unwrap();
         let qmax = if bits == 8 { 127.0 } else { 7.0 };
         for j in 0..n {
             for g in 0..k / 64 {
@@ -394,18 +432,22 @@ fn weight_only_vnni_sums_exactly() {
     ];
     for (s, &(m, n, k, group)) in shapes.iter().enumerate() {
         let w = uniform_values(s as u64, n * k, 1.0);
-        let qw = QuantizedWeight::quantize(&w, n, k, 8, group).unwrap();
         let mut x = uniform_values(100 + s as u64, m * k, 3.0);
         x[0] = 0.0;
         if k > 64 {
             x[k - 1] = 6.0e4; // a wide group: 5 or 6 digits
         }
         let bias = uniform_values(200 + s as u64, n, 1.0);
-        for b in [None, Some(bias.as_slice())] {
-            vnni_exact::<f16>(&x, &qw, b);
-            vnni_exact::<bf16>(&x, &qw, b);
-            let (_, xb) = rq::round_to::<bf16>(&x); // f32 values the split holds
-            vnni_exact::<f32>(&xb, &qw, b);
+        for bits in [8, 4] {
+            let qw =
+                QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, WeightLayout::Panels)
+                    .unwrap();
+            for b in [None, Some(bias.as_slice())] {
+                vnni_exact::<f16>(&x, &qw, b);
+                vnni_exact::<bf16>(&x, &qw, b);
+                let (_, xb) = rq::round_to::<bf16>(&x); // f32 values the split holds
+                vnni_exact::<f32>(&xb, &qw, b);
+            }
         }
     }
     // Wide exponents (int8 mantissas times 2^-40..2^10): groups of 5 and 6
@@ -418,8 +460,10 @@ fn weight_only_vnni_sums_exactly() {
             256,
             [32, 64, 128][seed as usize % 3],
         );
-        let qw =
-            QuantizedWeight::quantize(&uniform_values(seed, n * k, 1.0), n, k, 8, group).unwrap();
+        let bits = [8, 4][seed as usize % 2];
+        let w = uniform_values(seed, n * k, 1.0);
+        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, WeightLayout::Panels)
+            .unwrap();
         let mant = uniform_values(seed + 50, m * k, 127.0);
         let span = 10 + seed as i32 * 2; // 10..56 binades
         let x: Vec<f32> = mant
@@ -436,16 +480,20 @@ fn weight_only_vnni_sums_exactly() {
     }
     // Declines: full f32 significands far apart; and a NaN.
     let (n, k) = (17, 128);
-    let qw = QuantizedWeight::quantize(&uniform_values(9, n * k, 1.0), n, k, 8, 64).unwrap();
-    let mut x = uniform_values(10, 4 * k, 1.0);
-    x[k + 3] = 1.0 + f32::EPSILON;
-    x[k + 4] = 1.0e-3 * (1.0 + f32::EPSILON);
-    check_weight_only::<f32>(&x, &qw, None, Isa::Avx512);
-    x[k + 7] = f32::NAN;
-    let mut y = vec![0.0f32; 4 * n];
-    qw.gemv(&x).isa(Isa::Avx512).run(&mut y).unwrap();
-    assert!(y[n..2 * n].iter().all(|v| v.is_nan()));
-    assert!(y[..n].iter().chain(&y[2 * n..]).all(|v| v.is_finite()));
+    for bits in [8, 4] {
+        let w = uniform_values(9, n * k, 1.0);
+        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, bits, 64, WeightLayout::Panels)
+            .unwrap();
+        let mut x = uniform_values(10, 4 * k, 1.0);
+        x[k + 3] = 1.0 + f32::EPSILON;
+        x[k + 4] = 1.0e-3 * (1.0 + f32::EPSILON);
+        check_weight_only::<f32>(&x, &qw, None, Isa::Avx512);
+        x[k + 7] = f32::NAN;
+        let mut y = vec![0.0f32; 4 * n];
+        qw.gemv(&x).isa(Isa::Avx512).run(&mut y).unwrap();
+        assert!(y[n..2 * n].iter().all(|v| v.is_nan()));
+        assert!(y[..n].iter().chain(&y[2 * n..]).all(|v| v.is_finite()));
+    }
 }
 
 fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>) {

@@ -16,7 +16,7 @@
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 use transformer_kernels::Isa;
-use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::weight_only::{QuantizedWeight, WeightLayout};
 use transformer_kernels::qgemm::{Backend, Int8Weight, Outliers};
 use transformer_kernels::reference::qgemm::{run_and_check, run_and_check_weight_only};
 
@@ -75,8 +75,8 @@ fuzz_target!(|data: &[u8]| {
             byte(body, 7 * i + 1) as i8 as f32 * 2f32.powi(e)
         })
         .collect();
-    for bits in [8u32, 4] {
-        let qw = QuantizedWeight::quantize(&ww, n, kw, bits, group).unwrap();
+    for (bits, layout) in [(8u32, WeightLayout::Panels), (4, WeightLayout::Panels), (4, WeightLayout::Rows)] {
+        let qw = QuantizedWeight::quantize_with_layout(&ww, n, kw, bits, group, layout).unwrap();
         for &isa in &isas {
             let runs = [
                 run_and_check_weight_only::<f32>(&xw, &qw, bias, isa),
@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
             ];
             for r in runs {
                 if let Err(e) = r {
-                    panic!("weight-only int{bits} {}: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
+                    panic!("weight-only int{bits} {layout:?} {}: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
                 }
             }
             // One activation of 2^110 or more: the kernels scale each weight
@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
                     run_and_check_weight_only::<bf16>(&xb, &qw, bias, isa),
                 ] {
                     if let Err(e) = r {
-                        panic!("weight-only int{bits} {} large x: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
+                        panic!("weight-only int{bits} {layout:?} {} large x: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
                     }
                 }
             }

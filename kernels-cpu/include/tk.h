@@ -484,12 +484,15 @@ typedef struct tk_qgemm_colmax_params {
  * k a multiple of group, group a multiple of 32. X and Y in the dtype;
  * arithmetic in f32. workspace: tk_wgemv_workspace_floats(m, k) floats.
  * Layouts (w_stride bytes per channel: k for int8, k / 2 for int4):
- *   int4: rows of W, two signed values per byte, the even k in the low
- *     nibble; w_scale[n * (k / group) + k / group].
  *   int8: panels of 16 channels (n padded to a multiple of 16 with zeros),
  *     panel b at b * 16 * w_stride, its 64-byte line l holding k 4l..4l+3 of
  *     its 16 channels, 4 bytes each: w[b * 16 k + 64 l + 4 (n % 16) + k % 4];
  *     w_scale[((n / 16) * (k / group) + k / group) * 16 + n % 16].
+ *   int4, w_panels 1: the same panels and scales with 8 k per line, two
+ *     signed values per byte, the even k in the low nibble:
+ *     byte w[b * 8 k + 64 l + 4 (n % 16) + (k % 8) / 2], l = k / 8.
+ *   int4, w_panels 0: rows of W, two signed values per byte, the even k in
+ *     the low nibble; w_scale[n * (k / group) + k / group].
  */
 typedef struct tk_wgemv_params {
     const void *x;
@@ -500,6 +503,7 @@ typedef struct tk_wgemv_params {
     const void *w;
     size_t w_stride; /* bytes per row of W */
     int w_bits;
+    int w_panels; /* int4: 1 for panels, 0 for rows (int8: always panels) */
     const float *w_scale;
     size_t group;
     const float *bias;
@@ -605,20 +609,20 @@ int tk_amx_ready(void);
 int tk_amx_bf16_ready(void);
 /* The int4 weight-only product (w_bits 4) on AMX-BF16 tiles, X in `dtype`:
  * returns 1 when done, 0 (nothing written) when the call does not fit it
- * (not int4, AMX-BF16 not ready, group not a multiple of 128, m x parts
+ * (not int4 in rows, AMX-BF16 not ready, group not a multiple of 128, m x parts
  * above 16 with parts 3 for f32, 2 for f16, 1 for bf16, or some x NaN, inf,
  * of magnitude >= 2^100 or nonzero below 2^-60); then run the SIMD kernel.
  * Same result contract (tk_wgemv_params above); the workspace of
  * tk_wgemv_workspace_floats. */
 int tk_wgemv_int4_amx(const tk_wgemv_params *params, tk_dtype dtype);
-/* The int8 weight-only product (w_bits 8) for 1-16 rows of X on AVX-512 VNNI
- * (the caller checks the CPU has it), X split exactly into int8 digits:
- * returns 1 when done, 0 (nothing written) when the call does not fit it
- * (not int8, more than 16 rows, group above 2^15, some x NaN or inf, or some
+/* The int8 or int4 weight-only product (w_bits 8, or 4 in panels) for 1-16
+ * rows of X on AVX-512 VNNI (the caller checks the CPU has it), X split
+ * exactly into int8 digits: returns 1 when done, 0 (nothing written) when
+ * the call does not fit it (int4 in rows, more than 16 rows, group above 2^15, some x NaN or inf, or some
  * x not a multiple of 2^(e - 29), e the exponent of its group's max |x|).
  * Exact integer sums per group, recombined and summed in f64, one rounding
  * to y: within the SIMD kernel's bound. Workspace as tk_wgemv_workspace_floats. */
-int tk_wgemv_int8_vnni(const tk_wgemv_params *params, tk_dtype dtype);
+int tk_wgemv_vnni(const tk_wgemv_params *params, tk_dtype dtype);
 /* Single-core integer peak probes for the reports: independent vpdpbusd
  * (12 chains, 64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
  * int8 operations done (2 per MAC). */

@@ -222,7 +222,7 @@ static void tk_wamx_flush_unit(const tk_wamx_call *c, size_t u, const float *cbu
 
 int tk_wgemv_int4_amx(const tk_wgemv_params *p, tk_dtype dt) {
     const size_t m = p->m, k = p->k, parts = tk_wamx_parts(dt), cols = m * parts;
-    if (p->w_bits != 4 || m == 0 || cols > 16 || p->group % 128 != 0 || !tk_amx_bf16_ready()) return 0;
+    if (p->w_bits != 4 || p->w_panels || m == 0 || cols > 16 || p->group % 128 != 0 || !tk_amx_bf16_ready()) return 0;
     /* workspace: B, then A tiles, span sums and accumulators, two of each */
     uint8_t *ws = (uint8_t *)(((uintptr_t)p->workspace + 63) & ~(uintptr_t)63);
     uint32_t *b = (uint32_t *)ws;

@@ -1,30 +1,33 @@
-/* The int8 weight-only product on AVX-512 VNNI for up to 16 rows of X (tk.h:
- * tk_wgemv_int8_vnni).
+/* The int8 and int4 weight-only products on AVX-512 VNNI for up to 16 rows
+ * of X (tk.h: tk_wgemv_vnni).
  *
  * With float X an int8 weight costs a widening and a conversion per 16
- * weights, shared by the rows, and an FMA per row; vpdpbusd does 64
- * weight-by-byte products in one instruction (two a cycle here).
+ * weights, shared by the rows, and an FMA per row (int4: a widening and two
+ * table lookups per 32); vpdpbusd does 64 weight-by-byte products in one
+ * instruction (two a cycle here).
  * So X is split, exactly, into int8 digits: per row and group, with e the
  * exponent of the group's max |x| and nd digits (3 to 6: the fewest that
  * hold the group exactly), every x = 2^E D with E = e + 3 - 8 nd and an
  * integer |D| < 2^(8 nd - 2), written in nd balanced base-256 digits in
  * [-128, 128). A line of a W panel (16 channels x 4 k, +128 to make it
- * unsigned) times the broadcast 4 digits of each plane gives nd exact int32
- * sums per channel; the group's sum of D q is recombined in f64 (exact up to
+ * unsigned; int4: 16 x 8 k, +8, the two nibbles of each byte apart) times
+ * the broadcast 4 digits of each plane gives nd exact int32 sums per
+ * channel; the group's sum of D q is recombined in f64 (exact up to
  * 4 digits, within 2^-53 beyond), multiplied by 2^E s and summed over groups
  * in f64, rounded once to y. So the result is within an f32 and an output
  * rounding of the exact product, far inside the SIMD kernel's bound.
  *
  * A group splits exactly when its x are multiples of 2^E: with 6 digits,
  * any f16 group; bf16 within 38 binades of the group's max; f32 within 22
- * (the call checks). Calls that do not fit (not int8, more than 16 rows,
- * groups above 2^15, some x NaN / inf / not split exactly) decline (return
- * 0, nothing written but the workspace) and the caller runs the SIMD kernel.
- * Each digit plane costs a vpdpbusd per line and row (3 for most groups
- * of bf16 activations: a group needs a fourth only when some x lies 15
- * binades below its max), against 4 FMAs per row and 8 shared conversions on the SIMD
- * path: from 3 rows on this is faster (measured; the caller's
- * VNNI_MIN_ROWS); rows go in passes of 4 over each panel. */
+ * (the call checks). Calls that do not fit (int4 in rows, more than 16
+ * rows, groups above 2^15, some x NaN / inf / not split exactly) decline
+ * (return 0, nothing written but the workspace) and the caller runs the
+ * SIMD kernel. Each digit plane costs a vpdpbusd per line and row (3 for
+ * most groups of bf16 activations: a group needs a fourth only when some x
+ * lies 15 binades below its max; int4 two per line of 128 weights), against
+ * 4 FMAs per row and 8 shared conversions on the SIMD path (int4: 8 FMAs
+ * and 12 shared ops); the caller's VNNI_ROWS say where each is faster
+ * (measured). Rows go in passes of 4 over each panel. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -42,6 +45,13 @@
 /* Bytes of split X per line of 4 k. */
 #define TK_WVNNI_LINE (4 * TK_WVNNI_MAX_DIGITS)
 #define TK_WVNNI_MAX_GROUP 32768
+/* acc + u times the digit dword at x broadcast, the broadcast embedded in
+ * vpdpbusd's memory operand (GCC does not fold a set1 into it: a separate
+ * vpbroadcastd per product). */
+static TK_ALWAYS_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_t *x) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t(*)[1])x));
+    return acc;
+}
 /* Bytes of the panel stream prefetched ahead: 4-8 KiB measured best out of
  * cache (1.2x the 1 KiB of the read probe at one row; docs/qgemm.md). */
 #define TK_WVNNI_AHEAD 6144
@@ -103,8 +113,12 @@ static int splits(const void *x, tk_dtype dt, size_t c0, size_t g, __m512d inv) 
     return 1;
 }
 
-/* Splits row i of X; 0 when some group cannot be split exactly. */
+/* Splits row i of X; 0 when some group cannot be split exactly. For int4
+ * each 8 k are stored as their 4 even k, then their 4 odd ones: the digit
+ * dwords of the two nibbles of a line's bytes. */
 static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, size_t i) {
+    const __m512i order = p->w_bits == 4 ? _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0) : _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const int32_t offset = p->w_bits == 4 ? 8 : 128; /* what makes a weight unsigned */
     const size_t k = p->k, g = p->group, groups = k / g;
     const void *x = (const char *)p->x + i * p->x_stride * (dt == TK_DTYPE_F32 ? 4 : 2);
     int8_t *planes = s->planes + i * (k / 4) * TK_WVNNI_LINE;
@@ -126,7 +140,7 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, si
             const __m512 v = load_x(x, dt, c16); /* each 16 read once, split as two halves of 8 */
             for (size_t c = c16; c < c16 + 16; c += 8) {
                 __mmask8 ok;
-                __m512i d = to_int(half(v, (int)((c - c16) / 8)), inv, &ok);
+                __m512i d = _mm512_permutexvar_epi64(order, to_int(half(v, (int)((c - c16) / 8)), inv, &ok));
                 for (int plane = 0; plane < nd; plane++) {
                     /* balanced digit ((d + 128) mod 256) - 128; the top one is what is left (|.| <= 64) */
                     const __m512i digit =
@@ -145,7 +159,7 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, si
         }
         for (int plane = 0; plane < nd; plane++)
             s->corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + plane] =
-                (int32_t)(-128 * _mm512_reduce_add_epi64(sums[plane]));
+                (int32_t)(-offset * _mm512_reduce_add_epi64(sums[plane]));
     }
     return 1;
 }
@@ -176,16 +190,19 @@ static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t i, size_t j0, 
     }
 }
 
-/* Group gi of panel b for rows i0..i0+mi, nd digits each (mi and nd
- * constants after inlining), added to y (f64, 16 channels per row). With few planes in
- * flight each plane's sum runs as two chains (even and odd lines) so that
- * vpdpbusd's latency stays hidden. */
+/* Group gi of panel b for rows i0..i0+mi, nd digits each (mi, nd and bits
+ * constants after inlining), added to y (f64, 16 channels per row). int8:
+ * with few planes in flight each plane's sum runs as two chains (even and
+ * odd lines) so that vpdpbusd's latency stays hidden. int4 (8 k a line):
+ * the low nibbles (+8: unsigned) times the even k's digits in one chain,
+ * the high ones in place (16 times their value, which the end shifts out
+ * exactly) times the odd k's in the other. */
 static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, size_t b, size_t gi, size_t i0,
-                                   const size_t mi, const int nd, __m512d *ylo, __m512d *yhi) {
+                                   const size_t mi, const int nd, const int bits, __m512d *ylo, __m512d *yhi) {
     const size_t k = p->k, g = p->group, groups = k / g;
-    const int chains = mi * nd <= 8 ? 2 : 1;
+    const int chains = bits == 4 || mi * nd <= 8 ? 2 : 1;
     const uint8_t *w = (const uint8_t *)p->w + b * 16 * p->w_stride;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i flip = _mm512_set1_epi8((char)(bits == 8 ? 0x80 : 0x88));
     __m512i acc[TK_WVNNI_PASS_ROWS][TK_WVNNI_MAX_DIGITS][2];
     for (size_t i = 0; i < mi; i++)
         for (int d = 0; d < nd; d++) {
@@ -194,18 +211,32 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
         }
     const int8_t *xrow[TK_WVNNI_PASS_ROWS];
     for (size_t i = 0; i < mi; i++) xrow[i] = s->planes + (i0 + i) * (k / 4) * TK_WVNNI_LINE;
-    for (size_t l = gi * g / 4; l < (gi + 1) * g / 4; l += chains)
-        for (int c = 0; c < chains; c++) {
-            const uint8_t *line = w + (l + c) * 64;
+    if (bits == 4) {
+        const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8((char)0xF0);
+        for (size_t l = gi * g / 8; l < (gi + 1) * g / 8; l++) {
+            const uint8_t *line = w + l * 64;
             _mm_prefetch((const char *)line + TK_WVNNI_AHEAD, _MM_HINT_T0);
             const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
-            for (size_t i = 0; i < mi; i++)
-                for (int d = 0; d < nd; d++) {
-                    int32_t x4;
-                    memcpy(&x4, xrow[i] + (l + c) * TK_WVNNI_LINE + 4 * d, 4);
-                    acc[i][d][c] = _mm512_dpbusd_epi32(acc[i][d][c], u, _mm512_set1_epi32(x4));
-                }
+            const __m512i nib[2] = {_mm512_and_si512(u, low), _mm512_and_si512(u, high)};
+            for (int c = 0; c < 2; c++)
+                for (size_t i = 0; i < mi; i++)
+                    for (int d = 0; d < nd; d++) {
+                        acc[i][d][c] = dpbusd_bcast(acc[i][d][c], nib[c], xrow[i] + (2 * l + c) * TK_WVNNI_LINE + 4 * d);
+                    }
         }
+        for (size_t i = 0; i < mi; i++)
+            for (int d = 0; d < nd; d++) acc[i][d][1] = _mm512_srai_epi32(acc[i][d][1], 4);
+    } else
+        for (size_t l = gi * g / 4; l < (gi + 1) * g / 4; l += chains)
+            for (int c = 0; c < chains; c++) {
+                const uint8_t *line = w + (l + c) * 64;
+                _mm_prefetch((const char *)line + TK_WVNNI_AHEAD, _MM_HINT_T0);
+                const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
+                for (size_t i = 0; i < mi; i++)
+                    for (int d = 0; d < nd; d++) {
+                        acc[i][d][c] = dpbusd_bcast(acc[i][d][c], u, xrow[i] + (l + c) * TK_WVNNI_LINE + 4 * d);
+                    }
+            }
     const __m512 sc = _mm512_loadu_ps(p->w_scale + (b * groups + gi) * 16);
     const __m512d sc_lo = _mm512_cvtps_pd(half(sc, 0)), sc_hi = _mm512_cvtps_pd(half(sc, 1));
     for (size_t i = 0; i < mi; i++) {
@@ -217,24 +248,26 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
     }
 }
 
-/* Panel b (channels 16 b ..) for rows i0..i0+mi (mi a constant after
- * inlining), nds[gi] digits in group gi. */
+/* Panel b (channels 16 b ..) for rows i0..i0+mi (mi and bits constants
+ * after inlining), nds[gi] digits in group gi. */
 static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, const int32_t *nds,
-                                   size_t b, size_t i0, const size_t mi) {
+                                   size_t b, size_t i0, const size_t mi, const int bits) {
     const size_t groups = p->k / p->group;
     __m512d ylo[TK_WVNNI_PASS_ROWS], yhi[TK_WVNNI_PASS_ROWS];
     for (size_t i = 0; i < mi; i++) ylo[i] = yhi[i] = _mm512_setzero_pd();
     for (size_t gi = 0; gi < groups; gi++) switch (nds[gi]) {
-        case 3: group(p, s, b, gi, i0, mi, 3, ylo, yhi); break;
-        case 4: group(p, s, b, gi, i0, mi, 4, ylo, yhi); break;
-        case 5: group(p, s, b, gi, i0, mi, 5, ylo, yhi); break;
-        default: group(p, s, b, gi, i0, mi, 6, ylo, yhi); break;
+        case 3: group(p, s, b, gi, i0, mi, 3, bits, ylo, yhi); break;
+        case 4: group(p, s, b, gi, i0, mi, 4, bits, ylo, yhi); break;
+        case 5: group(p, s, b, gi, i0, mi, 5, bits, ylo, yhi); break;
+        default: group(p, s, b, gi, i0, mi, 6, bits, ylo, yhi); break;
         }
     for (size_t i = 0; i < mi; i++) store_y(p, dt, i0 + i, 16 * b, ylo[i], yhi[i]);
 }
 
-int tk_wgemv_int8_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
-    if (p->w_bits != 8 || p->m == 0 || p->m > TK_WVNNI_MAX_ROWS || p->group > TK_WVNNI_MAX_GROUP) return 0;
+int tk_wgemv_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
+    if (!(p->w_bits == 8 || (p->w_bits == 4 && p->w_panels)) || p->m == 0 || p->m > TK_WVNNI_MAX_ROWS ||
+        p->group > TK_WVNNI_MAX_GROUP)
+        return 0;
     const split_x s = split_layout(p);
     const size_t groups = p->k / p->group;
     for (size_t i = 0; i < p->m; i++)
@@ -255,12 +288,18 @@ int tk_wgemv_int8_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
                 s.corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + d] = 0;
             }
     /* Rows in passes of up to 4 over each panel (the panel stays in L2). */
+    const int int4 = p->w_bits == 4;
     for (size_t b = 0; b < (p->n + 15) / 16; b++)
-        for (size_t i0 = 0; i0 < p->m; i0 += TK_WVNNI_PASS_ROWS) switch (p->m - i0) {
-            case 1: panel(p, dtype, &s, nds, b, i0, 1); break;
-            case 2: panel(p, dtype, &s, nds, b, i0, 2); break;
-            case 3: panel(p, dtype, &s, nds, b, i0, 3); break;
-            default: panel(p, dtype, &s, nds, b, i0, 4); break;
+        for (size_t i0 = 0; i0 < p->m; i0 += TK_WVNNI_PASS_ROWS) {
+            const size_t mi = p->m - i0 < TK_WVNNI_PASS_ROWS ? p->m - i0 : TK_WVNNI_PASS_ROWS;
+            switch (mi * 2 + int4) {
+#define TK_WVNNI_CASE(a)                                      \
+    case a * 2: panel(p, dtype, &s, nds, b, i0, a, 8); break; \
+    case a * 2 + 1: panel(p, dtype, &s, nds, b, i0, a, 4); break;
+                TK_WVNNI_CASE(1) TK_WVNNI_CASE(2) TK_WVNNI_CASE(3) TK_WVNNI_CASE(4)
+#undef TK_WVNNI_CASE
+            default: break;
             }
+        }
     return 1;
 }

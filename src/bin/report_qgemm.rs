@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use half::f16;
-use transformer_kernels::qgemm::weight_only::{self, QuantizedWeight};
+use transformer_kernels::qgemm::weight_only::{self, QuantizedWeight, WeightLayout};
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::{Isa, isa};
@@ -323,19 +323,19 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         } else {
             vec![1, 2, 4, 8, 16]
         };
-        // (rows, path): int4 from AMX_MIN_ROWS rows also on AMX-BF16 tiles
-        // (f16 x: up to 8 rows), int8 with VNNI_ROWS also on the VNNI
-        // path, where they are available; "avx512" is the SIMD kernel alone.
+        // (rows, path): int4 in rows from AMX_MIN_ROWS rows also on
+        // AMX-BF16 tiles (f16 x: up to 8 rows), panels with VNNI_ROWS also
+        // on the VNNI path, where they are available;
+        // "avx512" is the SIMD kernel alone.
+        let panels = one.layout() == WeightLayout::Panels;
         let also = |m: usize| {
-            if bits == 4
+            if !panels
                 && group % 128 == 0
                 && (weight_only::AMX_MIN_ROWS..=8).contains(&m)
                 && weight_only::amx_available()
             {
                 Some("amx-bf16")
-            } else if bits == 8
-                && weight_only::VNNI_ROWS.contains(&m)
-                && weight_only::vnni_available()
+            } else if panels && weight_only::VNNI_ROWS.contains(&m) && weight_only::vnni_available()
             {
                 Some("avx512vnni")
             } else {

@@ -898,6 +898,7 @@ pub struct tk_wgemv_params {
     pub w: *const ::std::os::raw::c_void,
     pub w_stride: usize,
     pub w_bits: ::std::os::raw::c_int,
+    pub w_panels: ::std::os::raw::c_int,
     pub w_scale: *const f32,
     pub group: usize,
     pub bias: *const f32,
@@ -920,6 +921,8 @@ const _: () = {
         [::std::mem::offset_of!(tk_wgemv_params, w_stride) - 48usize];
     ["Offset of field: tk_wgemv_params::w_bits"]
         [::std::mem::offset_of!(tk_wgemv_params, w_bits) - 56usize];
+    ["Offset of field: tk_wgemv_params::w_panels"]
+        [::std::mem::offset_of!(tk_wgemv_params, w_panels) - 60usize];
     ["Offset of field: tk_wgemv_params::w_scale"]
         [::std::mem::offset_of!(tk_wgemv_params, w_scale) - 64usize];
     ["Offset of field: tk_wgemv_params::group"]
@@ -1150,10 +1153,7 @@ unsafe extern "C" {
     ) -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
-    pub fn tk_wgemv_int8_vnni(
-        params: *const tk_wgemv_params,
-        dtype: tk_dtype,
-    ) -> ::std::os::raw::c_int;
+    pub fn tk_wgemv_vnni(params: *const tk_wgemv_params, dtype: tk_dtype) -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
     pub fn tk_vnni_probe(iters: usize, sink: *mut i32) -> f64;

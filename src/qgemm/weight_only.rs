@@ -8,23 +8,29 @@
 //! multiplies each widened weight by its scale first (`w_deq = fl(s q)`) and
 //! sums `x w_deq`. Both meet [`QuantizedWeight::error_bound`].
 //!
-//! int4 on AVX-512 with [`AMX_MIN_ROWS`] or more rows runs on AMX-BF16
-//! tiles where the CPU and the OS allow ([`amx_available`]): the vector units
-//! only unpack the weights to bf16, the tiles multiply them by X split
-//! exactly into bf16 parts (f32 three, f16 two, bf16 one; up to 16 columns:
-//! 5 rows of f32, 8 of f16, 16 of bf16), the sums round in f32 as on the SIMD
-//! path. Calls outside that (fewer or more rows, groups not a multiple of
-//! 128, any x NaN / inf / `>= 2^100` / nonzero below `2^-60`) run the SIMD
-//! kernel; [`WeightOnlyCall::amx`] turns the tiles off.
+//! Weights are stored in panels of 16 channels ([`WeightLayout::Panels`]:
+//! one contiguous stream per 16 channels, what the VNNI path multiplies by
+//! broadcast x), int4 in rows instead ([`WeightLayout::Rows`]) by default
+//! where AMX is available, since the AMX-BF16 tiles read rows.
 //!
-//! int8 on AVX-512 with [`VNNI_ROWS`] rows runs on `vpdpbusd` where the CPU
-//! has AVX-512 VNNI ([`vnni_available`]): each group of each row of X is
-//! split exactly into 3-6 int8 digits of a common power of two (any f16
-//! group; bf16 within 38 binades of the group's max; f32 within 22), the
-//! integer sums are exact and are recombined and summed in f64, and y is
-//! rounded once, so the result is within an f32 and an output rounding of
-//! the exact product. X that cannot be split exactly (or NaN / inf) runs the
-//! SIMD kernel; [`WeightOnlyCall::vnni`] turns the path off.
+//! With panels on AVX-512 with [`VNNI_ROWS`] rows the product runs on
+//! `vpdpbusd` where the CPU has AVX-512 VNNI ([`vnni_available`]): each
+//! group of each row of X is split exactly into 3-6 int8 digits of a common
+//! power of two (any f16 group; bf16 within 38 binades of the group's max;
+//! f32 within 22), the integer sums are exact and are recombined and summed
+//! in f64, and y is rounded once, so the result is within an f32 and an
+//! output rounding of the exact product. X that cannot be split exactly (or
+//! NaN / inf) runs the SIMD kernel; [`WeightOnlyCall::vnni`] turns the path
+//! off.
+//!
+//! int4 in rows on AVX-512 with [`AMX_MIN_ROWS`] or more rows runs on
+//! AMX-BF16 tiles where the CPU and the OS allow ([`amx_available`]): the
+//! vector units only unpack the weights to bf16, the tiles multiply them by
+//! X split exactly into bf16 parts (f32 three, f16 two, bf16 one; up to 16
+//! columns: 5 rows of f32, 8 of f16, 16 of bf16), the sums round in f32 as
+//! on the SIMD path. Calls outside that (fewer or more rows, groups not a
+//! multiple of 128, any x NaN / inf / `>= 2^100` / nonzero below `2^-60`)
+//! run the SIMD kernel; [`WeightOnlyCall::amx`] turns the tiles off.
 //!
 //! ```
 //! use transformer_kernels::qgemm::weight_only::QuantizedWeight;
@@ -47,12 +53,38 @@ use crate::isa::Isa;
 use crate::parallel::{Shared, Threads, split_into};
 use crate::shape::expect_len;
 
+/// How a [`QuantizedWeight`] stores its values (tk.h: `tk_wgemv_params`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// Panels of 16 channels (n padded with zeros), each 64-byte line 4
+    /// consecutive k (int8) or 8 (int4) of its 16 channels, scales
+    /// `[panels][groups][16]`: a vector of a line holds several channels,
+    /// which the VNNI path multiplies by broadcast x. int8 always; int4 by
+    /// default where AMX is not available.
+    Panels,
+    /// int4 only: rows of W, scales `[n][groups]`: what the AMX-BF16 tiles
+    /// read, so int4's default where [`amx_available`].
+    Rows,
+}
+
+impl WeightLayout {
+    /// The layout [`QuantizedWeight::quantize`] picks for `bits` on this CPU.
+    pub fn default_for(bits: u32) -> WeightLayout {
+        if bits == 4 && amx_available() {
+            WeightLayout::Rows
+        } else {
+            WeightLayout::Panels
+        }
+    }
+}
+
 /// W `[n, k]` quantized per group of `group` consecutive k to int8 or int4.
 #[derive(Debug, Clone)]
 pub struct QuantizedWeight {
     n: usize,
     k: usize,
     bits: u32,
+    layout: WeightLayout,
     pub(crate) group: usize,
     row_bytes: usize,
     pub(crate) data: Vec<u8>,
@@ -63,14 +95,9 @@ impl QuantizedWeight {
     /// Quantizes W (`[n, k]` row-major, finite): per group,
     /// `s = max|w| / qmax` (qmax 127 for 8 bits, 7 for 4) and
     /// `q = rint(w qmax / max|w|)`. `group` a multiple of 32 dividing k (64
-    /// and 128 are the usual choices).
-    ///
-    /// Layouts (opaque to callers; `tk_wgemv_params` in tk.h): int4 values
-    /// packed two per byte per row of W, the even k in the low nibble, scales
-    /// `[n][groups]`; int8 values in panels of 16 channels (n padded with
-    /// zeros), each 64-byte line k `4l..4l+3` of its 16 channels, 4 bytes
-    /// each, scales `[panels][groups][16]`: a vector of a line holds several
-    /// channels, which the VNNI path multiplies by broadcast x.
+    /// and 128 are the usual choices). Stored in
+    /// [`WeightLayout::default_for`] `bits` (int4: two values per byte, the
+    /// even k in the low nibble).
     pub fn quantize<T: Element>(
         w: &[T],
         n: usize,
@@ -78,11 +105,31 @@ impl QuantizedWeight {
         bits: u32,
         group: usize,
     ) -> Result<QuantizedWeight> {
+        Self::quantize_with_layout(w, n, k, bits, group, WeightLayout::default_for(bits))
+    }
+
+    /// [`QuantizedWeight::quantize`] into a chosen layout (int8 takes only
+    /// [`WeightLayout::Panels`]). The result is the same in either; the
+    /// layout decides which kernels can run it.
+    pub fn quantize_with_layout<T: Element>(
+        w: &[T],
+        n: usize,
+        k: usize,
+        bits: u32,
+        group: usize,
+        layout: WeightLayout,
+    ) -> Result<QuantizedWeight> {
         super::check_weight(w, n, k)?;
         if bits != 8 && bits != 4 {
             return Err(Error::InvalidArgument {
                 what: "bits",
                 reason: "must be 8 or 4",
+            });
+        }
+        if bits == 8 && layout == WeightLayout::Rows {
+            return Err(Error::InvalidArgument {
+                what: "layout",
+                reason: "int8 weights are stored in panels only",
             });
         }
         if group == 0 || group % 32 != 0 || k % group != 0 {
@@ -94,9 +141,18 @@ impl QuantizedWeight {
         let qmax = if bits == 8 { 127.0f32 } else { 7.0 };
         let row_bytes = if bits == 8 { k } else { k / 2 };
         let groups = k / group;
-        let rows = if bits == 8 { n.div_ceil(16) * 16 } else { n };
-        let mut data = vec![0u8; rows * row_bytes];
-        let mut scales = vec![0.0f32; rows * groups];
+        let panels = layout == WeightLayout::Panels;
+        let rows = if panels { n.div_ceil(16) * 16 } else { n };
+        let mut qw = QuantizedWeight {
+            n,
+            k,
+            bits,
+            layout,
+            group,
+            row_bytes,
+            data: vec![0u8; rows * row_bytes],
+            scales: vec![0.0f32; rows * groups],
+        };
         for j in 0..n {
             for g in 0..groups {
                 let vals = &w[j * k + g * group..j * k + (g + 1) * group];
@@ -105,28 +161,38 @@ impl QuantizedWeight {
                     continue;
                 }
                 let inv = qmax / amax;
-                scales[scale_index(bits, groups, j, g)] = amax / qmax;
+                let at = qw.scale_index(j, g);
+                qw.scales[at] = amax / qmax;
                 for (e, v) in vals.iter().enumerate() {
                     let q = (v.to_f32() * inv).round_ties_even().clamp(-qmax, qmax) as i8;
-                    let c = g * group + e;
-                    if bits == 8 {
-                        data[panel_index(k, j, c)] = q as u8;
-                    } else {
-                        let byte = &mut data[j * row_bytes + c / 2];
-                        *byte |= ((q as u8) & 15) << (4 * (c % 2));
-                    }
+                    let (at, shift) = qw.value_index(j, g * group + e);
+                    qw.data[at] |= ((q as u8) & (0xFF >> (8 - bits))) << shift;
                 }
             }
         }
-        Ok(QuantizedWeight {
-            n,
-            k,
-            bits,
-            group,
-            row_bytes,
-            data,
-            scales,
-        })
+        Ok(qw)
+    }
+
+    /// Byte and bit of `W[j, c]` in `data`.
+    fn value_index(&self, j: usize, c: usize) -> (usize, u32) {
+        let k = self.k;
+        match (self.bits, self.layout) {
+            (8, _) => ((j / 16) * 16 * k + (c / 4) * 64 + (j % 16) * 4 + c % 4, 0),
+            (_, WeightLayout::Panels) => (
+                (j / 16) * 8 * k + (c / 8) * 64 + (j % 16) * 4 + (c % 8) / 2,
+                4 * (c % 2) as u32,
+            ),
+            _ => (j * self.row_bytes + c / 2, 4 * (c % 2) as u32),
+        }
+    }
+
+    /// Where the scale of group g of channel j lives (panels: by panel).
+    fn scale_index(&self, j: usize, g: usize) -> usize {
+        let groups = self.k / self.group;
+        match self.layout {
+            WeightLayout::Panels => ((j / 16) * groups + g) * 16 + j % 16,
+            WeightLayout::Rows => j * groups + g,
+        }
     }
 
     /// Output channels.
@@ -155,13 +221,18 @@ impl QuantizedWeight {
         self.data.len() + self.scales.len() * 4
     }
 
+    /// How the values are stored.
+    pub fn layout(&self) -> WeightLayout {
+        self.layout
+    }
+
     /// The integer value of `W[j, c]`.
     pub fn value(&self, j: usize, c: usize) -> i8 {
+        let (at, shift) = self.value_index(j, c);
         if self.bits == 8 {
-            self.data[panel_index(self.k, j, c)] as i8
+            self.data[at] as i8
         } else {
-            let b = self.data[j * self.row_bytes + c / 2];
-            ((b << (4 * (1 - c % 2))) as i8) >> 4
+            ((self.data[at] << (4 - shift)) as i8) >> 4
         }
     }
 
@@ -172,7 +243,7 @@ impl QuantizedWeight {
 
     /// The scale of group `g` of channel j.
     pub fn scale(&self, j: usize, g: usize) -> f32 {
-        self.scales[scale_index(self.bits, self.k / self.group, j, g)]
+        self.scales[self.scale_index(j, g)]
     }
 
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -183,12 +254,19 @@ impl QuantizedWeight {
         let scales = (0..self.n * groups)
             .map(|i| self.scale(i / groups, i % groups))
             .collect();
-        if self.bits == 4 {
-            return (self.data.clone(), scales);
-        }
-        let data = (0..self.n * self.k)
-            .map(|i| self.value(i / self.k, i % self.k) as u8)
-            .collect();
+        let data = if self.bits == 4 {
+            let v = |j, c| (self.value(j, c) as u8) & 15;
+            (0..self.n * self.k / 2)
+                .map(|i| {
+                    let (j, c) = (i / (self.k / 2), 2 * (i % (self.k / 2)));
+                    v(j, c) | (v(j, c + 1) << 4)
+                })
+                .collect()
+        } else {
+            (0..self.n * self.k)
+                .map(|i| self.value(i / self.k, i % self.k) as u8)
+                .collect()
+        };
         (data, scales)
     }
 
@@ -225,20 +303,6 @@ impl QuantizedWeight {
     }
 }
 
-/// Byte of int8 `W[j, c]` in its panel of 16 channels.
-fn panel_index(k: usize, j: usize, c: usize) -> usize {
-    (j / 16) * 16 * k + (c / 4) * 64 + (j % 16) * 4 + c % 4
-}
-
-/// Where the scale of group g of channel j lives (int8: by panel).
-fn scale_index(bits: u32, groups: usize, j: usize, g: usize) -> usize {
-    if bits == 8 {
-        ((j / 16) * groups + g) * 16 + j % 16
-    } else {
-        j * groups + g
-    }
-}
-
 /// One weight-only product; see [`QuantizedWeight::gemv`].
 pub struct WeightOnlyCall<'a, T: Element> {
     w: &'a QuantizedWeight,
@@ -268,14 +332,16 @@ pub fn amx_available() -> bool {
     false
 }
 
-/// Rows of X for which int8 products take the AVX-512 VNNI path (X split
-/// exactly into int8 digits; see the module docs): measured on this
-/// project's machine (4096 x 4096, group 128, one thread, weights streamed
-/// from memory), the SIMD kernel is as fast up to 3 rows, the VNNI path
-/// 1.2x at 4 and about even at 8-16 (docs/qgemm.md).
-pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 4..=16;
+/// Rows of X for which products of weights in [`WeightLayout::Panels`] take
+/// the AVX-512 VNNI path (X split exactly into int8 digits; see the module
+/// docs): measured on the AMD EPYC host of 2026-12-02 (4096 x 4096, group
+/// 128, one thread, weights streamed from memory), int8 runs as fast as the
+/// SIMD kernel at 1-3 rows and 1.3-1.4x at 4-16; int4 1.1-1.15x the SIMD
+/// kernel on the same panels at 1-2 rows, about even at 3, 1.2-1.35x at
+/// 4-16 (docs/qgemm.md).
+pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 
-/// Whether the int8 product can run on AVX-512 VNNI here.
+/// Whether the weight-only products can run on AVX-512 VNNI here.
 pub fn vnni_available() -> bool {
     super::Backend::Avx512Vnni.is_available()
 }
@@ -308,7 +374,8 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         self
     }
 
-    /// Whether int8 calls on AVX-512 with [`VNNI_ROWS`] rows may
+    /// Whether calls on AVX-512 with [`VNNI_ROWS`] rows and weights in
+    /// [`WeightLayout::Panels`] may
     /// run on the VNNI path (default true; see the module docs). The result
     /// meets the same bound either way.
     pub fn vnni(mut self, vnni: bool) -> Self {
@@ -344,11 +411,12 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         let variant = super::variant_for::<T>(self.isa)?;
         let amx = self.amx
             && w.bits == 4
+            && w.layout == WeightLayout::Rows
             && m >= AMX_MIN_ROWS
             && variant.isa == Isa::Avx512
             && amx_available();
         let vnni = self.vnni
-            && w.bits == 8
+            && w.layout == WeightLayout::Panels
             && VNNI_ROWS.contains(&m)
             && variant.isa == Isa::Avx512
             && vnni_available();
@@ -388,6 +456,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             w: w.data.as_ptr().cast(),
             w_stride: w.row_bytes,
             w_bits: w.bits as i32,
+            w_panels: (w.layout == WeightLayout::Panels) as i32,
             w_scale: w.scales.as_ptr(),
             group: w.group,
             bias: self.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
@@ -414,7 +483,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             // multiple of 32 dividing k (checked at quantization). The AMX
             // and VNNI kernels write nothing but the workspace when they decline.
             unsafe {
-                let done = (amx && amx_int4(&c, T::DTYPE)) || (vnni && vnni_int8(&c, T::DTYPE));
+                let done = (amx && amx_int4(&c, T::DTYPE)) || (vnni && vnni_gemv(&c, T::DTYPE));
                 if !done {
                     (variant.wgemv)(&c)
                 }
@@ -428,10 +497,10 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
 ///
 /// # Safety
 /// `p` as for the SIMD kernel, on a CPU with AVX-512 VNNI.
-unsafe fn vnni_int8(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
+unsafe fn vnni_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's.
-    return unsafe { ffi::tk_wgemv_int8_vnni(p, dtype.to_ffi()) } != 0;
+    return unsafe { ffi::tk_wgemv_vnni(p, dtype.to_ffi()) } != 0;
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (p, dtype);
@@ -451,5 +520,33 @@ unsafe fn amx_int4(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
     {
         let _ = (p, dtype);
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CUDA upload's rows (`row_major`) are the same from either int4
+    /// layout, and are the int8 values row by row.
+    #[test]
+    fn row_major_is_the_rows_layout() {
+        let (n, k) = (19, 128);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let q = |bits, layout| QuantizedWeight::quantize_with_layout(&w, n, k, bits, 32, layout);
+        let rows = q(4, WeightLayout::Rows).unwrap();
+        assert_eq!(
+            q(4, WeightLayout::Panels).unwrap().row_major(),
+            (rows.data.clone(), rows.scales.clone())
+        );
+        assert_eq!(rows.row_major(), (rows.data.clone(), rows.scales.clone()));
+        let int8 = q(8, WeightLayout::Panels).unwrap();
+        let (data, scales) = int8.row_major();
+        for (i, &b) in data.iter().enumerate() {
+            assert_eq!(b as i8, int8.value(i / k, i % k));
+        }
+        assert_eq!(scales[5 * (k / 32) + 2], int8.scale(5, 2));
     }
 }

@@ -363,8 +363,9 @@ pub fn run_and_check<T: Element, U: Element>(
 }
 
 /// Runs one weight-only product (x rounded to T) on `isa` and checks it with
-/// [`check_weight_only`]; where an int4 call on AVX-512 may take the AMX-BF16
-/// tiles, once with them and once on the SIMD kernel.
+/// [`check_weight_only`]; where the call on AVX-512 may take the AMX-BF16
+/// tiles or the VNNI path, once with them and once on the SIMD kernel (the
+/// VNNI result also against the exact bound where its split applies).
 pub fn run_and_check_weight_only<T: Element>(
     x32: &[f32],
     w: &QuantizedWeight,
@@ -375,12 +376,14 @@ pub fn run_and_check_weight_only<T: Element>(
     let m = x.len() / w.k();
     // Every qualifying call also runs with its AMX / VNNI path turned off.
     let avx512 = isa == Isa::Avx512;
-    let amx_too =
-        w.bits() == 4 && m >= weight_only::AMX_MIN_ROWS && avx512 && weight_only::amx_available();
-    let vnni_too = w.bits() == 8
-        && weight_only::VNNI_ROWS.contains(&m)
+    let panels = w.layout() == weight_only::WeightLayout::Panels;
+    let amx_too = w.bits() == 4
+        && !panels
+        && m >= weight_only::AMX_MIN_ROWS
         && avx512
-        && weight_only::vnni_available();
+        && weight_only::amx_available();
+    let vnni_too =
+        panels && weight_only::VNNI_ROWS.contains(&m) && avx512 && weight_only::vnni_available();
     let paths: &[bool] = if amx_too || vnni_too {
         &[true, false]
     } else {
