@@ -391,6 +391,44 @@ tfk_status tfk_norm_forward(const struct tfk_norm *norm,
                             float *mean,
                             float *rstd);
 
+// As [`tfk_norm_forward`] with the residual stream kept: `h = x +
+// residual` is written to `h` (not into `residual`, which is only read)
+// and normalized. `residual` and `h` are both required.
+//
+// # Safety
+// As [`tfk_norm_forward`]; `residual` and `h` point to `rows * cols`
+// elements of `dtype`.
+tfk_status tfk_norm_forward_into(const struct tfk_norm *norm,
+                                 tfk_dtype dtype,
+                                 size_t rows,
+                                 size_t cols,
+                                 const void *x,
+                                 const void *residual,
+                                 void *h,
+                                 void *y,
+                                 int8_t *q,
+                                 float *q_scales,
+                                 float *mean,
+                                 float *rstd);
+
+// `y = norm(x)` for `rows` rows of `cols` elements that start `x_stride`
+// (in x) and `y_stride` (in y) elements apart, as in a padded or sliced
+// matrix (strides of at least `cols`); elements between rows are neither
+// read nor written. x and y must not overlap.
+//
+// # Safety
+// `x` points to `(rows - 1) * x_stride + cols` elements of `dtype`, `y` to
+// `(rows - 1) * y_stride + cols` (nothing when `rows == 0`); gamma and beta
+// as in [`tfk_norm_forward`].
+tfk_status tfk_norm_forward_strided(const struct tfk_norm *norm,
+                                    tfk_dtype dtype,
+                                    size_t rows,
+                                    size_t cols,
+                                    const void *x,
+                                    size_t x_stride,
+                                    void *y,
+                                    size_t y_stride);
+
 // Gradients of a forward on `h` (`x + residual` when the forward fused
 // them) whose statistics were saved in `mean` and `rstd`: `dx` from `dy`,
 // plus `dh` (NULL or the gradient reaching h through the residual stream,
@@ -543,6 +581,24 @@ tfk_status tfk_softmax(tfk_dtype dtype,
                        size_t cols,
                        float scale,
                        bool log);
+
+// As [`tfk_softmax`] for `rows` rows of `cols` elements that start
+// `x_stride` (in x) and `y_stride` (in y) elements apart, as in a padded or
+// sliced matrix (strides of at least `cols`); elements between rows are
+// neither read nor written. x and y must not overlap.
+//
+// # Safety
+// `x` points to `(rows - 1) * x_stride + cols` elements of `dtype`, `y` to
+// `(rows - 1) * y_stride + cols` (nothing when `rows == 0`).
+tfk_status tfk_softmax_strided(tfk_dtype dtype,
+                               const void *x,
+                               size_t x_stride,
+                               void *y,
+                               size_t y_stride,
+                               size_t rows,
+                               size_t cols,
+                               float scale,
+                               bool log);
 
 #ifdef __cplusplus
 }  // extern "C"

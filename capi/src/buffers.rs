@@ -164,6 +164,30 @@ pub(crate) fn product(dims: &[usize], what: &'static str) -> Result<usize, Failu
         .ok_or_else(|| transformer_kernels::Error::Overflow { what }.into())
 }
 
+/// Elements spanned by `rows` rows of `cols` starting `stride` apart:
+/// `(rows - 1) * stride + cols` (0 without rows); `stride >= cols` unless
+/// there is at most one row.
+pub(crate) fn strided_span(
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    what: &'static str,
+) -> Result<usize, Failure> {
+    if rows == 0 {
+        return Ok(0);
+    }
+    if rows > 1 && stride < cols {
+        return Err(Failure::invalid(
+            what,
+            "the row stride must be at least cols",
+        ));
+    }
+    (rows - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(cols))
+        .ok_or_else(|| transformer_kernels::Error::Overflow { what }.into())
+}
+
 /// A single object the caller wants written (a handle or a scalar result).
 ///
 /// # Safety

@@ -6,7 +6,7 @@ use std::ffi::c_void;
 use transformer_kernels::norm::{Norm, Weights};
 use transformer_kernels::{Dtype, Element};
 
-use crate::buffers::{Buffers, in_ref, out_ref, product};
+use crate::buffers::{Buffers, in_ref, out_ref, product, strided_span};
 use crate::{Failure, Outcome, TFK_BF16, TFK_F16, TFK_F32, by_dtype, guard, tfk_dtype, tfk_status};
 
 /// Which normalization a [`tfk_norm`] computes.
@@ -195,6 +195,7 @@ pub unsafe extern "C" fn tfk_norm_forward(
         let n = unsafe { in_ref(norm, "norm")? };
         let io = ForwardIo {
             x,
+            residual_in: std::ptr::null(),
             residual,
             y,
             q,
@@ -206,8 +207,104 @@ pub unsafe extern "C" fn tfk_norm_forward(
     })
 }
 
+/// As [`tfk_norm_forward`] with the residual stream kept: `h = x +
+/// residual` is written to `h` (not into `residual`, which is only read)
+/// and normalized. `residual` and `h` are both required.
+///
+/// # Safety
+/// As [`tfk_norm_forward`]; `residual` and `h` point to `rows * cols`
+/// elements of `dtype`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tfk_norm_forward_into(
+    norm: *const tfk_norm,
+    dtype: tfk_dtype,
+    rows: usize,
+    cols: usize,
+    x: *const c_void,
+    residual: *const c_void,
+    h: *mut c_void,
+    y: *mut c_void,
+    q: *mut i8,
+    q_scales: *mut f32,
+    mean: *mut f32,
+    rstd: *mut f32,
+) -> tfk_status {
+    guard(|| {
+        if residual.is_null() || h.is_null() {
+            return Err(Failure::pointer("residual and h", "are both required"));
+        }
+        // SAFETY: the caller's contract.
+        let n = unsafe { in_ref(norm, "norm")? };
+        let io = ForwardIo {
+            x,
+            residual_in: residual,
+            residual: h,
+            y,
+            q,
+            q_scales,
+            mean,
+            rstd,
+        };
+        by_dtype!(dtype, forward(n, rows, cols, &io))
+    })
+}
+
+/// `y = norm(x)` for `rows` rows of `cols` elements that start `x_stride`
+/// (in x) and `y_stride` (in y) elements apart, as in a padded or sliced
+/// matrix (strides of at least `cols`); elements between rows are neither
+/// read nor written. x and y must not overlap.
+///
+/// # Safety
+/// `x` points to `(rows - 1) * x_stride + cols` elements of `dtype`, `y` to
+/// `(rows - 1) * y_stride + cols` (nothing when `rows == 0`); gamma and beta
+/// as in [`tfk_norm_forward`].
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tfk_norm_forward_strided(
+    norm: *const tfk_norm,
+    dtype: tfk_dtype,
+    rows: usize,
+    cols: usize,
+    x: *const c_void,
+    x_stride: usize,
+    y: *mut c_void,
+    y_stride: usize,
+) -> tfk_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let n = unsafe { in_ref(norm, "norm")? };
+        by_dtype!(
+            dtype,
+            forward_strided(n, rows, cols, x, x_stride, y, y_stride)
+        )
+    })
+}
+
+fn forward_strided<T: Element>(
+    n: &tfk_norm,
+    rows: usize,
+    cols: usize,
+    x: *const c_void,
+    x_stride: usize,
+    y: *mut c_void,
+    y_stride: usize,
+) -> Outcome {
+    let xn = strided_span(rows, cols, x_stride, "norm x_stride")?;
+    let yn = strided_span(rows, cols, y_stride, "norm y_stride")?;
+    let mut b = Buffers::new();
+    // SAFETY (every claim): the caller's contract; Buffers checks NULL,
+    // alignment and overlap first.
+    let norm = unsafe { options::<T>(&mut b, n, cols)? };
+    let xs = unsafe { b.input::<T>(x, xn, "x")? };
+    let ys = unsafe { b.output::<T>(y, yn, "y")? };
+    Ok(norm.run_strided(xs, x_stride, ys, y_stride, rows, cols)?)
+}
+
 struct ForwardIo {
     x: *const c_void,
+    /// Non-NULL: the residual is read here and h written to `residual`.
+    residual_in: *const c_void,
     residual: *mut c_void,
     y: *mut c_void,
     q: *mut i8,
@@ -237,15 +334,25 @@ fn forward<T: Element>(n: &tfk_norm, rows: usize, cols: usize, io: &ForwardIo) -
         return Ok(norm.run_inplace(xy, cols)?);
     }
     let x = unsafe { b.input::<T>(io.x, len, "x")? };
-    let residual = unsafe { b.optional_output::<T>(io.residual, len, "residual")? };
+    let residual_in = unsafe { b.optional_input::<T>(io.residual_in, len, "residual")? };
+    let residual = unsafe {
+        let what = if residual_in.is_some() {
+            "h"
+        } else {
+            "residual"
+        };
+        b.optional_output::<T>(io.residual, len, what)?
+    };
     let y = unsafe { b.optional_output::<T>(io.y, len, "y")? };
     let q = unsafe { b.optional_output::<i8>(io.q.cast(), len, "q")? };
     let q_scales = unsafe { b.optional_output::<f32>(io.q_scales.cast(), rows, "q_scales")? };
     let mean = unsafe { b.optional_output::<f32>(io.mean.cast(), rows, "mean")? };
     let rstd = unsafe { b.optional_output::<f32>(io.rstd.cast(), rows, "rstd")? };
     let mut call = norm.forward(x, cols);
-    if let Some(r) = residual {
-        call = call.residual(r);
+    match (residual_in, residual) {
+        (Some(r), Some(h)) => call = call.residual_into(r, h),
+        (None, Some(r)) => call = call.residual(r),
+        _ => {}
     }
     if let Some(y) = y {
         call = call.output(y);

@@ -352,6 +352,136 @@ fn norm_matches<T: Element>() {
     }
 }
 
+/// The strided entry points and the norm's kept residual stream (`_into`)
+/// give the Rust API's results, leave the gaps between rows and the read
+/// residual untouched, and refuse short strides with nothing written.
+fn strided_and_into_match<T: Element>() {
+    let (rows, cols, xs, ys) = (4, 70, 75, 80);
+    let x = values::<T>(21, (rows - 1) * xs + cols, 4.0);
+    let fill = T::from_f32(9.0);
+    let untouched = |y: &[T]| {
+        (0..y.len())
+            .filter(|i| i % ys >= cols)
+            .all(|i| y[i].to_f32() == 9.0)
+    };
+
+    let mut want = vec![fill; (rows - 1) * ys + cols];
+    let sm = Softmax::new().scale(0.5);
+    sm.run_strided(&x, xs, &mut want, ys, rows, cols).unwrap();
+    let mut y = vec![fill; want.len()];
+    let s = unsafe {
+        tfk_softmax_strided(
+            code(T::DTYPE),
+            cv(&x),
+            xs,
+            mv(&mut y),
+            ys,
+            rows,
+            cols,
+            0.5,
+            false,
+        )
+    };
+    assert_eq!(s, TFK_OK, "{}", last_error());
+    assert_same(&y, &want, "softmax strided");
+    assert!(untouched(&y));
+    let mut y = vec![fill; want.len()];
+    let s = unsafe {
+        tfk_softmax_strided(
+            code(T::DTYPE),
+            cv(&x),
+            cols - 1,
+            mv(&mut y),
+            ys,
+            rows,
+            cols,
+            0.5,
+            false,
+        )
+    };
+    assert_eq!(s, TFK_ERROR_INVALID_ARGUMENT);
+    assert!(y.iter().all(|v| v.to_f32() == 9.0));
+
+    let gamma = uniform_values(22, cols, 1.5);
+    let mut n = std::mem::MaybeUninit::<tfk_norm>::uninit();
+    assert_eq!(
+        unsafe { tfk_norm_init(n.as_mut_ptr(), TFK_NORM_LAYER) },
+        TFK_OK
+    );
+    let mut n = unsafe { n.assume_init() };
+    n.gamma = cv(&gamma);
+    let mut want = vec![fill; (rows - 1) * ys + cols];
+    Norm::layer_norm()
+        .gamma(gamma.as_slice())
+        .run_strided(&x, xs, &mut want, ys, rows, cols)
+        .unwrap();
+    let mut y = vec![fill; want.len()];
+    let s = unsafe {
+        tfk_norm_forward_strided(&n, code(T::DTYPE), rows, cols, cv(&x), xs, mv(&mut y), ys)
+    };
+    assert_eq!(s, TFK_OK, "{}", last_error());
+    assert_same(&y, &want, "norm strided");
+    assert!(untouched(&y));
+
+    let x = values::<T>(23, rows * cols, 4.0);
+    let r = values::<T>(24, rows * cols, 4.0);
+    let (mut h, mut y) = (vec![fill; x.len()], vec![fill; x.len()]);
+    Norm::layer_norm()
+        .gamma(gamma.as_slice())
+        .forward(&x, cols)
+        .residual_into(&r, &mut h)
+        .output(&mut y)
+        .run()
+        .unwrap();
+    let (mut h2, mut y2, r2) = (vec![fill; x.len()], vec![fill; x.len()], r.clone());
+    let s = unsafe {
+        tfk_norm_forward_into(
+            &n,
+            code(T::DTYPE),
+            rows,
+            cols,
+            cv(&x),
+            cv(&r2),
+            mv(&mut h2),
+            mv(&mut y2),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+        )
+    };
+    assert_eq!(s, TFK_OK, "{}", last_error());
+    assert_same(&h2, &h, "h");
+    assert_same(&y2, &y, "y");
+    assert_same(&r2, &r, "residual (read only)");
+    let mut y3 = vec![fill; x.len()];
+    let s = unsafe {
+        tfk_norm_forward_into(
+            &n,
+            code(T::DTYPE),
+            rows,
+            cols,
+            cv(&x),
+            null(),
+            mv(&mut h2),
+            mv(&mut y3),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+        )
+    };
+    assert_eq!(s, TFK_ERROR_POINTER, "{}", last_error());
+    assert!(y3.iter().all(|v| v.to_f32() == 9.0));
+}
+
+#[test]
+fn strided_rows_and_kept_residual_equal_the_rust_api() {
+    strided_and_into_match::<f32>();
+    strided_and_into_match::<f16>();
+    strided_and_into_match::<bf16>();
+}
+
 #[test]
 fn norms_equal_the_rust_api() {
     norm_matches::<f32>();
