@@ -190,21 +190,18 @@ pub unsafe extern "C" fn tfk_norm_forward(
     mean: *mut f32,
     rstd: *mut f32,
 ) -> tfk_status {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let n = unsafe { in_ref(norm, "norm")? };
-        let io = ForwardIo {
-            x,
-            residual_in: std::ptr::null(),
-            residual,
-            y,
-            q,
-            q_scales,
-            mean,
-            rstd,
-        };
-        by_dtype!(dtype, forward(n, rows, cols, &io))
-    })
+    let io = ForwardIo {
+        x,
+        residual_in: std::ptr::null(),
+        residual,
+        y,
+        q,
+        q_scales,
+        mean,
+        rstd,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { forward_entry(norm, dtype, rows, cols, &io) }
 }
 
 /// As [`tfk_norm_forward`] with the residual stream kept: `h = x +
@@ -230,23 +227,38 @@ pub unsafe extern "C" fn tfk_norm_forward_into(
     mean: *mut f32,
     rstd: *mut f32,
 ) -> tfk_status {
+    if residual.is_null() || h.is_null() {
+        return guard(|| Err(Failure::pointer("residual and h", "are both required")));
+    }
+    let io = ForwardIo {
+        x,
+        residual_in: residual,
+        residual: h,
+        y,
+        q,
+        q_scales,
+        mean,
+        rstd,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { forward_entry(norm, dtype, rows, cols, &io) }
+}
+
+/// The body of both forward entry points.
+///
+/// # Safety
+/// `norm` points to a [`tfk_norm`]; `io`'s pointers as the entry points say.
+unsafe fn forward_entry(
+    norm: *const tfk_norm,
+    dtype: tfk_dtype,
+    rows: usize,
+    cols: usize,
+    io: &ForwardIo,
+) -> tfk_status {
     guard(|| {
-        if residual.is_null() || h.is_null() {
-            return Err(Failure::pointer("residual and h", "are both required"));
-        }
         // SAFETY: the caller's contract.
         let n = unsafe { in_ref(norm, "norm")? };
-        let io = ForwardIo {
-            x,
-            residual_in: residual,
-            residual: h,
-            y,
-            q,
-            q_scales,
-            mean,
-            rstd,
-        };
-        by_dtype!(dtype, forward(n, rows, cols, &io))
+        by_dtype!(dtype, forward(n, rows, cols, io))
     })
 }
 

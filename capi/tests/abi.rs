@@ -433,45 +433,34 @@ fn strided_and_into_match<T: Element>() {
         .output(&mut y)
         .run()
         .unwrap();
-    let (mut h2, mut y2, r2) = (vec![fill; x.len()], vec![fill; x.len()], r.clone());
-    let s = unsafe {
+    let into = |r: *const c_void, h: &mut [T], y: &mut [T]| unsafe {
         tfk_norm_forward_into(
             &n,
             code(T::DTYPE),
             rows,
             cols,
             cv(&x),
-            cv(&r2),
-            mv(&mut h2),
-            mv(&mut y2),
+            r,
+            mv(h),
+            mv(y),
             null_mut(),
             null_mut(),
             null_mut(),
             null_mut(),
         )
     };
-    assert_eq!(s, TFK_OK, "{}", last_error());
+    let (mut h2, mut y2, r2) = (vec![fill; x.len()], vec![fill; x.len()], r.clone());
+    assert_eq!(into(cv(&r2), &mut h2, &mut y2), TFK_OK, "{}", last_error());
     assert_same(&h2, &h, "h");
     assert_same(&y2, &y, "y");
     assert_same(&r2, &r, "residual (read only)");
     let mut y3 = vec![fill; x.len()];
-    let s = unsafe {
-        tfk_norm_forward_into(
-            &n,
-            code(T::DTYPE),
-            rows,
-            cols,
-            cv(&x),
-            null(),
-            mv(&mut h2),
-            mv(&mut y3),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-        )
-    };
-    assert_eq!(s, TFK_ERROR_POINTER, "{}", last_error());
+    assert_eq!(
+        into(null(), &mut h2, &mut y3),
+        TFK_ERROR_POINTER,
+        "{}",
+        last_error()
+    );
     assert!(y3.iter().all(|v| v.to_f32() == 9.0));
 }
 
