@@ -26,7 +26,7 @@
  * most groups of bf16 activations: a group needs a fourth only when some x
  * lies 15 binades below its max; int4 two per line of 128 weights), against
  * 4 FMAs per row and 8 shared conversions on the SIMD path (int4: 8 FMAs
- * and 12 shared ops); the caller's VNNI_ROWS say where each is faster
+ * and 16 shared ops); the caller's VNNI_ROWS say where each is faster
  * (measured). Rows go in passes of 4 over each panel. */
 #include <immintrin.h>
 #include <math.h>
