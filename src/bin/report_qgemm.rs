@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use half::f16;
-use transformer_kernels::qgemm::weight_only::{self, QuantizedWeight, WeightLayout};
+use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::{Isa, isa};
@@ -327,16 +327,10 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         // AMX-BF16 tiles (f16 x: up to 8 rows), panels with VNNI_ROWS also
         // on the VNNI path, where they are available;
         // "avx512" is the SIMD kernel alone.
-        let panels = one.layout() == WeightLayout::Panels;
         let also = |m: usize| {
-            if !panels
-                && group % 128 == 0
-                && (weight_only::AMX_MIN_ROWS..=8).contains(&m)
-                && weight_only::amx_available()
-            {
+            if one.amx_applies(m, Isa::Avx512) && group % 128 == 0 && m <= 8 {
                 Some("amx-bf16")
-            } else if panels && weight_only::VNNI_ROWS.contains(&m) && weight_only::vnni_available()
-            {
+            } else if one.vnni_applies(m, Isa::Avx512) {
                 Some("avx512vnni")
             } else {
                 None

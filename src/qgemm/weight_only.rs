@@ -173,16 +173,18 @@ impl QuantizedWeight {
         Ok(qw)
     }
 
-    /// Byte and bit of `W[j, c]` in `data`.
+    /// Byte and bit of `W[j, c]` in `data`: panels hold `32 / bits` k per
+    /// 4-byte channel slot of a 64-byte line, rows `row_bytes` per channel.
     fn value_index(&self, j: usize, c: usize) -> (usize, u32) {
-        let k = self.k;
-        match (self.bits, self.layout) {
-            (8, _) => ((j / 16) * 16 * k + (c / 4) * 64 + (j % 16) * 4 + c % 4, 0),
-            (_, WeightLayout::Panels) => (
-                (j / 16) * 8 * k + (c / 8) * 64 + (j % 16) * 4 + (c % 8) / 2,
-                4 * (c % 2) as u32,
-            ),
-            _ => (j * self.row_bytes + c / 2, 4 * (c % 2) as u32),
+        let bits = self.bits as usize;
+        let bit = (c * bits % 8) as u32;
+        match self.layout {
+            WeightLayout::Panels => {
+                let kl = 32 / bits;
+                let at = (j / 16) * 16 * self.row_bytes + (c / kl) * 64 + (j % 16) * 4;
+                (at + (c % kl) * bits / 8, bit)
+            }
+            WeightLayout::Rows => (j * self.row_bytes + c * bits / 8, bit),
         }
     }
 
@@ -224,6 +226,26 @@ impl QuantizedWeight {
     /// How the values are stored.
     pub fn layout(&self) -> WeightLayout {
         self.layout
+    }
+
+    /// Whether a call of m rows on `isa` takes the AMX-BF16 tiles unless
+    /// turned off ([`WeightOnlyCall::amx`]); the kernel may still decline
+    /// its X (see the module docs).
+    pub fn amx_applies(&self, m: usize, isa: Isa) -> bool {
+        self.bits == 4
+            && self.layout == WeightLayout::Rows
+            && m >= AMX_MIN_ROWS
+            && isa == Isa::Avx512
+            && amx_available()
+    }
+
+    /// Whether a call of m rows on `isa` takes the AVX-512 VNNI path unless
+    /// turned off ([`WeightOnlyCall::vnni`]); it may still decline its X.
+    pub fn vnni_applies(&self, m: usize, isa: Isa) -> bool {
+        self.layout == WeightLayout::Panels
+            && VNNI_ROWS.contains(&m)
+            && isa == Isa::Avx512
+            && vnni_available()
     }
 
     /// The integer value of `W[j, c]`.
@@ -409,17 +431,8 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             expect_len("bias", w.n, b.len())?;
         }
         let variant = super::variant_for::<T>(self.isa)?;
-        let amx = self.amx
-            && w.bits == 4
-            && w.layout == WeightLayout::Rows
-            && m >= AMX_MIN_ROWS
-            && variant.isa == Isa::Avx512
-            && amx_available();
-        let vnni = self.vnni
-            && w.layout == WeightLayout::Panels
-            && VNNI_ROWS.contains(&m)
-            && variant.isa == Isa::Avx512
-            && vnni_available();
+        let amx = self.amx && w.amx_applies(m, variant.isa);
+        let vnni = self.vnni && w.vnni_applies(m, variant.isa);
         let need = w.workspace_floats(m);
         // Each thread streams at least 64 KiB of W.
         let min_blocks = (64 * 1024usize).div_ceil(16 * w.row_bytes.max(1));

@@ -6,7 +6,7 @@
 
 use crate::dtype::{Dtype, Element};
 use crate::isa::Isa;
-use crate::qgemm::weight_only::{self, QuantizedWeight};
+use crate::qgemm::weight_only::QuantizedWeight;
 use crate::qgemm::{Backend, Int8Weight, Int8Workspace};
 
 /// The outlier columns of x `[m, k]`: any `|x| >= threshold`, or a NaN.
@@ -375,15 +375,8 @@ pub fn run_and_check_weight_only<T: Element>(
     let (x, _) = round_to::<T>(x32);
     let m = x.len() / w.k();
     // Every qualifying call also runs with its AMX / VNNI path turned off.
-    let avx512 = isa == Isa::Avx512;
-    let panels = w.layout() == weight_only::WeightLayout::Panels;
-    let amx_too = w.bits() == 4
-        && !panels
-        && m >= weight_only::AMX_MIN_ROWS
-        && avx512
-        && weight_only::amx_available();
-    let vnni_too =
-        panels && weight_only::VNNI_ROWS.contains(&m) && avx512 && weight_only::vnni_available();
+    let amx_too = w.amx_applies(m, isa);
+    let vnni_too = w.vnni_applies(m, isa);
     let paths: &[bool] = if amx_too || vnni_too {
         &[true, false]
     } else {
