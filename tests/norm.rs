@@ -370,6 +370,117 @@ fn strided_rows_match_compact() {
     }
 }
 
+/// RMSNorm -> int8 without beta finds max |y| in its statistics sweep (max
+/// |h * gamma| times |rstd * out_scale|, exact because rounding is monotonic):
+/// the scale must be the written y's max |y| / 127 to the bit, with and
+/// without a residual, across the 2048-element blocks and the vector tails,
+/// and a non-finite h * gamma, or an overflowing y, must give the NaN scale and
+/// q = 0 of the contract, in its row only (every row for a bad gamma).
+#[test]
+fn rms_int8_scale_is_the_max_of_y() {
+    let absmax = |y: &[f32]| y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for v in norm::variants()
+        .iter()
+        .filter(|v| runnable(v) && v.dtype == Dtype::F32)
+    {
+        for (cols, out_scale, residual) in [
+            (37usize, 1.0f32, false),
+            (64, -2.0, false),
+            (1000, 0.7, true),
+            (4100, 1.0, false),
+            (4100, -0.3, true),
+        ] {
+            let rows = 3;
+            let x = uniform_values(cols as u64, rows * cols, 3.0);
+            let res = uniform_values(cols as u64 + 1, rows * cols, 1.0);
+            let g = uniform_values(cols as u64 + 2, cols, 2.0);
+            let (mut y, mut h) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+            let (mut q, mut s) = (vec![0i8; x.len()], vec![0.0f32; rows]);
+            let n = Norm::rms_norm().gamma(&g).out_scale(out_scale).isa(v.isa);
+            let call = n.forward(&x, cols).output(&mut y);
+            let call = if residual {
+                call.residual_into(&res, &mut h)
+            } else {
+                call
+            };
+            call.quantized(&mut q, &mut s).run().unwrap();
+            for r in 0..rows {
+                let row = &y[r * cols..(r + 1) * cols];
+                let want = absmax(row) / 127.0;
+                assert!(
+                    same_bits(s[r], want),
+                    "{} cols {cols} row {r}: scale {} want {want}",
+                    v.name,
+                    s[r]
+                );
+                let qr = &q[r * cols..(r + 1) * cols];
+                assert_eq!(qr.iter().map(|e| e.unsigned_abs()).max(), Some(127));
+                for (qj, yj) in qr.iter().zip(row) {
+                    assert!(
+                        (*qj as f32 * s[r] - yj).abs() <= 0.5 * s[r] * (1.0 + 1e-5),
+                        "{}",
+                        v.name
+                    );
+                }
+            }
+        }
+        // non-finite h * gamma: NaN scale, q 0, in the row (x) or everywhere (gamma)
+        let cols = 100;
+        let x = uniform_values(3, 3 * cols, 1.0);
+        let g = uniform_values(4, cols, 1.0);
+        let run = |x: &[f32], g: &[f32], eps: f32| {
+            let (mut q, mut s) = (vec![5i8; x.len()], vec![0.0f32; 3]);
+            Norm::rms_norm()
+                .gamma(g)
+                .eps(eps)
+                .isa(v.isa)
+                .forward(x, cols)
+                .quantized(&mut q, &mut s)
+                .run()
+                .unwrap();
+            (q, s)
+        };
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut xb = x.clone();
+            xb[cols + 70] = bad;
+            let (q, s) = run(&xb, &g, 1e-5);
+            assert!(
+                s[1].is_nan() && q[cols..2 * cols].iter().all(|&e| e == 0),
+                "{} x {bad}",
+                v.name
+            );
+            assert!(s[0].is_finite() && s[2].is_finite() && q[..cols].iter().any(|&e| e != 0));
+            let mut gb = g.clone();
+            gb[70] = bad;
+            let (q, s) = run(&x, &gb, 1e-5);
+            assert!(
+                s.iter().all(|e| e.is_nan()) && q.iter().all(|&e| e == 0),
+                "{} gamma {bad}",
+                v.name
+            );
+        }
+        // x = 0 at a gamma of inf: h * gamma is NaN while x and gamma are not
+        let (mut xz, mut gb) = (x.clone(), g.clone());
+        xz[cols + 5] = 0.0;
+        gb[5] = f32::INFINITY;
+        let (_, s) = run(&xz, &gb, 1e-5);
+        assert!(s.iter().all(|e| e.is_nan()), "{} 0 * inf", v.name);
+        // y overflows while h * gamma is finite: a row of zeros but x[9] = 1
+        // has rstd near 10, and gamma[9] = 3e38
+        let mut xt = x.clone();
+        xt[cols..2 * cols].iter_mut().for_each(|e| *e = 0.0);
+        xt[cols + 9] = 1.0;
+        let mut gl = g.clone();
+        gl[9] = 3e38;
+        let (q, s) = run(&xt, &gl, 1e-5);
+        assert!(
+            s[1].is_nan() && q[cols..2 * cols].iter().all(|&e| e == 0),
+            "{} overflow",
+            v.name
+        );
+    }
+}
+
 /// Streaming stores must not change a bit, whatever the alignment of y and h.
 #[test]
 fn nontemporal_matches_regular_stores() {

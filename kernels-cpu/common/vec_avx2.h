@@ -86,6 +86,24 @@ static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) {
     memcpy(p, buf, n);
 }
 
+/* 4 x 8 values (integer-valued after rounding to nearest even) as 32 int8 in
+ * the order a, b, c, d, saturated to [-127, 127]. */
+static inline __m256i tk256_pack4_i8(tkv a, tkv b, tkv c, tkv d) {
+    const __m256i ab = _mm256_packs_epi32(_mm256_cvtps_epi32(a), _mm256_cvtps_epi32(b));
+    const __m256i cd = _mm256_packs_epi32(_mm256_cvtps_epi32(c), _mm256_cvtps_epi32(d));
+    /* dwords: a b c d of the low lanes, then of the high lanes */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+    return _mm256_max_epi8(q, _mm256_set1_epi8(-127));
+}
+static inline void tkv_store4_i8(int8_t *p, tkv a, tkv b, tkv c, tkv d) {
+    _mm256_storeu_si256((__m256i *)p, tk256_pack4_i8(a, b, c, d));
+}
+/* p aligned to 32 bytes. */
+static inline void tkv_stream4_i8(int8_t *p, tkv a, tkv b, tkv c, tkv d) {
+    _mm256_stream_si256((__m256i *)p, tk256_pack4_i8(a, b, c, d));
+}
+
 static inline void tkv_acc_f64(double *acc, size_t n, tkv v) {
     if (n >= 8) {
         const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));

@@ -47,6 +47,12 @@ static inline tkv tkv_round_bf16(tkv v) { return tk_bf16_to_f32(tk_f32_to_bf16(v
 
 static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) { if (n) *p = (int8_t)nearbyintf(v); }
 static inline void tkv_acc_f64(double *acc, size_t n, tkv v) { if (n) *acc += (double)v; }
+/* 4 values rounded to nearest even, saturated to [-127, 127], stored as int8. */
+static inline void tkv_store4_i8(int8_t *p, tkv a, tkv b, tkv c, tkv d) {
+    const tkv v[4] = {a, b, c, d};
+    for (int u = 0; u < 4; u++) p[u] = (int8_t)nearbyintf(v[u] > 127.0f ? 127.0f : v[u] < -127.0f ? -127.0f : v[u]);
+}
+static inline void tkv_stream4_i8(int8_t *p, tkv a, tkv b, tkv c, tkv d) { tkv_store4_i8(p, a, b, c, d); }
 /* max(acc, v) lane-wise where a NaN in either wins and stays. */
 static inline tkv tkv_max_nan(tkv acc, tkv v) { return (v > acc || v != v) ? v : acc; }
 /* int8 panels (qgemm/wgemv.inc): "vector" q of a line is byte q, channel
