@@ -52,9 +52,6 @@ static TK_ALWAYS_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t(*)[1])x));
     return acc;
 }
-/* Bytes of the panel stream prefetched ahead: 4-8 KiB measured best out of
- * cache (1.2x the 1 KiB of the read probe at one row; docs/qgemm.md). */
-#define TK_WVNNI_AHEAD 6144
 
 /* The split X in the workspace (sized by tk_wgemv_workspace_floats in
  * variants.c): per row and group 2^E, the digit count, the corrections
@@ -215,7 +212,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
         const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8((char)0xF0);
         for (size_t l = gi * g / 8; l < (gi + 1) * g / 8; l++) {
             const uint8_t *line = w + l * 64;
-            _mm_prefetch((const char *)line + TK_WVNNI_AHEAD, _MM_HINT_T0);
+            tkv_prefetch_l2(line + TK_WEIGHT_PREFETCH_BYTES);
             const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
             const __m512i nib[2] = {_mm512_and_si512(u, low), _mm512_and_si512(u, high)};
             for (int c = 0; c < 2; c++)
@@ -230,7 +227,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
         for (size_t l = gi * g / 4; l < (gi + 1) * g / 4; l += chains)
             for (int c = 0; c < chains; c++) {
                 const uint8_t *line = w + (l + c) * 64;
-                _mm_prefetch((const char *)line + TK_WVNNI_AHEAD, _MM_HINT_T0);
+                tkv_prefetch_l2(line + TK_WEIGHT_PREFETCH_BYTES);
                 const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
                 for (size_t i = 0; i < mi; i++)
                     for (int d = 0; d < nd; d++) {
