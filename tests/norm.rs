@@ -481,6 +481,80 @@ fn rms_int8_scale_is_the_max_of_y() {
     }
 }
 
+/// The bytes of every output of a fused residual + norm call, streamed or
+/// not: y, h (in place or into a separate buffer), q, scales, mean, rstd.
+fn residual_output_bytes<T: transformer_kernels::Element>(
+    norm: Norm,
+    isa: Isa,
+    cols: usize,
+    in_place: bool,
+    nt: bool,
+) -> Vec<Vec<u8>> {
+    let rows = 3;
+    let conv = |v: Vec<f32>| -> Vec<T> { v.into_iter().map(T::from_f32).collect() };
+    let x = conv(uniform_values(31, rows * cols, 2.0));
+    let mut r = conv(uniform_values(32, rows * cols, 2.0));
+    // one element of offset so that streaming has to peel to the alignment
+    let mut y = vec![T::from_f32(0.0); rows * cols + 1];
+    let mut h = vec![T::from_f32(0.0); rows * cols + 1];
+    let mut q = vec![0i8; rows * cols];
+    let (mut sc, mut m, mut rs) = (vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows]);
+    let call = norm.isa(isa).nontemporal(nt).forward(&x, cols);
+    let call = if in_place {
+        call.residual(&mut r)
+    } else {
+        call.residual_into(&r, &mut h[1..])
+    };
+    call.output(&mut y[1..])
+        .quantized(&mut q, &mut sc)
+        .stats(&mut m, &mut rs)
+        .run()
+        .unwrap();
+    let h: &[T] = if in_place { &r } else { &h };
+    vec![
+        bytemuck::cast_slice(&y).to_vec(),
+        bytemuck::cast_slice(h).to_vec(),
+        bytemuck::cast_slice(&q).to_vec(),
+        bytemuck::cast_slice(&sc).to_vec(),
+        bytemuck::cast_slice(&m).to_vec(),
+        bytemuck::cast_slice(&rs).to_vec(),
+    ]
+}
+
+/// Streamed residual rows take h through a stack row when they fit it
+/// (forward.inc) and recompute it otherwise: both must give the bits of the
+/// unstreamed call, for every dtype, LayerNorm and RMSNorm, h in place or not.
+#[test]
+fn streamed_residual_rows_match_regular_stores() {
+    let gamma = uniform_values(33, 20000, 2.0);
+    let beta = uniform_values(34, 20000, 1.0);
+    for v in norm::variants().iter().filter(|v| runnable(v)) {
+        // 1000: in the stack row; 20000: longer than it for every dtype
+        for cols in [1000, 20000] {
+            for norm in [
+                Norm::layer_norm().gamma(&gamma[..cols]).beta(&beta[..cols]),
+                Norm::rms_norm().gamma(&gamma[..cols]),
+            ] {
+                for in_place in [false, true] {
+                    let run = |nt| match v.dtype {
+                        Dtype::F32 => residual_output_bytes::<f32>(norm, v.isa, cols, in_place, nt),
+                        Dtype::F16 => residual_output_bytes::<f16>(norm, v.isa, cols, in_place, nt),
+                        Dtype::Bf16 => {
+                            residual_output_bytes::<bf16>(norm, v.isa, cols, in_place, nt)
+                        }
+                    };
+                    assert!(
+                        run(true) == run(false),
+                        "{} {:?} cols {cols} in place {in_place}",
+                        v.name,
+                        norm.kind()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Streaming stores must not change a bit, whatever the alignment of y and h.
 #[test]
 fn nontemporal_matches_regular_stores() {

@@ -9,6 +9,9 @@
 
 /* Rows up to this many bytes (per input) are prefetched a whole row ahead. */
 #define TK_NORM_PREFETCH_ROW_MAX (256u * 1024u)
+/* Streamed residual rows of up to this many bytes keep h = x + residual in a
+ * stack row of this size between their sweeps (forward.inc). */
+#define TK_NORM_SCRATCH_BYTES (32u * 1024u)
 
 static inline size_t tk_norm_min(size_t a, size_t b) { return a < b ? a : b; }
 
