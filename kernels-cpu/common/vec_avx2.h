@@ -65,6 +65,12 @@ TKV_AVX2_IO(f16, uint16_t)
 TKV_AVX2_IO(bf16, uint16_t)
 #undef TKV_AVX2_IO
 static inline void tkv_stream_fence(void) { _mm_sfence(); }
+/* Streams one vector of raw elements (bytes = TKV_W x the element size: 32 or
+ * 16, a constant) from src to dst aligned to it: a copy without conversion. */
+static inline void tkv_stream_raw(void *dst, const void *src, size_t bytes) {
+    if (bytes == 32) _mm256_stream_si256((__m256i *)dst, _mm256_loadu_si256((const __m256i *)src));
+    else _mm_stream_si128((__m128i *)dst, _mm_loadu_si128((const __m128i *)src));
+}
 #define TKV_HAS_STREAM 1
 
 static inline tkv tkv_round_f32(tkv v) { return v; }

@@ -48,6 +48,12 @@ static inline void tkv_stream_f32(float *p, tkv v) { tk512_stream_f32(p, v); }
 static inline void tkv_stream_f16(uint16_t *p, tkv v) { tk512_stream_f16(p, v); }
 static inline void tkv_stream_bf16(uint16_t *p, tkv v) { tk512_stream_bf16(p, v); }
 static inline void tkv_stream_fence(void) { _mm_sfence(); }
+/* Streams one vector of raw elements (bytes = TKV_W x the element size: 64 or
+ * 32, a constant) from src to dst aligned to it: a copy without conversion. */
+static inline void tkv_stream_raw(void *dst, const void *src, size_t bytes) {
+    if (bytes == 64) _mm512_stream_si512(dst, _mm512_loadu_si512(src));
+    else _mm256_stream_si256((__m256i *)dst, _mm256_loadu_si256((const __m256i *)src));
+}
 #define TKV_HAS_STREAM 1
 
 /* v rounded to the dtype and widened back (what a store then a load gives). */

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "scalar.h"
 
@@ -39,6 +40,7 @@ static inline void tkv_stream_f32(float *p, tkv v) { *p = v; }
 static inline void tkv_stream_f16(uint16_t *p, tkv v) { *p = tk_f32_to_f16(v); }
 static inline void tkv_stream_bf16(uint16_t *p, tkv v) { *p = tk_f32_to_bf16(v); }
 static inline void tkv_stream_fence(void) {}
+static inline void tkv_stream_raw(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 #define TKV_HAS_STREAM 0
 
 static inline tkv tkv_round_f32(tkv v) { return v; }
