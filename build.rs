@@ -71,6 +71,17 @@ const CPU_UNITS: &[CpuUnit] = &[
         x86_only: true,
         flags: &[AVX512],
     },
+    // The avx512bf16 level: bf16 variants of the memory-bound families,
+    // where the f32 -> bf16 rounding is a visible share of the work.
+    CpuUnit {
+        lib: "tk_avx512bf16",
+        files: &[
+            "kernels-cpu/softmax/avx512bf16.c",
+            "kernels-cpu/norm/avx512bf16.c",
+        ],
+        x86_only: true,
+        flags: &[AVX512, &["-mavx512bf16"]],
+    },
     CpuUnit {
         lib: "tk_vnni",
         files: &["kernels-cpu/qgemm/vnni.c", "kernels-cpu/qgemm/wgemv_vnni.c"],

@@ -2,8 +2,13 @@
 //!
 //! The best ISA is detected once. Any variant can be forced, for every call
 //! with [`set_override`] or the `TK_ISA` environment variable (`scalar`, `avx2`,
-//! `avx512`; read once, the API override wins), or per call through each
-//! family's options, so tests and benches reach every variant on one machine.
+//! `avx512`, `avx512bf16`; read once, the API override wins), or per call
+//! through each family's options, so tests and benches reach every variant on
+//! one machine.
+//!
+//! A level need not compile every (family, dtype): a call runs the variant of
+//! the highest level at or below the chosen one that has it ([`Isa::at_or_below`]).
+//! `avx512bf16` holds only the bf16 variants of softmax and the norms.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -20,11 +25,23 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512 F, BW, DQ and VL.
     Avx512,
+    /// AVX-512 as above plus AVX512_BF16 (Cooper Lake, Sapphire Rapids and
+    /// later, Zen 4 and later): f32 -> bf16 rounding in one instruction
+    /// (`vcvtneps2bf16`) instead of nine. Only bf16 softmax and norm variants
+    /// are compiled for it, the memory-bound kernels where that rounding is a
+    /// visible share of the work; everything else runs its `Avx512` variant.
+    Avx512Bf16,
 }
 
 impl Isa {
     /// Every ISA, from the most portable to the widest.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16];
+
+    /// This level, then each lower one, widest first: where a call looks for
+    /// a compiled variant when this level has none for its (family, dtype).
+    pub fn at_or_below(self) -> impl Iterator<Item = Isa> {
+        Isa::ALL[..=self as usize].iter().rev().copied()
+    }
 
     /// Lower-case name, as accepted by `TK_ISA`.
     pub fn name(self) -> &'static str {
@@ -32,6 +49,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Avx512Bf16 => "avx512bf16",
         }
     }
 
@@ -61,6 +79,10 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("fma")
                     && std::arch::is_x86_feature_detected!("f16c")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => {
+                Isa::Avx512.is_available() && std::arch::is_x86_feature_detected!("avx512bf16")
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -71,6 +93,7 @@ impl Isa {
             tk_isa::TK_ISA_SCALAR => Isa::Scalar,
             tk_isa::TK_ISA_AVX2 => Isa::Avx2,
             tk_isa::TK_ISA_AVX512 => Isa::Avx512,
+            tk_isa::TK_ISA_AVX512BF16 => Isa::Avx512Bf16,
         }
     }
 
@@ -167,7 +190,9 @@ pub fn fma_probe(isa: Isa, iters: usize) -> Option<f64> {
     {
         // SAFETY: this CPU runs `isa` (checked); sink is a valid f32.
         let flops = match isa {
-            Isa::Avx512 => unsafe { crate::ffi::tk_fma_probe_avx512(iters, &mut sink) },
+            Isa::Avx512 | Isa::Avx512Bf16 => unsafe {
+                crate::ffi::tk_fma_probe_avx512(iters, &mut sink)
+            },
             Isa::Avx2 => unsafe { crate::ffi::tk_fma_probe_avx2(iters, &mut sink) },
             Isa::Scalar => return None,
         };

@@ -22,7 +22,7 @@ fn env_var_then_api_override() {
     assert_eq!(isa::selected(), Ok(Isa::Scalar));
 
     // defaults by size on the widest ISA: three-pass while cached, two-pass once it streams
-    if best == Isa::Avx512 {
+    if best >= Isa::Avx512 {
         let opts = Softmax::new().isa(Isa::Avx512);
         let algo = |p: &Variant| p.algorithm;
         assert_eq!(
@@ -40,6 +40,19 @@ fn env_var_then_api_override() {
         assert_eq!(
             algo(opts.plan::<half::bf16>(4096, 8192).unwrap()),
             Algorithm::TwoPass
+        );
+    }
+    // a level without a variant for a dtype runs the next level down that has one
+    if Isa::Avx512Bf16.is_available() {
+        let opts = Softmax::new().isa(Isa::Avx512Bf16);
+        let name = |p: &Variant| p.name;
+        assert_eq!(
+            name(opts.plan::<half::bf16>(4096, 8192).unwrap()),
+            "tk_softmax_bf16_avx512bf16_twopass"
+        );
+        assert_eq!(
+            name(opts.plan::<f32>(4096, 8192).unwrap()),
+            "tk_softmax_f32_avx512_twopass"
         );
     }
     if Isa::Avx2.is_available() {

@@ -602,6 +602,82 @@ fn nontemporal_matches_regular_stores() {
     }
 }
 
+/// Rounding f32 to bf16 is bit-exact on every level, the avx512bf16 level's
+/// one-instruction conversion (which reads subnormals as 0 unless fixed up)
+/// included: round to nearest even, subnormals rounded like the rest, NaN
+/// quieted, overflow to infinity. A frozen channel affine with x = 1 and
+/// shift = -0 stores each scale rounded once; edge cases, then random bit
+/// patterns with a quarter of them subnormal, so that vectors mix subnormal
+/// and normal lanes; full vectors, a tail, regular and streamed stores.
+#[test]
+fn bf16_rounding_is_exact_on_every_level() {
+    let mut bits: Vec<u32> = vec![
+        0x0000_0000,
+        0x8000_0000,
+        0x0000_0001,
+        0x8000_0001,
+        0x007F_FFFF,
+        0x0000_8000,
+        0x0001_8000,
+        0x0000_7FFF,
+        0x0001_7FFF,
+        0x0000_8001,
+        0x007F_8000,
+        0x807F_C000,
+        0x0080_0000,
+        0x3F80_8000,
+        0x3F81_8000,
+        0x3F80_8001,
+        0x3F81_7FFF,
+        0xBF80_8000,
+        0x7F7F_FFFF,
+        0x7F7F_8000,
+        0x7F7F_7FFF,
+        0xFF7F_8000,
+        0x7F80_0000,
+        0xFF80_0000,
+        0x7F80_0001,
+        0x7FBF_FFFF,
+        0x7FC0_0000,
+        0xFFFF_FFFF,
+        0xFFC0_1234,
+    ];
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    while bits.len() < 4099 {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let b = (s >> 32) as u32;
+        bits.push(if s & 3 == 0 { b & 0x807F_FFFF } else { b });
+    }
+    let scale: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+    let shift = vec![-0.0f32; scale.len()];
+    let x = vec![bf16::ONE; 2 * scale.len()];
+    for v in norm::variants()
+        .iter()
+        .filter(|v| v.dtype == Dtype::Bf16 && runnable(v))
+    {
+        for nt in [false, true] {
+            let mut y = vec![bf16::from_bits(0x5555); x.len()];
+            Norm::channel_scale_shift(&scale, &shift)
+                .isa(v.isa)
+                .nontemporal(nt)
+                .run(&x, &mut y, scale.len())
+                .unwrap();
+            for (i, got) in y.iter().enumerate() {
+                let want = bf16::from_f32(scale[i % scale.len()]).to_bits();
+                assert_eq!(
+                    got.to_bits(),
+                    want,
+                    "{} streamed {nt}, element {i}: f32 {:#010x}",
+                    v.name,
+                    bits[i % scale.len()]
+                );
+            }
+        }
+    }
+}
+
 /// The backward is deterministic (dgamma/dbeta summed in f64 in row order:
 /// the same bits on every run), and asking for dgamma only, dbeta only or
 /// neither changes none of the bits of what is asked (each combination runs

@@ -130,6 +130,11 @@ typedef int32_t tfk_int8_backend;
 // AVX-512 F/BW/DQ/VL.
 #define TFK_ISA_AVX512 3
 
+// AVX-512 plus AVX512_BF16 (one-instruction f32 -> bf16 rounding; bf16
+// softmax and norms have variants of their own, everything else runs as
+// with [`TFK_ISA_AVX512`]).
+#define TFK_ISA_AVX512BF16 4
+
 // `[batch, heads, n, d]` (packed: `[heads, tokens, d]`).
 #define TFK_LAYOUT_HEADS_FIRST 0
 

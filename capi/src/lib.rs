@@ -80,6 +80,10 @@ pub const TFK_ISA_SCALAR: tfk_isa = 1;
 pub const TFK_ISA_AVX2: tfk_isa = 2;
 /// AVX-512 F/BW/DQ/VL.
 pub const TFK_ISA_AVX512: tfk_isa = 3;
+/// AVX-512 plus AVX512_BF16 (one-instruction f32 -> bf16 rounding; bf16
+/// softmax and norms have variants of their own, everything else runs as
+/// with [`TFK_ISA_AVX512`]).
+pub const TFK_ISA_AVX512BF16: tfk_isa = 4;
 
 /// Why a call failed: the status it returns and the message kept for
 /// [`tfk_last_error`].
@@ -194,6 +198,7 @@ fn isa_from(code: tfk_isa) -> Result<Option<Isa>, Failure> {
         TFK_ISA_SCALAR => Some(Isa::Scalar),
         TFK_ISA_AVX2 => Some(Isa::Avx2),
         TFK_ISA_AVX512 => Some(Isa::Avx512),
+        TFK_ISA_AVX512BF16 => Some(Isa::Avx512Bf16),
         other => {
             return Err(Failure::invalid(
                 "isa",
@@ -243,6 +248,7 @@ pub unsafe extern "C" fn tfk_selected_isa(out: *mut tfk_isa) -> tfk_status {
             Isa::Scalar => TFK_ISA_SCALAR,
             Isa::Avx2 => TFK_ISA_AVX2,
             Isa::Avx512 => TFK_ISA_AVX512,
+            Isa::Avx512Bf16 => TFK_ISA_AVX512BF16,
         };
         // SAFETY: checked non-null; the caller provides a writable tfk_isa.
         unsafe { *buffers::out_ref(out, "out")? = chosen };

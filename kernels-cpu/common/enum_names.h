@@ -9,4 +9,5 @@
 #define TK_ISA_ENUM_scalar TK_ISA_SCALAR
 #define TK_ISA_ENUM_avx2 TK_ISA_AVX2
 #define TK_ISA_ENUM_avx512 TK_ISA_AVX512
+#define TK_ISA_ENUM_avx512bf16 TK_ISA_AVX512BF16
 #endif

@@ -6,7 +6,7 @@
 
 #include "avx512.h"
 
-#define TKV_ISA avx512
+#define TKV_ISA TK512_ISA
 #define TKV_W 16
 typedef __m512 tkv;
 

@@ -30,6 +30,10 @@ typedef enum tk_isa {
     TK_ISA_SCALAR = 0, /* portable C, any target */
     TK_ISA_AVX2 = 1,   /* x86-64 AVX2 + FMA + F16C */
     TK_ISA_AVX512 = 2, /* x86-64 AVX-512 F, BW, DQ, VL */
+    /* AVX-512 as above + AVX512_BF16: f32 -> bf16 rounding in one instruction.
+     * Only bf16 variants of the memory-bound families exist at this level;
+     * every other (family, dtype) runs its avx512 variant here. */
+    TK_ISA_AVX512BF16 = 3,
 } tk_isa;
 
 /* ---------------------------------------------------------------- softmax */
@@ -75,7 +79,8 @@ typedef void (*tk_softmax_fn)(const tk_softmax_params *params);
     X(f32, avx2, threepass) X(f16, avx2, threepass) X(bf16, avx2, threepass)   \
     X(f32, avx2, twopass) X(f16, avx2, twopass) X(bf16, avx2, twopass)         \
     X(f32, avx512, threepass) X(f16, avx512, threepass) X(bf16, avx512, threepass) \
-    X(f32, avx512, twopass) X(f16, avx512, twopass) X(bf16, avx512, twopass)
+    X(f32, avx512, twopass) X(f16, avx512, twopass) X(bf16, avx512, twopass)   \
+    X(bf16, avx512bf16, threepass) X(bf16, avx512bf16, twopass)
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define TK_SOFTMAX_VARIANTS(X) TK_SOFTMAX_VARIANTS_PORTABLE(X) TK_SOFTMAX_VARIANTS_X86(X)
@@ -204,7 +209,8 @@ typedef void (*tk_norm_backward_fn)(const tk_norm_backward_params *params);
 /* The variant list: X(dtype, isa). Each variant is a forward and a backward kernel. */
 #define TK_NORM_VARIANTS_PORTABLE(X) X(f32, scalar) X(f16, scalar) X(bf16, scalar)
 #define TK_NORM_VARIANTS_X86(X)                                                \
-    X(f32, avx2) X(f16, avx2) X(bf16, avx2) X(f32, avx512) X(f16, avx512) X(bf16, avx512)
+    X(f32, avx2) X(f16, avx2) X(bf16, avx2) X(f32, avx512) X(f16, avx512) X(bf16, avx512) \
+    X(bf16, avx512bf16)
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define TK_NORM_VARIANTS(X) TK_NORM_VARIANTS_PORTABLE(X) TK_NORM_VARIANTS_X86(X)

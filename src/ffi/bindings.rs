@@ -21,6 +21,7 @@ pub enum tk_isa {
     TK_ISA_SCALAR = 0,
     TK_ISA_AVX2 = 1,
     TK_ISA_AVX512 = 2,
+    TK_ISA_AVX512BF16 = 3,
 }
 #[repr(u32)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
@@ -116,6 +117,12 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn tk_softmax_bf16_avx512_twopass(params: *const tk_softmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_softmax_bf16_avx512bf16_threepass(params: *const tk_softmax_params);
+}
+unsafe extern "C" {
+    pub fn tk_softmax_bf16_avx512bf16_twopass(params: *const tk_softmax_params);
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -352,6 +359,12 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn tk_norm_backward_bf16_avx512(params: *const tk_norm_backward_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_forward_bf16_avx512bf16(params: *const tk_norm_params);
+}
+unsafe extern "C" {
+    pub fn tk_norm_backward_bf16_avx512bf16(params: *const tk_norm_backward_params);
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]

@@ -78,9 +78,11 @@ macro_rules! kernel_variants {
             })
         }
 
-        /// The variant for (dtype, isa), if compiled.
+        /// The variant for `dtype` of the highest level at or below `isa`
+        /// that has one ([`Isa::at_or_below`](crate::isa::Isa::at_or_below)).
         pub fn find(dtype: $crate::dtype::Dtype, isa: $crate::isa::Isa) -> Option<&'static Variant> {
-            variants().iter().find(|v| v.dtype == dtype && v.isa == isa)
+            isa.at_or_below()
+                .find_map(|i| variants().iter().find(|v| v.dtype == dtype && v.isa == i))
         }
     };
 }

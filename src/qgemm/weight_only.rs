@@ -235,7 +235,7 @@ impl QuantizedWeight {
         self.bits == 4
             && self.layout == WeightLayout::Rows
             && m >= AMX_MIN_ROWS
-            && isa == Isa::Avx512
+            && isa >= Isa::Avx512
             && amx_available()
     }
 
@@ -244,7 +244,7 @@ impl QuantizedWeight {
     pub fn vnni_applies(&self, m: usize, isa: Isa) -> bool {
         self.layout == WeightLayout::Panels
             && VNNI_ROWS.contains(&m)
-            && isa == Isa::Avx512
+            && isa >= Isa::Avx512
             && vnni_available()
     }
 

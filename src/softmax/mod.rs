@@ -82,7 +82,7 @@ impl Algorithm {
 /// - scalar: 0.2x (a polynomial exp twice instead of `expf` once), never chosen.
 pub fn prefers_twopass(isa: Isa, rows: usize, cols: usize, elem_bytes: usize) -> bool {
     match isa {
-        Isa::Avx512 => {
+        Isa::Avx512 | Isa::Avx512Bf16 => {
             rows.saturating_mul(cols).saturating_mul(elem_bytes) >= NONTEMPORAL_MIN_BYTES
         }
         Isa::Avx2 | Isa::Scalar => false,
@@ -415,7 +415,7 @@ pub fn exp_extended(isa: Isa, z: &[f32], m: &mut [f32], e: &mut [f32]) -> Result
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => ffi::tk_expext_f32_avx2,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => ffi::tk_expext_f32_avx512,
+        Isa::Avx512 | Isa::Avx512Bf16 => ffi::tk_expext_f32_avx512,
         #[cfg(not(target_arch = "x86_64"))]
         _ => return Err(Error::UnsupportedIsa { isa }),
     };

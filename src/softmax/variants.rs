@@ -51,7 +51,8 @@ pub fn variants() -> &'static [Variant] {
     })
 }
 
-/// The variant for (dtype, isa, algorithm), if compiled.
+/// The variant for (dtype, algorithm) of the highest level at or below `isa`
+/// that has one ([`Isa::at_or_below`]).
 pub fn find(dtype: Dtype, isa: Isa, algorithm: Algorithm) -> Option<&'static Variant> {
     static INDEX: OnceLock<Vec<Option<&'static Variant>>> = OnceLock::new();
     let index = INDEX.get_or_init(|| {
@@ -61,7 +62,8 @@ pub fn find(dtype: Dtype, isa: Isa, algorithm: Algorithm) -> Option<&'static Var
         }
         idx
     });
-    index[slot(dtype, isa, algorithm)]
+    isa.at_or_below()
+        .find_map(|i| index[slot(dtype, i, algorithm)])
 }
 
 fn slot(dtype: Dtype, isa: Isa, algorithm: Algorithm) -> usize {
