@@ -137,7 +137,7 @@ proptest! {
     fn backward_matches_reference(
         seed in any::<u64>(),
         kind in prop_oneof![Just(Kind::LayerNorm), Just(Kind::RmsNorm)],
-        rows in 1usize..5,
+        rows in 1usize..11, // past two groups of the dx sweep (kernels-cpu/norm/backward.inc)
         cols in cols_strategy(),
         amp in prop_oneof![Just(1.0f32), Just(30.0f32)],
         offset in prop_oneof![Just(0.0f32), Just(2.0f32)],
@@ -559,10 +559,11 @@ fn streamed_residual_rows_match_regular_stores() {
 #[test]
 fn nontemporal_matches_regular_stores() {
     for v in norm::variants().iter().filter(|v| runnable(v)) {
-        for off in 0..3 {
-            let cols = 1000 + off;
-            let x = uniform_values(21, 4 * cols, 2.0);
-            let r = uniform_values(22, 4 * cols, 2.0);
+        // rows a vector apart or not; dx starting on a vector boundary or not
+        for (off, cols) in [(0, 1000), (1, 1001), (2, 1002), (0, 1024), (3, 1024)] {
+            const ROWS: usize = 6; // a group of the backward's dx sweep and part of one
+            let x = uniform_values(21, ROWS * cols, 2.0);
+            let r = uniform_values(22, ROWS * cols, 2.0);
             let run = |nt: bool| -> (Vec<f32>, Vec<f32>) {
                 let mut y = vec![0.0f32; off + x.len()];
                 let mut h = vec![0.0f32; x.len() + 1];
@@ -579,7 +580,7 @@ fn nontemporal_matches_regular_stores() {
             if v.dtype == Dtype::F32 {
                 assert_eq!(run(true), run(false), "{} off {off}", v.name);
                 // the backward's dx too
-                let (mut m, mut rs) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+                let (mut m, mut rs) = (vec![0.0f32; ROWS], vec![0.0f32; ROWS]);
                 let mut y = vec![0.0f32; x.len()];
                 let n = Norm::layer_norm().isa(v.isa);
                 n.forward(&x, cols)
@@ -589,12 +590,14 @@ fn nontemporal_matches_regular_stores() {
                     .unwrap();
                 let grad = |nt: bool| {
                     let mut dx = vec![0.0f32; off + x.len()];
+                    let mut dg = vec![0.0f32; cols];
                     n.nontemporal(nt)
                         .backward(&r, &x, &m, &rs, cols)
                         .dx(&mut dx[off..])
+                        .dgamma(&mut dg)
                         .run()
                         .unwrap();
-                    dx
+                    (dx, dg)
                 };
                 assert_eq!(grad(true), grad(false), "{} backward off {off}", v.name);
             }
