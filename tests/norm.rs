@@ -605,6 +605,31 @@ fn nontemporal_matches_regular_stores() {
     }
 }
 
+/// A level with no variant for a dtype (avx512bf16 has bf16 ones only) runs
+/// the highest compiled level below it: the plan names that variant.
+#[test]
+fn levels_without_a_variant_run_the_next_lower_one() {
+    fn expected(dtype: Dtype, isa: Isa) -> &'static str {
+        norm::variants()
+            .iter()
+            .filter(|v| v.dtype == dtype && v.isa <= isa)
+            .max_by_key(|v| v.isa)
+            .expect("a scalar variant of every dtype")
+            .name
+    }
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let n = Norm::rms_norm().isa(isa);
+        assert_eq!(n.plan::<f32>().unwrap().name, expected(Dtype::F32, isa));
+        assert_eq!(n.plan::<f16>().unwrap().name, expected(Dtype::F16, isa));
+        assert_eq!(n.plan::<bf16>().unwrap().name, expected(Dtype::Bf16, isa));
+    }
+    if Isa::Avx512Bf16.is_available() {
+        let n = Norm::rms_norm().isa(Isa::Avx512Bf16);
+        assert_eq!(n.plan::<bf16>().unwrap().name, "tk_norm_bf16_avx512bf16");
+        assert_eq!(n.plan::<f32>().unwrap().name, "tk_norm_f32_avx512");
+    }
+}
+
 /// Rounding f32 to bf16 is bit-exact on every level, the avx512bf16 level's
 /// one-instruction conversion (which reads subnormals as 0 unless fixed up)
 /// included: round to nearest even, subnormals rounded like the rest, NaN
