@@ -8,7 +8,7 @@ use half::{bf16, f16};
 use proptest::prelude::*;
 use transformer_kernels::norm::{self, ChannelAffine, Kind, Norm, Variant};
 use transformer_kernels::reference::norm::{self as rn, Case};
-use transformer_kernels::reference::{poison, same_bits, uniform_values};
+use transformer_kernels::reference::{poison, random_words, same_bits, uniform_values};
 use transformer_kernels::{Dtype, Error, Isa};
 
 fn runnable(v: &Variant) -> bool {
@@ -670,14 +670,10 @@ fn bf16_rounding_is_exact_on_every_level() {
         0xFFFF_FFFF,
         0xFFC0_1234,
     ];
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    while bits.len() < 4099 {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let b = (s >> 32) as u32;
-        bits.push(if s & 3 == 0 { b & 0x807F_FFFF } else { b });
-    }
+    bits.extend(random_words(71, 4099 - bits.len()).map(|w| {
+        let b = (w >> 32) as u32;
+        if w & 3 == 0 { b & 0x807F_FFFF } else { b }
+    }));
     let scale: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
     let shift = vec![-0.0f32; scale.len()];
     let x = vec![bf16::ONE; 2 * scale.len()];

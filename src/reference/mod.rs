@@ -25,16 +25,22 @@ pub fn same_bits<T: Element>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
 }
 
-/// `n` deterministic pseudo-random values uniform in `[-amp, amp)` (xorshift64
-/// seeded with `seed`): reproducible inputs for tests, benches and reports.
-pub fn uniform_values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+/// `n` deterministic pseudo-random 64-bit words (xorshift64 seeded with
+/// `seed`): the one generator behind reproducible test inputs.
+pub fn random_words(seed: u64, n: usize) -> impl Iterator<Item = u64> {
     let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-        })
+    (0..n).map(move |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    })
+}
+
+/// `n` deterministic pseudo-random values uniform in `[-amp, amp)`
+/// ([`random_words`]): reproducible inputs for tests, benches and reports.
+pub fn uniform_values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+    random_words(seed, n)
+        .map(|s| ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp)
         .collect()
 }
