@@ -7,6 +7,7 @@
 use half::{bf16, f16};
 use proptest::prelude::*;
 use transformer_kernels::norm::{self, ChannelAffine, Kind, Norm, Variant};
+use transformer_kernels::parallel::Threads;
 use transformer_kernels::reference::norm::{self as rn, Case};
 use transformer_kernels::reference::{poison, random_words, same_bits, uniform_values};
 use transformer_kernels::{Dtype, Error, Isa};
@@ -1030,4 +1031,67 @@ fn errors_write_nothing() {
             .is_err()
     );
     assert!(untouched(&dx));
+}
+
+/// Backward calls of several row chunks (the dgamma/dbeta partials, see
+/// `Norm::backward_workspace_len`) within the reference bounds, on every
+/// variant; and the workspace contract: too short fails and writes nothing,
+/// the one-thread size runs a threaded call on one thread, same bits.
+#[test]
+fn backward_in_row_chunks() {
+    for (kind, rows, cols) in [(Kind::LayerNorm, 200, 300), (Kind::RmsNorm, 131, 520)] {
+        backward_all(&make_case(
+            rows as u64,
+            kind,
+            false,
+            rows,
+            cols,
+            3.0,
+            1.0,
+            0,
+            5,
+            0.5,
+            1,
+            true,
+        ));
+    }
+    let (rows, cols) = (300, 512);
+    let x = uniform_values(1, rows * cols, 2.0);
+    let dy = uniform_values(2, rows * cols, 1.0);
+    let (m, r) = (vec![0.5f32; rows], vec![1.5f32; rows]);
+    let norm = Norm::layer_norm();
+    let threaded = norm.threads(Threads::Count(3));
+    assert_eq!(norm.backward_workspace_len(rows, cols), 4 * cols);
+    assert_eq!(threaded.backward_workspace_len(rows, cols), 5 * 2 * cols);
+    let run = |n: Norm, ws: Option<usize>| {
+        let (mut dx, mut dg) = (vec![poison::<f32>(); x.len()], vec![poison::<f32>(); cols]);
+        let mut w = vec![f64::NAN; ws.unwrap_or(0)];
+        let mut call = n
+            .backward(&dy, &x, &m, &r, cols)
+            .dx(&mut dx)
+            .dgamma(&mut dg);
+        if ws.is_some() {
+            call = call.workspace(&mut w);
+        }
+        let result = call.run().map(|()| (dx.clone(), dg.clone()));
+        (result, dx, dg)
+    };
+    let (want, ..) = run(norm, None);
+    let want = want.unwrap();
+    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| same_bits(*p, *q));
+    for (n, len) in [
+        (norm, 4 * cols),
+        (threaded, 4 * cols),
+        (threaded, 10 * cols),
+        (threaded, 10 * cols + 1),
+    ] {
+        let (got, ..) = run(n, Some(len));
+        let got = got.unwrap();
+        assert!(same(&got.0, &want.0) && same(&got.1, &want.1), "{len}");
+    }
+    for n in [norm, threaded] {
+        let (got, dx, dg) = run(n, Some(4 * cols - 1));
+        assert!(matches!(got, Err(Error::LengthMismatch { expected, .. }) if expected == 4 * cols));
+        assert!(dx.iter().chain(&dg).all(|v| same_bits(*v, poison::<f32>())));
+    }
 }

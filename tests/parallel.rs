@@ -57,7 +57,25 @@ fn softmax_and_norm<T: Element>(rows: usize, cols: usize, seed: u64) {
         .stats(&mut mean, &mut rstd)
         .run()
         .unwrap();
+    let dy = values::<T>(seed + 3, rows * cols, 1.0);
+    let dh = values::<T>(seed + 4, rows * cols, 1.0);
+    let backward = |norm: Norm| {
+        let (mut dx, mut dg, mut db) = (zeros::<T>(x.len()), vec![0f32; cols], vec![0f32; cols]);
+        norm.backward(&dy, &r, &mean, &rstd, cols)
+            .residual_grad(&dh)
+            .dx(&mut dx)
+            .dgamma(&mut dg)
+            .dbeta(&mut db)
+            .run()
+            .unwrap();
+        (bits(&dx), bits(&dg), bits(&db))
+    };
+    let grads = backward(norm);
     for t in THREADS {
+        assert!(
+            backward(norm.threads(t)) == grads,
+            "norm backward {t:?} {rows}x{cols}"
+        );
         let mut got = zeros::<T>(x.len());
         Softmax::new()
             .log(true)
@@ -108,6 +126,8 @@ fn large_rows_split_and_agree() {
     // Large enough that every thread count above really splits.
     softmax_and_norm::<f32>(257, 1024, 1);
     softmax_and_norm::<bf16>(130, 4096, 2);
+    // the norm backward's most chunks (64 of 80 rows) and a ragged last one
+    softmax_and_norm::<f16>(64 * 80 - 13, 256, 3);
 }
 
 #[test]

@@ -188,8 +188,7 @@ const char *tfk_version(void);
 // Lets every later call in the process split its work across up to
 // `threads` threads of the library's pool (rayon's global pool; 0: all of
 // it; 1, the default: the calling thread only). Results do not depend on
-// it. Norm backward calls and the LLM.int8() quantizer stay on the calling
-// thread.
+// it. The LLM.int8() quantizer stays on the calling thread.
 void tfk_set_threads(size_t threads);
 
 // Forces the instruction set of every later call in the process
@@ -440,7 +439,9 @@ tfk_status tfk_norm_forward_strided(const struct tfk_norm *norm,
 // added to dx), and optionally `dgamma`, `dbeta` (`cols` f32 each,
 // overwritten; summed over rows in a fixed order). CRMSNorm has no backward.
 // `workspace`: NULL (a call with dgamma or dbeta allocates its f64 sums) or
-// `workspace_len >= 2 * cols` doubles.
+// `workspace_len >=` [`tfk_norm_backward_workspace_doubles`]`(rows, cols)`.
+// With [`tfk_set_threads`] above 1 the rows split across threads; dgamma
+// and dbeta are the same bits for every thread count.
 //
 // # Safety
 // `dy`, `h`, `dx` (and `dh`) hold `rows * cols` elements of `dtype`; `mean`,
@@ -460,6 +461,13 @@ tfk_status tfk_norm_backward(const struct tfk_norm *norm,
                              float *dbeta,
                              double *workspace,
                              size_t workspace_len);
+
+// Doubles of workspace a [`tfk_norm_backward`] call on `rows x cols` with
+// dgamma or dbeta needs at the current [`tfk_set_threads`] setting: `2 * cols`
+// up to 64 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
+// `2 * cols` partial sum per chunk of rows). A workspace of the one-thread
+// size runs the call on one thread.
+size_t tfk_norm_backward_workspace_doubles(size_t rows, size_t cols);
 
 // Prepares W (`n x k` row-major, finite, elements of `dtype`) for LLM.int8()
 // products: row-wise int8 quantization, packed. Outlier columns: with

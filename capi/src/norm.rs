@@ -384,7 +384,9 @@ fn forward<T: Element>(n: &tfk_norm, rows: usize, cols: usize, io: &ForwardIo) -
 /// added to dx), and optionally `dgamma`, `dbeta` (`cols` f32 each,
 /// overwritten; summed over rows in a fixed order). CRMSNorm has no backward.
 /// `workspace`: NULL (a call with dgamma or dbeta allocates its f64 sums) or
-/// `workspace_len >= 2 * cols` doubles.
+/// `workspace_len >=` [`tfk_norm_backward_workspace_doubles`]`(rows, cols)`.
+/// With [`tfk_set_threads`] above 1 the rows split across threads; dgamma
+/// and dbeta are the same bits for every thread count.
 ///
 /// # Safety
 /// `dy`, `h`, `dx` (and `dh`) hold `rows * cols` elements of `dtype`; `mean`,
@@ -424,6 +426,18 @@ pub unsafe extern "C" fn tfk_norm_backward(
         };
         by_dtype!(dtype, backward(n, rows, cols, &io))
     })
+}
+
+/// Doubles of workspace a [`tfk_norm_backward`] call on `rows x cols` with
+/// dgamma or dbeta needs at the current [`tfk_set_threads`] setting: `2 * cols`
+/// up to 64 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
+/// `2 * cols` partial sum per chunk of rows). A workspace of the one-thread
+/// size runs the call on one thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn tfk_norm_backward_workspace_doubles(rows: usize, cols: usize) -> usize {
+    Norm::layer_norm()
+        .threads(crate::threads())
+        .backward_workspace_len(rows, cols)
 }
 
 struct BackwardIo {

@@ -271,8 +271,11 @@ fn norm_matches<T: Element>() {
             vec![0f32; cols],
             vec![0f32; cols],
         );
-        // A caller workspace of 2 * cols doubles: the same bits as the
-        // call that allocates; a shorter one is an error.
+        // A caller workspace of the size tfk_norm_backward_workspace_doubles
+        // says: the same bits as the call that allocates; a shorter one is
+        // an error.
+        let need = tfk_norm_backward_workspace_doubles(rows, cols);
+        assert!(need >= 2 * cols);
         let backward = |dx2: &mut [T], dg2: &mut [f32], db2: &mut [f32], ws: &mut [f64]| unsafe {
             tfk_norm_backward(
                 &n,
@@ -291,10 +294,10 @@ fn norm_matches<T: Element>() {
                 ws.len(),
             )
         };
-        let s = backward(&mut dx2, &mut dg2, &mut db2, &mut vec![0f64; 2 * cols - 1]);
+        let s = backward(&mut dx2, &mut dg2, &mut db2, &mut vec![0f64; need - 1]);
         assert_ne!(s, TFK_OK);
         assert!(dg2.iter().all(|v| *v == 0.0), "nothing written on error");
-        let s = backward(&mut dx2, &mut dg2, &mut db2, &mut vec![0f64; 2 * cols]);
+        let s = backward(&mut dx2, &mut dg2, &mut db2, &mut vec![0f64; need]);
         assert_eq!(s, TFK_OK, "{}", last_error());
         assert_eq!(
             (bits(&dx2), bits(&dg2), bits(&db2)),

@@ -133,7 +133,7 @@ impl<T: Element> Bufs<T> {
             rstd: vec![0.0; rows],
             dgamma: vec![0.0; cols],
             dbeta: vec![0.0; cols],
-            ws: vec![0.0; 2 * cols],
+            ws: vec![0.0; Norm::layer_norm().backward_workspace_len(rows, cols)],
             gamma: uniform_values(3, cols, 1.0),
             beta: uniform_values(4, cols, 0.5),
             affine: ChannelAffine::batch_norm(

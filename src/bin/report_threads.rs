@@ -59,6 +59,23 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
     let mut y = vec![0f32; x.len()];
     let mut y2 = vec![0f32; x.len()];
     let gamma = uniform_values(2, cols, 1.0);
+    let (mut mean, mut rstd) = (vec![0f32; rows], vec![0f32; rows]);
+    Norm::layer_norm()
+        .gamma(&gamma)
+        .forward(&x, cols)
+        .output(&mut y2)
+        .stats(&mut mean, &mut rstd)
+        .run()
+        .expect("norm statistics");
+    let dy = uniform_values(7, x.len(), 1.0);
+    let mut dx = vec![0f32; x.len()];
+    let (mut dgamma, mut dbeta) = (vec![0f32; cols], vec![0f32; cols]);
+    let mut wsn = vec![
+        0f64;
+        Norm::layer_norm()
+            .threads(Threads::Count(cores))
+            .backward_workspace_len(rows, cols)
+    ];
     let kron = Kron::hadamard(4096).expect("power of two");
     let tokens = 4096 / scale;
     let xk = uniform_values(3, tokens * 4096, 2.0);
@@ -99,6 +116,21 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
                     .threads(t)
                     .run(&x, &mut y2, cols)
                     .expect("norm")
+            }),
+        ),
+        (
+            "layernorm backward f32 1024 x 16K",
+            Box::new(|t| {
+                Norm::layer_norm()
+                    .gamma(&gamma)
+                    .threads(t)
+                    .backward(&dy, &x, &mean, &rstd, cols)
+                    .dx(&mut dx)
+                    .dgamma(&mut dgamma)
+                    .dbeta(&mut dbeta)
+                    .workspace(&mut wsn)
+                    .run()
+                    .expect("norm backward")
             }),
         ),
         (

@@ -69,6 +69,7 @@
 //! Outputs of 64 MiB and more use streaming stores ([`Norm::nontemporal`]).
 
 mod channel;
+mod grad_sums;
 mod variants;
 
 pub use channel::ChannelAffine;
@@ -80,8 +81,9 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, split_rows};
+use crate::parallel::{Shared, Threads, min_rows, split_into, split_rows};
 use crate::shape::{Rows, StridedRows, expect_len};
+use grad_sums::Chunking;
 
 /// Which statistics normalise a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -284,12 +286,34 @@ impl<'a> Norm<'a> {
         self.isa = Some(isa);
         self
     }
-    /// Split the rows of forward calls across threads (default
-    /// [`Threads::Single`]); the result does not depend on it. The backward
-    /// stays on the calling thread (its dgamma/dbeta sums run in row order).
+    /// Split the rows of forward and backward calls across threads (default
+    /// [`Threads::Single`]); the result does not depend on it, dgamma and
+    /// dbeta included (they are summed over row chunks fixed by the shape,
+    /// see [`Backward::dgamma`]).
     pub const fn threads(mut self, threads: Threads) -> Norm<'a> {
         self.threads = threads;
         self
+    }
+
+    /// Doubles of [`Backward::workspace`] a backward call on `rows x cols`
+    /// that asks for dgamma or dbeta needs with this `threads` setting (the
+    /// pool's size now, for [`Threads::Pool`]): `2 * cols` for up to 64 rows,
+    /// `4 * cols` on one thread, one `2 * cols` partial per row chunk (at most
+    /// 64) on several. A workspace that holds the one-thread amount but not
+    /// the threaded one runs the call on one thread.
+    ///
+    /// ```
+    /// use transformer_kernels::norm::Norm;
+    /// use transformer_kernels::parallel::Threads;
+    ///
+    /// let norm = Norm::layer_norm();
+    /// assert_eq!(norm.backward_workspace_len(32, 1024), 2 * 1024);
+    /// assert_eq!(norm.backward_workspace_len(4096, 1024), 4 * 1024);
+    /// let threaded = norm.threads(Threads::Count(4));
+    /// assert_eq!(threaded.backward_workspace_len(4096, 1024), 64 * 2 * 1024);
+    /// ```
+    pub fn backward_workspace_len(&self, rows: usize, cols: usize) -> usize {
+        Chunking::of(rows, cols).partials(self.threads.count()) * 2 * cols
     }
     /// Force streaming stores of y and h on or off (default: on for outputs of
     /// [`NONTEMPORAL_MIN_BYTES`] and more).
@@ -505,14 +529,6 @@ impl<'a> Norm<'a> {
         });
         split_rows(self.threads, c.rows.rows, min_rows(cols), |start, rows| {
             let mut p = p.get();
-            /// Row `start` of a buffer with rows `stride` elements apart (NULL stays NULL).
-            fn at<P>(ptr: *mut P, start: usize, stride: usize) -> *mut P {
-                if ptr.is_null() {
-                    ptr
-                } else {
-                    ptr.wrapping_add(start * stride)
-                }
-            }
             let e = std::mem::size_of::<T>();
             p.x = at(p.x.cast_mut().cast::<u8>(), start, p.x_stride * e)
                 .cast_const()
@@ -702,8 +718,10 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
         self.dh = Some(dh);
         self
     }
-    /// Gradient of gamma (length d), overwritten. Summed over rows in f64 in
-    /// row order: the same bits on every run.
+    /// Gradient of gamma (length d), overwritten. Summed in f64: the rows are
+    /// cut into chunks that depend on the shape only (64 rows or more, at most
+    /// 64 chunks), each chunk summed in row order, the chunks' sums added in
+    /// chunk order. The same bits on every run, for every thread count.
     pub fn dgamma(mut self, dgamma: &'b mut [f32]) -> Self {
         self.dgamma = Some(dgamma);
         self
@@ -713,8 +731,9 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
         self.dbeta = Some(dbeta);
         self
     }
-    /// Scratch for the f64 sums of dgamma/dbeta, at least `2 * d` long; without
-    /// it a call that asks for dgamma or dbeta allocates one.
+    /// Scratch for the f64 sums of dgamma/dbeta, at least
+    /// [`Norm::backward_workspace_len`] long; without it a call that asks for
+    /// dgamma or dbeta allocates one.
     pub fn workspace(mut self, ws: &'b mut [f64]) -> Self {
         self.workspace = Some(ws);
         self
@@ -757,68 +776,136 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
             flags |= ffi::TK_NORM_NONTEMPORAL;
         }
         let wants = self.dgamma.is_some() || self.dbeta.is_some();
+        let chunks = Chunking::of(rows.rows, cols);
+        let mut threads = if wants {
+            n.threads.count().min(chunks.count)
+        } else {
+            n.threads.count()
+        };
         let mut owned = Vec::new();
         let ws: &mut [f64] = match self.workspace {
             Some(w) if wants => {
-                if w.len() < 2 * cols {
+                if w.len() < chunks.partials(threads) * 2 * cols {
+                    // a workspace sized for one thread runs on one thread
+                    threads = 1;
+                }
+                let need = chunks.partials(threads) * 2 * cols;
+                if w.len() < need {
                     return Err(Error::LengthMismatch {
-                        what: "norm backward workspace",
-                        expected: 2 * cols,
+                        what: "norm backward workspace (Norm::backward_workspace_len)",
+                        expected: need,
                         actual: w.len(),
                     });
                 }
-                w
+                &mut w[..need]
             }
             _ if wants => {
-                owned.resize(2 * cols, 0.0);
+                owned.resize(chunks.partials(threads) * 2 * cols, 0.0);
                 &mut owned
             }
             _ => &mut [],
         };
-        let (acc_g, acc_b) = if wants {
-            let (a, b) = ws.split_at_mut(cols);
-            a.fill(0.0);
-            b[..cols].fill(0.0);
-            (
-                if self.dgamma.is_some() {
-                    a.as_mut_ptr()
-                } else {
-                    std::ptr::null_mut()
-                },
-                if self.dbeta.is_some() {
-                    b.as_mut_ptr()
-                } else {
-                    std::ptr::null_mut()
-                },
-            )
-        } else {
-            (std::ptr::null_mut(), std::ptr::null_mut())
+        let p = Shared(ffi::tk_norm_backward_params {
+            dy: self.dy.as_ptr().cast(),
+            h: self.h.as_ptr().cast(),
+            dh: self.dh.map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+            dx: dx.as_mut_ptr().cast(),
+            gamma: n.gamma.map_or(std::ptr::null(), |w| w.ptr()),
+            mean: self.mean.as_ptr(),
+            rstd: self.rstd.as_ptr(),
+            dgamma_acc: std::ptr::null_mut(),
+            dbeta_acc: std::ptr::null_mut(),
+            rows: rows.rows,
+            cols,
+            dy_stride: cols,
+            h_stride: cols,
+            dh_stride: cols,
+            dx_stride: cols,
+            out_scale: n.out_scale,
+            kind: n.kind.to_ffi(),
+            flags,
+        });
+        let (want_g, want_b) = (self.dgamma.is_some(), self.dbeta.is_some());
+        // Rows start..start + count, their dgamma/dbeta sums added into
+        // `partial` (2 * cols doubles, or NULL when neither is wanted).
+        let run_rows = |start: usize, count: usize, partial: *mut f64| {
+            let mut q = p.get();
+            let e = std::mem::size_of::<T>();
+            q.dy = at(q.dy.cast_mut().cast::<u8>(), start, cols * e)
+                .cast_const()
+                .cast();
+            q.h = at(q.h.cast_mut().cast::<u8>(), start, cols * e)
+                .cast_const()
+                .cast();
+            q.dh = at(q.dh.cast_mut().cast::<u8>(), start, cols * e)
+                .cast_const()
+                .cast();
+            q.dx = at(q.dx.cast::<u8>(), start, cols * e).cast();
+            q.mean = at(q.mean.cast_mut(), start, 1).cast_const();
+            q.rstd = at(q.rstd.cast_mut(), start, 1).cast_const();
+            q.rows = count;
+            if want_g {
+                q.dgamma_acc = partial;
+            }
+            if want_b {
+                q.dbeta_acc = partial.wrapping_add(cols);
+            }
+            if count > 0 {
+                // SAFETY: every buffer was checked against the shape above and
+                // the borrows keep dx disjoint from the inputs; the rows are
+                // the call's own, disjoint from any other thread's; `partial`
+                // holds 2 * cols doubles when a sum is wanted; the variant
+                // runs on this CPU and is T's dtype.
+                unsafe { (variant.backward)(&q) };
+            }
         };
-        if !rows.is_empty() {
-            let p = ffi::tk_norm_backward_params {
-                dy: self.dy.as_ptr().cast(),
-                h: self.h.as_ptr().cast(),
-                dh: self.dh.map_or(std::ptr::null(), |d| d.as_ptr().cast()),
-                dx: dx.as_mut_ptr().cast(),
-                gamma: n.gamma.map_or(std::ptr::null(), |w| w.ptr()),
-                mean: self.mean.as_ptr(),
-                rstd: self.rstd.as_ptr(),
-                dgamma_acc: acc_g,
-                dbeta_acc: acc_b,
-                rows: rows.rows,
-                cols,
-                dy_stride: cols,
-                h_stride: cols,
-                dh_stride: cols,
-                dx_stride: cols,
-                out_scale: n.out_scale,
-                kind: n.kind.to_ffi(),
-                flags,
-            };
-            // SAFETY: every buffer was checked against the shape above and the
-            // borrows keep dx disjoint from the inputs; the accumulators hold
-            // cols f64 each; the variant runs on this CPU and is T's dtype.
-            unsafe { (variant.backward)(&p) };
+        if !wants {
+            split_rows(n.threads, rows.rows, min_rows(cols), |start, count| {
+                run_rows(start, count, std::ptr::null_mut())
+            });
+            return Ok(());
+        }
+        let slot = 2 * cols;
+        if threads == 1 {
+            // a running total in the first partial, each later chunk summed
+            // in the second and added
+            let (total, partial) = ws.split_at_mut(slot);
+            total.fill(0.0);
+            for c in 0..chunks.count {
+                let (start, count) = chunks.rows(c, rows.rows);
+                if c == 0 {
+                    run_rows(start, count, total.as_mut_ptr());
+                } else {
+                    partial.fill(0.0);
+                    run_rows(start, count, partial.as_mut_ptr());
+                    grad_sums::add_into(total, partial);
+                }
+            }
+        } else {
+            let base = Shared(ws.as_mut_ptr());
+            split_into(threads, chunks.count, |_, first, count| {
+                for c in first..first + count {
+                    let (start, rows_c) = chunks.rows(c, rows.rows);
+                    // SAFETY: chunk c owns partial c of the workspace, which
+                    // holds chunks.count partials.
+                    let partial =
+                        unsafe { std::slice::from_raw_parts_mut(base.get().add(c * slot), slot) };
+                    partial.fill(0.0);
+                    run_rows(start, rows_c, partial.as_mut_ptr());
+                }
+            });
+            // partial 0 += partial 1, += partial 2, ..., each thread a range
+            // of columns (the same additions in the same order as one thread)
+            split_rows(n.threads, slot, 1024, |j0, m| {
+                // SAFETY: threads take disjoint column ranges of every partial.
+                let column = |c: usize| unsafe {
+                    std::slice::from_raw_parts_mut(base.get().add(c * slot + j0), m)
+                };
+                let total = column(0);
+                for c in 1..chunks.count {
+                    grad_sums::add_into(total, column(c));
+                }
+            });
         }
         if let Some(g) = self.dgamma {
             for (o, a) in g.iter_mut().zip(&ws[..cols]) {
@@ -826,11 +913,20 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
             }
         }
         if let Some(b) = self.dbeta {
-            for (o, a) in b.iter_mut().zip(&ws[cols..2 * cols]) {
+            for (o, a) in b.iter_mut().zip(&ws[cols..slot]) {
                 *o = *a as f32;
             }
         }
         Ok(())
+    }
+}
+
+/// Row `start` of a buffer with rows `stride` elements apart (NULL stays NULL).
+fn at<P>(ptr: *mut P, start: usize, stride: usize) -> *mut P {
+    if ptr.is_null() {
+        ptr
+    } else {
+        ptr.wrapping_add(start * stride)
     }
 }
 
