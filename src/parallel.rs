@@ -1,8 +1,9 @@
 //! Multi-threaded calls: a call's rows (tokens, output channels) split into
-//! contiguous chunks, each run by the unchanged single-thread kernel on a
+//! contiguous blocks, each run by the unchanged single-thread kernel on a
 //! thread of a rayon pool. Validation happens once, before the split, so a
-//! rejected call still writes nothing; the chunking never changes a result
-//! (every kernel treats its rows independently), so threaded and
+//! rejected call still writes nothing; the split never changes a result
+//! (every kernel treats its rows independently; the norm backward sums
+//! dgamma/dbeta over row chunks fixed by the shape), so threaded and
 //! single-thread calls give the same bits.
 //!
 //! ```
@@ -15,6 +16,8 @@
 //! assert!((y[..1024].iter().sum::<f32>() - 1.0).abs() < 1e-5);
 //! # Ok::<(), transformer_kernels::Error>(())
 //! ```
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many threads one call may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,22 +68,54 @@ unsafe impl<P> Send for Shared<P> {}
 // SAFETY: as above; workers only read the shared value.
 unsafe impl<P> Sync for Shared<P> {}
 
-/// Runs `run(start, count)` over `rows` rows cut into at most
-/// `threads.count()` contiguous chunks, each of at least `min_rows` rows;
-/// the caller's thread takes the first chunk.
+/// Blocks of rows per worker when every worker starts at once. Workers take
+/// the next block from a shared counter, so one that starts late (a sleeping
+/// core woken up: on a virtual machine, a halted vCPU can take milliseconds;
+/// or a core busy with something else) leaves its blocks to the others
+/// instead of holding a fixed share of the call back.
+const BLOCKS_PER_WORKER: usize = 4;
+
+/// Runs `run(start, count)` over `rows` rows cut into blocks of at least
+/// `min_rows` rows (all but the last), on at most `threads.count()` workers
+/// (the caller's thread one of them) that take the blocks in turn. For work
+/// whose rows are independent: which worker runs a block changes nothing.
 pub(crate) fn split_rows(
     threads: Threads,
     rows: usize,
     min_rows: usize,
     run: impl Fn(usize, usize) + Sync,
 ) {
-    let chunks = threads.count().min(rows / min_rows.max(1));
-    split_into(chunks, rows, |_, start, count| run(start, count));
+    let min_rows = min_rows.max(1);
+    let workers = threads.count().min(rows / min_rows).max(1);
+    if workers == 1 {
+        run(0, rows);
+        return;
+    }
+    let block = min_rows.max(rows.div_ceil(workers * BLOCKS_PER_WORKER));
+    let next = AtomicUsize::new(0);
+    let take = || {
+        loop {
+            let start = next.fetch_add(block, Ordering::Relaxed);
+            if start >= rows {
+                break;
+            }
+            run(start, block.min(rows - start));
+        }
+    };
+    let take = &take;
+    rayon::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(move |_| take());
+        }
+        take();
+    });
 }
 
 /// Runs `run(slot, start, count)` over `rows` rows cut into at most `chunks`
 /// contiguous parts numbered from 0 by `slot` (the index of the part's own
-/// scratch, below `chunks`); the caller's thread takes part 0.
+/// scratch, below `chunks`); the caller's thread takes part 0. A fixed share
+/// per part, for calls whose parts each pay a set-up (a weight stream, a
+/// converted input) that smaller blocks would repeat.
 pub(crate) fn split_into(chunks: usize, rows: usize, run: impl Fn(usize, usize, usize) + Sync) {
     let chunks = chunks.min(rows).max(1);
     if chunks == 1 {
@@ -122,10 +157,14 @@ mod tests {
     }
 
     #[test]
-    fn small_calls_stay_on_one_thread() {
-        let calls = Mutex::new(0);
-        split_rows(Threads::Count(8), 10, 4, |_, _| *calls.lock().unwrap() += 1);
-        assert_eq!(calls.into_inner().unwrap(), 2);
+    fn blocks_hold_min_rows_and_small_calls_stay_on_one_thread() {
+        let sizes = Mutex::new(Vec::new());
+        split_rows(Threads::Count(8), 10, 4, |start, n| {
+            sizes.lock().unwrap().push((start, n))
+        });
+        let mut sizes = sizes.into_inner().unwrap();
+        sizes.sort();
+        assert_eq!(sizes, [(0, 4), (4, 4), (8, 2)]);
         let calls = Mutex::new(0);
         split_rows(Threads::Count(8), 10, 100, |_, _| {
             *calls.lock().unwrap() += 1

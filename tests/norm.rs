@@ -1039,7 +1039,7 @@ fn errors_write_nothing() {
 /// the one-thread size runs a threaded call on one thread, same bits.
 #[test]
 fn backward_in_row_chunks() {
-    for (kind, rows, cols) in [(Kind::LayerNorm, 200, 300), (Kind::RmsNorm, 131, 520)] {
+    for (kind, rows, cols) in [(Kind::LayerNorm, 600, 300), (Kind::RmsNorm, 531, 520)] {
         backward_all(&make_case(
             rows as u64,
             kind,
@@ -1055,7 +1055,7 @@ fn backward_in_row_chunks() {
             true,
         ));
     }
-    let (rows, cols) = (300, 512);
+    let (rows, cols) = (1100, 512); // 5 chunks, the last of 76 rows
     let x = uniform_values(1, rows * cols, 2.0);
     let dy = uniform_values(2, rows * cols, 1.0);
     let (m, r) = (vec![0.5f32; rows], vec![1.5f32; rows]);

@@ -126,8 +126,8 @@ fn large_rows_split_and_agree() {
     // Large enough that every thread count above really splits.
     softmax_and_norm::<f32>(257, 1024, 1);
     softmax_and_norm::<bf16>(130, 4096, 2);
-    // the norm backward's most chunks (64 of 80 rows) and a ragged last one
-    softmax_and_norm::<f16>(64 * 80 - 13, 256, 3);
+    // the norm backward's most chunks (64 of 256 rows) and a ragged last one
+    softmax_and_norm::<f16>(64 * 256 - 13, 64, 3);
 }
 
 #[test]
@@ -292,16 +292,31 @@ fn qgemm_threads_change_nothing() {
     let (n, k) = (200, 256);
     let w = values::<f32>(10, n * k, 1.0);
     let iw = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
-    for m in [1usize, 33, 100] {
+    for m in [1usize, 33, 100, 300] {
         let mut x = values::<bf16>(11, m * k, 2.0);
         x[k / 2] = bf16::from_f32(20.0);
+        if m == 300 {
+            // outlier columns found only in the rows of a later thread's
+            // part of the column scan (one of them NaN)
+            x[250 * k + 7] = bf16::from_f32(-9.0);
+            x[299 * k + 9] = bf16::NAN;
+        }
         let mut ws = Int8Workspace::new(&iw, m, 8).unwrap();
         let mut want = zeros::<f16>(m * n);
         iw.matmul(&mut ws).run(&x, &mut want).unwrap();
+        let (want_cols, want_q) = (
+            ws.outlier_columns().to_vec(),
+            ws.quantized_row(m - 1).to_vec(),
+        );
+        if m == 300 {
+            assert_eq!(want_cols, [7, 9, k as u32 / 2]);
+        }
         for t in THREADS {
             let mut got = zeros::<f16>(m * n);
             iw.matmul(&mut ws).threads(t).run(&x, &mut got).unwrap();
-            assert_eq!(bits(&got), bits(&want), "int8 m={m} {t:?}");
+            assert!(bits(&got) == bits(&want), "int8 m={m} {t:?}");
+            assert_eq!(ws.outlier_columns(), want_cols, "outliers m={m} {t:?}");
+            assert_eq!(ws.quantized_row(m - 1), want_q, "q m={m} {t:?}");
         }
     }
     for bits_ in [8u32, 4] {

@@ -188,7 +188,7 @@ const char *tfk_version(void);
 // Lets every later call in the process split its work across up to
 // `threads` threads of the library's pool (rayon's global pool; 0: all of
 // it; 1, the default: the calling thread only). Results do not depend on
-// it. The LLM.int8() quantizer stays on the calling thread.
+// it.
 void tfk_set_threads(size_t threads);
 
 // Forces the instruction set of every later call in the process
@@ -464,7 +464,7 @@ tfk_status tfk_norm_backward(const struct tfk_norm *norm,
 
 // Doubles of workspace a [`tfk_norm_backward`] call on `rows x cols` with
 // dgamma or dbeta needs at the current [`tfk_set_threads`] setting: `2 * cols`
-// up to 64 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
+// up to 256 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
 // `2 * cols` partial sum per chunk of rows). A workspace of the one-thread
 // size runs the call on one thread.
 size_t tfk_norm_backward_workspace_doubles(size_t rows, size_t cols);

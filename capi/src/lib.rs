@@ -222,7 +222,7 @@ pub(crate) fn threads() -> Threads {
 /// Lets every later call in the process split its work across up to
 /// `threads` threads of the library's pool (rayon's global pool; 0: all of
 /// it; 1, the default: the calling thread only). Results do not depend on
-/// it. The LLM.int8() quantizer stays on the calling thread.
+/// it.
 #[unsafe(no_mangle)]
 pub extern "C" fn tfk_set_threads(threads: usize) {
     THREADS.store(threads, Ordering::Relaxed);

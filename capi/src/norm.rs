@@ -430,7 +430,7 @@ pub unsafe extern "C" fn tfk_norm_backward(
 
 /// Doubles of workspace a [`tfk_norm_backward`] call on `rows x cols` with
 /// dgamma or dbeta needs at the current [`tfk_set_threads`] setting: `2 * cols`
-/// up to 64 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
+/// up to 256 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
 /// `2 * cols` partial sum per chunk of rows). A workspace of the one-thread
 /// size runs the call on one thread.
 #[unsafe(no_mangle)]

@@ -91,7 +91,15 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
     let w = uniform_values(4, nk * nk, 1.0);
     let iw = Int8Weight::prepare(&w, nk, nk, Outliers::Fixed(vec![7, 1000])).expect("weight");
     let mut iws = Int8Workspace::new(&iw, m, 2).expect("workspace");
+    let iwd =
+        Int8Weight::prepare(&w, nk, nk, Outliers::Dynamic { threshold: 6.0 }).expect("weight");
+    let mut iwsd = Int8Workspace::new(&iwd, m, 64).expect("workspace");
     let xm = uniform_values(5, m * nk, 1.0);
+    // 0.5% of the columns hold outliers (|x| >= 6)
+    let xmd: Vec<f32> = (0..m * nk)
+        .map(|i| if (i % nk) % 200 == 7 { 8.0 } else { xm[i] })
+        .collect();
+    let mut ymd = vec![0f32; m * nk];
     let mut ym = vec![0f32; m * nk];
     let qw = QuantizedWeight::quantize(&w, nk, nk, 4, 128).expect("int4");
     let xv = uniform_values(6, nk, 1.0);
@@ -160,6 +168,15 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
                 iw.matmul(&mut iws)
                     .threads(t)
                     .run(&xm, &mut ym)
+                    .expect("int8")
+            }),
+        ),
+        (
+            "LLM.int8() m=256 4096x4096 (outliers found per call)",
+            Box::new(|t| {
+                iwd.matmul(&mut iwsd)
+                    .threads(t)
+                    .run(&xmd, &mut ymd)
                     .expect("int8")
             }),
         ),

@@ -81,7 +81,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, split_into, split_rows};
+use crate::parallel::{Shared, Threads, min_rows, split_rows};
 use crate::shape::{Rows, StridedRows, expect_len};
 use grad_sums::Chunking;
 
@@ -297,7 +297,7 @@ impl<'a> Norm<'a> {
 
     /// Doubles of [`Backward::workspace`] a backward call on `rows x cols`
     /// that asks for dgamma or dbeta needs with this `threads` setting (the
-    /// pool's size now, for [`Threads::Pool`]): `2 * cols` for up to 64 rows,
+    /// pool's size now, for [`Threads::Pool`]): `2 * cols` for up to 256 rows,
     /// `4 * cols` on one thread, one `2 * cols` partial per row chunk (at most
     /// 64) on several. A workspace that holds the one-thread amount but not
     /// the threaded one runs the call on one thread.
@@ -307,10 +307,11 @@ impl<'a> Norm<'a> {
     /// use transformer_kernels::parallel::Threads;
     ///
     /// let norm = Norm::layer_norm();
-    /// assert_eq!(norm.backward_workspace_len(32, 1024), 2 * 1024);
+    /// assert_eq!(norm.backward_workspace_len(256, 1024), 2 * 1024);
     /// assert_eq!(norm.backward_workspace_len(4096, 1024), 4 * 1024);
     /// let threaded = norm.threads(Threads::Count(4));
-    /// assert_eq!(threaded.backward_workspace_len(4096, 1024), 64 * 2 * 1024);
+    /// // 16 chunks of 256 rows
+    /// assert_eq!(threaded.backward_workspace_len(4096, 1024), 16 * 2 * 1024);
     /// ```
     pub fn backward_workspace_len(&self, rows: usize, cols: usize) -> usize {
         Chunking::of(rows, cols).partials(self.threads.count()) * 2 * cols
@@ -719,8 +720,8 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
         self
     }
     /// Gradient of gamma (length d), overwritten. Summed in f64: the rows are
-    /// cut into chunks that depend on the shape only (64 rows or more, at most
-    /// 64 chunks), each chunk summed in row order, the chunks' sums added in
+    /// cut into chunks that depend on the shape only (256 rows or more, at
+    /// most 64 chunks), each chunk summed in row order, the chunks' sums added in
     /// chunk order. The same bits on every run, for every thread count.
     pub fn dgamma(mut self, dgamma: &'b mut [f32]) -> Self {
         self.dgamma = Some(dgamma);
@@ -883,7 +884,7 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
             }
         } else {
             let base = Shared(ws.as_mut_ptr());
-            split_into(threads, chunks.count, |_, first, count| {
+            split_rows(Threads::Count(threads), chunks.count, 1, |first, count| {
                 for c in first..first + count {
                     let (start, rows_c) = chunks.rows(c, rows.rows);
                     // SAFETY: chunk c owns partial c of the workspace, which

@@ -62,7 +62,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, split_rows};
+use crate::parallel::{Shared, Threads, min_rows, split_into};
 use crate::shape::expect_len;
 
 /// LLM.int8()'s default outlier threshold.
@@ -564,6 +564,8 @@ pub struct Int8Workspace {
     xo: Vec<f32>,
     outliers: Vec<u32>,
     colmax: Vec<f32>,
+    /// One k-float buffer per quantizer thread (a row widened to f32), also
+    /// the column maxima of the threads after the first.
     row: Vec<f32>,
     wo: Vec<f32>,
     scratch: AlignedBytes,
@@ -571,12 +573,16 @@ pub struct Int8Workspace {
 
 impl Int8Workspace {
     /// Room for calls of up to `max_m` rows and up to `max_outliers` outlier
-    /// columns (raised to the fixed set's size in fixed mode).
+    /// columns (raised to the fixed set's size in fixed mode), and for the
+    /// activation quantizer on up to as many threads as this machine has
+    /// cores (a k-float buffer each).
     pub fn new(w: &Int8Weight, max_m: usize, max_outliers: usize) -> Result<Int8Workspace> {
         let max_outliers = max_outliers
             .min(w.k)
             .max(w.fixed_outliers().map_or(0, |c| c.len()));
         let ovf = Error::Overflow { what: "workspace" };
+        let row_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rows = row_slots.checked_mul(w.k).ok_or(ovf.clone())?;
         let q_rows = max_m.max(1).div_ceil(32) * 32;
         let q_stride = w.k_pad + 64;
         let q_bytes = q_rows.checked_mul(q_stride).ok_or(ovf.clone())?;
@@ -600,7 +606,7 @@ impl Int8Workspace {
             xo: vec![0.0; xo.max(1)],
             outliers: vec![0; w.k],
             colmax: vec![0.0; w.k],
-            row: vec![0.0; w.k],
+            row: vec![0.0; rows.max(1)],
             wo: vec![0.0; wo.max(1)],
             scratch: AlignedBytes::zeroed(q_rows * 64 * 4),
         })
@@ -674,9 +680,11 @@ impl<'a> Int8Matmul<'a> {
         self
     }
 
-    /// Split the int32 product and epilogue over the rows of x, in blocks of
-    /// 32 rows, across threads (default [`Threads::Single`]; the quantizer
-    /// stays on the calling thread). The result does not depend on it.
+    /// Split the call over the rows of x across threads (default
+    /// [`Threads::Single`]): the outlier-column scan, the quantizer (up to
+    /// the workspace's [`Int8Workspace::new`] threads) and the int32 product
+    /// with its epilogue (in blocks of 32 rows). The result does not depend
+    /// on it.
     pub fn threads(mut self, threads: Threads) -> Self {
         self.threads = threads;
         self
@@ -710,6 +718,7 @@ impl<'a> Int8Matmul<'a> {
             Some(b) => b.kernel()?,
             None => Backend::auto(m)?.kernel()?,
         };
+        let q_threads = self.threads.count().min(ws.row.len() / w.k.max(1)).max(1);
         // The outlier columns.
         let n_out = match &w.fixed {
             Some((cols, _)) => {
@@ -718,15 +727,39 @@ impl<'a> Int8Matmul<'a> {
             }
             None if m == 0 => 0,
             None => {
-                let p = ffi::tk_qgemm_colmax_params {
-                    x: x.as_ptr().cast(),
-                    x_stride: w.k,
-                    rows: m,
-                    cols: w.k,
-                    colmax: ws.colmax.as_mut_ptr(),
-                };
-                // SAFETY: x holds m x k elements of T; colmax k floats.
-                unsafe { (variant.colmax)(&p) };
+                // Column maxima of row ranges, one per thread (the first in
+                // colmax, the others in the row buffers), then merged: a max
+                // (NaN kept) is the same for any split.
+                let k = w.k;
+                let parts = q_threads.min(m / min_rows(k)).max(1);
+                let (colmax, rowbuf) =
+                    (Shared(ws.colmax.as_mut_ptr()), Shared(ws.row.as_mut_ptr()));
+                split_into(parts, m, |slot, start, count| {
+                    let p = ffi::tk_qgemm_colmax_params {
+                        x: x[start * k..].as_ptr().cast(),
+                        x_stride: k,
+                        rows: count,
+                        cols: k,
+                        colmax: if slot == 0 {
+                            colmax.get()
+                        } else {
+                            rowbuf.get().wrapping_add((slot - 1) * k)
+                        },
+                    };
+                    // SAFETY: x holds m x k elements of T, this part rows
+                    // start .. start + count; colmax k floats, and the row
+                    // buffers q_threads >= parts of k floats.
+                    unsafe { (variant.colmax)(&p) };
+                });
+                for part in ws.row.chunks_exact(k).take(parts - 1) {
+                    for (c, &v) in ws.colmax.iter_mut().zip(part) {
+                        if c.is_nan() || v.is_nan() {
+                            *c = f32::NAN;
+                        } else {
+                            *c = c.max(v);
+                        }
+                    }
+                }
                 let mut count = 0;
                 for (c, &v) in ws.colmax.iter().enumerate() {
                     if v.is_nan() || v >= w.threshold {
@@ -756,7 +789,7 @@ impl<'a> Int8Matmul<'a> {
         if m == 0 {
             return Ok(());
         }
-        let qp = ffi::tk_qgemm_quant_params {
+        let qp = Shared(ffi::tk_qgemm_quant_params {
             x: x.as_ptr().cast(),
             x_stride: w.k,
             rows: m,
@@ -771,36 +804,60 @@ impl<'a> Int8Matmul<'a> {
             q_rowsum: ws.rowsum.as_mut_ptr(),
             xo: ws.xo.as_mut_ptr(),
             workspace: ws.row.as_mut_ptr(),
-        };
-        // SAFETY: x holds m x k elements; q holds round_up(m, 32) <= q_rows
-        // of the workspace rows of q_stride >= k_pad bytes; scale/rowsum m values; xo m x
-        // n_out <= m x max_outliers; the outlier indices are < k; row k floats.
-        unsafe { (variant.quantize)(&qp) };
+        });
+        // Parts of whole 32-row blocks (the last part zeroes the padding
+        // rows up to round_up(m, 32)), each with its own row buffer.
+        let blocks = m.div_ceil(32);
+        let parts = q_threads.min(m / min_rows(w.k)).clamp(1, blocks);
+        split_into(parts, blocks, |slot, start, count| {
+            let mut c = qp.get();
+            let r = start * 32;
+            c.rows = (count * 32).min(m - r);
+            c.q_rows = count * 32;
+            c.x = c.x.cast::<T>().wrapping_add(r * w.k).cast();
+            c.q = c.q.wrapping_add(r * c.q_stride);
+            c.q_scale = c.q_scale.wrapping_add(r);
+            c.q_rowsum = c.q_rowsum.wrapping_add(r);
+            c.xo = c.xo.wrapping_add(r * n_out);
+            c.workspace = c.workspace.wrapping_add(slot * w.k);
+            // SAFETY: x holds m x k elements; q holds round_up(m, 32) rows of
+            // the workspace's rows of q_stride >= k_pad bytes, this part rows
+            // r .. r + count * 32; scale/rowsum m values; xo m x n_out <= m x
+            // max_outliers; the outlier indices are < k; the row buffers
+            // q_threads >= parts of k floats.
+            unsafe { (variant.quantize)(&c) };
+        });
         let mut p = w.gemm_params(ws, self.bias);
         p.y = y.as_mut_ptr().cast();
         p.y_dtype = U::DTYPE.to_ffi();
         let p = Shared(p);
         // Chunks of whole 32-row blocks: each chunk's padded rows are rows of
         // the next chunk or the zeroed padding, and its scratch rows its own.
-        // A block is 32 n k multiply-adds: always worth a thread.
-        split_rows(self.threads, m.div_ceil(32), 1, |start, count| {
-            let mut c = p.get();
-            let r = start * 32;
-            c.m = (count * 32).min(m - r);
-            c.a = c.a.wrapping_add(r * c.a_stride);
-            c.a_scale = c.a_scale.wrapping_add(r);
-            c.a_rowsum = c.a_rowsum.wrapping_add(r);
-            c.xo = c.xo.wrapping_add(r * c.n_outliers);
-            c.y = c.y.cast::<U>().wrapping_add(r * c.y_stride).cast();
-            c.scratch = c.scratch.wrapping_add(r * 64);
-            // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride apart
-            // (padding zeroed by the quantizer); packed W n_pad x k_pad; scales
-            // n_pad; wo n_out rows of n_pad f32; xo m x n_out; bias n; y m x n
-            // elements of U; scratch round_up(max_m, 32) x 64 int32. A chunk
-            // reads rows r .. r + round_up(c.m, 32) of a and writes rows r ..
-            // r + c.m of y and its own rows of the scratch.
-            unsafe { kernel(&c) };
-        });
+        // A block is 32 n k multiply-adds: always worth a thread. A fixed
+        // share per thread: every call streams all of W once.
+        let blocks = m.div_ceil(32);
+        split_into(
+            self.threads.count().min(blocks),
+            blocks,
+            |_, start, count| {
+                let mut c = p.get();
+                let r = start * 32;
+                c.m = (count * 32).min(m - r);
+                c.a = c.a.wrapping_add(r * c.a_stride);
+                c.a_scale = c.a_scale.wrapping_add(r);
+                c.a_rowsum = c.a_rowsum.wrapping_add(r);
+                c.xo = c.xo.wrapping_add(r * c.n_outliers);
+                c.y = c.y.cast::<U>().wrapping_add(r * c.y_stride).cast();
+                c.scratch = c.scratch.wrapping_add(r * 64);
+                // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride apart
+                // (padding zeroed by the quantizer); packed W n_pad x k_pad; scales
+                // n_pad; wo n_out rows of n_pad f32; xo m x n_out; bias n; y m x n
+                // elements of U; scratch round_up(max_m, 32) x 64 int32. A chunk
+                // reads rows r .. r + round_up(c.m, 32) of a and writes rows r ..
+                // r + c.m of y and its own rows of the scratch.
+                unsafe { kernel(&c) };
+            },
+        );
         Ok(())
     }
 }
