@@ -276,8 +276,37 @@ fn lightning_case(shape: Shape, layout: Layout) {
     }
 }
 
+/// Decoding steps split by sequences (several) or by heads (one sequence).
+fn lightning_decode_case(batch: usize, heads: usize, dk: usize, dv: usize) {
+    let rows = batch * heads;
+    let (q, k, v) = (
+        values::<f16>(11, rows * dk, 1.0),
+        values::<f16>(12, rows * dk, 1.0),
+        values::<f16>(13, rows * dv, 1.0),
+    );
+    let decay: Vec<f32> = (0..heads).map(|h| 0.5 + 0.03 * h as f32).collect();
+    let s0 = uniform_values(14, rows * dk * dv, 0.5);
+    let (mut o, mut s) = (zeros::<f16>(rows * dv), s0.clone());
+    let op = Lightning::new();
+    op.decode(&q, &k, &v, &mut o, &mut s, &decay, dk, dv)
+        .unwrap();
+    for t in THREADS {
+        let (mut o2, mut s2) = (zeros::<f16>(rows * dv), s0.clone());
+        op.threads(t)
+            .decode(&q, &k, &v, &mut o2, &mut s2, &decay, dk, dv)
+            .unwrap();
+        assert!(
+            bits(&o2) == bits(&o) && bits(&s2) == bits(&s),
+            "decode {t:?} {batch} x {heads}"
+        );
+    }
+}
+
 #[test]
 fn lightning_threads_change_nothing() {
+    lightning_decode_case(7, 3, 64, 64); // by sequences
+    lightning_decode_case(1, 13, 64, 128); // by heads
+    lightning_decode_case(2, 9, 16, 16); // below the split size
     let offsets = [0usize, 70, 75, 200, 330];
     for layout in [Layout::HeadsFirst, Layout::TokensFirst] {
         lightning_case(Shape::batch(5, 90, 3, 16, 32), layout); // by sequences

@@ -87,6 +87,12 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
     let ql = vec![bf16::from_f32(0.1); n * heads * d];
     let mut ol = vec![bf16::ZERO; ql.len()];
     let decay = vec![0.99f32; heads];
+    // decoding: 16 sequences x 32 heads, 128 x 128 states (32 MiB)
+    let (dseq, dheads, dd) = (16 / scale, 32, 128);
+    let qd = vec![bf16::from_f32(0.1); dseq * dheads * dd];
+    let mut od = vec![bf16::ZERO; qd.len()];
+    let mut state = vec![0f32; dseq * dheads * dd * dd];
+    let ddecay = vec![0.99f32; dheads];
     let (m, nk) = (256 / scale, 4096);
     let w = uniform_values(4, nk * nk, 1.0);
     let iw = Int8Weight::prepare(&w, nk, nk, Outliers::Fixed(vec![7, 1000])).expect("weight");
@@ -160,6 +166,15 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
                     .forward(&ql, &ql, &ql, &mut ol, &decay, shape)
                     .run()
                     .expect("lightning")
+            }),
+        ),
+        (
+            "lightning decode bf16 16 seqs x 32 heads x 128 x 128",
+            Box::new(|t| {
+                Lightning::new()
+                    .threads(t)
+                    .decode(&qd, &qd, &qd, &mut od, &mut state, &ddecay, dd, dd)
+                    .expect("decode")
             }),
         ),
         (

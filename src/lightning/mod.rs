@@ -41,7 +41,7 @@ use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, split_into};
+use crate::parallel::{Shared, Threads, min_rows, split_into, split_rows};
 use crate::shape::expect_len;
 
 /// Largest head dimension (`dk`, `dv`) the kernels take.
@@ -248,7 +248,7 @@ impl Lightning {
         self
     }
 
-    /// Split forward and backward calls across threads (default
+    /// Split forward, backward and decoding calls across threads (default
     /// [`Threads::Single`]): by sequences, or by heads when there is one
     /// sequence. Each thread needs its own [`workspace_len`]; a caller
     /// workspace shorter than `threads` of them limits the threads to what it
@@ -358,7 +358,7 @@ impl Lightning {
         expect_len("lightning decode state", shape.state_len()?, state.len())?;
         check_decay(decay, heads)?;
         let variant = self.plan::<T>()?;
-        let p = ffi::tk_lightning_decode_params {
+        let p = Shared(ffi::tk_lightning_decode_params {
             q: q.as_ptr().cast(),
             k: k.as_ptr().cast(),
             v: v.as_ptr().cast(),
@@ -369,11 +369,37 @@ impl Lightning {
             heads,
             dk,
             dv,
-        };
-        // SAFETY: lengths checked above (count rows of dk / dv, count states
-        // of dk x dv); dk, dv <= 256 as the kernel's stack buffers need; the
-        // CPU runs this ISA (plan); the borrows outlive the call.
-        unsafe { (variant.decode)(&p) };
+        });
+        // Threads take whole sequences (the kernel finds a row's decay as
+        // row % heads), or heads of a single sequence (then a part is a
+        // sequence of fewer heads, its decay from its first head).
+        let by_heads = count / heads.max(1) < 2;
+        let unit = if by_heads { 1 } else { heads };
+        let units = count / unit.max(1);
+        let min_units = min_rows(dk * dv).div_ceil(unit.max(1));
+        split_rows(self.threads, units, min_units, |start, n| {
+            let mut c = p.get();
+            let (r, rows) = (start * unit, n * unit);
+            let e = std::mem::size_of::<T>();
+            c.q = c.q.cast::<u8>().wrapping_add(r * dk * e).cast();
+            c.k = c.k.cast::<u8>().wrapping_add(r * dk * e).cast();
+            c.v = c.v.cast::<u8>().wrapping_add(r * dv * e).cast();
+            c.o = c.o.cast::<u8>().wrapping_add(r * dv * e).cast();
+            c.state = c.state.wrapping_add(r * dk * dv);
+            c.count = rows;
+            if by_heads {
+                c.heads = rows;
+                c.decay = c.decay.wrapping_add(r);
+            }
+            if rows > 0 {
+                // SAFETY: lengths checked above (count rows of dk / dv, count
+                // states of dk x dv; this part rows r .. r + rows, disjoint
+                // from the others'); its decay entries are its rows' heads;
+                // dk, dv <= 256 as the kernel's stack buffers need; the CPU
+                // runs this ISA (plan); the borrows outlive the call.
+                unsafe { (variant.decode)(&c) };
+            }
+        });
         Ok(())
     }
 }
