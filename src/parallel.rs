@@ -44,6 +44,96 @@ impl Threads {
     }
 }
 
+/// A rayon pool of `threads` workers (0: one per CPU this process may run
+/// on), worker `i` pinned to the `i`-th of those CPUs (Linux; elsewhere the
+/// workers are not pinned). Run calls inside it with
+/// [`rayon::ThreadPool::install`], or make it the global pool with
+/// [`pin_global_pool`].
+///
+/// Why pin: with unpinned workers the OS may queue an idle worker on the core
+/// of the busy one that just split a call, and then the split waits for a
+/// load balance. On this project's 2-vCPU VM, a job spawned while the other
+/// worker slept ran on the spawning worker itself, after its own 300 us of
+/// work, in 54-66% of calls, and in none with pinned workers (`cargo run
+/// --release --example pool_wake`, docs/threads.md).
+///
+/// ```
+/// use transformer_kernels::parallel::{Threads, pinned_pool};
+/// use transformer_kernels::softmax::Softmax;
+///
+/// let pool = pinned_pool(2).expect("thread pool");
+/// let x = vec![0.5f32; 64 * 1024];
+/// let mut y = vec![0.0f32; x.len()];
+/// pool.install(|| Softmax::new().threads(Threads::Pool).run(&x, &mut y, 1024))?;
+/// # Ok::<(), transformer_kernels::Error>(())
+/// ```
+pub fn pinned_pool(threads: usize) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    pinned_builder(threads).build()
+}
+
+/// Makes a pinned pool ([`pinned_pool`]) the global rayon pool, the one
+/// [`Threads::Pool`] and [`Threads::Count`] use outside `install`. Fails if
+/// the global pool already exists (it is created on first use).
+pub fn pin_global_pool(threads: usize) -> Result<(), rayon::ThreadPoolBuildError> {
+    pinned_builder(threads).build_global()
+}
+
+fn pinned_builder(threads: usize) -> rayon::ThreadPoolBuilder {
+    let cpus = affinity::allowed_cpus();
+    let threads = if threads == 0 {
+        cpus.len().max(1)
+    } else {
+        threads
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(move |i| {
+            if !cpus.is_empty() {
+                affinity::pin_to(cpus[i % cpus.len()]);
+            }
+        })
+}
+
+#[cfg(target_os = "linux")]
+mod affinity {
+    /// A cpu_set_t of glibc (1024 CPUs).
+    type CpuSet = [u64; 16];
+
+    unsafe extern "C" {
+        fn sched_getaffinity(pid: i32, size: usize, mask: *mut CpuSet) -> i32;
+        fn sched_setaffinity(pid: i32, size: usize, mask: *const CpuSet) -> i32;
+    }
+
+    /// The CPUs this process may run on, ascending (empty if unknown).
+    pub fn allowed_cpus() -> Vec<usize> {
+        let mut set: CpuSet = [0; 16];
+        // SAFETY: set is a writable cpu_set_t of the size passed.
+        if unsafe { sched_getaffinity(0, size_of::<CpuSet>(), &mut set) } != 0 {
+            return Vec::new();
+        }
+        (0..1024)
+            .filter(|&c| set[c / 64] >> (c % 64) & 1 == 1)
+            .collect()
+    }
+
+    /// Pins the calling thread to `cpu` (best effort: a refusal leaves it
+    /// unpinned).
+    pub fn pin_to(cpu: usize) {
+        let mut set: CpuSet = [0; 16];
+        set[cpu / 64] |= 1 << (cpu % 64);
+        // SAFETY: set is a cpu_set_t of the size passed; pid 0 is this thread.
+        unsafe { sched_setaffinity(0, size_of::<CpuSet>(), &set) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod affinity {
+    pub fn allowed_cpus() -> Vec<usize> {
+        Vec::new()
+    }
+    pub fn pin_to(_cpu: usize) {}
+}
+
 /// Least work per chunk, in elements touched: below this a thread's start-up
 /// and the join cost more than the chunk (a wake-up is a few microseconds,
 /// 16K elements at ~10 GB/s about six).
@@ -141,6 +231,23 @@ pub(crate) fn min_rows(elements_per_row: usize) -> usize {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn pinned_pool_runs_every_worker_on_an_allowed_cpu() {
+        let cpus = affinity::allowed_cpus();
+        let pool = pinned_pool(3).unwrap();
+        assert_eq!(pool.current_num_threads(), 3);
+        // each worker's own allowed set: its one CPU
+        let mut seen = pool.broadcast(|c| (c.index(), affinity::allowed_cpus()));
+        seen.sort();
+        assert_eq!(seen.len(), 3);
+        if cfg!(target_os = "linux") {
+            assert!(!cpus.is_empty());
+            for (i, own) in seen {
+                assert_eq!(own, [cpus[i % cpus.len()]], "worker {i}");
+            }
+        }
+    }
 
     #[test]
     fn chunks_cover_every_row_once() {

@@ -201,6 +201,9 @@ int main(void) {
     tfk_isa isa = TFK_ISA_AUTO;
     CALL(tfk_selected_isa(&isa));
     printf("libtfk %s, isa %d\n", tfk_version(), isa);
+    /* the library's pool, one pinned worker per CPU; only before first use */
+    CALL(tfk_init_pinned_pool(0));
+    CHECK(tfk_init_pinned_pool(0) == TFK_ERROR_INVALID_ARGUMENT, "a second pool is refused\n");
     for (int pass = 0; pass < 2; pass++) {
         /* second pass: calls may use every thread of the library's pool */
         tfk_set_threads(pass == 0 ? 1 : 0);

@@ -191,6 +191,14 @@ const char *tfk_version(void);
 // it.
 void tfk_set_threads(size_t threads);
 
+// Creates the library's pool (rayon's global pool) with `threads` workers
+// (0: one per CPU the process may run on), worker `i` pinned to the `i`-th
+// of those CPUs (Linux): an idle worker then cannot be queued behind a busy
+// one on the same core (docs/threads.md). Call it once, before any call that
+// uses threads; fails with [`TFK_ERROR_INVALID_ARGUMENT`] once the pool
+// exists (it is created on first use, unpinned).
+tfk_status tfk_init_pinned_pool(size_t threads);
+
 // Forces the instruction set of every later call in the process
 // ([`TFK_ISA_AUTO`] restores automatic choice). Fails with
 // [`TFK_ERROR_UNSUPPORTED`] if this CPU lacks it.

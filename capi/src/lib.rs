@@ -228,6 +228,20 @@ pub extern "C" fn tfk_set_threads(threads: usize) {
     THREADS.store(threads, Ordering::Relaxed);
 }
 
+/// Creates the library's pool (rayon's global pool) with `threads` workers
+/// (0: one per CPU the process may run on), worker `i` pinned to the `i`-th
+/// of those CPUs (Linux): an idle worker then cannot be queued behind a busy
+/// one on the same core (docs/threads.md). Call it once, before any call that
+/// uses threads; fails with [`TFK_ERROR_INVALID_ARGUMENT`] once the pool
+/// exists (it is created on first use, unpinned).
+#[unsafe(no_mangle)]
+pub extern "C" fn tfk_init_pinned_pool(threads: usize) -> tfk_status {
+    guard(|| {
+        transformer_kernels::parallel::pin_global_pool(threads)
+            .map_err(|e| Failure::invalid("thread pool", e))
+    })
+}
+
 /// Forces the instruction set of every later call in the process
 /// ([`TFK_ISA_AUTO`] restores automatic choice). Fails with
 /// [`TFK_ERROR_UNSUPPORTED`] if this CPU lacks it.

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use half::{bf16, f16};
 use transformer_kernels::softmax::{self, Algorithm, Softmax, Variant};
-use transformer_kernels::{Dtype, Element, Isa, isa};
+use transformer_kernels::{Dtype, Element, Isa, isa, parallel};
 
 struct Args {
     quick: bool,
@@ -45,6 +45,7 @@ struct Args {
     compare: Option<String>,
     max_regression: f64,
     threads: Option<usize>,
+    unpinned: bool,
     xnnpack: Option<String>,
 }
 
@@ -68,6 +69,7 @@ fn parse_args() -> Args {
         compare: None,
         max_regression: 0.25,
         threads: None,
+        unpinned: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -95,6 +97,7 @@ fn parse_args() -> Args {
                         .expect("--threads needs a count"),
                 )
             }
+            "--unpinned" => args.unpinned = true,
             "--crossover" => args.crossover = true,
             "--gpu-only" => args.gpu_only = true,
             "--accuracy" => args.accuracy = true,
@@ -128,7 +131,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--xnnpack BIN] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--unpinned] [--xnnpack BIN] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
                 );
                 std::process::exit(0);
             }
@@ -481,6 +484,11 @@ fn crossover(args: &Args) {
 
 fn main() {
     let args = parse_args();
+    // Worker i on CPU i (docs/threads.md: unpinned workers queued behind a
+    // busy one on this VM); --unpinned keeps the OS's placement.
+    if !args.unpinned {
+        parallel::pin_global_pool(0).expect("the global pool is not built yet");
+    }
     println!("# transformer-kernels microbenchmark report\n");
     println!(
         "cpu: {}; detected ISA: {}; single thread (except the thread-scaling section)",

@@ -49,7 +49,7 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
         .max(1);
     let scale = if quick { 4 } else { 1 };
     println!(
-        "\n## thread scaling: one call per family on 1..{cores} threads (rayon pool of {}), median of interleaved rounds\n",
+        "\n## thread scaling: one call per family on 1..{cores} threads (rayon pool of {}, workers pinned unless --unpinned), median of interleaved rounds\n",
         rayon::current_num_threads()
     );
 
