@@ -175,29 +175,44 @@ pub(crate) fn split_rows(
     min_rows: usize,
     run: impl Fn(usize, usize) + Sync,
 ) {
+    let workers = threads.count().min(rows / min_rows.max(1));
+    share(workers, rows, min_rows, |_, start, count| run(start, count));
+}
+
+/// Runs `run(slot, start, count)` over `rows` rows cut into blocks of at
+/// least `min_rows` rows (all but the last), on at most `workers` workers
+/// numbered from 0 by `slot` (the index of the worker's own scratch, below
+/// `workers`; the caller's thread is slot 0), each taking the next block from
+/// a shared counter until none is left.
+pub(crate) fn share(
+    workers: usize,
+    rows: usize,
+    min_rows: usize,
+    run: impl Fn(usize, usize, usize) + Sync,
+) {
     let min_rows = min_rows.max(1);
-    let workers = threads.count().min(rows / min_rows).max(1);
+    let workers = workers.min(rows.div_ceil(min_rows)).max(1);
     if workers == 1 {
-        run(0, rows);
+        run(0, 0, rows);
         return;
     }
     let block = min_rows.max(rows.div_ceil(workers * BLOCKS_PER_WORKER));
     let next = AtomicUsize::new(0);
-    let take = || {
+    let take = |slot: usize| {
         loop {
             let start = next.fetch_add(block, Ordering::Relaxed);
             if start >= rows {
                 break;
             }
-            run(start, block.min(rows - start));
+            run(slot, start, block.min(rows - start));
         }
     };
     let take = &take;
     rayon::scope(|s| {
-        for _ in 1..workers {
-            s.spawn(move |_| take());
+        for slot in 1..workers {
+            s.spawn(move |_| take(slot));
         }
-        take();
+        take(0);
     });
 }
 

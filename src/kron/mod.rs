@@ -44,7 +44,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, split_into};
+use crate::parallel::{Shared, Threads, min_rows, share};
 
 /// A prepared transform `x -> (x * smooth) (P1 kron P2)`: the factors packed
 /// for the kernels (P1 transposed), the Hadamard normalisation folded into
@@ -429,7 +429,7 @@ impl<'a, T: Element> KronCall<'a, T> {
             clip: self.clip,
             workspace: ws.as_mut_ptr().cast(),
         });
-        split_into(chunks, tokens, |slot, start, count| {
+        share(chunks, tokens, min_rows(n), |slot, start, count| {
             let mut c = p.get();
             let e = std::mem::size_of::<T>();
             c.x = c.x.cast::<u8>().wrapping_add(start * n * e).cast();

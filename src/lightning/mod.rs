@@ -41,7 +41,7 @@ use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, split_into, split_rows};
+use crate::parallel::{Shared, Threads, min_rows, share, split_rows};
 use crate::shape::expect_len;
 
 /// Largest head dimension (`dk`, `dv`) the kernels take.
@@ -525,7 +525,7 @@ impl Part {
         let chunks = threads.count().min(units).max(1);
         with_workspace(ws, need, chunks, |w, chunks| {
             let w = Shared(w);
-            split_into(chunks, units, |slot, start, count| {
+            share(chunks, units, 1, |slot, start, count| {
                 let u = start as isize;
                 let state = (start * self.state_stride) as isize;
                 let (qk, vo, state, decay, offsets) = if self.by_heads {

@@ -62,7 +62,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, split_into};
+use crate::parallel::{Shared, Threads, min_rows, share, split_into};
 use crate::shape::expect_len;
 
 /// LLM.int8()'s default outlier threshold.
@@ -805,11 +805,12 @@ impl<'a> Int8Matmul<'a> {
             xo: ws.xo.as_mut_ptr(),
             workspace: ws.row.as_mut_ptr(),
         });
-        // Parts of whole 32-row blocks (the last part zeroes the padding
-        // rows up to round_up(m, 32)), each with its own row buffer.
+        // Shared blocks of whole 32-row blocks (the one holding row m - 1
+        // zeroes the padding rows up to round_up(m, 32)), each worker with
+        // its own row buffer.
         let blocks = m.div_ceil(32);
-        let parts = q_threads.min(m / min_rows(w.k)).clamp(1, blocks);
-        split_into(parts, blocks, |slot, start, count| {
+        let min_blocks = min_rows(w.k).div_ceil(32);
+        share(q_threads, blocks, min_blocks, |slot, start, count| {
             let mut c = qp.get();
             let r = start * 32;
             c.rows = (count * 32).min(m - r);
