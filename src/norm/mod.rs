@@ -531,12 +531,8 @@ impl<'a> Norm<'a> {
         split_rows(self.threads, c.rows.rows, min_rows(cols), |start, rows| {
             let mut p = p.get();
             let e = std::mem::size_of::<T>();
-            p.x = at(p.x.cast_mut().cast::<u8>(), start, p.x_stride * e)
-                .cast_const()
-                .cast();
-            p.residual = at(p.residual.cast_mut().cast::<u8>(), start, cols * e)
-                .cast_const()
-                .cast();
+            p.x = at_const(p.x.cast::<u8>(), start, p.x_stride * e).cast();
+            p.residual = at_const(p.residual.cast::<u8>(), start, cols * e).cast();
             p.h = at(p.h.cast::<u8>(), start, cols * e).cast();
             p.y = at(p.y.cast::<u8>(), start, p.y_stride * e).cast();
             p.q = at(p.q, start, cols);
@@ -832,18 +828,12 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
         let run_rows = |start: usize, count: usize, partial: *mut f64| {
             let mut q = p.get();
             let e = std::mem::size_of::<T>();
-            q.dy = at(q.dy.cast_mut().cast::<u8>(), start, cols * e)
-                .cast_const()
-                .cast();
-            q.h = at(q.h.cast_mut().cast::<u8>(), start, cols * e)
-                .cast_const()
-                .cast();
-            q.dh = at(q.dh.cast_mut().cast::<u8>(), start, cols * e)
-                .cast_const()
-                .cast();
+            q.dy = at_const(q.dy.cast::<u8>(), start, cols * e).cast();
+            q.h = at_const(q.h.cast::<u8>(), start, cols * e).cast();
+            q.dh = at_const(q.dh.cast::<u8>(), start, cols * e).cast();
             q.dx = at(q.dx.cast::<u8>(), start, cols * e).cast();
-            q.mean = at(q.mean.cast_mut(), start, 1).cast_const();
-            q.rstd = at(q.rstd.cast_mut(), start, 1).cast_const();
+            q.mean = at_const(q.mean, start, 1);
+            q.rstd = at_const(q.rstd, start, 1);
             q.rows = count;
             if want_g {
                 q.dgamma_acc = partial;
@@ -929,6 +919,11 @@ fn at<P>(ptr: *mut P, start: usize, stride: usize) -> *mut P {
     } else {
         ptr.wrapping_add(start * stride)
     }
+}
+
+/// [`at`] for a buffer the kernel reads.
+fn at_const<P>(ptr: *const P, start: usize, stride: usize) -> *const P {
+    at(ptr.cast_mut(), start, stride).cast_const()
 }
 
 /// Units of f32 roundoff in the row statistics: a block of 2048 elements is
