@@ -448,7 +448,7 @@ tfk_status tfk_norm_forward_strided(const struct tfk_norm *norm,
 // overwritten; summed over rows in a fixed order). CRMSNorm has no backward.
 // `workspace`: NULL (a call with dgamma or dbeta allocates its f64 sums) or
 // `workspace_len >=` [`tfk_norm_backward_workspace_doubles`]`(rows, cols)`.
-// With [`tfk_set_threads`] above 1 the rows split across threads; dgamma
+// With `tfk_set_threads` above 1 the rows split across threads; dgamma
 // and dbeta are the same bits for every thread count.
 //
 // # Safety
@@ -471,7 +471,7 @@ tfk_status tfk_norm_backward(const struct tfk_norm *norm,
                              size_t workspace_len);
 
 // Doubles of workspace a [`tfk_norm_backward`] call on `rows x cols` with
-// dgamma or dbeta needs at the current [`tfk_set_threads`] setting: `2 * cols`
+// dgamma or dbeta needs at the current `tfk_set_threads` setting: `2 * cols`
 // up to 256 rows, `4 * cols` on one thread, up to `128 * cols` on several (one
 // `2 * cols` partial sum per chunk of rows). A workspace of the one-thread
 // size runs the call on one thread.
