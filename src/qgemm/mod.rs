@@ -575,13 +575,14 @@ impl Int8Workspace {
     /// Room for calls of up to `max_m` rows and up to `max_outliers` outlier
     /// columns (raised to the fixed set's size in fixed mode), and for the
     /// activation quantizer on up to as many threads as this machine has
-    /// cores (a k-float buffer each).
+    /// cores, at most 64 (a k-float buffer each).
     pub fn new(w: &Int8Weight, max_m: usize, max_outliers: usize) -> Result<Int8Workspace> {
         let max_outliers = max_outliers
             .min(w.k)
             .max(w.fixed_outliers().map_or(0, |c| c.len()));
         let ovf = Error::Overflow { what: "workspace" };
-        let row_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // one per core, at most 64 (the quantizer is a small part of a call)
+        let row_slots = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
         let rows = row_slots.checked_mul(w.k).ok_or(ovf.clone())?;
         let q_rows = max_m.max(1).div_ceil(32) * 32;
         let q_stride = w.k_pad + 64;
