@@ -169,7 +169,7 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
             }),
         ),
         (
-            "lightning decode bf16 16 seqs x 32 heads x 128 x 128",
+            "lightning decode bf16 16x32 heads, 128x128",
             Box::new(|t| {
                 Lightning::new()
                     .threads(t)
@@ -187,7 +187,7 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
             }),
         ),
         (
-            "LLM.int8() m=256 4096x4096 (outliers found per call)",
+            "LLM.int8() m=256 4096x4096 (dynamic outliers)",
             Box::new(|t| {
                 iwd.matmul(&mut iwsd)
                     .threads(t)
