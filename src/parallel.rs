@@ -190,21 +190,42 @@ pub(crate) fn share(
     min_rows: usize,
     run: impl Fn(usize, usize, usize) + Sync,
 ) {
+    share_with(
+        workers,
+        rows,
+        min_rows,
+        |_| (),
+        |_, slot, start, count| run(slot, start, count),
+    );
+}
+
+/// [`share`] with a state per worker, made by `init(slot)` before its first
+/// block and handed to each of its blocks in turn (`run(state, slot, start,
+/// count)`): for work that prepares something once per worker (a converted
+/// input in the worker's scratch) and reuses it on every block it takes.
+pub(crate) fn share_with<S>(
+    workers: usize,
+    rows: usize,
+    min_rows: usize,
+    init: impl Fn(usize) -> S + Sync,
+    run: impl Fn(&mut S, usize, usize, usize) + Sync,
+) {
     let min_rows = min_rows.max(1);
     let workers = workers.min(rows.div_ceil(min_rows)).max(1);
     if workers == 1 {
-        run(0, 0, rows);
+        run(&mut init(0), 0, 0, rows);
         return;
     }
     let block = min_rows.max(rows.div_ceil(workers * BLOCKS_PER_WORKER));
     let next = AtomicUsize::new(0);
     let take = |slot: usize| {
+        let mut state = init(slot);
         loop {
             let start = next.fetch_add(block, Ordering::Relaxed);
             if start >= rows {
                 break;
             }
-            run(slot, start, block.min(rows - start));
+            run(&mut state, slot, start, block.min(rows - start));
         }
     };
     let take = &take;

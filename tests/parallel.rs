@@ -348,17 +348,25 @@ fn qgemm_threads_change_nothing() {
             assert_eq!(ws.quantized_row(m - 1), want_q, "q m={m} {t:?}");
         }
     }
+    // Several runs of channels per worker, each worker converting x once:
+    // on the VNNI and the SIMD kernel, and with an x the SIMD kernel scales
+    // weight by weight (a value >= 2^100, which overflows the other way).
+    let (n, k) = (1000, 512);
+    let w = values::<f32>(12, n * k, 1.0);
+    let plain = values::<f32>(13, 3 * k, 1.0);
+    let mut huge = plain.clone();
+    huge[k + 5] = 1.7e38;
     for bits_ in [8u32, 4] {
-        let (n, k) = (1000, 512);
-        let w = values::<f32>(12, n * k, 1.0);
         let qw = QuantizedWeight::quantize(&w, n, k, bits_, 128).unwrap();
-        let x = values::<f32>(13, 3 * k, 1.0);
-        let mut want = zeros::<f32>(3 * n);
-        qw.gemv(&x).run(&mut want).unwrap();
-        for t in THREADS {
-            let mut got = zeros::<f32>(3 * n);
-            qw.gemv(&x).threads(t).run(&mut got).unwrap();
-            assert_eq!(bits(&got), bits(&want), "gemv int{bits_} {t:?}");
+        for (x, vnni) in [(&plain, true), (&plain, false), (&huge, false)] {
+            let mut want = zeros::<f32>(3 * n);
+            qw.gemv(x).vnni(vnni).run(&mut want).unwrap();
+            assert!(want.iter().all(|v| v.is_finite()));
+            for t in THREADS {
+                let mut got = zeros::<f32>(3 * n);
+                qw.gemv(x).vnni(vnni).threads(t).run(&mut got).unwrap();
+                assert_eq!(bits(&got), bits(&want), "gemv int{bits_} vnni {vnni} {t:?}");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use half::{bf16, f16};
 use proptest::prelude::*;
+use transformer_kernels::parallel::Threads;
 use transformer_kernels::qgemm::weight_only::{QuantizedWeight, WeightLayout};
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::qgemm as rq;
@@ -162,6 +163,26 @@ fn threshold_boundary_decides_outliers() {
             let cols = run_and_check::<f32, f32>(&x, &w, &weight, None, b, isa);
             assert_eq!(cols, vec![5, 9], "{} {}", b.name(), isa.name());
             assert_eq!(cols, rq::outlier_columns(&x, m, k, 6.0));
+        }
+    }
+}
+
+/// A workspace reused for a call whose X has other outlier columns (or none)
+/// finds that call's columns only, on one thread and several.
+#[test]
+fn reused_workspace_forgets_earlier_outliers() {
+    let (m, n, k) = (300, 24, 256);
+    let w = uniform_values(5, n * k, 1.0);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    let first = activations(6, m, k, &[(0, 3, 9.0), (299, 77, f32::NAN)]);
+    let second = activations(7, m, k, &[(150, 8, -7.0)]);
+    let quiet = activations(8, m, k, &[]);
+    let mut ws = Int8Workspace::new(&weight, m, 4).unwrap();
+    let mut y = vec![0f32; m * n];
+    for t in [Threads::Single, Threads::Count(4)] {
+        for (x, want) in [(&first, vec![3, 77]), (&second, vec![8]), (&quiet, vec![])] {
+            weight.matmul(&mut ws).threads(t).run(x, &mut y).unwrap();
+            assert_eq!(ws.outlier_columns(), want, "{t:?}");
         }
     }
 }

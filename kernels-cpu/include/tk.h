@@ -473,8 +473,9 @@ typedef struct tk_qgemm_quant_params {
     float *workspace;
 } tk_qgemm_quant_params;
 
-/* colmax[c] = max over rows of |x[r][c]|, NaN when any is NaN (the outlier
- * test is !(colmax < threshold)). */
+/* colmax[c] = max(colmax[c], max over rows of |x[r][c]|), NaN when any is
+ * NaN (the outlier test is !(colmax < threshold)). The caller sets colmax
+ * (zeros) before the first call; later calls on more rows merge into it. */
 typedef struct tk_qgemm_colmax_params {
     const void *x;
     size_t x_stride; /* elements */
@@ -516,6 +517,12 @@ typedef struct tk_wgemv_params {
     void *y;
     size_t y_stride; /* elements */
     float *workspace;
+    /* Nonzero: the workspace already holds this kernel's conversion of this
+     * x (a call of the same kernel and dtype on the same x, m, k, group, bits
+     * and layout, through this workspace, did the whole product, and nothing
+     * wrote the workspace since), so the call skips the conversion: a split
+     * of the channels into several calls converts x once. */
+    int x_ready;
 } tk_wgemv_params;
 
 size_t tk_wgemv_workspace_floats(size_t m, size_t k);

@@ -25,7 +25,7 @@ const size_t tk_qgemm_variant_count = sizeof(tk_qgemm_variants) / sizeof(tk_qgem
 static size_t tk_wgemv_amx_cols(size_t m) { return m <= 5 ? 3 * m : m <= 8 ? 2 * m : m <= 16 ? m : 0; }
 
 size_t tk_wgemv_workspace_floats(size_t m, size_t k) {
-    const size_t simd = m * k + k + 15; /* X widened, a group's de-interleave, alignment */
+    const size_t simd = m * k + k + 1 + 15; /* X widened, a group's de-interleave, the verdict, alignment */
     const size_t cols = tk_wgemv_amx_cols(m);
     /* X as bf16 pairs (k / 2 x cols dwords), twice 16 KiB of W tiles, 4 KiB
      * of span sums and 1 KiB of accumulators, alignment of the start and of

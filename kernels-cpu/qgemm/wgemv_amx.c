@@ -229,7 +229,7 @@ int tk_wgemv_int4_amx(const tk_wgemv_params *p, tk_dtype dt) {
     uint16_t *abuf = (uint16_t *)(ws + ((k / 2 * cols * 4 + 63) & ~(size_t)63));
     const size_t a_len = TK_WAMX_SPANS * 4 * 16 * 32, c_len = TK_WAMX_SPANS * 16 * 16;
     float *cbuf = (float *)(abuf + 2 * a_len), *acc = cbuf + 2 * c_len;
-    if (!tk_wamx_prepare_x(p, dt, parts, b)) return 0;
+    if (!p->x_ready && !tk_wamx_prepare_x(p, dt, parts, b)) return 0;
 
     uint16_t tab[32];
     for (int i = 0; i < 32; i++) tab[i] = tk_f32_to_bf16((float)(((i & 15) ^ 8) - 8));

@@ -261,29 +261,36 @@ static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const 
     for (size_t i = 0; i < mi; i++) store_y(p, dt, i0 + i, 16 * b, ylo[i], yhi[i]);
 }
 
+/* Splits every row of X into the workspace; 0 when some group cannot be
+ * split exactly. One digit count per group for all rows: a row with fewer
+ * gets zero planes above its own (the same D). */
+static int split_x_of(const tk_wgemv_params *p, tk_dtype dtype, const split_x *s) {
+    const size_t groups = p->k / p->group;
+    for (size_t i = 0; i < p->m; i++)
+        if (!split_row(p, dtype, s, i)) return 0;
+    int32_t *nds = s->most;
+    for (size_t gi = 0; gi < groups; gi++) {
+        nds[gi] = TK_WVNNI_MIN_DIGITS;
+        for (size_t i = 0; i < p->m; i++)
+            if (s->digits[i * groups + gi] > nds[gi]) nds[gi] = s->digits[i * groups + gi];
+    }
+    for (size_t i = 0; i < p->m; i++)
+        for (size_t gi = 0; gi < groups; gi++)
+            for (int d = s->digits[i * groups + gi]; d < nds[gi]; d++) {
+                for (size_t l = gi * p->group / 4; l < (gi + 1) * p->group / 4; l++)
+                    memset(s->planes + (i * (p->k / 4) + l) * TK_WVNNI_LINE + 4 * d, 0, 4);
+                s->corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + d] = 0;
+            }
+    return 1;
+}
+
 int tk_wgemv_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
     if (!(p->w_bits == 8 || (p->w_bits == 4 && p->w_panels)) || p->m == 0 || p->m > TK_WVNNI_MAX_ROWS ||
         p->group > TK_WVNNI_MAX_GROUP)
         return 0;
     const split_x s = split_layout(p);
-    const size_t groups = p->k / p->group;
-    for (size_t i = 0; i < p->m; i++)
-        if (!split_row(p, dtype, &s, i)) return 0;
-    /* One digit count per group for all rows: a row with fewer gets zero
-     * planes above its own (the same D). */
-    int32_t *nds = s.most;
-    for (size_t gi = 0; gi < groups; gi++) {
-        nds[gi] = TK_WVNNI_MIN_DIGITS;
-        for (size_t i = 0; i < p->m; i++)
-            if (s.digits[i * groups + gi] > nds[gi]) nds[gi] = s.digits[i * groups + gi];
-    }
-    for (size_t i = 0; i < p->m; i++)
-        for (size_t gi = 0; gi < groups; gi++)
-            for (int d = s.digits[i * groups + gi]; d < nds[gi]; d++) {
-                for (size_t l = gi * p->group / 4; l < (gi + 1) * p->group / 4; l++)
-                    memset(s.planes + (i * (p->k / 4) + l) * TK_WVNNI_LINE + 4 * d, 0, 4);
-                s.corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + d] = 0;
-            }
+    const int32_t *nds = s.most;
+    if (!p->x_ready && !split_x_of(p, dtype, &s)) return 0;
     /* Rows in passes of up to 4 over each panel (the panel stays in L2). */
     const int int4 = p->w_bits == 4;
     for (size_t b = 0; b < (p->n + 15) / 16; b++)

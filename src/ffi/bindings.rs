@@ -918,10 +918,11 @@ pub struct tk_wgemv_params {
     pub y: *mut ::std::os::raw::c_void,
     pub y_stride: usize,
     pub workspace: *mut f32,
+    pub x_ready: ::std::os::raw::c_int,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of tk_wgemv_params"][::std::mem::size_of::<tk_wgemv_params>() - 112usize];
+    ["Size of tk_wgemv_params"][::std::mem::size_of::<tk_wgemv_params>() - 120usize];
     ["Alignment of tk_wgemv_params"][::std::mem::align_of::<tk_wgemv_params>() - 8usize];
     ["Offset of field: tk_wgemv_params::x"][::std::mem::offset_of!(tk_wgemv_params, x) - 0usize];
     ["Offset of field: tk_wgemv_params::x_stride"]
@@ -947,6 +948,8 @@ const _: () = {
         [::std::mem::offset_of!(tk_wgemv_params, y_stride) - 96usize];
     ["Offset of field: tk_wgemv_params::workspace"]
         [::std::mem::offset_of!(tk_wgemv_params, workspace) - 104usize];
+    ["Offset of field: tk_wgemv_params::x_ready"]
+        [::std::mem::offset_of!(tk_wgemv_params, x_ready) - 112usize];
 };
 unsafe extern "C" {
     pub fn tk_wgemv_workspace_floats(m: usize, k: usize) -> usize;

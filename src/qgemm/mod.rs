@@ -728,14 +728,19 @@ impl<'a> Int8Matmul<'a> {
             }
             None if m == 0 => 0,
             None => {
-                // Column maxima of row ranges, one per thread (the first in
-                // colmax, the others in the row buffers), then merged: a max
-                // (NaN kept) is the same for any split.
+                // Column maxima, one running set per thread (the first in
+                // colmax, the others in the row buffers) that each block of
+                // rows the thread takes merges into, then merged: a max (NaN
+                // kept) is the same for any split.
                 let k = w.k;
                 let parts = q_threads.min(m / min_rows(k)).max(1);
+                ws.colmax.fill(0.0);
+                for part in ws.row.chunks_exact_mut(k).take(parts - 1) {
+                    part.fill(0.0);
+                }
                 let (colmax, rowbuf) =
                     (Shared(ws.colmax.as_mut_ptr()), Shared(ws.row.as_mut_ptr()));
-                split_into(parts, m, |slot, start, count| {
+                share(parts, m, min_rows(k), |slot, start, count| {
                     let p = ffi::tk_qgemm_colmax_params {
                         x: x[start * k..].as_ptr().cast(),
                         x_stride: k,
@@ -747,9 +752,10 @@ impl<'a> Int8Matmul<'a> {
                             rowbuf.get().wrapping_add((slot - 1) * k)
                         },
                     };
-                    // SAFETY: x holds m x k elements of T, this part rows
-                    // start .. start + count; colmax k floats, and the row
-                    // buffers q_threads >= parts of k floats.
+                    // SAFETY: x holds m x k elements of T, this block rows
+                    // start .. start + count; colmax k floats and the row
+                    // buffers q_threads >= parts of k floats, slot s < parts
+                    // used by one worker only.
                     unsafe { (variant.colmax)(&p) };
                 });
                 for part in ws.row.chunks_exact(k).take(parts - 1) {

@@ -50,7 +50,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::Isa;
-use crate::parallel::{Shared, Threads, split_into};
+use crate::parallel::{Shared, Threads, share_with};
 use crate::shape::expect_len;
 
 /// How a [`QuantizedWeight`] stores its values (tk.h: `tk_wgemv_params`).
@@ -406,8 +406,11 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
     }
 
     /// Split the output channels, in blocks of 16, across threads (default
-    /// [`Threads::Single`]): each thread streams its share of W. Each needs
-    /// its own [`QuantizedWeight::workspace_floats`]; a caller workspace
+    /// [`Threads::Single`]): the threads take runs of channel blocks (at
+    /// least 64 KiB of W each) from a shared counter, so a thread that
+    /// starts late leaves its runs to the others; each thread converts x
+    /// once, into its own [`QuantizedWeight::workspace_floats`] of the
+    /// workspace, and reuses it on every run it takes. A caller workspace
     /// shorter than `threads` of them limits the threads to what it holds.
     /// The result does not depend on it.
     pub fn threads(mut self, threads: Threads) -> Self {
@@ -476,34 +479,70 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             y: y.as_mut_ptr().cast(),
             y_stride: w.n,
             workspace: ws.as_mut_ptr(),
+            x_ready: 0,
         });
         let blocks = w.n.div_ceil(16);
-        split_into(chunks, blocks, |slot, start, count| {
-            let mut c = p.get();
-            let j = start * 16;
-            c.n = (count * 16).min(w.n - j);
-            c.w = c.w.cast::<u8>().wrapping_add(j * c.w_stride).cast();
-            c.w_scale = c.w_scale.wrapping_add(j * (w.k / w.group));
-            if !c.bias.is_null() {
-                c.bias = c.bias.wrapping_add(j);
-            }
-            c.y = c.y.cast::<T>().wrapping_add(j).cast();
-            c.workspace = c.workspace.wrapping_add(slot * need);
-            // SAFETY: x holds m x k elements, y m x n (exclusive; a chunk writes
-            // its channels j .. j + c.n of each row, y_stride n apart), W n rows
-            // of row_bytes and n x k / group scales, bias n, each chunk's
-            // workspace slot tk_wgemv_workspace_floats(m, k) floats; group is a
-            // multiple of 32 dividing k (checked at quantization). The AMX
-            // and VNNI kernels write nothing but the workspace when they decline.
-            unsafe {
-                let done = (amx && amx_int4(&c, T::DTYPE)) || (vnni && vnni_gemv(&c, T::DTYPE));
-                if !done {
-                    (variant.wgemv)(&c)
+        // Each worker converts x into its own workspace slot on its first
+        // run of channels (the kernel that takes the call: AMX, VNNI or
+        // SIMD, the same for every run as it depends on x only) and reuses
+        // the conversion on its later runs.
+        share_with(
+            chunks,
+            blocks,
+            min_blocks,
+            |_| None,
+            |path: &mut Option<Path>, slot, start, count| {
+                let mut c = p.get();
+                let j = start * 16;
+                c.n = (count * 16).min(w.n - j);
+                c.w = c.w.cast::<u8>().wrapping_add(j * c.w_stride).cast();
+                c.w_scale = c.w_scale.wrapping_add(j * (w.k / w.group));
+                if !c.bias.is_null() {
+                    c.bias = c.bias.wrapping_add(j);
                 }
-            };
-        });
+                c.y = c.y.cast::<T>().wrapping_add(j).cast();
+                c.workspace = c.workspace.wrapping_add(slot * need);
+                c.x_ready = path.is_some() as i32;
+                // SAFETY: x holds m x k elements, y m x n (exclusive; a run
+                // writes its channels j .. j + c.n of each row, y_stride n
+                // apart), W n rows of row_bytes and n x k / group scales,
+                // bias n, each worker's workspace slot
+                // tk_wgemv_workspace_floats(m, k) floats, its own; group is a
+                // multiple of 32 dividing k (checked at quantization). The
+                // AMX and VNNI kernels write nothing but the workspace when
+                // they decline. x_ready only after the same kernel converted
+                // this x into this slot.
+                unsafe {
+                    let took = |kernel| match kernel {
+                        Path::Amx => amx && amx_int4(&c, T::DTYPE),
+                        Path::Vnni => vnni && vnni_gemv(&c, T::DTYPE),
+                        Path::Simd => {
+                            (variant.wgemv)(&c);
+                            true
+                        }
+                    };
+                    *path = match *path {
+                        Some(kernel) => {
+                            took(kernel);
+                            Some(kernel)
+                        }
+                        None => [Path::Amx, Path::Vnni, Path::Simd]
+                            .into_iter()
+                            .find(|&kernel| took(kernel)),
+                    };
+                }
+            },
+        );
         Ok(())
     }
+}
+
+/// The kernel that took a weight-only call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Amx,
+    Vnni,
+    Simd,
 }
 
 /// Runs `p` on the AVX-512 VNNI int8 kernel; false when it declined.
