@@ -163,7 +163,7 @@ unsafe impl<P> Sync for Shared<P> {}
 /// core woken up: on a virtual machine, a halted vCPU can take milliseconds;
 /// or a core busy with something else) leaves its blocks to the others
 /// instead of holding a fixed share of the call back.
-const BLOCKS_PER_WORKER: usize = 4;
+pub(crate) const BLOCKS_PER_WORKER: usize = 4;
 
 /// Runs `run(start, count)` over `rows` rows cut into blocks of at least
 /// `min_rows` rows (all but the last), on at most `threads.count()` workers
@@ -234,27 +234,6 @@ pub(crate) fn share_with<S>(
             s.spawn(move |_| take(slot));
         }
         take(0);
-    });
-}
-
-/// Runs `run(slot, start, count)` over `rows` rows cut into at most `chunks`
-/// contiguous parts numbered from 0 by `slot` (the index of the part's own
-/// scratch, below `chunks`); the caller's thread takes part 0. A fixed share
-/// per part, for calls whose parts each pay a set-up (a weight stream, a
-/// converted input) that smaller blocks would repeat.
-pub(crate) fn split_into(chunks: usize, rows: usize, run: impl Fn(usize, usize, usize) + Sync) {
-    let chunks = chunks.min(rows).max(1);
-    if chunks == 1 {
-        run(0, 0, rows);
-        return;
-    }
-    let per = rows.div_ceil(chunks);
-    let run = &run;
-    rayon::scope(|s| {
-        for (i, start) in (per..rows).step_by(per).enumerate() {
-            s.spawn(move |_| run(i + 1, start, per.min(rows - start)));
-        }
-        run(0, 0, per);
     });
 }
 

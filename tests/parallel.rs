@@ -9,7 +9,7 @@ use transformer_kernels::lightning::{Grads, Layout, Lightning, Shape};
 use transformer_kernels::norm::Norm;
 use transformer_kernels::parallel::Threads;
 use transformer_kernels::qgemm::weight_only::QuantizedWeight;
-use transformer_kernels::qgemm::{Int8Weight, Int8Workspace, Outliers};
+use transformer_kernels::qgemm::{Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::softmax::Softmax;
 use transformer_kernels::{Dtype, Element};
@@ -313,6 +313,45 @@ fn lightning_threads_change_nothing() {
         lightning_case(Shape::batch(1, 150, 5, 32, 16), layout); // by heads
         lightning_case(Shape::packed(&offsets, 2, 16, 16), layout); // packed sequences
         lightning_case(Shape::packed(&[0, 130], 3, 16, 16), layout); // one packed sequence, by heads
+    }
+}
+
+/// The LLM.int8() product in tiles of row parts x channel runs: every
+/// backend here, a channel count no strip width divides, fixed and dynamic
+/// outliers, a bias; from one row (channels alone split) to several parts.
+#[test]
+fn int8_product_tiles_change_nothing() {
+    let (n, k) = (1000, 512);
+    let w = values::<f32>(14, n * k, 1.0);
+    let bias = values::<f32>(15, n, 1.0);
+    let weights = [
+        Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap(),
+        Int8Weight::prepare(&w, n, k, Outliers::Fixed(vec![3, 300])).unwrap(),
+    ];
+    for iw in &weights {
+        for backend in Backend::ALL.into_iter().filter(|b| b.is_available()) {
+            for m in [1usize, 7, 40, 100] {
+                let mut x = values::<f32>(16, m * k, 2.0);
+                x[m / 2 * k + 11] = 9.0;
+                let mut ws = Int8Workspace::new(iw, m, 8).unwrap();
+                let mut want = zeros::<bf16>(m * n);
+                iw.matmul(&mut ws)
+                    .backend(backend)
+                    .bias(&bias)
+                    .run(&x, &mut want)
+                    .unwrap();
+                for t in THREADS {
+                    let mut got = zeros::<bf16>(m * n);
+                    iw.matmul(&mut ws)
+                        .backend(backend)
+                        .bias(&bias)
+                        .threads(t)
+                        .run(&x, &mut got)
+                        .unwrap();
+                    assert!(bits(&got) == bits(&want), "{} m={m} {t:?}", backend.name());
+                }
+            }
+        }
     }
 }
 

@@ -568,9 +568,11 @@ extern const size_t tk_qgemm_variant_count;
  * in f32, stored as y_dtype (f32, f16, bf16; round to nearest even). a: the
  * quantizer's q (k a multiple of 64, padded columns 0; the AMX kernel reads
  * rows up to m rounded up to 32, which the quantizer zeroes). w: packed by
- * tk_qgemm_pack_weight. wo: n_outliers rows of n_pad f32 (the outlier columns
- * of W, transposed). With acc non-NULL the kernel writes the exact int32
- * products there (acc_stride elements per row) instead of y.
+ * tk_qgemm_pack_weight. wo: n_outliers rows of wo_stride f32 (the outlier
+ * columns of W, transposed). With acc non-NULL the kernel writes the exact
+ * int32 products there (acc_stride elements per row) instead of y. A range
+ * of channels j0 .. j0 + n (j0 a multiple of 32) is a call with w + j0 k,
+ * w_scale + j0, wo + j0, bias + j0 and y + j0.
  */
 typedef struct tk_qgemm_params {
     size_t m;
@@ -585,6 +587,7 @@ typedef struct tk_qgemm_params {
     const float *xo;
     size_t n_outliers;
     const float *wo;
+    size_t wo_stride; /* floats between rows of wo (n_pad of the whole weight, so a call may take a range of channels) */
     const float *bias;
     void *y;
     size_t y_stride; /* elements */

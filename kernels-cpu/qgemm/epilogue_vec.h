@@ -18,7 +18,7 @@
 /* sums: the block's int32 products, row r at sums + r * stride (ints). */
 static TK_ALWAYS_INLINE void tk_qgemm_epilogue(const tk_qgemm_params *p, size_t i0, size_t j0, const int32_t *sums,
                                                size_t stride, const size_t mr, const size_t nv) {
-    const size_t no = p->n_outliers, n_pad = (p->n + 31) / 32 * 32; /* tk_qgemm_n_pad */
+    const size_t no = p->n_outliers, n_pad = p->wo_stride;
     size_t width[TK_EPI_MAX_VECS];
     int32_t corr[TK_EPI_MAX_ROWS];
 #pragma GCC unroll 4

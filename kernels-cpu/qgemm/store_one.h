@@ -13,7 +13,7 @@ static inline void tk_qgemm_store_one(const tk_qgemm_params *p, size_t i, size_t
         return;
     }
     float v = (float)acc * (p->a_scale[i] * p->w_scale[j]);
-    for (size_t o = 0; o < p->n_outliers; o++) v += p->xo[i * p->n_outliers + o] * p->wo[o * ((p->n + 31) / 32 * 32) + j];
+    for (size_t o = 0; o < p->n_outliers; o++) v += p->xo[i * p->n_outliers + o] * p->wo[o * p->wo_stride + j];
     if (p->bias) v += p->bias[j];
     switch (p->y_dtype) {
     case TK_DTYPE_F32: ((float *)p->y)[i * p->y_stride + j] = v; break;

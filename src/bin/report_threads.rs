@@ -97,6 +97,8 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
     let w = uniform_values(4, nk * nk, 1.0);
     let iw = Int8Weight::prepare(&w, nk, nk, Outliers::Fixed(vec![7, 1000])).expect("weight");
     let mut iws = Int8Workspace::new(&iw, m, 2).expect("workspace");
+    let mut iws16 = Int8Workspace::new(&iw, 16, 2).expect("workspace");
+    let mut ym16 = vec![0f32; 16 * nk];
     let iwd =
         Int8Weight::prepare(&w, nk, nk, Outliers::Dynamic { threshold: 6.0 }).expect("weight");
     let mut iwsd = Int8Workspace::new(&iwd, m, 64).expect("workspace");
@@ -183,6 +185,15 @@ pub fn report(quick: bool, filter: Option<&str>, max: Option<usize>) -> Vec<Thre
                 iw.matmul(&mut iws)
                     .threads(t)
                     .run(&xm, &mut ym)
+                    .expect("int8")
+            }),
+        ),
+        (
+            "LLM.int8() m=16 4096x4096 (fixed outliers)",
+            Box::new(|t| {
+                iw.matmul(&mut iws16)
+                    .threads(t)
+                    .run(&xm[..16 * nk], &mut ym16)
                     .expect("int8")
             }),
         ),

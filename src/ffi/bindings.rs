@@ -1088,6 +1088,7 @@ pub struct tk_qgemm_params {
     pub xo: *const f32,
     pub n_outliers: usize,
     pub wo: *const f32,
+    pub wo_stride: usize,
     pub bias: *const f32,
     pub y: *mut ::std::os::raw::c_void,
     pub y_stride: usize,
@@ -1098,7 +1099,7 @@ pub struct tk_qgemm_params {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of tk_qgemm_params"][::std::mem::size_of::<tk_qgemm_params>() - 152usize];
+    ["Size of tk_qgemm_params"][::std::mem::size_of::<tk_qgemm_params>() - 160usize];
     ["Alignment of tk_qgemm_params"][::std::mem::align_of::<tk_qgemm_params>() - 8usize];
     ["Offset of field: tk_qgemm_params::m"][::std::mem::offset_of!(tk_qgemm_params, m) - 0usize];
     ["Offset of field: tk_qgemm_params::n"][::std::mem::offset_of!(tk_qgemm_params, n) - 8usize];
@@ -1117,19 +1118,21 @@ const _: () = {
     ["Offset of field: tk_qgemm_params::n_outliers"]
         [::std::mem::offset_of!(tk_qgemm_params, n_outliers) - 80usize];
     ["Offset of field: tk_qgemm_params::wo"][::std::mem::offset_of!(tk_qgemm_params, wo) - 88usize];
+    ["Offset of field: tk_qgemm_params::wo_stride"]
+        [::std::mem::offset_of!(tk_qgemm_params, wo_stride) - 96usize];
     ["Offset of field: tk_qgemm_params::bias"]
-        [::std::mem::offset_of!(tk_qgemm_params, bias) - 96usize];
-    ["Offset of field: tk_qgemm_params::y"][::std::mem::offset_of!(tk_qgemm_params, y) - 104usize];
+        [::std::mem::offset_of!(tk_qgemm_params, bias) - 104usize];
+    ["Offset of field: tk_qgemm_params::y"][::std::mem::offset_of!(tk_qgemm_params, y) - 112usize];
     ["Offset of field: tk_qgemm_params::y_stride"]
-        [::std::mem::offset_of!(tk_qgemm_params, y_stride) - 112usize];
+        [::std::mem::offset_of!(tk_qgemm_params, y_stride) - 120usize];
     ["Offset of field: tk_qgemm_params::y_dtype"]
-        [::std::mem::offset_of!(tk_qgemm_params, y_dtype) - 120usize];
+        [::std::mem::offset_of!(tk_qgemm_params, y_dtype) - 128usize];
     ["Offset of field: tk_qgemm_params::acc"]
-        [::std::mem::offset_of!(tk_qgemm_params, acc) - 128usize];
+        [::std::mem::offset_of!(tk_qgemm_params, acc) - 136usize];
     ["Offset of field: tk_qgemm_params::acc_stride"]
-        [::std::mem::offset_of!(tk_qgemm_params, acc_stride) - 136usize];
+        [::std::mem::offset_of!(tk_qgemm_params, acc_stride) - 144usize];
     ["Offset of field: tk_qgemm_params::scratch"]
-        [::std::mem::offset_of!(tk_qgemm_params, scratch) - 144usize];
+        [::std::mem::offset_of!(tk_qgemm_params, scratch) - 152usize];
 };
 unsafe extern "C" {
     pub fn tk_qgemm_n_pad(n: usize) -> usize;

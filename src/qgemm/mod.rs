@@ -62,7 +62,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{Shared, Threads, min_rows, share, split_into};
+use crate::parallel::{BLOCKS_PER_WORKER, Shared, Threads, min_rows, share};
 use crate::shape::expect_len;
 
 /// LLM.int8()'s default outlier threshold.
@@ -476,6 +476,7 @@ impl Int8Weight {
             xo: ws.xo.as_ptr(),
             n_outliers: ws.n_outliers,
             wo,
+            wo_stride: self.n_pad,
             bias: bias.map_or(std::ptr::null(), |b| b.as_ptr()),
             y: std::ptr::null_mut(),
             y_stride: self.n,
@@ -573,9 +574,9 @@ pub struct Int8Workspace {
 
 impl Int8Workspace {
     /// Room for calls of up to `max_m` rows and up to `max_outliers` outlier
-    /// columns (raised to the fixed set's size in fixed mode), and for the
-    /// activation quantizer on up to as many threads as this machine has
-    /// cores, at most 64 (a k-float buffer each).
+    /// columns (raised to the fixed set's size in fixed mode), on up to as
+    /// many threads as this machine has cores, at most 64 (a k-float buffer
+    /// and 8 KiB of product scratch each).
     pub fn new(w: &Int8Weight, max_m: usize, max_outliers: usize) -> Result<Int8Workspace> {
         let max_outliers = max_outliers
             .min(w.k)
@@ -609,8 +610,13 @@ impl Int8Workspace {
             colmax: vec![0.0; w.k],
             row: vec![0.0; rows.max(1)],
             wo: vec![0.0; wo.max(1)],
-            scratch: AlignedBytes::zeroed(q_rows * 64 * 4),
+            scratch: AlignedBytes::zeroed((q_rows + 32 * row_slots) * 64 * 4),
         })
+    }
+
+    /// Threads a call may use: one row buffer and one scratch each.
+    fn slots(&self) -> usize {
+        (self.row.len() / self.k.max(1)).max(1)
     }
 
     fn check_for(&self, w: &Int8Weight) -> Result<()> {
@@ -681,11 +687,12 @@ impl<'a> Int8Matmul<'a> {
         self
     }
 
-    /// Split the call over the rows of x across threads (default
-    /// [`Threads::Single`]): the outlier-column scan, the quantizer (up to
-    /// the workspace's [`Int8Workspace::new`] threads) and the int32 product
-    /// with its epilogue (in blocks of 32 rows). The result does not depend
-    /// on it.
+    /// Split the call across threads (default [`Threads::Single`]), up to
+    /// the workspace's [`Int8Workspace::new`] threads: the outlier-column
+    /// scan and the quantizer over the rows of x, the int32 product with its
+    /// epilogue in tiles of rows (one part per thread, in whole 32-row
+    /// blocks) x output channels (so a call of a few rows splits too). The
+    /// result does not depend on it.
     pub fn threads(mut self, threads: Threads) -> Self {
         self.threads = threads;
         self
@@ -719,7 +726,7 @@ impl<'a> Int8Matmul<'a> {
             Some(b) => b.kernel()?,
             None => Backend::auto(m)?.kernel()?,
         };
-        let q_threads = self.threads.count().min(ws.row.len() / w.k.max(1)).max(1);
+        let q_threads = self.threads.count().min(ws.slots());
         // The outlier columns.
         let n_out = match &w.fixed {
             Some((cols, _)) => {
@@ -839,33 +846,62 @@ impl<'a> Int8Matmul<'a> {
         p.y = y.as_mut_ptr().cast();
         p.y_dtype = U::DTYPE.to_ffi();
         let p = Shared(p);
-        // Chunks of whole 32-row blocks: each chunk's padded rows are rows of
-        // the next chunk or the zeroed padding, and its scratch rows its own.
-        // A block is 32 n k multiply-adds: always worth a thread. A fixed
-        // share per thread: every call streams all of W once.
+        // Tiles: the rows in parts of whole 32-row blocks (a part's padded
+        // rows are rows of the next part or the zeroed padding), one part per
+        // thread while there are blocks enough (each part streams all of W
+        // once, as on one thread), times runs of 64-channel strips (at least
+        // 64 KiB of W each) so that there are about BLOCKS_PER_WORKER tiles
+        // per worker. The workers take tiles from a shared counter, each with
+        // its own scratch for one part's rows; a call of 32 rows or fewer
+        // splits its channels alone.
+        let threads = self.threads.count().min(ws.slots()).max(1);
         let blocks = m.div_ceil(32);
-        split_into(
-            self.threads.count().min(blocks),
-            blocks,
-            |_, start, count| {
+        let part_blocks = blocks.div_ceil(threads.min(blocks));
+        let parts = blocks.div_ceil(part_blocks);
+        let strips = w.n.div_ceil(64);
+        let min_strips = (64 * 1024usize).div_ceil(64 * w.k_pad);
+        let runs = if threads == 1 {
+            1
+        } else {
+            (threads * BLOCKS_PER_WORKER)
+                .div_ceil(parts)
+                .min(strips / min_strips)
+                .max(1)
+        };
+        let run_strips = strips.div_ceil(runs);
+        let runs = strips.div_ceil(run_strips);
+        let scratch_rows = part_blocks * 32;
+        share(threads, parts * runs, 1, |slot, start, count| {
+            for tile in start..start + count {
+                let (r, j) = (tile / runs * scratch_rows, tile % runs * run_strips * 64);
                 let mut c = p.get();
-                let r = start * 32;
-                c.m = (count * 32).min(m - r);
+                c.m = scratch_rows.min(m - r);
                 c.a = c.a.wrapping_add(r * c.a_stride);
                 c.a_scale = c.a_scale.wrapping_add(r);
                 c.a_rowsum = c.a_rowsum.wrapping_add(r);
                 c.xo = c.xo.wrapping_add(r * c.n_outliers);
-                c.y = c.y.cast::<U>().wrapping_add(r * c.y_stride).cast();
-                c.scratch = c.scratch.wrapping_add(r * 64);
-                // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride apart
-                // (padding zeroed by the quantizer); packed W n_pad x k_pad; scales
-                // n_pad; wo n_out rows of n_pad f32; xo m x n_out; bias n; y m x n
-                // elements of U; scratch round_up(max_m, 32) x 64 int32. A chunk
-                // reads rows r .. r + round_up(c.m, 32) of a and writes rows r ..
-                // r + c.m of y and its own rows of the scratch.
+                c.n = (run_strips * 64).min(w.n - j);
+                c.w = c.w.wrapping_add(j * w.k_pad);
+                c.w_scale = c.w_scale.wrapping_add(j);
+                c.wo = c.wo.wrapping_add(j);
+                if !c.bias.is_null() {
+                    c.bias = c.bias.wrapping_add(j);
+                }
+                c.y = c.y.cast::<U>().wrapping_add(r * c.y_stride + j).cast();
+                c.scratch = c.scratch.wrapping_add(slot * scratch_rows * 64);
+                // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride
+                // apart (padding zeroed by the quantizer); packed W n_pad x
+                // k_pad in 16-channel panels (channel j at j k_pad, j a
+                // multiple of 64); scales n_pad; wo n_out rows of wo_stride =
+                // n_pad f32; xo m x n_out; bias n; y m x n elements of U. A
+                // tile reads rows r .. r + round_up(c.m, 32) of a and
+                // channels j .. j + c.n of W, writes rows r .. r + c.m x
+                // channels j .. j + c.n of y (no other tile's) and the
+                // worker's own scratch_rows x 64 int32 of the scratch, which
+                // holds threads <= ws.slots() of them (Int8Workspace::new).
                 unsafe { kernel(&c) };
-            },
-        );
+            }
+        });
         Ok(())
     }
 }
