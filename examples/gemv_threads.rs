@@ -17,16 +17,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Spins while `busy` is set, sleeps otherwise, until `stop`; runs on the
-/// pool's second worker's CPU.
-fn competitor(pool: &rayon::ThreadPool, busy: &AtomicBool, stop: &AtomicBool) {
-    let cpu = pool.broadcast(|_| core_affinity()).into_iter().nth(1);
-    if let Some(set) = cpu {
-        set_affinity(&set);
-    }
+static BUSY: AtomicBool = AtomicBool::new(false);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Spins while BUSY is set, sleeps otherwise, until STOP.
+fn competitor() {
     let mut x = 1u64;
-    while !stop.load(Ordering::Relaxed) {
-        if busy.load(Ordering::Relaxed) {
+    while !STOP.load(Ordering::Relaxed) {
+        if BUSY.load(Ordering::Relaxed) {
             for _ in 0..1000 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             }
@@ -37,72 +35,55 @@ fn competitor(pool: &rayon::ThreadPool, busy: &AtomicBool, stop: &AtomicBool) {
     }
 }
 
-type CpuSet = [u64; 16];
-unsafe extern "C" {
-    fn sched_getaffinity(pid: i32, size: usize, mask: *mut CpuSet) -> i32;
-    fn sched_setaffinity(pid: i32, size: usize, mask: *const CpuSet) -> i32;
-}
-
-/// The calling thread's allowed CPUs (a pinned worker's: its one CPU).
-fn core_affinity() -> CpuSet {
-    let mut set: CpuSet = [0; 16];
-    // SAFETY: set is a writable cpu_set_t of the size passed.
-    unsafe { sched_getaffinity(0, size_of::<CpuSet>(), &mut set) };
-    set
-}
-
-fn set_affinity(set: &CpuSet) {
-    // SAFETY: set is a cpu_set_t of the size passed; pid 0 is this thread.
-    unsafe { sched_setaffinity(0, size_of::<CpuSet>(), set) };
-}
-
 fn main() {
     let pool = pinned_pool(2).expect("thread pool");
     let nk = 4096;
     let w = uniform_values(1, nk * nk, 1.0);
-    let (busy, stop) = (AtomicBool::new(false), AtomicBool::new(false));
-    std::thread::scope(|s| {
-        s.spawn(|| competitor(&pool, &busy, &stop));
-        for bits in [4u32, 8] {
-            let qw = QuantizedWeight::quantize(&w, nk, nk, bits, 128).expect("weight");
-            for m in [1usize, 4, 16] {
-                let x = uniform_values(2, m * nk, 2.0);
-                let mut y = vec![0f32; m * nk];
-                let mut ws = vec![0f32; 2 * qw.workspace_floats(m)];
-                for contended in [false, true] {
-                    busy.store(contended, Ordering::Relaxed);
-                    let mut t = [Vec::new(), Vec::new()];
-                    for round in 0..60 {
-                        for (i, th) in [Threads::Single, Threads::Count(2)].into_iter().enumerate()
-                        {
-                            let t0 = Instant::now();
-                            pool.install(|| {
-                                qw.gemv(&x)
-                                    .workspace(&mut ws)
-                                    .threads(th)
-                                    .run(&mut y)
-                                    .expect("gemv")
-                            });
-                            if round >= 5 {
-                                t[i].push(t0.elapsed().as_secs_f64());
-                            }
+    // A second pinned pool: its worker 1 runs on the CPU of `pool`'s worker 1.
+    let other = pinned_pool(2).expect("thread pool");
+    other.spawn_broadcast(|c| {
+        if c.index() == 1 {
+            competitor()
+        }
+    });
+    for bits in [4u32, 8] {
+        let qw = QuantizedWeight::quantize(&w, nk, nk, bits, 128).expect("weight");
+        for m in [1usize, 4, 16] {
+            let x = uniform_values(2, m * nk, 2.0);
+            let mut y = vec![0f32; m * nk];
+            let mut ws = vec![0f32; 2 * qw.workspace_floats(m)];
+            for contended in [false, true] {
+                BUSY.store(contended, Ordering::Relaxed);
+                let mut t = [Vec::new(), Vec::new()];
+                for round in 0..60 {
+                    for (i, th) in [Threads::Single, Threads::Count(2)].into_iter().enumerate() {
+                        let t0 = Instant::now();
+                        pool.install(|| {
+                            qw.gemv(&x)
+                                .workspace(&mut ws)
+                                .threads(th)
+                                .run(&mut y)
+                                .expect("gemv")
+                        });
+                        if round >= 5 {
+                            t[i].push(t0.elapsed().as_secs_f64());
                         }
                     }
-                    let (one, two) = (median(t[0].clone()), median(t[1].clone()));
-                    println!(
-                        "int{bits} m={m:2} {}: 1 thread {:.3} ms, 2 threads {:.3} ms, {:.2}x",
-                        if contended {
-                            "busy 2nd CPU"
-                        } else {
-                            "alone       "
-                        },
-                        one * 1e3,
-                        two * 1e3,
-                        one / two
-                    );
                 }
+                let (one, two) = (median(t[0].clone()), median(t[1].clone()));
+                println!(
+                    "int{bits} m={m:2} {}: 1 thread {:.3} ms, 2 threads {:.3} ms, {:.2}x",
+                    if contended {
+                        "busy 2nd CPU"
+                    } else {
+                        "alone       "
+                    },
+                    one * 1e3,
+                    two * 1e3,
+                    one / two
+                );
             }
         }
-        stop.store(true, Ordering::Relaxed);
-    });
+    }
+    STOP.store(true, Ordering::Relaxed);
 }

@@ -139,6 +139,11 @@ mod affinity {
 /// 16K elements at ~10 GB/s about six).
 pub(crate) const MIN_CHUNK_ELEMENTS: usize = 16 * 1024;
 
+/// Least weight bytes a block of a weight-streaming product (the LLM.int8()
+/// product, the weight-only GEMV) reads: below this the block's start-up
+/// (its first lines not yet prefetched, a wake-up) is a visible share.
+pub(crate) const MIN_WEIGHT_BYTES: usize = 64 * 1024;
+
 /// A value shared with the worker threads: the kernels' parameter structs
 /// hold raw pointers, which are neither Send nor Sync.
 #[derive(Clone, Copy)]

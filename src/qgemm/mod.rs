@@ -62,7 +62,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::{self, Isa};
-use crate::parallel::{BLOCKS_PER_WORKER, Shared, Threads, min_rows, share};
+use crate::parallel::{BLOCKS_PER_WORKER, MIN_WEIGHT_BYTES, Shared, Threads, min_rows, share};
 use crate::shape::expect_len;
 
 /// LLM.int8()'s default outlier threshold.
@@ -726,7 +726,7 @@ impl<'a> Int8Matmul<'a> {
             Some(b) => b.kernel()?,
             None => Backend::auto(m)?.kernel()?,
         };
-        let q_threads = self.threads.count().min(ws.slots());
+        let threads = self.threads.count().min(ws.slots());
         // The outlier columns.
         let n_out = match &w.fixed {
             Some((cols, _)) => {
@@ -740,7 +740,7 @@ impl<'a> Int8Matmul<'a> {
                 // rows the thread takes merges into, then merged: a max (NaN
                 // kept) is the same for any split.
                 let k = w.k;
-                let parts = q_threads.min(m / min_rows(k)).max(1);
+                let parts = threads.min(m / min_rows(k)).max(1);
                 ws.colmax.fill(0.0);
                 for part in ws.row.chunks_exact_mut(k).take(parts - 1) {
                     part.fill(0.0);
@@ -761,7 +761,7 @@ impl<'a> Int8Matmul<'a> {
                     };
                     // SAFETY: x holds m x k elements of T, this block rows
                     // start .. start + count; colmax k floats and the row
-                    // buffers q_threads >= parts of k floats, slot s < parts
+                    // buffers threads >= parts of k floats, slot s < parts
                     // used by one worker only.
                     unsafe { (variant.colmax)(&p) };
                 });
@@ -824,7 +824,7 @@ impl<'a> Int8Matmul<'a> {
         // its own row buffer.
         let blocks = m.div_ceil(32);
         let min_blocks = min_rows(w.k).div_ceil(32);
-        share(q_threads, blocks, min_blocks, |slot, start, count| {
+        share(threads, blocks, min_blocks, |slot, start, count| {
             let mut c = qp.get();
             let r = start * 32;
             c.rows = (count * 32).min(m - r);
@@ -839,7 +839,7 @@ impl<'a> Int8Matmul<'a> {
             // the workspace's rows of q_stride >= k_pad bytes, this part rows
             // r .. r + count * 32; scale/rowsum m values; xo m x n_out <= m x
             // max_outliers; the outlier indices are < k; the row buffers
-            // q_threads >= parts of k floats.
+            // threads >= parts of k floats.
             unsafe { (variant.quantize)(&c) };
         });
         let mut p = w.gemm_params(ws, self.bias);
@@ -854,12 +854,11 @@ impl<'a> Int8Matmul<'a> {
         // per worker. The workers take tiles from a shared counter, each with
         // its own scratch for one part's rows; a call of 32 rows or fewer
         // splits its channels alone.
-        let threads = self.threads.count().min(ws.slots()).max(1);
         let blocks = m.div_ceil(32);
         let part_blocks = blocks.div_ceil(threads.min(blocks));
         let parts = blocks.div_ceil(part_blocks);
         let strips = w.n.div_ceil(64);
-        let min_strips = (64 * 1024usize).div_ceil(64 * w.k_pad);
+        let min_strips = MIN_WEIGHT_BYTES.div_ceil(64 * w.k_pad);
         let runs = if threads == 1 {
             1
         } else {

@@ -50,7 +50,7 @@ use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::isa::Isa;
-use crate::parallel::{Shared, Threads, share_with};
+use crate::parallel::{MIN_WEIGHT_BYTES, Shared, Threads, share_with};
 use crate::shape::expect_len;
 
 /// How a [`QuantizedWeight`] stores its values (tk.h: `tk_wgemv_params`).
@@ -437,8 +437,8 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         let amx = self.amx && w.amx_applies(m, variant.isa);
         let vnni = self.vnni && w.vnni_applies(m, variant.isa);
         let need = w.workspace_floats(m);
-        // Each thread streams at least 64 KiB of W.
-        let min_blocks = (64 * 1024usize).div_ceil(16 * w.row_bytes.max(1));
+        // Each run streams at least MIN_WEIGHT_BYTES of W.
+        let min_blocks = MIN_WEIGHT_BYTES.div_ceil(16 * w.row_bytes.max(1));
         let chunks = self
             .threads
             .count()
