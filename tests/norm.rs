@@ -178,8 +178,9 @@ fn large_mean_small_spread() {
     }
 }
 
-/// LayerNorm rows whose mean jumps between 2048-element summation blocks or
-/// drifts along the row (the blocks' Chan merge), against the reference.
+/// LayerNorm rows whose mean jumps between 2048-element summation blocks,
+/// steps by about a standard deviation, or drifts along the row (the
+/// blocks' shifted sums and Chan merge), against the reference.
 #[test]
 fn layernorm_blocks_with_moving_means() {
     let cols = 3 * 2048 + 77;
@@ -194,7 +195,14 @@ fn layernorm_blocks_with_moving_means() {
         .enumerate()
         .map(|(i, v)| v + (i % cols) as f32 * 1e-3)
         .collect();
-    for x in [jump, drift, base] {
+    // block means a step of about one standard deviation (0.577) apart:
+    // shifted sums on both sides of their acceptance test (2 s1^2 <= nb s2)
+    let steps: Vec<f32> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + 1e3 + ((i % cols) / 2048) as f32 * 0.55)
+        .collect();
+    for x in [jump, drift, steps, base] {
         let case = Case {
             x,
             ..make_case(

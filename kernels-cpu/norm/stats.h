@@ -54,6 +54,13 @@ static inline void tk_norm_merge(tk_norm_moments *mo, size_t nb, float c, float 
     mo->n += nb;
 }
 
+/* Whether sums s1 (h - c), s2 ((h - c)^2) of nb elements keep the block's
+ * m2 accurate: c within one standard deviation of the block's mean, so that
+ * m2 = s2 - s1^2 / nb >= s2 / 2 (forward.inc, L(layernorm_block)). */
+static inline int tk_norm_shift_ok(size_t nb, float s1, float s2) {
+    return isfinite(s1) && isfinite(s2) && 2.0 * (double)s1 * (double)s1 <= (double)nb * (double)s2;
+}
+
 static inline tk_norm_row tk_norm_split_mean(double mean, double rstd) {
     tk_norm_row st;
     st.mean_hi = (float)mean;

@@ -928,7 +928,10 @@ fn at_const<P>(ptr: *const P, start: usize, stride: usize) -> *const P {
 
 /// Units of f32 roundoff in the row statistics: a block of 2048 elements is
 /// summed in f32 with up to 1024 additions per accumulator (the scalar
-/// variants; 64 on AVX-512), then merged in f64.
+/// variants; 64 on AVX-512), then merged in f64. The SIMD LayerNorm keeps
+/// sums shifted by a running mean only where the shift is within a standard
+/// deviation of the block's mean, which at most quintuples their 64 or 128
+/// (AVX2) units: still inside this bound (kernels-cpu/norm/README.md).
 pub const STATS_ULPS: f64 = 1040.0;
 
 /// The accuracy contract of the forward: the largest allowed `|y - y_exact|`
