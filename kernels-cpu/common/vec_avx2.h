@@ -172,6 +172,28 @@ static inline void tkv_store_i32_sub(int32_t *dst, size_t n, const int32_t *p, i
     memcpy(dst, buf, n * sizeof(int32_t));
 }
 
+/* The 8 x 8 block at src (row stride lds) transposed: r[c] = column c.
+ * Pairs of rows interleaved by 32 then 64 bits leave column 4k + m of rows
+ * 4i..4i+3 in 128-bit lane k of t[4i + m]; one lane permute joins them. */
+static inline void tkv_transpose(const float *src, size_t lds, tkv r[8]) {
+    __m256 a[8], t[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_loadu_ps(src + (size_t)i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(a[i], a[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(a[i], a[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {
+            const __m256d x = _mm256_castps_pd(t[i + h]), y = _mm256_castps_pd(t[i + h + 2]);
+            a[i + 2 * h] = _mm256_castpd_ps(_mm256_unpacklo_pd(x, y));
+            a[i + 2 * h + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(x, y));
+        }
+    for (int m = 0; m < 4; m++) {
+        r[m] = _mm256_permute2f128_ps(a[m], a[4 + m], 0x20);
+        r[4 + m] = _mm256_permute2f128_ps(a[m], a[4 + m], 0x31);
+    }
+}
+
 /* Macros, not functions: GCC marks a void function whose only effect is a
  * prefetch as const, then deletes its calls as dead code. */
 #define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)

@@ -138,6 +138,35 @@ static inline void tkv_load_nibbles(const uint8_t *p, size_t n, tkv *lo, tkv *hi
     *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), values);
 }
 
+/* The 16 x 16 block at src (row stride lds) transposed: r[c] = column c.
+ * Pairs of rows interleaved by 32 then 64 bits leave column 4k + m of rows
+ * 4i..4i+3 in 128-bit lane k of t[4i + m]; two lane shuffles gather the
+ * four lanes of each column (64 shuffles where scalar code moved 256 floats
+ * one at a time). */
+static inline void tkv_transpose(const float *src, size_t lds, tkv r[16]) {
+    __m512 a[16], t[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_loadu_ps(src + (size_t)i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+        for (int h = 0; h < 2; h++) {
+            const __m512d x = _mm512_castps_pd(t[i + h]), y = _mm512_castps_pd(t[i + h + 2]);
+            a[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(x, y));
+            a[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x, y));
+        }
+    for (int m = 0; m < 4; m++) {
+        const __m512 lo02 = _mm512_shuffle_f32x4(a[m], a[4 + m], 0x88), lo13 = _mm512_shuffle_f32x4(a[m], a[4 + m], 0xDD);
+        const __m512 hi02 = _mm512_shuffle_f32x4(a[8 + m], a[12 + m], 0x88);
+        const __m512 hi13 = _mm512_shuffle_f32x4(a[8 + m], a[12 + m], 0xDD);
+        r[m] = _mm512_shuffle_f32x4(lo02, hi02, 0x88);
+        r[8 + m] = _mm512_shuffle_f32x4(lo02, hi02, 0xDD);
+        r[4 + m] = _mm512_shuffle_f32x4(lo13, hi13, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(lo13, hi13, 0xDD);
+    }
+}
+
 /* Macros, not functions: GCC marks a void function whose only effect is a
  * prefetch as const, then deletes its calls as dead code. */
 #define tkv_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
