@@ -1,8 +1,9 @@
-/* Same-process A/B of two builds of the Lightning CPU kernels (built by
- * lightning_ab.sh, entry points renamed old_* and new_*): each round times
- * old then new on the same buffers, medians over the rounds, and checks that
- * both forwards write the same bits. On a shared host whose speed moves by
- * up to 2x between minutes, only a same-process ratio is worth quoting. */
+/* Same-process A/B of two builds of the Lightning CPU kernels (entry points
+ * renamed old_* and new_*; built and run by kernels_ab.sh): each round times
+ * old and new (who goes first alternates) on the same buffers, medians over
+ * the rounds, and checks that both forwards write the same bits. On a shared
+ * host whose speed moves by up to 2x between minutes, only a same-process
+ * ratio is worth quoting. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,7 +61,8 @@ int main(int argc, char **argv) {
         for (int w = 0; w < 4; w++) {
             double t[2][MAX_ROUNDS];
             for (int r = 0; r < rounds; r++)
-                for (int s = 0; s < 2; s++) {
+                for (int i = 0; i < 2; i++) {
+                    const int s = (i + r) % 2; /* who goes first alternates */
                     const double t0 = now();
                     switch (w) {
                     case 0: (s ? new_tk_lightning_forward_f32_avx512 : old_tk_lightning_forward_f32_avx512)(&p); break;
