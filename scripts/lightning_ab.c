@@ -48,8 +48,7 @@ int main(int argc, char **argv) {
                 xb[j][i] = to_bf16(x[j][i]);
             }
         const float decay[HEADS] = {0.99f, 0.9f, 0.999f, 1.0f};
-        /* generous: the workspace is a few block buffers of d <= 256 */
-        float *ws = malloc(sizeof(float) * 2 * 1024 * 1024);
+        float *ws = malloc(sizeof(float) * tk_lightning_workspace_floats(d, d, 1));
         const tk_lightning_layout lay = {0, (ptrdiff_t)(N * d), (ptrdiff_t)d};
         const tk_lightning_params p = {x[0], x[1], x[2], x[3], lay, lay, NULL, 1, HEADS, N, d, d, decay, NULL, NULL, ws};
         tk_lightning_params pb = p;

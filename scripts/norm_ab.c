@@ -34,18 +34,17 @@ static const struct {
     {"bf16 avx512bf16", 2, old_tk_norm_forward_bf16_avx512bf16, new_tk_norm_forward_bf16_avx512bf16},
 };
 
-/* Fills n elements of the dtype (elem bytes) with values of order 1. */
-static void fill(void *p, size_t n, size_t elem, unsigned seed) {
+/* Fills n elements with values in [-2, 2): f32 (elem 4), else bf16 or f16
+ * bit patterns (truncated from f32; f16 from a normal exponent, in [1, 2)). */
+static void fill(void *p, size_t n, size_t elem, int bf16, unsigned seed) {
     srand(seed);
     for (size_t i = 0; i < n; i++) {
         const float f = (float)rand() / (float)RAND_MAX * 4.0f - 2.0f;
-        if (elem == 4) {
-            ((float *)p)[i] = f;
-        } else {
-            uint32_t u;
-            memcpy(&u, &f, 4);
-            ((uint16_t *)p)[i] = elem == 2 && seed & 1 ? (uint16_t)(u >> 16) : (uint16_t)(0x3c00 | (u >> 13 & 0x3ff));
-        }
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        if (elem == 4) ((float *)p)[i] = f;
+        else if (bf16) ((uint16_t *)p)[i] = (uint16_t)(u >> 16);
+        else ((uint16_t *)p)[i] = (uint16_t)(0x3c00 | (u >> 13 & 0x3ff));
     }
 }
 
@@ -69,9 +68,8 @@ int main(int argc, char **argv) {
             char *x = malloc(n * e), *r = malloc(n * e), *h[2] = {malloc(n * e), malloc(n * e)};
             char *y[2] = {malloc(n * e), malloc(n * e)};
             float *gamma = malloc(cols * 4), *beta = malloc(cols * 4);
-            /* f16 bit patterns for f16, bf16 ones otherwise (seed parity) */
-            const unsigned odd = strstr(variants[vi].name, "bf16") ? 1 : 0;
-            fill(x, n, e, 2 + odd), fill(r, n, e, 4 + odd);
+            const int bf16 = strstr(variants[vi].name, "bf16") != NULL;
+            fill(x, n, e, bf16, 2), fill(r, n, e, bf16, 4);
             for (size_t j = 0; j < cols; j++) gamma[j] = 1.0f + 0.001f * (float)(j % 7), beta[j] = 0.01f;
             for (size_t oi = 0; oi < sizeof ops / sizeof ops[0]; oi++) {
                 tk_norm_params p[2];
