@@ -31,8 +31,11 @@
 /* The weight stream of the decode GEMVs (qgemm/wgemv*.c): prefetched this far
  * ahead into L2, and the L1 streamer takes it from there. On a Zen 4 host,
  * one row of X: 1.2-1.5x the 6 KiB into L1 these kernels had (6-48 KiB into
- * L2 within 5% of each other, 24 KiB the best; docs/qgemm.md). */
+ * L2 within 5% of each other, 24 KiB the best; docs/qgemm.md). -D overrides it
+ * for measuring. */
+#ifndef TK_WEIGHT_PREFETCH_BYTES
 #define TK_WEIGHT_PREFETCH_BYTES 24576
+#endif
 /* Prefetches every cache line of the `count` elements at p, TK_PREFETCH_BYTES ahead. */
 #define TK_PREFETCH(p, count)                                                                 \
     do {                                                                                      \
