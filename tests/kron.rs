@@ -249,6 +249,36 @@ fn zero_and_non_finite_tokens() {
     }
 }
 
+/// Pure Hadamard transforms (one transform of order n, below, at and above the
+/// vector widths): a zero token has scale 0; NaN, inf, and finite values
+/// whose sums overflow f32 (1e38 everywhere: y[0] = 1e38 sqrt(n)) have a NaN
+/// scale and q = 0.
+#[test]
+fn pure_hadamard_zero_non_finite_and_overflowing_tokens() {
+    for n in [4usize, 8, 16, 64, 256, 4096] {
+        let t = Kron::hadamard(n).unwrap();
+        let mut x = vec![0.0f32; 4 * n];
+        x[n + n / 2] = f32::NAN;
+        x[2 * n + n - 1] = f32::NEG_INFINITY;
+        x[3 * n..].fill(1e38);
+        for v in kron::variants()
+            .iter()
+            .filter(|v| runnable(v) && v.dtype == Dtype::F32)
+        {
+            let t = t.clone().isa(v.isa);
+            let (mut q, mut s) = (vec![9i8; 4 * n], vec![9.0f32; 4]);
+            t.apply(&x).int8(&mut q, &mut s).run().unwrap();
+            assert_eq!(s[0], 0.0, "{} n {n}: zero token scale", v.name);
+            assert!(
+                s[1..].iter().all(|s| s.is_nan()),
+                "{} n {n}: scales {s:?}",
+                v.name
+            );
+            assert!(q.iter().all(|&v| v == 0), "{} n {n}: q", v.name);
+        }
+    }
+}
+
 #[test]
 fn transform_then_inverse_and_transpose_round_trip() {
     // P well conditioned (diagonal 2 + uniform noise): x P P^-1 = x within the

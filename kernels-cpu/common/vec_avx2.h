@@ -36,14 +36,13 @@ static inline tkv tkv_keep(tkv v, size_t n) {
 }
 /* The Walsh-Hadamard butterflies between the lanes of one vector (strides 1,
  * 2, 4; unnormalised): lane i gets v[i] + v[i ^ s] where bit s of i is
- * clear, v[i ^ s] - v[i] where it is set. */
+ * clear, v[i ^ s] - v[i] where it is set: one FMA by +-1 a stage (exact
+ * product, one rounding: the bits of the add or subtract). */
 static inline tkv tkv_fwht_lanes(tkv v) {
-    __m256 p = _mm256_permute_ps(v, 0xB1);
-    v = _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xAA);
-    p = _mm256_permute_ps(v, 0x4E);
-    v = _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xCC);
-    p = _mm256_permute2f128_ps(v, v, 0x01);
-    return _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), 0xF0);
+    const __m256 one = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f);
+    v = _mm256_fmadd_ps(v, _mm256_blend_ps(one, minus, 0xAA), _mm256_permute_ps(v, 0xB1));
+    v = _mm256_fmadd_ps(v, _mm256_blend_ps(one, minus, 0xCC), _mm256_permute_ps(v, 0x4E));
+    return _mm256_fmadd_ps(v, _mm256_blend_ps(one, minus, 0xF0), _mm256_permute2f128_ps(v, v, 0x01));
 }
 
 #define TKV_AVX2_IO(dt, T)                                                      \

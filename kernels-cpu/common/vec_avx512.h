@@ -25,16 +25,14 @@ static inline float tkv_hmax(tkv v) { return _mm512_reduce_max_ps(v); }
 static inline tkv tkv_keep(tkv v, size_t n) { return _mm512_maskz_mov_ps(tk_mask16(n), v); }
 /* The Walsh-Hadamard butterflies between the lanes of one vector (strides 1,
  * 2, 4, 8; unnormalised): lane i gets v[i] + v[i ^ s] where bit s of i is
- * clear, v[i ^ s] - v[i] where it is set. */
+ * clear, v[i ^ s] - v[i] where it is set: one FMA by +-1 a stage (exact
+ * product, one rounding: the bits of the add or subtract). */
 static inline tkv tkv_fwht_lanes(tkv v) {
-    __m512 p = _mm512_permute_ps(v, 0xB1);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, p), 0xAAAA, p, v);
-    p = _mm512_permute_ps(v, 0x4E);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, p), 0xCCCC, p, v);
-    p = _mm512_shuffle_f32x4(v, v, 0xB1);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, p), 0xF0F0, p, v);
-    p = _mm512_shuffle_f32x4(v, v, 0x4E);
-    return _mm512_mask_sub_ps(_mm512_add_ps(v, p), 0xFF00, p, v);
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    v = _mm512_fmadd_ps(v, _mm512_mask_blend_ps(0xAAAA, one, minus), _mm512_permute_ps(v, 0xB1));
+    v = _mm512_fmadd_ps(v, _mm512_mask_blend_ps(0xCCCC, one, minus), _mm512_permute_ps(v, 0x4E));
+    v = _mm512_fmadd_ps(v, _mm512_mask_blend_ps(0xF0F0, one, minus), _mm512_shuffle_f32x4(v, v, 0xB1));
+    return _mm512_fmadd_ps(v, _mm512_mask_blend_ps(0xFF00, one, minus), _mm512_shuffle_f32x4(v, v, 0x4E));
 }
 
 static inline tkv tkv_load_f32(const float *p, size_t n) { return _mm512_maskz_loadu_ps(tk_mask16(n), p); }

@@ -31,16 +31,17 @@ static inline void tk_kron_pf_plan(tk_kron_pf *pf, size_t units, size_t lines) {
             tkv_prefetch_l2((pf)->p);                                                          \
     } while (0)
 
-/* max |v * os| and NaN-or-inf detection (chk += v * 0) over what the last
- * step stores, so the epilogue needs no extra sweep for them. */
+/* max |v| and NaN-or-inf detection (chk += v * 0) over what the last step
+ * stores, so the epilogue needs no extra sweep for them. The output scale
+ * comes after: max |fl(v os)| = fl(|os| max |v|), rounding being monotonic,
+ * and a v os that overflows makes that product inf. */
 typedef struct tk_kron_absmax {
-    tkv os, amax, chk;
+    tkv amax, chk;
 } tk_kron_absmax;
 
 static TK_ALWAYS_INLINE void tk_kron_track(tk_kron_absmax *am, tkv v) {
-    const tkv y = tkv_mul(v, am->os);
-    am->amax = tkv_max(am->amax, tkv_abs(y));
-    am->chk = tkv_add(am->chk, tkv_mul(y, tkv_zero()));
+    am->amax = tkv_max(am->amax, tkv_abs(v));
+    am->chk = tkv_add(am->chk, tkv_mul(v, tkv_zero()));
 }
 
 /* c (m x cols, row stride cols) = a (m x k, row stride k) b (k x cols, row
@@ -51,7 +52,7 @@ static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, 
     tk_kron_pf_plan(pf, ((cols + TK_TILE_COLS - 1) / TK_TILE_COLS) * ((m + TK_MR - 1) / TK_MR), pf_lines);
     /* a local copy: through the pointer, every float store to c could alias
      * the accumulators and GCC would reload them */
-    tk_kron_absmax acc = am ? *am : (tk_kron_absmax){tkv_zero(), tkv_zero(), tkv_zero()};
+    tk_kron_absmax acc = am ? *am : (tk_kron_absmax){tkv_zero(), tkv_zero()};
     for (size_t j0 = 0; j0 < cols; j0 += TK_TILE_COLS) {
         const size_t nc = cols - j0 < TK_TILE_COLS ? cols - j0 : TK_TILE_COLS;
         for (size_t i0 = 0; i0 < m; i0 += TK_MR) {
@@ -80,55 +81,68 @@ static void tk_kron_product(const float *a, size_t m, size_t k, const float *b, 
         (b) = tkv_sub(t_, (b));                                                               \
     } while (0)
 
-/* The Hadamard transform of order c (2, 4 or 8; a constant after inlining)
- * across the c vectors in v, written out so the vectors stay in registers. */
+/* Vectors a butterfly group holds in registers: 16 where there are 32 of
+ * them (AVX-512), else 8. */
+#define TK_KRON_RADIX (TKV_W >= 16 ? 16 : 8)
+
+/* The Hadamard transform of order c (2, 4, 8 or 16; a constant after
+ * inlining) across the c vectors in v, written out so the vectors stay in
+ * registers; strides ascending, as every path here runs them (the same
+ * additions in the same order, so the same bits, whatever the split of n). */
 static TK_ALWAYS_INLINE void tk_kron_fwht_regs(tkv *v, int c) {
-    if (c >= 2) {
-        TK_KRON_BF(v[0], v[1]);
+    for (int b = 0; b < (c >= 16 ? 16 : c); b += 8) { /* each block of up to 8 */
+        tkv *u = v + b;
+        if (c >= 2) {
+            TK_KRON_BF(u[0], u[1]);
+        }
+        if (c >= 4) {
+            TK_KRON_BF(u[2], u[3]);
+            TK_KRON_BF(u[0], u[2]);
+            TK_KRON_BF(u[1], u[3]);
+        }
+        if (c >= 8) {
+            TK_KRON_BF(u[4], u[5]);
+            TK_KRON_BF(u[6], u[7]);
+            TK_KRON_BF(u[4], u[6]);
+            TK_KRON_BF(u[5], u[7]);
+            TK_KRON_BF(u[0], u[4]);
+            TK_KRON_BF(u[1], u[5]);
+            TK_KRON_BF(u[2], u[6]);
+            TK_KRON_BF(u[3], u[7]);
+        }
     }
-    if (c >= 4) {
-        TK_KRON_BF(v[2], v[3]);
-        TK_KRON_BF(v[0], v[2]);
-        TK_KRON_BF(v[1], v[3]);
-    }
-    if (c >= 8) {
-        TK_KRON_BF(v[4], v[5]);
-        TK_KRON_BF(v[6], v[7]);
-        TK_KRON_BF(v[4], v[6]);
-        TK_KRON_BF(v[5], v[7]);
-        TK_KRON_BF(v[0], v[4]);
-        TK_KRON_BF(v[1], v[5]);
-        TK_KRON_BF(v[2], v[6]);
-        TK_KRON_BF(v[3], v[7]);
-    }
+    if (c >= 16)
+        for (int k = 0; k < 8; k++) TK_KRON_BF(v[k], v[k + 8]);
 }
 
-/* One sweep of up to three stages across rows: rows r, r + h, ..., r + (c-1) h
- * of every group, `m` lanes at column j, transformed in registers. */
+/* One sweep of up to log2(TK_KRON_RADIX) stages across rows: rows r, r + h,
+ * ..., r + (c-1) h of every group, `m` lanes at column j, transformed in
+ * registers. */
 static TK_ALWAYS_INLINE void tk_kron_across_group(float *p, size_t h_stride, size_t m, int c, tk_kron_absmax *am) {
-    tkv v[8];
-#pragma GCC unroll 8
+    tkv v[TK_KRON_RADIX];
+#pragma GCC unroll 16
     for (int k = 0; k < c; k++) v[k] = tkv_load_f32(p + (size_t)k * h_stride, m);
     tk_kron_fwht_regs(v, c);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int k = 0; k < c; k++) {
         tkv_store_f32(p + (size_t)k * h_stride, m, v[k]);
         if (am) tk_kron_track(am, v[k]);
     }
 }
 
-/* The Hadamard transform of order `rows` (a power of two) applied across the
- * rows of buf (rows x len): row i becomes sum_r H[i][r] row r; stages h, 2h,
- * 4h together (radix 8), so log2(rows) / 3 sweeps. */
-static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf *pf, size_t pf_lines,
+/* The stages from stride h0 (a power of two) on of the Hadamard transform of
+ * order `rows` (a power of two) across the rows of buf (rows x len): row i
+ * becomes sum_r H[i][r] row r once h0 = 1; up to log2(TK_KRON_RADIX)
+ * stages a sweep. */
+static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, size_t h0, tk_kron_pf *pf, size_t pf_lines,
                                 tk_kron_absmax *am) {
     size_t sweeps = 0;
-    for (size_t h = 1; h < rows; h *= 8) sweeps++;
-    const size_t groups = ((len + TKV_W - 1) / TKV_W) * (rows / 8 ? rows / 8 : 1);
+    for (size_t h = h0; h < rows; h *= TK_KRON_RADIX) sweeps++;
+    const size_t groups = ((len + TKV_W - 1) / TKV_W) * (rows / TK_KRON_RADIX ? rows / TK_KRON_RADIX : 1);
     tk_kron_pf_plan(pf, groups * sweeps, pf_lines);
-    tk_kron_absmax acc = am ? *am : (tk_kron_absmax){tkv_zero(), tkv_zero(), tkv_zero()}; /* see tk_kron_product */
-    for (size_t h = 1; h < rows;) {
-        const int c = rows / h >= 8 ? 8 : (int)(rows / h);
+    tk_kron_absmax acc = am ? *am : (tk_kron_absmax){tkv_zero(), tkv_zero()}; /* see tk_kron_product */
+    for (size_t h = h0; h < rows;) {
+        const int c = rows / h >= TK_KRON_RADIX ? TK_KRON_RADIX : (int)(rows / h);
         tk_kron_absmax *track = am && h * (size_t)c >= rows ? &acc : NULL; /* the last sweep */
         for (size_t i = 0; i < rows; i += h * (size_t)c)
             for (size_t r = i; r < i + h; r++)
@@ -137,6 +151,9 @@ static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf 
                     float *p = buf + r * len + j;
                     TK_KRON_PREFETCH(pf);
                     switch (c) {
+#if TK_KRON_RADIX >= 16
+                    case 16: tk_kron_across_group(p, h * len, m, 16, track); break;
+#endif
                     case 8: tk_kron_across_group(p, h * len, m, 8, track); break;
                     case 4: tk_kron_across_group(p, h * len, m, 4, track); break;
                     default: tk_kron_across_group(p, h * len, m, 2, track); break;
@@ -147,55 +164,19 @@ static void tk_kron_fwht_across(float *buf, size_t rows, size_t len, tk_kron_pf 
     if (am) *am = acc;
 }
 
-/* c vectors of a row from p: the stages inside each vector (tkv_fwht_lanes),
- * then those between the c vectors, one load and one store each. */
-static TK_ALWAYS_INLINE void tk_kron_row_chunk(float *p, int c) {
-    tkv v[8];
-#pragma GCC unroll 8
-    for (int k = 0; k < c; k++) v[k] = tkv_fwht_lanes(tkv_load_f32(p + (size_t)k * TKV_W, TKV_W));
-    tk_kron_fwht_regs(v, c);
-#pragma GCC unroll 8
-    for (int k = 0; k < c; k++) tkv_store_f32(p + (size_t)k * TKV_W, TKV_W, v[k]);
-}
-
-/* The Hadamard transform of order len (a power of two) along each of the
- * `rows` rows of buf: chunks of up to 8 vectors in registers, then (rows
- * longer than 8 vectors) butterflies between chunks. */
-static void tk_kron_fwht_rows(float *buf, size_t rows, size_t len, tk_kron_pf *pf, size_t pf_lines) {
-    if (len < TKV_W) { /* shorter than a vector: plain butterflies */
-        for (size_t r = 0; r < rows; r++)
-            for (size_t h = 1; h < len; h <<= 1)
-                for (size_t i = 0; i < len; i += 2 * h)
-                    for (size_t j = i; j < i + h; j++) {
-                        float *x = buf + r * len;
-                        const float a = x[j], b = x[j + h];
-                        x[j] = a + b;
-                        x[j + h] = a - b;
-                    }
-        return;
-    }
-    const size_t nv = len / TKV_W;
-    const int c = nv >= 8 ? 8 : (int)nv;
-    tk_kron_pf_plan(pf, rows * (nv / (size_t)c), pf_lines);
-    for (size_t r = 0; r < rows; r++) {
-        float *row = buf + r * len;
-        for (size_t j = 0; j < len; j += (size_t)c * TKV_W) {
-            TK_KRON_PREFETCH(pf);
-            switch (c) {
-            case 8: tk_kron_row_chunk(row + j, 8); break;
-            case 4: tk_kron_row_chunk(row + j, 4); break;
-            case 2: tk_kron_row_chunk(row + j, 2); break;
-            default: tk_kron_row_chunk(row + j, 1); break;
-            }
-        }
-        for (size_t h = (size_t)c * TKV_W; h < len; h <<= 1)
+/* The Hadamard transform of order len (a power of two below a vector: rows
+ * at least a vector long go through the first sweep straight from x, see
+ * kron.inc) along each of the `rows` rows of buf: plain butterflies. */
+static void tk_kron_fwht_short_rows(float *buf, size_t rows, size_t len) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t h = 1; h < len; h <<= 1)
             for (size_t i = 0; i < len; i += 2 * h)
-                for (size_t j = i; j < i + h; j += TKV_W) {
-                    const tkv a = tkv_load_f32(row + j, TKV_W), b = tkv_load_f32(row + j + h, TKV_W);
-                    tkv_store_f32(row + j, TKV_W, tkv_add(a, b));
-                    tkv_store_f32(row + j + h, TKV_W, tkv_sub(a, b));
+                for (size_t j = i; j < i + h; j++) {
+                    float *x = buf + r * len;
+                    const float a = x[j], b = x[j + h];
+                    x[j] = a + b;
+                    x[j + h] = a - b;
                 }
-    }
 }
 
 #endif
