@@ -4,7 +4,7 @@
 # program (scripts/FAMILY_ab.c, which alternates them on the same buffers and
 # checks their bits), pinned to one core. On a shared host whose speed moves
 # by up to 2x within minutes, a same-process ratio is the number to quote.
-#   scripts/kernels_ab.sh lightning|norm [OLD] [ROUNDS]
+#   scripts/kernels_ab.sh lightning|norm|kron [OLD] [ROUNDS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 family=${1:?usage: $0 FAMILY [OLD] [ROUNDS]}
