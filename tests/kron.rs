@@ -128,7 +128,7 @@ fn long_tokens_of_llm_shapes() {
 
 #[test]
 fn hadamard_is_orthonormal_and_its_own_inverse() {
-    for n in [1usize, 2, 8, 16, 32, 64, 256, 1024, 4096] {
+    for n in [1usize, 2, 8, 16, 32, 64, 256, 1024, 4096, 1 << 16] {
         let t = Kron::hadamard(n).unwrap();
         let x = uniform_values(n as u64, 3 * n, 1.0);
         let mut y = vec![0.0f32; 3 * n];
@@ -147,9 +147,9 @@ fn hadamard_is_orthonormal_and_its_own_inverse() {
             assert!((nx - ny).abs() <= 1e-5 * nx, "n {n}: norm {nx} -> {ny}");
         }
         let k = n.trailing_zeros() as f32;
+        // two transforms of depth log2 n, each within (log2 n + 3) u |x|_1 / sqrt(n) per element
+        let l1 = x.iter().map(|v| v.abs()).fold(0.0, f32::max) * (n as f32).sqrt();
         for (a, b) in x.iter().zip(&back) {
-            // two transforms of depth log2 n, each within (log2 n + 3) u |x|_1 / sqrt(n) per element
-            let l1 = x.iter().map(|v| v.abs()).fold(0.0, f32::max) * (n as f32).sqrt();
             assert!(
                 (a - b).abs() <= 2.0 * (k + 3.0) * f32::EPSILON * l1,
                 "n {n}: {a} -> {b}"
