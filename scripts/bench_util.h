@@ -3,6 +3,7 @@
 #ifndef TK_SCRIPTS_BENCH_UTIL_H
 #define TK_SCRIPTS_BENCH_UTIL_H
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #ifdef ONEAPI_DNNL_DNNL_H
@@ -25,5 +26,26 @@ static double now(void) {
 static int cmp(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+#define AB_MAX_ROUNDS 64
+
+/* The same-process A/B of the *_ab.c harnesses: run(side, ctx) for side 0
+ * (old) and 1 (new), `calls` calls a sample, `rounds` samples each (at most
+ * AB_MAX_ROUNDS), who goes first alternating; med[side] = the median time of
+ * one call. */
+static inline void ab_medians(int rounds, int calls, void (*run)(int side, void *ctx), void *ctx, double med[2]) {
+    double t[2][AB_MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < 2; i++) {
+            const int s = (i + r) % 2;
+            const double t0 = now();
+            for (int c = 0; c < calls; c++) run(s, ctx);
+            t[s][r] = (now() - t0) / calls;
+        }
+    for (int s = 0; s < 2; s++) {
+        qsort(t[s], (size_t)rounds, sizeof(double), cmp);
+        med[s] = t[s][rounds / 2];
+    }
 }
 #endif

@@ -21,7 +21,6 @@ PAIR(f32, avx512)
 PAIR(bf16, avx512)
 PAIR(f32, avx2)
 
-#define MAX_ROUNDS 64
 #define TOKENS 512
 
 static const struct {
@@ -34,11 +33,22 @@ static const struct {
     {"f32 avx2", 4, old_tk_kron_f32_avx2, new_tk_kron_f32_avx2},
 };
 
+/* One call of the old or the new build, each on its own outputs. */
+struct pair {
+    kron_fn old_fn, new_fn;
+    const tk_kron_params *p; /* [2]: old, new */
+};
+
+static void run_pair(int s, void *ctx) {
+    const struct pair *c = ctx;
+    (s ? c->new_fn : c->old_fn)(&c->p[s]);
+}
+
 static float uniform(void) { return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f; }
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 15;
-    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 15;
+    if (rounds < 1 || rounds > AB_MAX_ROUNDS) rounds = 15;
     const struct {
         const char *name;
         size_t n1, n2;
@@ -90,25 +100,21 @@ int main(int argc, char **argv) {
                                 shapes[si].q_bits,
                                 1.0f,
                                 ws};
-            double t[2][MAX_ROUNDS];
-            for (int r = 0; r < rounds; r++)
-                for (int i = 0; i < 2; i++) {
-                    const int s = (i + r) % 2; /* who goes first alternates */
-                    memset(out[s], 0, TOKENS * n * elem);
-                    memset(q[s], 0, TOKENS * n);
-                    p.y = shapes[si].q_bits ? NULL : out[s];
-                    p.q = shapes[si].q_bits ? q[s] : NULL;
-                    p.q_scale = shapes[si].q_bits ? scale[s] : NULL;
-                    p.q_stride = shapes[si].q_bits == 4 ? (n + 1) / 2 : n;
-                    const double t0 = now();
-                    (s ? variants[vi].new_fn : variants[vi].old_fn)(&p);
-                    t[s][r] = now() - t0;
-                }
+            tk_kron_params ps[2] = {p, p};
+            for (int s = 0; s < 2; s++) {
+                memset(out[s], 0, TOKENS * n * elem);
+                memset(q[s], 0, TOKENS * n);
+                ps[s].y = shapes[si].q_bits ? NULL : out[s];
+                ps[s].q = shapes[si].q_bits ? q[s] : NULL;
+                ps[s].q_scale = shapes[si].q_bits ? scale[s] : NULL;
+                ps[s].q_stride = shapes[si].q_bits == 4 ? (n + 1) / 2 : n;
+            }
+            struct pair pc = {variants[vi].old_fn, variants[vi].new_fn, ps};
+            double med[2];
+            ab_medians(rounds, 1, run_pair, &pc, med);
             const int same = memcmp(out[0], out[1], TOKENS * n * elem) == 0 && memcmp(q[0], q[1], TOKENS * n) == 0 &&
                              (!shapes[si].q_bits || memcmp(scale[0], scale[1], TOKENS * 4) == 0);
-            qsort(t[0], (size_t)rounds, sizeof(double), cmp);
-            qsort(t[1], (size_t)rounds, sizeof(double), cmp);
-            const double told = t[0][rounds / 2], tnew = t[1][rounds / 2];
+            const double told = med[0], tnew = med[1];
             printf("%-30s %-12s old %8.3f ms (%.2e tokens/s)  new %8.3f ms  new speed / old %.3f%s\n", shapes[si].name,
                    variants[vi].name, told * 1e3, TOKENS / told, tnew * 1e3, told / tnew,
                    same ? "" : "  DIFFERENT BITS");

@@ -20,7 +20,6 @@ PAIR(tk_lightning_forward_bf16_avx512, tk_lightning_params)
 PAIR(tk_lightning_backward_f32_avx512, tk_lightning_backward_params)
 PAIR(tk_lightning_forward_f32_avx2, tk_lightning_params)
 
-#define MAX_ROUNDS 64
 #define HEADS 4
 #define N 2048
 
@@ -32,9 +31,26 @@ static uint16_t to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
+/* Variant w of the four measured, on side 0 (old) or 1 (new). */
+struct which {
+    int w;
+    const tk_lightning_params *p, *pb;
+    const tk_lightning_backward_params *bp;
+};
+
+static void run_which(int s, void *ctx) {
+    const struct which *c = ctx;
+    switch (c->w) {
+    case 0: (s ? new_tk_lightning_forward_f32_avx512 : old_tk_lightning_forward_f32_avx512)(c->p); break;
+    case 1: (s ? new_tk_lightning_forward_bf16_avx512 : old_tk_lightning_forward_bf16_avx512)(c->pb); break;
+    case 2: (s ? new_tk_lightning_backward_f32_avx512 : old_tk_lightning_backward_f32_avx512)(c->bp); break;
+    default: (s ? new_tk_lightning_forward_f32_avx2 : old_tk_lightning_forward_f32_avx2)(c->p); break;
+    }
+}
+
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 15;
-    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 15;
+    if (rounds < 1 || rounds > AB_MAX_ROUNDS) rounds = 15;
     const size_t dims[] = {64, 128};
     for (size_t di = 0; di < 2; di++) {
         const size_t d = dims[di], total = (size_t)HEADS * N * d;
@@ -58,22 +74,10 @@ int main(int argc, char **argv) {
         const char *names[] = {"forward f32 avx512", "forward bf16 avx512", "backward f32 avx512",
                                "forward f32 avx2"};
         for (int w = 0; w < 4; w++) {
-            double t[2][MAX_ROUNDS];
-            for (int r = 0; r < rounds; r++)
-                for (int i = 0; i < 2; i++) {
-                    const int s = (i + r) % 2; /* who goes first alternates */
-                    const double t0 = now();
-                    switch (w) {
-                    case 0: (s ? new_tk_lightning_forward_f32_avx512 : old_tk_lightning_forward_f32_avx512)(&p); break;
-                    case 1: (s ? new_tk_lightning_forward_bf16_avx512 : old_tk_lightning_forward_bf16_avx512)(&pb); break;
-                    case 2: (s ? new_tk_lightning_backward_f32_avx512 : old_tk_lightning_backward_f32_avx512)(&bp); break;
-                    default: (s ? new_tk_lightning_forward_f32_avx2 : old_tk_lightning_forward_f32_avx2)(&p); break;
-                    }
-                    t[s][r] = now() - t0;
-                }
-            qsort(t[0], (size_t)rounds, sizeof(double), cmp);
-            qsort(t[1], (size_t)rounds, sizeof(double), cmp);
-            const double told = t[0][rounds / 2], tnew = t[1][rounds / 2];
+            struct which w_ctx = {w, &p, &pb, &bp};
+            double med[2];
+            ab_medians(rounds, 1, run_which, &w_ctx, med);
+            const double told = med[0], tnew = med[1];
             /* the report's flop count: per block of 64 tokens 64 * 65 * 2d + 4 * 64 d^2; backward 3 passes */
             const double flops = (double)HEADS * (N / 64) * (64.0 * 65 * 2 * d + 4.0 * 64 * d * d) * (w == 2 ? 3 : 1);
             printf("d = %3zu %-20s old %7.3f ms (%5.1f GFLOP/s)  new %7.3f ms (%5.1f GFLOP/s)  new speed / old %.3f\n",

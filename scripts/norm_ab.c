@@ -21,8 +21,6 @@ PAIR(f16, avx512)
 PAIR(bf16, avx512)
 PAIR(bf16, avx512bf16)
 
-#define MAX_ROUNDS 64
-
 static const struct {
     const char *name;
     size_t elem;
@@ -33,6 +31,17 @@ static const struct {
     {"bf16 avx512", 2, old_tk_norm_forward_bf16_avx512, new_tk_norm_forward_bf16_avx512},
     {"bf16 avx512bf16", 2, old_tk_norm_forward_bf16_avx512bf16, new_tk_norm_forward_bf16_avx512bf16},
 };
+
+/* One call of the old or the new build, each on its own outputs. */
+struct pair {
+    norm_fn old_fn, new_fn;
+    const tk_norm_params *p; /* [2]: old, new */
+};
+
+static void run_pair(int s, void *ctx) {
+    const struct pair *c = ctx;
+    (s ? c->new_fn : c->old_fn)(&c->p[s]);
+}
 
 /* Fills n elements with values in [-2, 2): f32 (elem 4), else bf16 or f16
  * bit patterns (truncated from f32; f16 from a normal exponent, in [1, 2)). */
@@ -50,7 +59,7 @@ static void fill(void *p, size_t n, size_t elem, int bf16, unsigned seed) {
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 15;
-    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 15;
+    if (rounds < 1 || rounds > AB_MAX_ROUNDS) rounds = 15;
     const size_t shapes[2][2] = {{256, 4096}, {16384, 8192}};
     const struct {
         const char *name;
@@ -81,22 +90,13 @@ int main(int argc, char **argv) {
                     p[s].rows = rows, p[s].cols = cols, p[s].x_stride = p[s].residual_stride = p[s].y_stride = cols;
                     p[s].eps = 1e-5f, p[s].out_scale = 1.0f, p[s].kind = ops[oi].kind, p[s].flags = flags;
                 }
-                double t[2][MAX_ROUNDS];
-                for (int k = 0; k < rounds; k++)
-                    for (int i = 0; i < 2; i++) {
-                        const int s = (i + k) % 2;
-                        const int calls = si ? 1 : 20; /* in cache: 20 calls a sample */
-                        const double t0 = now();
-                        for (int c = 0; c < calls; c++) (s ? variants[vi].new_fn : variants[vi].old_fn)(&p[s]);
-                        t[s][k] = (now() - t0) / calls;
-                    }
-                qsort(t[0], (size_t)rounds, sizeof(double), cmp);
-                qsort(t[1], (size_t)rounds, sizeof(double), cmp);
+                struct pair pc = {variants[vi].old_fn, variants[vi].new_fn, p};
+                double med[2];
+                ab_medians(rounds, si ? 1 : 20, run_pair, &pc, med); /* in cache: 20 calls a sample */
                 const int same = (!ops[oi].residual || !memcmp(h[0], h[1], n * e)) &&
                                  (!ops[oi].y || !memcmp(y[0], y[1], n * e));
                 printf("%5zu x %4zu %-16s %-19s old %8.3f ms  new %8.3f ms  new speed / old %.3f  %s\n", rows, cols,
-                       variants[vi].name, ops[oi].name, t[0][rounds / 2] * 1e3, t[1][rounds / 2] * 1e3,
-                       t[0][rounds / 2] / t[1][rounds / 2], same ? "same bits" : "BITS DIFFER");
+                       variants[vi].name, ops[oi].name, med[0] * 1e3, med[1] * 1e3, med[0] / med[1], same ? "same bits" : "BITS DIFFER");
             }
             free(x), free(r), free(h[0]), free(h[1]), free(y[0]), free(y[1]), free(gamma), free(beta);
         }
