@@ -30,6 +30,20 @@ static int cmp(const void *a, const void *b) {
 
 #define AB_MAX_ROUNDS 64
 
+/* struct NAME {old_fn, new_fn, p} for entry points taking `const PARAMS *`,
+ * each side on its own params (p[0] old, p[1] new), and run_NAME for
+ * ab_medians. */
+#define AB_PAIR(NAME, PARAMS)                                                  \
+    struct NAME {                                                              \
+        void (*old_fn)(const PARAMS *);                                        \
+        void (*new_fn)(const PARAMS *);                                        \
+        const PARAMS *p;                                                       \
+    };                                                                         \
+    static void run_##NAME(int s, void *ctx) {                                 \
+        const struct NAME *c = ctx;                                            \
+        (s ? c->new_fn : c->old_fn)(&c->p[s]);                                 \
+    }
+
 /* The same-process A/B of the *_ab.c harnesses: run(side, ctx) for side 0
  * (old) and 1 (new), `calls` calls a sample, `rounds` samples each (at most
  * AB_MAX_ROUNDS), who goes first alternating; med[side] = the median time of

@@ -34,15 +34,7 @@ static const struct {
 };
 
 /* One call of the old or the new build, each on its own outputs. */
-struct pair {
-    kron_fn old_fn, new_fn;
-    const tk_kron_params *p; /* [2]: old, new */
-};
-
-static void run_pair(int s, void *ctx) {
-    const struct pair *c = ctx;
-    (s ? c->new_fn : c->old_fn)(&c->p[s]);
-}
+AB_PAIR(pair, tk_kron_params)
 
 static float uniform(void) { return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f; }
 

@@ -33,15 +33,7 @@ static const struct {
 };
 
 /* One call of the old or the new build, each on its own outputs. */
-struct pair {
-    norm_fn old_fn, new_fn;
-    const tk_norm_params *p; /* [2]: old, new */
-};
-
-static void run_pair(int s, void *ctx) {
-    const struct pair *c = ctx;
-    (s ? c->new_fn : c->old_fn)(&c->p[s]);
-}
+AB_PAIR(pair, tk_norm_params)
 
 /* Fills n elements with values in [-2, 2): f32 (elem 4), else bf16 or f16
  * bit patterns (truncated from f32; f16 from a normal exponent, in [1, 2)). */
