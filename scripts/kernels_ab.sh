@@ -4,7 +4,9 @@
 # program (scripts/FAMILY_ab.c, which alternates them on the same buffers and
 # checks their bits), pinned to one core. On a shared host whose speed moves
 # by up to 2x within minutes, a same-process ratio is the number to quote.
-#   scripts/kernels_ab.sh lightning|norm|kron [OLD] [ROUNDS]
+#   scripts/kernels_ab.sh lightning|norm|kron [OLD] [ROUNDS] [HARNESS ARGS..]
+# AB_CFLAGS adds compiler flags to both sides (e.g. -DNAME=VALUE to try a
+# tuning constant that the source guards with #ifndef).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 family=${1:?usage: $0 FAMILY [OLD] [ROUNDS]}
@@ -14,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/old"
 git -C "$root" archive "$old_rev" kernels-cpu | tar -x -C "$tmp/old"
-flags=(-O3 -std=c11 -fno-math-errno)
+flags=(-O3 -std=c11 -fno-math-errno ${AB_CFLAGS:-})
 avx512=(-mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c)
 avx2=(-mavx2 -mfma -mf16c)
 compile() { # kernels-cpu dir, unit, object
@@ -48,4 +50,4 @@ gcc "${flags[@]}" -I"$k/include" -c "$k/$family/scalar.c" -o "$tmp/scalar.o"
 for u in "${units[@]}"; do compile "$k" "$u" "$tmp/cur-$u.o"; done
 gcc "${flags[@]}" -I"$k/include" -I"$root/scripts" "$root/scripts/${family}_ab.c" \
     "$tmp"/old-*.o "$tmp"/new-*.o "$tmp"/cur-*.o "$tmp"/{variants,scalar}.o -lm -o "$tmp/ab"
-taskset -c 1 "$tmp/ab" "$rounds"
+taskset -c 1 "$tmp/ab" "$rounds" "${@:4}"

@@ -1,7 +1,8 @@
 //! How the norm backward sums dgamma and dbeta over rows: deterministically,
 //! and to the same bits for every thread count. The rows are cut into chunks
 //! fixed by the shape alone ([`Chunking::of`]); one kernel call sums a
-//! chunk's rows, in row order, into its own f64 partial, and the partials are
+//! chunk's rows, in row order, into its own f64 partial (groups of up to four
+//! rows summed in f32 first: kernels-cpu/norm/README.md), and the partials are
 //! added in chunk order, `((p0 + p1) + p2) + ...`. One thread keeps a running
 //! total and one partial; several give every chunk its own partial (so no
 //! thread waits for another's) and add them afterwards, each thread a range

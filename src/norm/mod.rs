@@ -717,8 +717,10 @@ impl<'a, 'b, T: Element> Backward<'a, 'b, T> {
     }
     /// Gradient of gamma (length d), overwritten. Summed in f64: the rows are
     /// cut into chunks that depend on the shape only (256 rows or more, at
-    /// most 64 chunks), each chunk summed in row order, the chunks' sums added in
-    /// chunk order. The same bits on every run, for every thread count.
+    /// most 64 chunks), each chunk summed in row order (the terms of up to
+    /// four consecutive rows added in f32 first, in order, rows of up to 32
+    /// KiB), the chunks' sums added in chunk order. The same bits on every
+    /// run, for every thread count.
     pub fn dgamma(mut self, dgamma: &'b mut [f32]) -> Self {
         self.dgamma = Some(dgamma);
         self
@@ -934,6 +936,13 @@ fn at_const<P>(ptr: *const P, start: usize, stride: usize) -> *const P {
 /// (AVX2) units: still inside this bound (kernels-cpu/norm/README.md).
 pub const STATS_ULPS: f64 = 1040.0;
 
+/// Units of f32 roundoff in a dgamma/dbeta term beyond what the statistics
+/// move: the term's own roundings (two for dgamma's `dy s xhat`, one for
+/// dbeta's `dy s`), three from the f32 sum of its group of up to four rows
+/// (`((t0 + t1) + t2) + t3`, kernels-cpu/norm/README.md), and one for the f64
+/// sums across groups (below `u` for up to 2^28 groups).
+pub const GRAD_SUM_ULPS: f64 = 6.0;
+
 /// The accuracy contract of the forward: the largest allowed `|y - y_exact|`
 /// for one element, where `y_exact` is the exact result for the kernel's h,
 /// `xhat = (h - mean) * rstd` and `gamma`, `beta` are that element's exact
@@ -985,8 +994,8 @@ pub struct GradTerms {
 /// rstd is off by up to `STATS_ULPS u / 2` (half the variance's relative
 /// error), and the term `xhat mean(g xhat) rstd` holds rstd three times
 /// (`rstd^3 (h - mean) mean(g (h - mean))`), hence the 1.5.
-/// dgamma and dbeta: `STATS_ULPS u sum|dy s| (|xhat| + 1)` and `2 u sum|dy s|`, plus
-/// one f32 rounding of the result.
+/// dgamma and dbeta: `sum (STATS_ULPS u (|xhat| + 1) + GRAD_SUM_ULPS u |xhat|) |dy s|`
+/// and `GRAD_SUM_ULPS u sum|dy s|`, plus one f32 rounding of the result.
 pub fn backward_error_bound(dtype: Dtype, dx_exact: f64, t: &GradTerms) -> f64 {
     let u = Dtype::F32.unit_roundoff();
     let (u_out, tiny) = output_rounding(dtype);

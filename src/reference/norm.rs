@@ -407,7 +407,7 @@ fn with_io_params<'a, T: Element>(
 /// Runs `case` forward (for the saved statistics) then backward on `isa` with
 /// dtype T, and compares dx, dgamma and dbeta with the f64 reference.
 pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
-    use crate::norm::{GradTerms, Norm, STATS_ULPS, backward_error_bound};
+    use crate::norm::{GRAD_SUM_ULPS, GradTerms, Norm, STATS_ULPS, backward_error_bound};
     use crate::reference::poison;
     let cols = case.cols;
     let rows = case.x.len() / cols;
@@ -498,8 +498,10 @@ pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
             }
             dg_ref[j] += dgr[j];
             db_ref[j] += dbr[j];
-            dg_tol[j] += STATS_ULPS * u * (dyd[j] * s).abs() * (xhat[j].abs() + 1.0);
-            db_tol[j] += 2.0 * u * (dyd[j] * s).abs();
+            dg_tol[j] += (STATS_ULPS * (xhat[j].abs() + 1.0) + GRAD_SUM_ULPS * xhat[j].abs())
+                * u
+                * (dyd[j] * s).abs();
+            db_tol[j] += GRAD_SUM_ULPS * u * (dyd[j] * s).abs();
         }
     }
     for j in 0..cols {
