@@ -9,7 +9,7 @@
 # tuning constant that the source guards with #ifndef).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-family=${1:?usage: $0 FAMILY [OLD] [ROUNDS]}
+family=${1:?usage: $0 FAMILY [OLD] [ROUNDS] [HARNESS ARGS..]}
 old_rev=${2:-HEAD}
 rounds=${3:-15}
 tmp=$(mktemp -d)

@@ -6,9 +6,9 @@
  * keeps the variants whose name holds it, e.g. "f16 avx512"): dx must,
  * and the largest difference of dgamma/dbeta between the builds is printed
  * relative to sum |term| of its column; with NOACC set in the environment
- * the new side computes dx only (what the sums cost). Shapes: 256 x 4096 (in cache) and
- * 16384 x 8192 with streaming stores (out of cache, as the report and the
- * Rust API run them). */
+ * the new side computes dx only (what the sums cost). Shapes: 256 x 4096 (in
+ * cache) and 16384 x 8192 with streaming stores (out of cache, as the report
+ * and the Rust API run them). */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdint.h>

@@ -712,8 +712,8 @@ fn bf16_rounding_is_exact_on_every_level() {
 }
 
 /// The backward is deterministic (dgamma/dbeta summed in row order, in f32
-/// groups of up to four rows and f64 across them: the same bits on every run), and asking for dgamma only, dbeta only or
-/// neither changes none of the bits of what is asked (each combination runs
+/// groups of up to four rows and f64 across them: the same bits on every
+/// run), and asking for dgamma only, dbeta only or neither changes none of the bits of what is asked (each combination runs
 /// its own specialised loop); on every ISA, with the residual gradient and
 /// without, streamed dx or not.
 #[test]
@@ -775,51 +775,30 @@ fn backward_is_deterministic_and_its_outputs_independent() {
 /// dbeta of one large term per column followed by many below its half-ulp in
 /// f32 (`2^-25`): the f32 sums of groups of up to four rows lose at most
 /// three of them (1.5 u), within `GRAD_SUM_ULPS`; a whole chunk summed in
-/// f32 would lose all 511 (255 u). On every ISA, f32 and bf16 (which holds
-/// both values exactly).
+/// f32 would lose all 511 (255 u). Every variant, against the reference
+/// (f32 and bf16 hold both values exactly; f16 rounds the small ones to 0).
 #[test]
 fn dbeta_keeps_small_terms_after_a_large_one() {
-    fn check<T: transformer_kernels::Element>(isa: Isa, from: fn(f32) -> T) {
-        let (rows, cols) = (512, 64);
-        let tiny = f32::powi(2.0, -25);
-        let x: Vec<T> = uniform_values(51, rows * cols, 2.0)
-            .into_iter()
-            .map(from)
-            .collect();
-        let dy: Vec<T> = (0..rows * cols)
-            .map(|i| from(if i < cols { 1.0 } else { tiny }))
-            .collect();
-        let n = Norm::layer_norm().isa(isa);
-        let (mut m, mut r) = (vec![0.0; rows], vec![0.0; rows]);
-        let mut y = vec![from(0.0); x.len()];
-        n.forward(&x, cols)
-            .output(&mut y)
-            .stats(&mut m, &mut r)
-            .run()
-            .unwrap();
-        let mut dx = vec![from(0.0); x.len()];
-        let mut db = vec![0.0f32; cols];
-        n.backward(&dy, &x, &m, &r, cols)
-            .dx(&mut dx)
-            .dbeta(&mut db)
-            .run()
-            .unwrap();
-        let exact = 1.0 + (rows - 1) as f64 * tiny as f64;
-        let u = Dtype::F32.unit_roundoff();
-        let tol = norm::GRAD_SUM_ULPS * u * exact + u * exact;
-        for (j, &b) in db.iter().enumerate() {
-            assert!(
-                (b as f64 - exact).abs() <= tol,
-                "{} {:?} column {j}: dbeta {b} expected {exact}",
-                isa.name(),
-                T::DTYPE
-            );
-        }
-    }
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
-        check::<f32>(isa, |v| v);
-        check::<bf16>(isa, bf16::from_f32);
-    }
+    let (rows, cols) = (512, 64);
+    let tiny = f32::powi(2.0, -25);
+    let case = make_case(
+        51,
+        Kind::LayerNorm,
+        false,
+        rows,
+        cols,
+        2.0,
+        0.0,
+        0,
+        0,
+        1.0,
+        1,
+        false,
+    );
+    let dy = (0..rows * cols)
+        .map(|i| if i < cols { 1.0 } else { tiny })
+        .collect();
+    backward_all(&Case { dy, ..case });
 }
 
 /// The reference gradients against central finite differences of the
