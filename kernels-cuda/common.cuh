@@ -47,6 +47,22 @@ __device__ __forceinline__ void load_vec(const T *p, int n, bool aligned, float 
     }
 }
 
+// load_vec without the widening: VEC elements at p as one pack (one 128-bit
+// load when aligned and full, else element by element, `fill` at index >= n).
+// A thread that loads several packs before widening any keeps all its loads
+// in flight at once; a widening between two loads waits for the first.
+template <typename T> __device__ __forceinline__ Pack<T> load_pack(const T *p, int n, bool aligned, T fill) {
+    constexpr int V = Io<T>::VEC;
+    Pack<T> pk;
+    if (aligned && n >= V) {
+        pk.raw = *reinterpret_cast<const uint4 *>(p);
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; k++) pk.elems[k] = k < n ? p[k] : fill;
+    }
+    return pk;
+}
+
 // Stores the first min(n, VEC) values at p (one 128-bit store when aligned and full).
 template <typename T>
 __device__ __forceinline__ void store_vec(T *p, int n, bool aligned, const float (&v)[Io<T>::VEC]) {

@@ -111,20 +111,30 @@ __device__ __forceinline__ float norm_y(float h, const RowStats &s, float g, flo
     return fmaf((h - s.hi - s.lo) * s.rstd, g, b) * os;
 }
 
-// The statistics of a row whose elements this thread holds in v[0..n) (masked
-// by `valid`), reduced over the GROUP threads of the row.
 // Element i of this thread's registers is column col_of<GROUP, V>(i, lane).
 template <int GROUP, int V> __device__ __forceinline__ int col_of(int i, int lane) {
     return ((i / V) * GROUP + lane) * V + i % V;
 }
 
-template <int GROUP, int ITEMS, int V>
-__device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int lane, const NormArgs &a) {
+// Whether element i of this thread's registers is a column of the row. WHOLE:
+// the row is cut into whole chunks (see norm_forward_regs), so the test is per
+// chunk and the same for every thread: no per-element compare.
+template <int GROUP, int V, bool WHOLE>
+__device__ __forceinline__ bool in_row(int i, int lane, int cols, int whole_chunks) {
+    return WHOLE ? i / V < whole_chunks : col_of<GROUP, V>(i, lane) < cols;
+}
+
+// The statistics of a row whose elements this thread holds in v[0..ITEMS),
+// reduced over the GROUP threads of the row. Elements past the row hold 0,
+// so the plain sums need no mask; the centred ones do.
+template <int GROUP, int ITEMS, int V, bool WHOLE>
+__device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int lane, const NormArgs &a,
+                                                   int whole_chunks) {
     RowStats s = {0.0f, 0.0f, 1.0f};
     if (a.kind == 2) return s;
     float s1 = 0.0f;
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++) s1 += col_of<GROUP, V>(i, lane) < a.cols ? v[i] : 0.0f;
+    for (int i = 0; i < ITEMS; i++) s1 += v[i];
     s1 = GroupReduce<GROUP>::sum(s1);
     const float n = (float)a.cols;
     if (a.kind == 0) {
@@ -132,7 +142,8 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
         float c1 = 0.0f, c2 = 0.0f;
 #pragma unroll
         for (int i = 0; i < ITEMS; i++) {
-            const float d = col_of<GROUP, V>(i, lane) < a.cols ? v[i] - s.hi : 0.0f;
+            if (!in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) continue;
+            const float d = v[i] - s.hi;
             c1 += d;
             c2 = fmaf(d, d, c2);
         }
@@ -140,39 +151,70 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
     }
     float q = 0.0f;
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++) q = col_of<GROUP, V>(i, lane) < a.cols ? fmaf(v[i], v[i], q) : q;
+    for (int i = 0; i < ITEMS; i++) q = fmaf(v[i], v[i], q);
     return rms_stats(s1, GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
 }
 
-template <typename T, int GROUP, int ITEMS>
+// One row held in the registers of GROUP threads. WHOLE: every row starts
+// 16-byte aligned and cols is a multiple of GROUP * V, so a chunk (one 128-bit
+// vector per thread) is either all in the row or all past it, alike for the
+// whole group: loads and stores need no tail checks and the sums no
+// per-element masks. Per-element compares and the int8 absmax bookkeeping
+// were most of the 16-bit kernels' instructions (docs/gpu-results.md).
+template <typename T, int GROUP, int ITEMS, bool WHOLE>
 __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormPtrs &p, const NormArgs &a) {
     constexpr int V = Io<T>::VEC;
     static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
     constexpr int CHUNKS = ITEMS / V;
+    const int whole_chunks = a.cols / (GROUP * V);
+    const bool aligned = WHOLE || a.aligned;
     const size_t off = (size_t)row * (size_t)a.cols;
     const T *x = static_cast<const T *>(p.x) + off;
     const T *r = p.residual ? static_cast<const T *>(p.residual) + off : nullptr;
-    float h[ITEMS];
+    // every load of the row first (x, then the residual), widening after:
+    // the loads of a thread are all in flight together
+    const T zero = Io<T>::store(0.0f);
+    Pack<T> xs[CHUNKS];
 #pragma unroll
     for (int c = 0; c < CHUNKS; c++) {
         const int start = (c * GROUP + lane) * V;
-        float v[V];
-        load_vec<T>(x + start, a.cols - start, a.aligned, 0.0f, v);
-        if (r) {
-            float w[V];
-            load_vec<T>(r + start, a.cols - start, a.aligned, 0.0f, w);
+        if (WHOLE && c >= whole_chunks)
+            xs[c].raw = make_uint4(0u, 0u, 0u, 0u);
+        else
+            xs[c] = load_pack<T>(x + start, WHOLE ? V : a.cols - start, aligned, zero);
+    }
+    float h[ITEMS];
+    if (r) {
+        Pack<T> rs[CHUNKS];
 #pragma unroll
-            for (int k = 0; k < V; k++) v[k] = round_to<T>(v[k] + w[k]);
-            if (p.h && start < a.cols) store_vec<T>(static_cast<T *>(p.h) + off + start, a.cols - start, a.aligned, v);
+        for (int c = 0; c < CHUNKS; c++) {
+            const int start = (c * GROUP + lane) * V;
+            if (WHOLE && c >= whole_chunks)
+                rs[c].raw = make_uint4(0u, 0u, 0u, 0u);
+            else
+                rs[c] = load_pack<T>(r + start, WHOLE ? V : a.cols - start, aligned, zero);
         }
 #pragma unroll
-        for (int k = 0; k < V; k++) h[c * V + k] = v[k];
+        for (int c = 0; c < CHUNKS; c++) {
+            const int start = (c * GROUP + lane) * V;
+            float v[V];
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] = round_to<T>(Io<T>::load(xs[c].elems[k]) + Io<T>::load(rs[c].elems[k]));
+            if (p.h && (WHOLE ? c < whole_chunks : start < a.cols))
+                store_vec<T>(static_cast<T *>(p.h) + off + start, WHOLE ? V : a.cols - start, aligned, v);
+#pragma unroll
+            for (int k = 0; k < V; k++) h[c * V + k] = v[k];
+        }
+    } else {
+#pragma unroll
+        for (int c = 0; c < CHUNKS; c++)
+#pragma unroll
+            for (int k = 0; k < V; k++) h[c * V + k] = Io<T>::load(xs[c].elems[k]);
     }
-    const RowStats s = row_stats_regs<GROUP, ITEMS, V>(h, lane, a);
+    const RowStats s = row_stats_regs<GROUP, ITEMS, V, WHOLE>(h, lane, a, whole_chunks);
     if (lane == 0 && p.mean) p.mean[row] = s.hi;
     if (lane == 0 && p.rstd) p.rstd[row] = s.rstd;
     if (!p.y && !p.q) return;
-    float amax = 0.0f;
 #pragma unroll
     for (int c = 0; c < CHUNKS; c++) {
         const int start = (c * GROUP + lane) * V;
@@ -180,51 +222,59 @@ __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormP
         param_vec<T, V>(p.gamma, a.params_f32, start, a.cols, 1.0f, g);
         param_vec<T, V>(p.beta, a.params_f32, start, a.cols, 0.0f, b);
 #pragma unroll
-        for (int k = 0; k < V; k++) {
-            const float y = norm_y(h[c * V + k], s, g[k], b[k], a.out_scale);
-            h[c * V + k] = y;
-            // inf marks a non-finite y: it wins the max and flags the row
-            if (start + k < a.cols) amax = fmaxf(amax, isfinite(y) ? fabsf(y) : INFINITY);
-        }
+        for (int k = 0; k < V; k++) h[c * V + k] = norm_y(h[c * V + k], s, g[k], b[k], a.out_scale);
     }
     if (p.y) {
 #pragma unroll
         for (int c = 0; c < CHUNKS; c++) {
             const int start = (c * GROUP + lane) * V;
-            if (start >= a.cols) break;
+            if (WHOLE ? c >= whole_chunks : start >= a.cols) break;
             float v[V];
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] = h[c * V + k];
-            store_vec<T>(static_cast<T *>(p.y) + off + start, a.cols - start, a.aligned, v);
+            store_vec<T>(static_cast<T *>(p.y) + off + start, WHOLE ? V : a.cols - start, aligned, v);
         }
     }
     if (p.q) {
+        float amax = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            // inf marks a non-finite y: it wins the max and flags the row
+            if (in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks))
+                amax = fmaxf(amax, isfinite(h[i]) ? fabsf(h[i]) : INFINITY);
+        }
         amax = GroupReduce<GROUP>::max(amax);
         const bool bad = isinf(amax);
         const float inv = bad || amax == 0.0f ? 0.0f : 127.0f / amax;
         if (lane == 0) p.q_scale[row] = bad ? NAN : amax / 127.0f;
 #pragma unroll
-        for (int c = 0; c < CHUNKS; c++) {
-#pragma unroll
-            for (int k = 0; k < V; k++) {
-                const int j = (c * GROUP + lane) * V + k;
-                // a row with NaN or inf writes q = 0 (fmaxf would turn NaN * 0 into -127)
-                if (j < a.cols)
-                    p.q[off + j] = bad ? 0 : (int8_t)(int)rintf(fminf(fmaxf(h[c * V + k] * inv, -127.0f), 127.0f));
-            }
+        for (int i = 0; i < ITEMS; i++) {
+            const int j = col_of<GROUP, V>(i, lane);
+            // a row with NaN or inf writes q = 0 (fmaxf would turn NaN * 0 into -127)
+            if (j < a.cols) p.q[off + j] = bad ? 0 : (int8_t)(int)rintf(fminf(fmaxf(h[i] * inv, -127.0f), 127.0f));
         }
     }
+}
+
+// The WHOLE case (see norm_forward_regs) when the call allows it, else the
+// general one.
+template <typename T, int GROUP, int ITEMS>
+__device__ __forceinline__ void norm_forward_row(int row, int lane, const NormPtrs &p, const NormArgs &a) {
+    if (a.aligned && a.cols % (GROUP * Io<T>::VEC) == 0)
+        norm_forward_regs<T, GROUP, ITEMS, true>(row, lane, p, a);
+    else
+        norm_forward_regs<T, GROUP, ITEMS, false>(row, lane, p, a);
 }
 
 template <typename T, int ITEMS, int WARPS>
 __device__ void norm_forward_warp(NormPtrs p, NormArgs a) {
     const int row = blockIdx.x * WARPS + threadIdx.x / 32;
     if (row >= a.rows) return;
-    norm_forward_regs<T, 32, ITEMS>(row, threadIdx.x % 32, p, a);
+    norm_forward_row<T, 32, ITEMS>(row, threadIdx.x % 32, p, a);
 }
 
 template <typename T, int GROUP, int ITEMS> __device__ void norm_forward_block(NormPtrs p, NormArgs a) {
-    norm_forward_regs<T, GROUP, ITEMS>(blockIdx.x, threadIdx.x, p, a);
+    norm_forward_row<T, GROUP, ITEMS>(blockIdx.x, threadIdx.x, p, a);
 }
 
 // A block per row of any length: h is written first (with a residual) and
@@ -416,6 +466,12 @@ extern "C" __global__ void __launch_bounds__(256)
     TK_NORM_BLOCK(dt, T, 512, 16)                                                                  \
     TK_NORM_BLOCK(dt, T, 1024, 16)                                                                 \
     TK_NORM_STREAM(dt, T, 1024)                                                                    \
+    TK_NORM_BLOCK(dt, T, 64, 16)                                                                   \
+    TK_NORM_BLOCK(dt, T, 128, 8)                                                                   \
+    TK_NORM_BLOCK(dt, T, 128, 16)                                                                  \
+    TK_NORM_BLOCK(dt, T, 256, 8)                                                                   \
+    TK_NORM_BLOCK(dt, T, 512, 8)                                                                   \
+    TK_NORM_BLOCK(dt, T, 1024, 8)                                                                  \
     TK_NORM_BACKWARD(dt, T, 32)                                                                    \
     TK_NORM_BACKWARD(dt, T, 1024)
 

@@ -33,9 +33,10 @@ build)
     ls -la device-bin
     ;;
 run)
-    # Timing first, alone on the card; then the tests and the sanitizers side by
-    # side, each under a timeout so that one slow step cannot eat the lease.
-    # Every step writes its own file under $OUT; the summary prints last.
+    # Correctness first (the tests and the sanitizers side by side, each under a
+    # timeout, so that a slow timing step cannot cost the verdicts), then the
+    # timing alone on the card. Every step writes its own file under $OUT; the
+    # summary prints last.
     out="${OUT:-/tmp}"
     if [ -f device-bin/bins.tar.xz ]; then
         tar -C device-bin -xJf device-bin/bins.tar.xz ||
@@ -46,19 +47,6 @@ run)
     # cuBLAS for the report's GEMM baseline: PyTorch's pip copy when there is no system one
     cublas=$(python3 -c "import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], 'lib'))" 2>/dev/null || true)
     [ -n "$cublas" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$cublas"
-    {
-        echo "# device check, $(date -u +%F)"
-        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
-        timeout 240 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
-        timeout 60 python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch softmax baseline failed"
-        timeout 60 python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
-        # Triton baselines for Lightning attention, carried as wheels in .whl
-        if ls .whl/*.whl >/dev/null 2>&1; then
-            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
-                PYTHONPATH=/tmp/site timeout 240 python3 scripts/torch_lightning_bench.py ||
-                echo "!!! Lightning baselines failed"
-        fi
-    } >"$out/timing.md" 2>&1
     step() { # name, seconds, command...
         local name=$1 secs=$2
         shift 2
@@ -75,27 +63,40 @@ run)
     qq=$(ls device-bin/cuda_qgemm-*)
     san="compute-sanitizer --error-exitcode 1"
     {
-        step test_softmax 120 "$ss" &
-        step test_norm 120 "$nn" &
-        step test_lightning 200 "$ll" &
-        step test_kron 120 "$kk" &
-        step test_qgemm 200 "$qq" &
-        step memcheck_qgemm 240 $san --tool memcheck "$qq" --test-threads=1 small_case_for_sanitizers errors_enqueue &
-        step memcheck_kron 200 $san --tool memcheck "$kk" --test-threads=1 zero_and_non_finite errors_enqueue &
-        step memcheck_lightning 240 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers decode &
-        step memcheck_softmax 200 $san --tool memcheck "$ss" --test-threads=1 &
-        step memcheck_norm 200 $san --tool memcheck "$nn" --test-threads=1 &
-        step racecheck 200 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers && $san --tool racecheck $kk --test-threads=1 zero_and_non_finite && $san --tool racecheck $qq --test-threads=1 small_case_for_sanitizers" &
+        step test_softmax 150 "$ss" &
+        step test_norm 150 "$nn" &
+        step test_lightning 180 "$ll" &
+        step test_kron 150 "$kk" &
+        step test_qgemm 180 "$qq" &
+        step memcheck_qgemm 180 $san --tool memcheck "$qq" --test-threads=1 small_case_for_sanitizers errors_enqueue &
+        step memcheck_kron 180 $san --tool memcheck "$kk" --test-threads=1 zero_and_non_finite errors_enqueue &
+        step memcheck_lightning 180 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers decode &
+        step memcheck_softmax 180 $san --tool memcheck "$ss" --test-threads=1 &
+        step memcheck_norm 180 $san --tool memcheck "$nn" --test-threads=1 &
+        step racecheck_norm_shapes 180 $san --tool racecheck "$nn" --test-threads=1 every_shape &
+        step racecheck 180 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $nn --test-threads=1 backward && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers && $san --tool racecheck $kk --test-threads=1 zero_and_non_finite && $san --tool racecheck $qq --test-threads=1 small_case_for_sanitizers" &
         wait
     } >"$out/summary.txt"
-    cat "$out/timing.md"
-    echo
+    # a device call brings back at most 8 files: the step logs travel as one archive
     for f in "$out"/*.log; do
         echo "== $(basename "$f"): last lines"
         tail -6 "$f"
-    done
-    echo
-    cat "$out/summary.txt"
+    done >"$out/tails.txt"
+    tar -C "$out" -czf "$out/logs.tar.gz" $(cd "$out" && ls *.log) && rm "$out"/*.log
+    {
+        echo "# device check, $(date -u +%F)"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
+        timeout 150 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
+        timeout 45 python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch softmax baseline failed"
+        timeout 45 python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
+        # Triton baselines for Lightning attention, carried as wheels in .whl
+        if ls .whl/*.whl >/dev/null 2>&1; then
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
+                PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 240 python3 scripts/torch_lightning_bench.py ||
+                echo "!!! Lightning baselines failed"
+        fi
+    } >"$out/timing.md" 2>&1
+    cat "$out/timing.md" "$out/tails.txt" "$out/summary.txt"
     ;;
 *)
     echo "usage: $0 build|run" >&2

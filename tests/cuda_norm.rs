@@ -14,7 +14,7 @@ use gpu::gpu;
 use cudarc::driver::CudaStream;
 use half::{bf16, f16};
 use transformer_kernels::cuda::{
-    CudaElement, DeviceNormBackward, DeviceNormForward, DeviceWeights, Kernels,
+    CudaElement, DeviceNormBackward, DeviceNormForward, DeviceWeights, Kernels, NormShape,
 };
 use transformer_kernels::norm::{self, ChannelAffine, GradTerms, Kind, Norm};
 use transformer_kernels::reference::norm::{self as rn, RowSpec};
@@ -30,7 +30,9 @@ fn wide<T: CudaElement>(v: &[T]) -> Vec<f64> {
     v.iter().map(|e| e.to_f32() as f64).collect()
 }
 
-/// One forward call on the GPU checked element by element.
+/// One forward call on the GPU checked element by element (with `shape`, or
+/// the one `norm_forward` picks).
+#[allow(clippy::too_many_arguments)]
 fn forward_case<T: CudaElement>(
     s: &Arc<CudaStream>,
     k: &Kernels,
@@ -39,6 +41,7 @@ fn forward_case<T: CudaElement>(
     cols: usize,
     residual: bool,
     offset: f32,
+    shape: Option<NormShape>,
 ) {
     let rows = 3;
     let n = rows * cols;
@@ -104,7 +107,11 @@ fn forward_case<T: CudaElement>(
         call.gamma = Some(DeviceWeights::F32(&g32v));
         call.beta = Some(DeviceWeights::F32(&b32v));
     }
-    k.norm_forward(s, &norm, cols, call).unwrap();
+    match shape {
+        Some(shape) => k.norm_forward_shaped(s, &norm, cols, shape, call),
+        None => k.norm_forward(s, &norm, cols, call),
+    }
+    .unwrap();
     let y: Vec<T> = s.clone_dtoh(&yd).unwrap();
     let q: Vec<i8> = s.clone_dtoh(&qd).unwrap();
     let scales: Vec<f32> = s.clone_dtoh(&sd).unwrap();
@@ -181,9 +188,9 @@ fn forward_matches_reference() {
             (Kind::Channel, false),
         ] {
             for residual in [false, true] {
-                forward_case::<f32>(&s, &k, kind, crms, cols, residual, 0.5);
-                forward_case::<f16>(&s, &k, kind, crms, cols, residual, 0.5);
-                forward_case::<bf16>(&s, &k, kind, crms, cols, residual, 0.5);
+                forward_case::<f32>(&s, &k, kind, crms, cols, residual, 0.5, None);
+                forward_case::<f16>(&s, &k, kind, crms, cols, residual, 0.5, None);
+                forward_case::<bf16>(&s, &k, kind, crms, cols, residual, 0.5, None);
             }
         }
         // the numerics requirement: a large mean over a small spread (f32)
@@ -224,6 +231,39 @@ fn forward_matches_reference() {
                 );
             }
         }
+    }
+}
+
+/// Every compiled register shape, including those `norm_forward` does not
+/// pick, at rows that fill it, fill half of it (whole chunks: the no-mask
+/// path, half the chunks skipped) and end inside a chunk (the masked path);
+/// a row longer than the shape is refused with nothing written.
+#[test]
+fn every_shape_matches_reference() {
+    let Some((s, k)) = gpu() else { return };
+    for shape in NormShape::all() {
+        let NormShape::Rows { group, items } = shape else {
+            continue;
+        };
+        let cap = (group * items) as usize;
+        for cols in [cap, cap - 1, cap / 2, cap / 2 + 3] {
+            for kind in [Kind::LayerNorm, Kind::RmsNorm] {
+                for residual in [false, true] {
+                    let sh = Some(shape);
+                    forward_case::<f32>(&s, &k, kind, false, cols, residual, 0.5, sh);
+                    forward_case::<f16>(&s, &k, kind, false, cols, residual, 0.5, sh);
+                    forward_case::<bf16>(&s, &k, kind, false, cols, residual, 0.5, sh);
+                }
+            }
+        }
+        let x = s.clone_htod(&vec![1.0f32; cap + 1]).unwrap();
+        let mut y = s.clone_htod(&vec![7.0f32; cap + 1]).unwrap();
+        let (xv, mut yv) = (x.as_view(), y.as_view_mut());
+        let mut call = DeviceNormForward::new(&xv);
+        call.y = Some(&mut yv);
+        let r = k.norm_forward_shaped(&s, &Norm::rms_norm(), cap + 1, shape, call);
+        assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{shape:?}");
+        assert!(s.clone_dtoh(&y).unwrap().iter().all(|&v| v == 7.0));
     }
 }
 

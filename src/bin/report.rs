@@ -504,7 +504,7 @@ fn main() {
         return;
     }
     if args.gpu_only {
-        gpu_section();
+        gpu_section(args.family.as_deref());
         return;
     }
     let machine = format!(
@@ -719,7 +719,7 @@ fn measure(args: &Args) -> Vec<String> {
         Vec::new()
     };
     progress.finish();
-    gpu_section();
+    gpu_section(args.family.as_deref());
     records
         .iter()
         .map(Record::json)
@@ -875,9 +875,12 @@ fn worst<T: Element>(v: &Variant, log: bool) -> (f64, f64) {
     (rel, frac)
 }
 
-fn gpu_section() {
+/// The GPU tables of `family` (every family when None).
+fn gpu_section(family: Option<&str>) {
     #[cfg(feature = "cuda")]
-    report_gpu::report();
+    report_gpu::report(family);
+    #[cfg(not(feature = "cuda"))]
+    let _ = family;
     #[cfg(not(feature = "cuda"))]
     println!("\n(built without the `cuda` feature: GPU section skipped)");
 }

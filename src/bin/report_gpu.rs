@@ -123,7 +123,9 @@ fn run<T: CudaElement>(stream: &std::sync::Arc<CudaStream>, k: &Kernels, copy_bw
 }
 
 /// Prints the GPU table, or a line saying why there is none.
-pub fn report() {
+/// The GPU tables of `family` (softmax, norm, lightning, kron, qgemm; all
+/// when None), after the copy bandwidth they are measured against.
+pub fn report(family: Option<&str>) {
     if !gpu_available() {
         println!("\n(no CUDA device: GPU section skipped)");
         return;
@@ -141,14 +143,25 @@ pub fn report() {
         ctx.name().unwrap_or_default(),
         copy_bw / 1e9
     );
-    println!(
-        "| dtype | rows x cols | kernel shape | GB/s (in+out) | of copy bw |\n|---|---|---|---:|---:|"
-    );
-    run::<f32>(&stream, &k, copy_bw);
-    run::<f16>(&stream, &k, copy_bw);
-    run::<bf16>(&stream, &k, copy_bw);
-    norm::report(&stream, &k, copy_bw);
-    lightning::report(&stream, &k);
-    kron::report(&stream, &k, copy_bw);
-    qgemm::report(&stream, &k, copy_bw);
+    let wants = |f: &str| family.is_none_or(|a| a == f);
+    if wants("softmax") {
+        println!(
+            "| dtype | rows x cols | kernel shape | GB/s (in+out) | of copy bw |\n|---|---|---|---:|---:|"
+        );
+        run::<f32>(&stream, &k, copy_bw);
+        run::<f16>(&stream, &k, copy_bw);
+        run::<bf16>(&stream, &k, copy_bw);
+    }
+    if wants("norm") {
+        norm::report(&stream, &k, copy_bw);
+    }
+    if wants("lightning") {
+        lightning::report(&stream, &k);
+    }
+    if wants("kron") {
+        kron::report(&stream, &k, copy_bw);
+    }
+    if wants("qgemm") {
+        qgemm::report(&stream, &k, copy_bw);
+    }
 }

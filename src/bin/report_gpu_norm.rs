@@ -39,32 +39,51 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             .alloc_zeros::<f32>(Kernels::norm_backward_workspace_len(rows, d))
             .unwrap();
         let (ln, rms) = (Norm::layer_norm(), Norm::rms_norm());
-        let row = |op: &str, bytes: usize, t: f64| {
+        let row_shaped = |op: &str, shape: NormShape, bytes: usize, t: f64| {
             println!(
-                "| {op} | {} | {rows} x {d} | {:?} | {:.0} | {:.0}% |",
+                "| {op} | {} | {rows} x {d} | {shape:?} | {:.0} | {:.0}% |",
                 T::DTYPE.name(),
-                NormShape::for_cols(d),
                 bytes as f64 / t / 1e9,
                 100.0 * bytes as f64 / t / copy_bw
             );
         };
-        let t = time_gpu(s, 20, || {
-            let (xv, gv, bv, mut yv) = (x.as_view(), g.as_view(), b.as_view(), y.as_view_mut());
-            let mut c = DeviceNormForward::new(&xv);
-            c.y = Some(&mut yv);
-            c.gamma = Some(DeviceWeights::F32(&gv));
-            c.beta = Some(DeviceWeights::F32(&bv));
-            k.norm_forward(s, &ln, d, c).unwrap()
-        });
-        row("layernorm", 2 * n * es, t);
-        let t = time_gpu(s, 20, || {
-            let (xv, gv, mut yv) = (x.as_view(), g.as_view(), y.as_view_mut());
-            let mut c = DeviceNormForward::new(&xv);
-            c.y = Some(&mut yv);
-            c.gamma = Some(DeviceWeights::F32(&gv));
-            k.norm_forward(s, &rms, d, c).unwrap()
-        });
-        row("rmsnorm", 2 * n * es, t);
+        let row = |op: &str, bytes: usize, t: f64| row_shaped(op, NormShape::for_cols(d), bytes, t);
+        // LayerNorm (f32 gamma and beta) and RMSNorm (f32 gamma) with a given shape
+        let mut plain = |layer: bool, shape: NormShape| {
+            time_gpu(s, 20, || {
+                let (xv, gv, bv, mut yv) = (x.as_view(), g.as_view(), b.as_view(), y.as_view_mut());
+                let mut c = DeviceNormForward::new(&xv);
+                c.y = Some(&mut yv);
+                c.gamma = Some(DeviceWeights::F32(&gv));
+                if layer {
+                    c.beta = Some(DeviceWeights::F32(&bv));
+                }
+                k.norm_forward_shaped(s, if layer { &ln } else { &rms }, d, shape, c)
+                    .unwrap()
+            })
+        };
+        row("layernorm", 2 * n * es, plain(true, NormShape::for_cols(d)));
+        row("rmsnorm", 2 * n * es, plain(false, NormShape::for_cols(d)));
+        // the other compiled shapes that hold the row, for the choice of default
+        for shape in NormShape::all() {
+            if shape == NormShape::for_cols(d) || !matches!(shape, NormShape::Rows { .. }) {
+                continue;
+            }
+            if shape.holds(d) {
+                row_shaped(
+                    "layernorm (shape sweep)",
+                    shape,
+                    2 * n * es,
+                    plain(true, shape),
+                );
+                row_shaped(
+                    "rmsnorm (shape sweep)",
+                    shape,
+                    2 * n * es,
+                    plain(false, shape),
+                );
+            }
+        }
         let t = time_gpu(s, 20, || {
             let (xv, gv, mut rv, mut yv) =
                 (x.as_view(), g.as_view(), r.as_view_mut(), y.as_view_mut());

@@ -34,10 +34,10 @@ pub enum NormShape {
     },
 }
 
-/// The shapes compiled in kernels-cuda/norm.cu (TK_NORM_ALL), shortest rows
-/// first; the first that holds the row is used. A warp per row up to 2048
-/// f32 (4096 f16) elements, a block per row up to 16384, then streaming.
-const SHAPES: [NormShape; 8] = [
+/// The shapes `for_cols` chooses from, shortest rows first: the first that
+/// holds the row is used. A warp per row up to 2048 f32 (4096 f16) elements,
+/// a block per row up to 16384, then streaming.
+const DEFAULT_SHAPES: [NormShape; 8] = [
     NormShape::Rows {
         group: 32,
         items: 8,
@@ -69,6 +69,36 @@ const SHAPES: [NormShape; 8] = [
     NormShape::Stream { group: 1024 },
 ];
 
+/// Block shapes compiled besides the defaults (fewer elements per thread,
+/// more threads per row), for [`Kernels::norm_forward_shaped`] and the
+/// report's comparison of shapes.
+const EXTRA_SHAPES: [NormShape; 6] = [
+    NormShape::Rows {
+        group: 64,
+        items: 16,
+    },
+    NormShape::Rows {
+        group: 128,
+        items: 8,
+    },
+    NormShape::Rows {
+        group: 128,
+        items: 16,
+    },
+    NormShape::Rows {
+        group: 256,
+        items: 8,
+    },
+    NormShape::Rows {
+        group: 512,
+        items: 8,
+    },
+    NormShape::Rows {
+        group: 1024,
+        items: 8,
+    },
+];
+
 const WARPS_PER_BLOCK: u32 = 4;
 
 /// Row groups of the backward: a function of `rows` only, so the reduction
@@ -89,15 +119,22 @@ impl NormShape {
         }
     }
 
-    /// The shape used for rows of `cols` elements.
+    /// Every forward shape compiled in kernels-cuda/norm.cu (TK_NORM_ALL).
+    pub fn all() -> impl Iterator<Item = NormShape> {
+        DEFAULT_SHAPES.into_iter().chain(EXTRA_SHAPES)
+    }
+
+    /// Whether a row of `cols` elements fits this shape (a stream shape takes any).
+    pub fn holds(self, cols: usize) -> bool {
+        match self {
+            NormShape::Rows { group, items } => (group as usize) * (items as usize) >= cols,
+            NormShape::Stream { .. } => true,
+        }
+    }
+
+    /// The shape [`Kernels::norm_forward`] uses for rows of `cols` elements.
     pub fn for_cols(cols: usize) -> NormShape {
-        *SHAPES
-            .iter()
-            .find(|s| match s {
-                NormShape::Rows { group, items } => (*group as usize) * (*items as usize) >= cols,
-                NormShape::Stream { .. } => true,
-            })
-            .unwrap()
+        *DEFAULT_SHAPES.iter().find(|s| s.holds(cols)).unwrap()
     }
 
     fn launch(self, rows: u32) -> LaunchConfig {
@@ -271,8 +308,7 @@ impl NormKernels {
         let mut backward = Vec::new();
         for d in Dtype::ALL {
             forward.push(
-                SHAPES
-                    .iter()
+                NormShape::all()
                     .map(|s| Kernels::function(module, &s.name(d)))
                     .collect::<Result<Vec<_>>>()?,
             );
@@ -370,6 +406,32 @@ impl Kernels {
         cols: usize,
         call: DeviceNormForward<'_, '_, T>,
     ) -> Result<()> {
+        self.norm_forward_shaped(stream, norm, cols, NormShape::for_cols(cols), call)
+    }
+
+    /// [`Kernels::norm_forward`] with the launch shape chosen by the caller
+    /// (one of [`NormShape::all`] that holds the row): for tuning and for
+    /// comparing shapes; the results are the same within the error bound.
+    pub fn norm_forward_shaped<T: CudaElement>(
+        &self,
+        stream: &Arc<CudaStream>,
+        norm: &Norm,
+        cols: usize,
+        shape: NormShape,
+        call: DeviceNormForward<'_, '_, T>,
+    ) -> Result<()> {
+        let index = NormShape::all()
+            .position(|s| s == shape)
+            .ok_or(Error::InvalidArgument {
+                what: "norm forward shape",
+                reason: "not one of NormShape::all()",
+            })?;
+        if !shape.holds(cols) {
+            return Err(Error::InvalidArgument {
+                what: "norm forward shape",
+                reason: "holds fewer elements (group x items) than a row",
+            });
+        }
         norm.check_scalars()?;
         let rows = Rows::of_len("norm input", call.x.len(), cols)?;
         let params_f32 = check_weights(norm, cols, &call.gamma, &call.beta)?;
@@ -446,8 +508,6 @@ impl Kernels {
             aligned: aligned as i32,
             ..args
         };
-        let shape = NormShape::for_cols(cols);
-        let index = SHAPES.iter().position(|&s| s == shape).unwrap();
         let func = &self.norm.forward[T::DTYPE as usize][index];
         let mut launch = stream.launch_builder(func);
         launch.arg(&p).arg(&args);
