@@ -34,15 +34,30 @@ constexpr int KRON_THREADS = 256;
 // Unnormalised Walsh-Hadamard stages on s (an n-element rows x len matrix):
 // along each row (order len, stride 1) or across the rows (order = rows,
 // stride len). Each thread takes pairs: pair k of a line sits at
-// (k / h) 2h + k % h and its partner h further.
+// (k / h) 2h + k % h and its partner h further. The orders are powers of two,
+// so the index arithmetic is shifts and masks (a run-time division per pair
+// was most of the work); only a row length that is not a power of two (a
+// dense factor beside a Hadamard one across the rows) divides.
 __device__ __forceinline__ void kron_fwht(float *s, int n, int len, bool across) {
     const int order = across ? n / len : len;
-    const int half = order / 2; // pairs per line
-    for (int h = 1; h < order; h <<= 1) {
+    if (order < 2) return;
+    const int half = order / 2, lg_half = __ffs(half) - 1; // pairs per line
+    const bool len_pow2 = (len & (len - 1)) == 0;
+    const int lg_len = __ffs(len) - 1;
+    for (int h = 1, lg_h = 0; h < order; h <<= 1, lg_h++) {
         for (int p = threadIdx.x; p < n / 2; p += blockDim.x) {
-            const int line = across ? p % len : p / half; // column, or row
-            const int k = across ? p / len : p % half;
-            const int i = (k / h) * 2 * h + k % h;
+            int line, k; // column and pair (across), or row and pair (along)
+            if (!across) {
+                line = p >> lg_half;
+                k = p & (half - 1);
+            } else if (len_pow2) {
+                line = p & (len - 1);
+                k = p >> lg_len;
+            } else {
+                line = p % len;
+                k = p / len;
+            }
+            const int i = ((k >> lg_h) << (lg_h + 1)) + (k & (h - 1));
             const int e = across ? i * len + line : line * len + i;
             const int f = e + (across ? h * len : h);
             const float a = s[e], b = s[f];
@@ -53,7 +68,8 @@ __device__ __forceinline__ void kron_fwht(float *s, int n, int len, bool across)
     }
 }
 
-// out (n1 x n2) = right: in P2; left: P1^T in. Each thread sums one output at a time.
+// out (n1 x n2) = right: in P2; left: P1^T in. Each thread sums one output at
+// a time: two loads per FMA (the fallback for shapes kron_dense_tiled skips).
 __device__ __forceinline__ void kron_dense(const float *in, float *out, const float *__restrict__ f, int n1, int n2,
                                            bool left) {
     const int n = n1 * n2;
@@ -69,6 +85,63 @@ __device__ __forceinline__ void kron_dense(const float *in, float *out, const fl
     __syncthreads();
 }
 
+// kron_dense with TR x 4 outputs per thread (n1 % TR == 0, n2 % 4 == 0, the
+// factor 16-byte aligned): per step of the sum, TR scalar loads and one
+// 16-byte load feed 4 TR FMAs. The same FMAs in the same order as kron_dense
+// (the same bits).
+template <int TR>
+__device__ __forceinline__ void kron_dense_tiled(const float *in, float *out, const float *__restrict__ f, int n1,
+                                                 int n2, bool left) {
+    const int col_tiles = n2 / 4, tiles = n1 / TR * col_tiles;
+    for (int tile = threadIdx.x; tile < tiles; tile += blockDim.x) {
+        const int r0 = tile / col_tiles * TR, c0 = tile % col_tiles * 4;
+        float acc[TR][4];
+#pragma unroll
+        for (int r = 0; r < TR; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.0f;
+        if (left) {
+            for (int i = 0; i < n1; i++) {
+                const float4 b = *reinterpret_cast<const float4 *>(in + i * n2 + c0);
+#pragma unroll
+                for (int r = 0; r < TR; r++) {
+                    const float av = __ldg(f + (r0 + r) * n1 + i);
+                    acc[r][0] = fmaf(av, b.x, acc[r][0]);
+                    acc[r][1] = fmaf(av, b.y, acc[r][1]);
+                    acc[r][2] = fmaf(av, b.z, acc[r][2]);
+                    acc[r][3] = fmaf(av, b.w, acc[r][3]);
+                }
+            }
+        } else {
+            for (int j = 0; j < n2; j++) {
+                const float4 b = __ldg(reinterpret_cast<const float4 *>(f + j * n2 + c0));
+#pragma unroll
+                for (int r = 0; r < TR; r++) {
+                    const float av = in[(r0 + r) * n2 + j];
+                    acc[r][0] = fmaf(av, b.x, acc[r][0]);
+                    acc[r][1] = fmaf(av, b.y, acc[r][1]);
+                    acc[r][2] = fmaf(av, b.z, acc[r][2]);
+                    acc[r][3] = fmaf(av, b.w, acc[r][3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < TR; r++)
+            *reinterpret_cast<float4 *>(out + (r0 + r) * n2 + c0) = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    }
+    __syncthreads();
+}
+
+// The widest tiling the shape allows, else one output at a time.
+__device__ __forceinline__ void kron_product(const float *in, float *out, const float *__restrict__ f, int n1, int n2,
+                                             bool left) {
+    const bool vec = n2 % 4 == 0 && (reinterpret_cast<uintptr_t>(f) & 15) == 0;
+    if (vec && n1 % 4 == 0)
+        kron_dense_tiled<4>(in, out, f, n1, n2, left);
+    else if (vec && n1 % 2 == 0)
+        kron_dense_tiled<2>(in, out, f, n1, n2, left);
+    else
+        kron_dense(in, out, f, n1, n2, left);
+}
+
 template <typename T> __device__ void kron_token(const KronArgs &a, long long t, float *s0, float *s1) {
     const int n1 = a.n1, n2 = a.n2, n = n1 * n2;
     const T *x = static_cast<const T *>(a.x) + t * n;
@@ -79,7 +152,7 @@ template <typename T> __device__ void kron_token(const KronArgs &a, long long t,
     __syncthreads();
     float *cur = s0, *other = s1;
     if (a.right) {
-        kron_dense(cur, other, a.right, n1, n2, false);
+        kron_product(cur, other, a.right, n1, n2, false);
         float *tmp = cur;
         cur = other;
         other = tmp;
@@ -87,7 +160,7 @@ template <typename T> __device__ void kron_token(const KronArgs &a, long long t,
         kron_fwht(cur, n, n2, false);
     }
     if (a.left) {
-        kron_dense(cur, other, a.left, n1, n2, true);
+        kron_product(cur, other, a.left, n1, n2, true);
         cur = other;
     } else {
         kron_fwht(cur, n, n2, true);

@@ -319,12 +319,91 @@ template <typename T> __device__ __forceinline__ uint32_t ld32(const T *p) {
 }
 
 constexpr int LT_LD16 = LT_CHUNK + 8; // row stride of the 64-wide 16-bit buffers
+// Floats of decay powers (65 used) ahead of the 16-bit buffers: 68 keeps
+// those 16-byte aligned for the vector staging.
+constexpr int LT_PW16 = 68;
 __host__ __device__ inline int lt_ld16q(int dq) { return (dq + 15) / 16 * 16 + 8; }
 __host__ __device__ inline size_t lt_smem16_states(int dq) {
-    return ((size_t)((dq + 15) / 16 * 16) * LT_LD16 + LT_SLICE * LT_LD16) * 2 + 65 * 4;
+    return ((size_t)((dq + 15) / 16 * 16) * LT_LD16 + LT_SLICE * LT_LD16) * 2 + LT_PW16 * 4;
 }
 __host__ __device__ inline size_t lt_smem16_outputs(int dq) {
-    return ((size_t)3 * 64 * lt_ld16q(dq) + 2 * 64 * LT_LD16) * 2 + 65 * 4;
+    return ((size_t)3 * 64 * lt_ld16q(dq) + 2 * 64 * LT_LD16) * 2 + LT_PW16 * 4;
+}
+
+// ---- staging a chunk's operands in shared memory ----------------------------
+// Both helpers read 16-byte vectors when the source allows (every row 16-byte
+// aligned, the valid width whole vectors) and issue a thread's loads for four
+// items before any store, so several loads are in flight; otherwise element
+// by element. Rows at or past `len` and columns at or past `width` are zero.
+
+// dst[r * ld + c] = src[tok(r) * stride + c] for r < 64, c < ncols (16-bit).
+template <typename T, typename Tok>
+__device__ __forceinline__ void lt_stage_rows(T *dst, int ld, int ncols, const T *src, long long stride, int len,
+                                              int width, Tok tok) {
+    constexpr int V = 8;
+    const T zero = Io<T>::store(0.0f);
+    const bool vec = width % V == 0 && stride % V == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+    if (vec) {
+        const int per_row = ncols / V, items = LT_CHUNK * per_row;
+        for (int i0 = threadIdx.x; i0 < items; i0 += 4 * (int)blockDim.x) {
+            uint4 raw[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int i = i0 + u * blockDim.x, r = i / per_row, c = i % per_row * V;
+                raw[u] = i < items && r < len && c < width ? *reinterpret_cast<const uint4 *>(src + tok(r) * stride + c)
+                                                          : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int i = i0 + u * blockDim.x, r = i / per_row, c = i % per_row * V;
+                if (i < items) *reinterpret_cast<uint4 *>(dst + r * ld + c) = raw[u];
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < LT_CHUNK * ncols; i += blockDim.x) {
+            const int r = i / ncols, c = i % ncols;
+            dst[r * ld + c] = r < len && c < width ? src[tok(r) * stride + c] : zero;
+        }
+    }
+}
+
+// The transpose: dst[c * ld + r] = round(src[tok(r) * stride + c] * scale(r))
+// for r < nrows, c < ncols, from a 16-bit or f32 source. Vector path: a lane
+// per source row (a warp's stores are 32 adjacent elements of a destination
+// row), one 16-byte load of adjacent columns each.
+template <typename T, typename S, typename Tok, typename Scale>
+__device__ __forceinline__ void lt_stage_transposed(T *dst, int ld, int nrows, int ncols, const S *src,
+                                                    long long stride, int len, int width, Tok tok, Scale scale) {
+    constexpr int V = 16 / sizeof(S);
+    const bool vec = width % V == 0 && stride % V == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+    if (vec) {
+        const int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+        const int row_groups = (nrows + 31) / 32, items = row_groups * (ncols / V);
+        for (int w0 = threadIdx.x >> 5; w0 < items; w0 += 4 * warps) {
+            uint4 raw[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int w = w0 + u * warps, r = w % row_groups * 32 + lane, c = w / row_groups * V;
+                raw[u] = w < items && r < len && c < width
+                             ? *reinterpret_cast<const uint4 *>(src + tok(r) * stride + c)
+                             : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int w = w0 + u * warps, r = w % row_groups * 32 + lane, c = w / row_groups * V;
+                if (w >= items || r >= nrows) continue;
+                const S *e = reinterpret_cast<const S *>(&raw[u]);
+                const float f = r < len ? scale(r) : 0.0f;
+#pragma unroll
+                for (int k = 0; k < V; k++) dst[(c + k) * ld + r] = Io<T>::store(Io<S>::load(e[k]) * f);
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < nrows * ncols; i += blockDim.x) {
+            const int r = i / ncols, c = i % ncols;
+            dst[c * ld + r] = Io<T>::store(r < len && c < width ? Io<S>::load(src[tok(r) * stride + c]) * scale(r) : 0.0f);
+        }
+    }
 }
 
 // One chunk's own state contribution D = (decayed K)^T V for one head and
@@ -336,7 +415,7 @@ template <typename T> __device__ void lightning_states16(const LtPassArgs &a) {
     const int dq = a.dq, dqp = (dq + 15) / 16 * 16;
     const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
     float *pw = smem;
-    T *kt = reinterpret_cast<T *>(smem + 65), *vt = kt + (size_t)dqp * LT_LD16;
+    T *kt = reinterpret_cast<T *>(smem + LT_PW16), *vt = kt + (size_t)dqp * LT_LD16;
     const float lambda = a.decay[h];
     if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
     int b, cc;
@@ -347,15 +426,12 @@ template <typename T> __device__ void lightning_states16(const LtPassArgs &a) {
     const T *k = static_cast<const T *>(a.k) + base(a.lk), *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
     auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
     __syncthreads(); // pw
-    for (int i = threadIdx.x; i < LT_CHUNK * dqp; i += blockDim.x) {
-        const int j = i / dqp, c = i % dqp;
-        const float x = j < len && c < dq ? Io<T>::load(k[tok(t0 + j) * a.lk.token + c]) * pw[len - 1 - j] : 0.0f;
-        kt[c * LT_LD16 + j] = Io<T>::store(x);
-    }
-    for (int i = threadIdx.x; i < LT_CHUNK * LT_SLICE; i += blockDim.x) {
-        const int j = i / LT_SLICE, n = i % LT_SLICE;
-        vt[n * LT_LD16 + j] = Io<T>::store(j < len && n < cols ? Io<T>::load(v[tok(t0 + j) * a.lv.token + n]) : 0.0f);
-    }
+    auto chunk_tok = [&](int j) { return tok(t0 + j); };
+    auto one = [](int) { return 1.0f; };
+    // decayed K^T: row j of K scaled by decay^(len - 1 - j)
+    lt_stage_transposed<T>(kt, LT_LD16, LT_CHUNK, dqp, k, a.lk.token, len, dq, chunk_tok,
+                           [&](int j) { return pw[len - 1 - j]; });
+    lt_stage_transposed<T>(vt, LT_LD16, LT_CHUNK, LT_SLICE, v, a.lv.token, len, cols, chunk_tok, one);
     __syncthreads();
     const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
     for (int c0 = warp * 16; c0 < dqp; c0 += 16 * LT_WARPS) {
@@ -391,7 +467,7 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ld16q(dq);
     const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
     float *pw = smem;
-    T *sq = reinterpret_cast<T *>(smem + 65), *sk = sq + 64 * ldq, *st = sk + 64 * ldq;
+    T *sq = reinterpret_cast<T *>(smem + LT_PW16), *sk = sq + 64 * ldq, *st = sk + 64 * ldq;
     T *vt = st + 64 * ldq, *sp = vt + 64 * LT_LD16;
     const float lambda = a.decay[h];
     if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
@@ -404,22 +480,15 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     const T *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
     T *o = static_cast<T *>(a.o) + base(a.lo) + c_base;
     auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
-    const T zero = Io<T>::store(0.0f);
-    for (int i = threadIdx.x; i < LT_CHUNK * dqp; i += blockDim.x) {
-        const int r = i / dqp, c = i % dqp;
-        const bool in = r < len && c < dq;
-        sq[r * ldq + c] = in ? q[tok(t0 + r) * a.lq.token + c] : zero;
-        sk[r * ldq + c] = in ? k[tok(t0 + r) * a.lk.token + c] : zero;
-    }
+    auto chunk_tok = [&](int j) { return tok(t0 + j); };
+    auto one = [](int) { return 1.0f; };
+    lt_stage_rows<T>(sq, ldq, dqp, q, a.lq.token, len, dq, chunk_tok);
+    lt_stage_rows<T>(sk, ldq, dqp, k, a.lk.token, len, dq, chunk_tok);
+    // S^T from the f32 workspace (rows c of S, dv apart)
     const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
-    for (int i = threadIdx.x; i < dqp * LT_SLICE; i += blockDim.x) {
-        const int c = i / LT_SLICE, n = i % LT_SLICE;
-        st[n * ldq + c] = Io<T>::store(c < dq && n < cols ? a.ws[wi + (size_t)c * a.dv + c_base + n] : 0.0f);
-    }
-    for (int i = threadIdx.x; i < LT_CHUNK * LT_SLICE; i += blockDim.x) {
-        const int j = i / LT_SLICE, n = i % LT_SLICE;
-        vt[n * LT_LD16 + j] = j < len && n < cols ? v[tok(t0 + j) * a.lv.token + n] : zero;
-    }
+    lt_stage_transposed<T>(st, ldq, dqp, LT_SLICE, a.ws + wi + c_base, (long long)a.dv, dq, cols,
+                           [](int c) { return (long long)c; }, one);
+    lt_stage_transposed<T>(vt, LT_LD16, LT_CHUNK, LT_SLICE, v, a.lv.token, len, cols, chunk_tok, one);
     __syncthreads();
     const int r0 = warp * 16;
     auto afrag = [&](const T *m, int ld, int k0, uint32_t (&f)[4]) {

@@ -10,10 +10,13 @@
 // Statistics: the mean is kept as an f32 pair (hi = fl(sum / n), lo = mean of
 // h - hi), and the variance is the mean of (h - hi)^2 less lo^2, so a large
 // mean over a small spread keeps its accuracy (as on the CPU).
-// Backward: `groups` row groups (a warp or a block each) walk the rows
-// group, group + groups, ...; each keeps its partial dgamma/dbeta in its own
-// row of a workspace (no atomics), and tk_norm_reduce_partials sums the
-// groups in order: the same bits on every run for a given (rows, cols).
+// Backward: `groups` row groups (a block each) walk the rows group, group +
+// groups, ...; rows up to 8192 elements are held in registers (8 or 16 a
+// thread: 1024 threads of 8 would spill f32 under their 64-register cap),
+// longer ones swept from memory. Each group leaves its partial dgamma/dbeta
+// in its own row of a workspace (no atomics), and tk_norm_reduce_partials
+// sums the groups in a fixed order: the same bits on every run for a given
+// (rows, cols).
 
 #include "common.cuh"
 
@@ -350,6 +353,7 @@ struct NormBwdArgs {
     int kind;
     int params_f32;
     int groups; // row groups; the workspace holds 2 * groups * cols floats
+    int aligned; // every row of every tensor starts 16-byte aligned
 };
 
 struct NormBwdPtrs {
@@ -412,17 +416,130 @@ __device__ __forceinline__ void norm_backward_group(int group, int lane, const N
     }
 }
 
+// The backward for rows of up to GROUP * ITEMS elements, held in registers
+// with the forward's layout (col_of): the group keeps its columns' gamma and
+// its partial dgamma/dbeta in registers across its rows, writing the partials
+// once at the end (norm_backward_group read-modify-writes them in memory for
+// every row), and issues each row's loads (dy, h, dh) before using any.
+// WHOLE as in norm_forward_regs.
+template <typename T, int GROUP, int ITEMS, bool WHOLE>
+__device__ __forceinline__ void norm_backward_regs(int group, int lane, const NormBwdPtrs &p, const NormBwdArgs &a) {
+    constexpr int V = Io<T>::VEC;
+    static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
+    constexpr int CHUNKS = ITEMS / V;
+    const int whole_chunks = a.cols / (GROUP * V);
+    const bool aligned = WHOLE || a.aligned;
+    const float n = (float)a.cols, os = a.out_scale;
+    const bool ln = a.kind == 0, channel = a.kind == 2;
+    const T zero = Io<T>::store(0.0f);
+    auto left = [&](int c) { return WHOLE ? V : a.cols - (c * GROUP + lane) * V; };
+    auto skip = [&](int c) { return WHOLE ? c >= whole_chunks : (c * GROUP + lane) * V >= a.cols; };
+    float gam[ITEMS], pg[ITEMS], pb[ITEMS];
+#pragma unroll
+    for (int c = 0; c < CHUNKS; c++) {
+        float t[V];
+        param_vec<T, V>(p.gamma, a.params_f32, (c * GROUP + lane) * V, a.cols, 1.0f, t);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            gam[c * V + k] = t[k];
+            pg[c * V + k] = pb[c * V + k] = 0.0f;
+        }
+    }
+    for (int row = group; row < a.rows; row += a.groups) {
+        const size_t off = (size_t)row * (size_t)a.cols;
+        const T *dy = static_cast<const T *>(p.dy) + off, *h = static_cast<const T *>(p.h) + off;
+        const T *dh = p.dh ? static_cast<const T *>(p.dh) + off : nullptr;
+        Pack<T> dyp[CHUNKS], hp[CHUNKS], dhp[CHUNKS];
+#pragma unroll
+        for (int c = 0; c < CHUNKS; c++) {
+            const int start = (c * GROUP + lane) * V;
+            dyp[c].raw = hp[c].raw = dhp[c].raw = make_uint4(0u, 0u, 0u, 0u);
+            if (skip(c)) continue;
+            dyp[c] = load_pack<T>(dy + start, left(c), aligned, zero);
+            hp[c] = load_pack<T>(h + start, left(c), aligned, zero);
+            if (dh) dhp[c] = load_pack<T>(dh + start, left(c), aligned, zero);
+        }
+        const float mh = ln ? p.mean[row] : 0.0f;
+        const float rs = channel ? 1.0f : p.rstd[row];
+        float lo = 0.0f, mg = 0.0f, mgx = 0.0f;
+        if (!channel) {
+            float sg = 0.0f, sgx = 0.0f, sx = 0.0f;
+#pragma unroll
+            for (int i = 0; i < ITEMS; i++) {
+                const float g = Io<T>::load(dyp[i / V].elems[i % V]) * gam[i] * os;
+                const float xc = Io<T>::load(hp[i / V].elems[i % V]) - mh;
+                sg += g;
+                sgx = fmaf(g, xc, sgx);
+                // past the row dy = 0 (no term above) but h - mean is not 0
+                if (in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) sx += xc;
+            }
+            sg = GroupReduce<GROUP>::sum(sg);
+            sgx = GroupReduce<GROUP>::sum(sgx);
+            sx = GroupReduce<GROUP>::sum(sx);
+            lo = ln ? sx / n : 0.0f;
+            mg = ln ? sg / n : 0.0f;
+            mgx = rs * (sgx - lo * sg) / n;
+        }
+#pragma unroll
+        for (int c = 0; c < CHUNKS; c++) {
+            float d[V];
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                const int i = c * V + k;
+                const float dyv = Io<T>::load(dyp[c].elems[k]);
+                const float g = dyv * gam[i] * os;
+                const float xhat = (Io<T>::load(hp[c].elems[k]) - mh - lo) * rs;
+                d[k] = rs * (g - mg - xhat * mgx);
+                if (dh) d[k] += Io<T>::load(dhp[c].elems[k]);
+                pg[i] = fmaf(dyv * os, xhat, pg[i]);
+                pb[i] = fmaf(dyv, os, pb[i]);
+            }
+            if (!skip(c)) store_vec<T>(static_cast<T *>(p.dx) + off + (c * GROUP + lane) * V, left(c), aligned, d);
+        }
+    }
+    if (!p.partial) return;
+    float *pgr = p.partial + (size_t)group * a.cols, *pbr = p.partial + ((size_t)a.groups + group) * a.cols;
+#pragma unroll
+    for (int i = 0; i < ITEMS; i++) {
+        const int j = col_of<GROUP, V>(i, lane);
+        if (j < a.cols) {
+            pgr[j] = pg[i];
+            pbr[j] = pb[i];
+        }
+    }
+}
+
 } // namespace tk
 
-// Sums the groups' partials in group order (f64), per column.
-extern "C" __global__ void __launch_bounds__(256)
+// Sums the groups' partials per column in a fixed order: slice s of
+// TK_REDUCE_SLICES sums its run of groups in order (f64), then the slices are
+// summed in order. The same bits on every run for a given (groups, cols),
+// with 8 chains per column instead of one (one chain of 1024 groups was
+// longer than the backward itself).
+#define TK_REDUCE_COLS 32
+#define TK_REDUCE_SLICES 8
+extern "C" __global__ void __launch_bounds__(TK_REDUCE_COLS * TK_REDUCE_SLICES)
     tk_norm_reduce_partials(const float *partial, int groups, int cols, float *dgamma, float *dbeta) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= cols) return;
+    __shared__ double part[2][TK_REDUCE_SLICES][TK_REDUCE_COLS];
+    const int c = threadIdx.x % TK_REDUCE_COLS, slice = threadIdx.x / TK_REDUCE_COLS;
+    const int j = blockIdx.x * TK_REDUCE_COLS + c;
+    const int per = (groups + TK_REDUCE_SLICES - 1) / TK_REDUCE_SLICES;
+    const int k0 = slice * per, k1 = min(groups, k0 + per);
     double g = 0.0, b = 0.0;
-    for (int k = 0; k < groups; k++) {
-        g += partial[(size_t)k * cols + j];
-        b += partial[((size_t)groups + k) * cols + j];
+    if (j < cols)
+        for (int k = k0; k < k1; k++) {
+            g += partial[(size_t)k * cols + j];
+            b += partial[((size_t)groups + k) * cols + j];
+        }
+    part[0][slice][c] = g;
+    part[1][slice][c] = b;
+    __syncthreads();
+    if (slice != 0 || j >= cols) return;
+    g = b = 0.0;
+#pragma unroll
+    for (int s = 0; s < TK_REDUCE_SLICES; s++) {
+        g += part[0][s][c];
+        b += part[1][s][c];
     }
     if (dgamma) dgamma[j] = (float)g;
     if (dbeta) dbeta[j] = (float)b;
@@ -446,16 +563,20 @@ extern "C" __global__ void __launch_bounds__(256)
         tk_norm_forward_##dt##_cuda_stream##GROUP(tk::NormPtrs p, tk::NormArgs a) {                \
         tk::norm_forward_stream<T, GROUP>(p, a);                                                    \
     }
-// GROUP 32: four warps a block (src/cuda/norm.rs WARPS_PER_BLOCK), each a group.
+// A block per row group: rows of any length swept from memory.
 #define TK_NORM_BACKWARD(dt, T, GROUP)                                                             \
-    extern "C" __global__ void __launch_bounds__(GROUP == 32 ? 128 : GROUP)                         \
+    extern "C" __global__ void __launch_bounds__(GROUP)                                             \
         tk_norm_backward_##dt##_cuda_group##GROUP(tk::NormBwdPtrs p, tk::NormBwdArgs a) {          \
-        if (GROUP == 32) {                                                                          \
-            const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;                        \
-            if (g < a.groups) tk::norm_backward_group<T, 32>(g, threadIdx.x % 32, p, a);            \
-        } else {                                                                                    \
-            tk::norm_backward_group<T, GROUP>(blockIdx.x, threadIdx.x, p, a);                       \
-        }                                                                                           \
+        tk::norm_backward_group<T, GROUP>(blockIdx.x, threadIdx.x, p, a);                           \
+    }
+// A block per row group, rows held in registers (GROUP threads x ITEMS).
+#define TK_NORM_BACKWARD_ROWS(dt, T, GROUP, ITEMS)                                                 \
+    extern "C" __global__ void __launch_bounds__(GROUP)                                             \
+        tk_norm_backward_##dt##_cuda_rows##GROUP##x##ITEMS(tk::NormBwdPtrs p, tk::NormBwdArgs a) { \
+        if (a.aligned && a.cols % (GROUP * tk::Io<T>::VEC) == 0)                                    \
+            tk::norm_backward_regs<T, GROUP, ITEMS, true>(blockIdx.x, threadIdx.x, p, a);           \
+        else                                                                                        \
+            tk::norm_backward_regs<T, GROUP, ITEMS, false>(blockIdx.x, threadIdx.x, p, a);          \
     }
 #define TK_NORM_ALL(dt, T)                                                                         \
     TK_NORM_WARP(dt, T, 8)                                                                         \
@@ -472,8 +593,11 @@ extern "C" __global__ void __launch_bounds__(256)
     TK_NORM_BLOCK(dt, T, 256, 8)                                                                   \
     TK_NORM_BLOCK(dt, T, 512, 8)                                                                   \
     TK_NORM_BLOCK(dt, T, 1024, 8)                                                                  \
-    TK_NORM_BACKWARD(dt, T, 32)                                                                    \
-    TK_NORM_BACKWARD(dt, T, 1024)
+    TK_NORM_BACKWARD(dt, T, 1024)                                                                  \
+    TK_NORM_BACKWARD_ROWS(dt, T, 128, 8)                                                           \
+    TK_NORM_BACKWARD_ROWS(dt, T, 256, 8)                                                           \
+    TK_NORM_BACKWARD_ROWS(dt, T, 512, 8)                                                           \
+    TK_NORM_BACKWARD_ROWS(dt, T, 512, 16)
 
 TK_NORM_ALL(f32, float)
 TK_NORM_ALL(f16, __half)

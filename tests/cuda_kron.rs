@@ -120,6 +120,10 @@ fn check<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, t: &Kron, x: &[f32], 
 fn shapes() -> Vec<Kron> {
     vec![
         Kron::new(dense(1, 5), dense(2, 7)),
+        // the register-tiled products: 2 x 4 outputs a thread (n1 even), and
+        // the one-at-a-time fallback (n1 odd) beside a width of whole vectors
+        Kron::new(dense(11, 6), dense(12, 20)),
+        Kron::new(dense(13, 3), dense(14, 8)),
         Kron::new(Factor::hadamard(8).unwrap(), dense(3, 13)),
         Kron::new(dense(4, 12), Factor::hadamard(16).unwrap())
             .with_smoothing(

@@ -267,8 +267,13 @@ fn every_shape_matches_reference() {
     }
 }
 
-fn backward_case<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, kind: Kind, cols: usize) {
-    let rows = 5;
+fn backward_case<T: CudaElement>(
+    s: &Arc<CudaStream>,
+    k: &Kernels,
+    kind: Kind,
+    rows: usize,
+    cols: usize,
+) {
     let n = rows * cols;
     let h: Vec<T> = round(
         &uniform_values(11, n, 2.0)
@@ -377,13 +382,17 @@ fn backward_case<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, kind: Kind, c
         let g: Vec<f64> = (0..cols).map(|j| dyd64[j] * gdd[j] * 0.5).collect();
         let xhat: Vec<f64> = hd.iter().map(|v| (v - m) * rs).collect();
         let nn = cols as f64;
+        // the row's means once (not per element: rows of 1024+ would be quadratic)
+        let mean_abs_g = g.iter().map(|v| v.abs()).sum::<f64>() / nn;
+        let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / nn;
+        let mean_abs_gx = g.iter().zip(&xhat).map(|(a, b)| (a * b).abs()).sum::<f64>() / nn;
         let t = |j: usize| GradTerms {
             rstd: rs,
             g: g[j],
             xhat: xhat[j],
-            mean_abs_g: g.iter().map(|v| v.abs()).sum::<f64>() / nn,
-            mean_gx: g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / nn,
-            mean_abs_gx: g.iter().zip(&xhat).map(|(a, b)| (a * b).abs()).sum::<f64>() / nn,
+            mean_abs_g,
+            mean_gx,
+            mean_abs_gx,
             dh: dhd64[j],
         };
         for j in 0..cols {
@@ -412,14 +421,49 @@ fn backward_case<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, kind: Kind, c
     }
 }
 
+/// A few launches of every block shape, forward (whole and masked rows) and
+/// backward (the register groups, the streaming group, the reduction):
+/// small enough for compute-sanitizer's racecheck.
+#[test]
+fn shapes_for_sanitizers() {
+    let Some((s, k)) = gpu() else { return };
+    for shape in NormShape::all() {
+        if let NormShape::Rows { group, items } = shape
+            && group > 32
+        {
+            let cap = (group * items) as usize;
+            for cols in [cap, cap / 2 + 3] {
+                forward_case::<f16>(&s, &k, Kind::LayerNorm, false, cols, true, 0.5, Some(shape));
+            }
+        }
+    }
+    for (rows, cols) in [(40, 1000), (9, 2048), (9, 4000), (5, 8192), (3, 8200)] {
+        backward_case::<bf16>(&s, &k, Kind::LayerNorm, rows, cols);
+    }
+}
+
 #[test]
 fn backward_matches_reference_and_is_deterministic() {
     let Some((s, k)) = gpu() else { return };
-    for cols in [1usize, 100, 2048, 2049, 9000] {
+    // (rows, cols): every backward kernel (register groups of 128 .. 512
+    // threads, whole and partial chunks, then the streaming one), with more
+    // rows than groups where the partials stay in registers across rows
+    let cases = [
+        (5, 1),
+        (5, 100),
+        (2500, 1024),
+        (5, 2048),
+        (5, 2049),
+        (700, 4096),
+        (300, 8192),
+        (5, 8193),
+        (5, 9000),
+    ];
+    for (rows, cols) in cases {
         for kind in [Kind::LayerNorm, Kind::RmsNorm] {
-            backward_case::<f32>(&s, &k, kind, cols);
-            backward_case::<f16>(&s, &k, kind, cols);
-            backward_case::<bf16>(&s, &k, kind, cols);
+            backward_case::<f32>(&s, &k, kind, rows, cols);
+            backward_case::<f16>(&s, &k, kind, rows, cols);
+            backward_case::<bf16>(&s, &k, kind, rows, cols);
         }
     }
 }

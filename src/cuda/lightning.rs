@@ -148,14 +148,17 @@ impl LightningKernels {
     }
 }
 
+/// Floats of decay powers ahead of the 16-bit buffers (`tk::LT_PW16`).
+const PW16: usize = 68;
+
 /// Mirrors `tk::lt_smem16_states` (bytes).
 fn smem16_states(dq: usize) -> usize {
-    (dq.div_ceil(16) * 16 * 72 + SLICE * 72) * 2 + 65 * 4
+    (dq.div_ceil(16) * 16 * 72 + SLICE * 72) * 2 + PW16 * 4
 }
 
 /// Mirrors `tk::lt_smem16_outputs` (bytes).
 fn smem16_outputs(dq: usize) -> usize {
-    (3 * 64 * (dq.div_ceil(16) * 16 + 8) + 2 * 64 * 72) * 2 + 65 * 4
+    (3 * 64 * (dq.div_ceil(16) * 16 + 8) + 2 * 64 * 72) * 2 + PW16 * 4
 }
 
 /// Mirrors `tk::lt_smem_floats`, in bytes.

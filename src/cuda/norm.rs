@@ -101,11 +101,29 @@ const EXTRA_SHAPES: [NormShape; 6] = [
 
 const WARPS_PER_BLOCK: u32 = 4;
 
-/// Row groups of the backward: a function of `rows` only, so the reduction
-/// order (and the result bits) do not depend on the device.
+/// Row groups of the streaming backward (rows past 8192 elements).
 const BACKWARD_GROUPS: usize = 256;
-/// Rows up to this long get a warp per group in the backward, else a block.
-const BACKWARD_WARP_MAX_COLS: usize = 2048;
+/// Threads of all row groups together in the register backward: about half
+/// of what the largest cards hold, so that each group has several rows to
+/// amortise its partial dgamma/dbeta row.
+const BACKWARD_THREADS: usize = 131072;
+/// (threads, elements a thread) of the register backward's groups, shortest
+/// rows first (1024 x 8 would spill f32 under its 64-register cap).
+const BACKWARD_ROW_SHAPES: [(usize, usize); 4] = [(128, 8), (256, 8), (512, 8), (512, 16)];
+
+/// How the backward splits `rows` x `cols`: (kernel index in
+/// `NormKernels::backward`, threads per group, groups). A function of the
+/// shape only, so the reduction order (and the result bits) do not depend on
+/// the device.
+fn backward_plan(rows: usize, cols: usize) -> (usize, u32, usize) {
+    match BACKWARD_ROW_SHAPES.iter().position(|&(g, e)| g * e >= cols) {
+        Some(i) => {
+            let g = BACKWARD_ROW_SHAPES[i].0;
+            (1 + i, g as u32, rows.clamp(1, BACKWARD_THREADS / g))
+        }
+        None => (0, 1024, rows.clamp(1, BACKWARD_GROUPS)),
+    }
+}
 
 impl NormShape {
     fn name(self, dtype: Dtype) -> String {
@@ -192,6 +210,7 @@ struct NormBwdArgs {
     kind: i32,
     params_f32: i32,
     groups: i32,
+    aligned: i32,
 }
 
 /// Mirrors `tk::NormBwdPtrs` (0 = absent).
@@ -297,8 +316,8 @@ pub struct DeviceNormBackward<'v, 'a, T> {
 pub(crate) struct NormKernels {
     /// [dtype][shape]
     forward: Vec<Vec<CudaFunction>>,
-    /// [dtype][warp, block]
-    backward: Vec<[CudaFunction; 2]>,
+    /// [dtype][streaming block, then the register blocks of BACKWARD_ROW_SHAPES]
+    backward: Vec<Vec<CudaFunction>>,
     reduce: CudaFunction,
 }
 
@@ -312,13 +331,17 @@ impl NormKernels {
                     .map(|s| Kernels::function(module, &s.name(d)))
                     .collect::<Result<Vec<_>>>()?,
             );
-            let f = |g: u32| {
-                Kernels::function(
+            let mut kernels = vec![Kernels::function(
+                module,
+                &format!("tk_norm_backward_{}_cuda_group1024", d.name()),
+            )?];
+            for (g, e) in BACKWARD_ROW_SHAPES {
+                kernels.push(Kernels::function(
                     module,
-                    &format!("tk_norm_backward_{}_cuda_group{g}", d.name()),
-                )
-            };
-            backward.push([f(32)?, f(1024)?]);
+                    &format!("tk_norm_backward_{}_cuda_rows{g}x{e}", d.name()),
+                )?);
+            }
+            backward.push(kernels);
         }
         Ok(NormKernels {
             forward,
@@ -523,7 +546,7 @@ impl Kernels {
 
     /// Floats of workspace [`Kernels::norm_backward`] needs for dgamma/dbeta.
     pub fn norm_backward_workspace_len(rows: usize, cols: usize) -> usize {
-        2 * rows.clamp(1, BACKWARD_GROUPS) * cols
+        2 * backward_plan(rows, cols).2 * cols
     }
 
     /// Backward of [`Kernels::norm_forward`] for LayerNorm, RMSNorm or the
@@ -574,7 +597,7 @@ impl Kernels {
                 });
             }
         }
-        let groups = rows.rows.clamp(1, BACKWARD_GROUPS);
+        let (kernel, group_threads, groups) = backward_plan(rows.rows, cols);
         let args = NormBwdArgs {
             rows: i32::try_from(rows.rows).map_err(|_| too_big())?,
             cols: i32::try_from(cols).map_err(|_| too_big())?,
@@ -582,6 +605,7 @@ impl Kernels {
             kind: kind_code(norm.kind()),
             params_f32: params_f32 as i32,
             groups: groups as i32,
+            aligned: 0,
         };
         let DeviceNormBackward {
             dy,
@@ -613,20 +637,15 @@ impl Kernels {
         }
         let dg = dgamma.map_or(0, |g| ptrs.view_mut(g, stream));
         let db = dbeta.map_or(0, |b| ptrs.view_mut(b, stream));
-        let warp = cols <= BACKWARD_WARP_MAX_COLS;
-        let func = &self.norm.backward[T::DTYPE as usize][if warp { 0 } else { 1 }];
-        let cfg = if warp {
-            LaunchConfig {
-                grid_dim: ((groups as u32).div_ceil(WARPS_PER_BLOCK), 1, 1),
-                block_dim: (32 * WARPS_PER_BLOCK, 1, 1),
-                shared_mem_bytes: 0,
-            }
-        } else {
-            LaunchConfig {
-                grid_dim: (groups as u32, 1, 1),
-                block_dim: (1024, 1, 1),
-                shared_mem_bytes: 0,
-            }
+        let args = NormBwdArgs {
+            aligned: (ptrs.aligned() && (cols * std::mem::size_of::<T>()) % 16 == 0) as i32,
+            ..args
+        };
+        let func = &self.norm.backward[T::DTYPE as usize][kernel];
+        let cfg = LaunchConfig {
+            grid_dim: (groups as u32, 1, 1),
+            block_dim: (group_threads, 1, 1),
+            shared_mem_bytes: 0,
         };
         if rows.is_empty() {
             // dgamma/dbeta of no rows: the reduction of zero groups writes zeros
@@ -653,7 +672,8 @@ impl Kernels {
             // hold 2 * groups * cols floats, dgamma/dbeta cols each (or 0).
             unsafe {
                 launch.launch(LaunchConfig {
-                    grid_dim: ((cols as u32).div_ceil(256), 1, 1),
+                    // TK_REDUCE_COLS columns a block, TK_REDUCE_SLICES slices
+                    grid_dim: ((cols as u32).div_ceil(32), 1, 1),
                     block_dim: (256, 1, 1),
                     shared_mem_bytes: 0,
                 })
