@@ -2,9 +2,10 @@
 // forward and backward, f32 / f16 / bf16 I/O, f32 arithmetic; the semantics of
 // the CPU kernels (kernels-cpu/include/tk.h, tk_norm_params).
 //
-// Forward shapes, chosen by the host from the row length:
+// Forward shapes, chosen by the host from the row length (src/cuda/norm.rs):
 //  - rows32x<ITEMS>: a warp per row, the row held in registers (ITEMS per lane);
-//  - rows<GROUP>x<ITEMS>: a block per row, same scheme with block reductions;
+//  - rows<GROUP>x<ITEMS>: a block per row, same scheme with block reductions
+//    (the defaults from 1024 elements: cols / 16 threads of 16 elements);
 //  - stream<GROUP>: a block per row for rows too long to hold: the row is
 //    swept from global memory (L2) once per statistic.
 // Statistics: the mean is kept as an f32 pair (hi = fl(sum / n), lo = mean of
@@ -581,18 +582,16 @@ extern "C" __global__ void __launch_bounds__(TK_REDUCE_COLS * TK_REDUCE_SLICES)
 #define TK_NORM_ALL(dt, T)                                                                         \
     TK_NORM_WARP(dt, T, 8)                                                                         \
     TK_NORM_WARP(dt, T, 16)                                                                        \
-    TK_NORM_WARP(dt, T, 32)                                                                        \
-    TK_NORM_WARP(dt, T, 64)                                                                        \
+    TK_NORM_BLOCK(dt, T, 64, 16)                                                                   \
+    TK_NORM_BLOCK(dt, T, 128, 16)                                                                  \
     TK_NORM_BLOCK(dt, T, 256, 16)                                                                  \
     TK_NORM_BLOCK(dt, T, 512, 16)                                                                  \
     TK_NORM_BLOCK(dt, T, 1024, 16)                                                                 \
     TK_NORM_STREAM(dt, T, 1024)                                                                    \
-    TK_NORM_BLOCK(dt, T, 64, 16)                                                                   \
+    TK_NORM_WARP(dt, T, 32)                                                                        \
+    TK_NORM_WARP(dt, T, 64)                                                                        \
     TK_NORM_BLOCK(dt, T, 128, 8)                                                                   \
-    TK_NORM_BLOCK(dt, T, 128, 16)                                                                  \
     TK_NORM_BLOCK(dt, T, 256, 8)                                                                   \
-    TK_NORM_BLOCK(dt, T, 512, 8)                                                                   \
-    TK_NORM_BLOCK(dt, T, 1024, 8)                                                                  \
     TK_NORM_BACKWARD(dt, T, 1024)                                                                  \
     TK_NORM_BACKWARD_ROWS(dt, T, 128, 8)                                                           \
     TK_NORM_BACKWARD_ROWS(dt, T, 256, 8)                                                           \

@@ -139,7 +139,13 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             )
             .unwrap()
         });
-        row("layernorm backward", 3 * n * es, t);
+        let (shape, groups) = Kernels::norm_backward_shape(rows, d);
+        println!(
+            "| layernorm backward | {} | {rows} x {d} | {shape:?}, {groups} groups | {:.0} | {:.0}% |",
+            T::DTYPE.name(),
+            (3 * n * es) as f64 / t / 1e9,
+            100.0 * (3 * n * es) as f64 / t / copy_bw
+        );
     }
 }
 

@@ -35,8 +35,10 @@ pub enum NormShape {
 }
 
 /// The shapes `for_cols` chooses from, shortest rows first: the first that
-/// holds the row is used. A warp per row up to 2048 f32 (4096 f16) elements,
-/// a block per row up to 16384, then streaming.
+/// holds the row is used. A warp per row up to 512 elements, then a block of
+/// cols / 16 threads (16 elements a thread) up to 16384, then streaming:
+/// the fastest of the compiled shapes at every d from 1024 to 8192 and every
+/// dtype in the shape sweep of docs/gpu-results.md (2026-12-04, H200).
 const DEFAULT_SHAPES: [NormShape; 8] = [
     NormShape::Rows {
         group: 32,
@@ -47,12 +49,12 @@ const DEFAULT_SHAPES: [NormShape; 8] = [
         items: 16,
     },
     NormShape::Rows {
-        group: 32,
-        items: 32,
+        group: 64,
+        items: 16,
     },
     NormShape::Rows {
-        group: 32,
-        items: 64,
+        group: 128,
+        items: 16,
     },
     NormShape::Rows {
         group: 256,
@@ -69,32 +71,24 @@ const DEFAULT_SHAPES: [NormShape; 8] = [
     NormShape::Stream { group: 1024 },
 ];
 
-/// Block shapes compiled besides the defaults (fewer elements per thread,
-/// more threads per row), for [`Kernels::norm_forward_shaped`] and the
-/// report's comparison of shapes.
-const EXTRA_SHAPES: [NormShape; 6] = [
+/// Shapes compiled besides the defaults, for [`Kernels::norm_forward_shaped`]
+/// and the report's shape sweep: the earlier warp-per-row defaults for 1024
+/// and 2048 elements and 8 elements a thread (each slower in that sweep).
+const EXTRA_SHAPES: [NormShape; 4] = [
     NormShape::Rows {
-        group: 64,
-        items: 16,
+        group: 32,
+        items: 32,
+    },
+    NormShape::Rows {
+        group: 32,
+        items: 64,
     },
     NormShape::Rows {
         group: 128,
         items: 8,
-    },
-    NormShape::Rows {
-        group: 128,
-        items: 16,
     },
     NormShape::Rows {
         group: 256,
-        items: 8,
-    },
-    NormShape::Rows {
-        group: 512,
-        items: 8,
-    },
-    NormShape::Rows {
-        group: 1024,
         items: 8,
     },
 ];
@@ -542,6 +536,22 @@ impl Kernels {
             .map_err(cuda_err("norm forward"))?;
         drop(ptrs);
         Ok(())
+    }
+
+    /// How [`Kernels::norm_backward`] splits `rows` x `cols`: the kernel
+    /// shape of a row group (`Rows`: held in registers; `Stream`: swept from
+    /// memory) and the number of groups, each adding one row of partial
+    /// dgamma/dbeta to the workspace.
+    pub fn norm_backward_shape(rows: usize, cols: usize) -> (NormShape, usize) {
+        let (kernel, group, groups) = backward_plan(rows, cols);
+        let shape = match kernel {
+            0 => NormShape::Stream { group },
+            i => NormShape::Rows {
+                group,
+                items: BACKWARD_ROW_SHAPES[i - 1].1 as u32,
+            },
+        };
+        (shape, groups)
     }
 
     /// Floats of workspace [`Kernels::norm_backward`] needs for dgamma/dbeta.
