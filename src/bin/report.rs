@@ -9,6 +9,7 @@
 //! cargo run --release -- --filter avx512   # only kernels whose name contains this
 //! cargo run --release -- --crossover       # three-pass vs two-pass by row length
 //! cargo run --release --features cuda -- --gpu-only   # the GPU section alone
+//! cargo run --release --features cuda -- --gpu-only --family norm   # one family's GPU tables
 //! cargo run --release -- --accuracy        # observed error of every variant vs the f64 reference
 //! ```
 
