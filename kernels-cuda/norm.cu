@@ -159,6 +159,22 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
     return rms_stats(s1, GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
 }
 
+// This thread's CHUNKS packs of a row (zero past the row; WHOLE as in
+// norm_forward_regs), every load issued before any is used.
+template <typename T, int GROUP, int CHUNKS, bool WHOLE>
+__device__ __forceinline__ void load_row(Pack<T> (&out)[CHUNKS], const T *src, int lane, int cols, int whole_chunks,
+                                         bool aligned) {
+    constexpr int V = Io<T>::VEC;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; c++) {
+        const int start = (c * GROUP + lane) * V;
+        if (WHOLE ? c >= whole_chunks : start >= cols)
+            out[c].raw = make_uint4(0u, 0u, 0u, 0u);
+        else
+            out[c] = load_pack<T>(src + start, WHOLE ? V : cols - start, aligned, Io<T>::store(0.0f));
+    }
+}
+
 // One row held in the registers of GROUP threads. WHOLE: every row starts
 // 16-byte aligned and cols is a multiple of GROUP * V, so a chunk (one 128-bit
 // vector per thread) is either all in the row or all past it, alike for the
@@ -177,27 +193,12 @@ __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormP
     const T *r = p.residual ? static_cast<const T *>(p.residual) + off : nullptr;
     // every load of the row first (x, then the residual), widening after:
     // the loads of a thread are all in flight together
-    const T zero = Io<T>::store(0.0f);
     Pack<T> xs[CHUNKS];
-#pragma unroll
-    for (int c = 0; c < CHUNKS; c++) {
-        const int start = (c * GROUP + lane) * V;
-        if (WHOLE && c >= whole_chunks)
-            xs[c].raw = make_uint4(0u, 0u, 0u, 0u);
-        else
-            xs[c] = load_pack<T>(x + start, WHOLE ? V : a.cols - start, aligned, zero);
-    }
+    load_row<T, GROUP, CHUNKS, WHOLE>(xs, x, lane, a.cols, whole_chunks, aligned);
     float h[ITEMS];
     if (r) {
         Pack<T> rs[CHUNKS];
-#pragma unroll
-        for (int c = 0; c < CHUNKS; c++) {
-            const int start = (c * GROUP + lane) * V;
-            if (WHOLE && c >= whole_chunks)
-                rs[c].raw = make_uint4(0u, 0u, 0u, 0u);
-            else
-                rs[c] = load_pack<T>(r + start, WHOLE ? V : a.cols - start, aligned, zero);
-        }
+        load_row<T, GROUP, CHUNKS, WHOLE>(rs, r, lane, a.cols, whole_chunks, aligned);
 #pragma unroll
         for (int c = 0; c < CHUNKS; c++) {
             const int start = (c * GROUP + lane) * V;
@@ -432,7 +433,6 @@ __device__ __forceinline__ void norm_backward_regs(int group, int lane, const No
     const bool aligned = WHOLE || a.aligned;
     const float n = (float)a.cols, os = a.out_scale;
     const bool ln = a.kind == 0, channel = a.kind == 2;
-    const T zero = Io<T>::store(0.0f);
     auto left = [&](int c) { return WHOLE ? V : a.cols - (c * GROUP + lane) * V; };
     auto skip = [&](int c) { return WHOLE ? c >= whole_chunks : (c * GROUP + lane) * V >= a.cols; };
     float gam[ITEMS], pg[ITEMS], pb[ITEMS];
@@ -451,15 +451,9 @@ __device__ __forceinline__ void norm_backward_regs(int group, int lane, const No
         const T *dy = static_cast<const T *>(p.dy) + off, *h = static_cast<const T *>(p.h) + off;
         const T *dh = p.dh ? static_cast<const T *>(p.dh) + off : nullptr;
         Pack<T> dyp[CHUNKS], hp[CHUNKS], dhp[CHUNKS];
-#pragma unroll
-        for (int c = 0; c < CHUNKS; c++) {
-            const int start = (c * GROUP + lane) * V;
-            dyp[c].raw = hp[c].raw = dhp[c].raw = make_uint4(0u, 0u, 0u, 0u);
-            if (skip(c)) continue;
-            dyp[c] = load_pack<T>(dy + start, left(c), aligned, zero);
-            hp[c] = load_pack<T>(h + start, left(c), aligned, zero);
-            if (dh) dhp[c] = load_pack<T>(dh + start, left(c), aligned, zero);
-        }
+        load_row<T, GROUP, CHUNKS, WHOLE>(dyp, dy, lane, a.cols, whole_chunks, aligned);
+        load_row<T, GROUP, CHUNKS, WHOLE>(hp, h, lane, a.cols, whole_chunks, aligned);
+        if (dh) load_row<T, GROUP, CHUNKS, WHOLE>(dhp, dh, lane, a.cols, whole_chunks, aligned);
         const float mh = ln ? p.mean[row] : 0.0f;
         const float rs = channel ? 1.0f : p.rstd[row];
         float lo = 0.0f, mg = 0.0f, mgx = 0.0f;
