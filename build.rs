@@ -255,6 +255,19 @@ fn build_cuda() {
     let nvcc = find_nvcc().unwrap_or_else(|| {
         panic!("feature `cuda` needs nvcc and none was found (NVCC, CUDA_HOME, CUDA_PATH, PATH). Install the pinned compiler from PyPI:\n  {NVCC_RECIPE}")
     });
+    // the CUDA headers, for the tests that run the kernels on the CPU
+    // stand-in (kernels-cuda/emu/); the PyPI layout and a toolkit alike keep
+    // them in ../include from nvcc
+    let include = nvcc
+        .parent()
+        .and_then(Path::parent)
+        .map(|root| root.join("include"))
+        .filter(|dir| dir.join("cuda_fp16.h").exists());
+    if let Some(dir) = include {
+        println!("cargo:rustc-env=TK_CUDA_INCLUDE={}", dir.display());
+    } else {
+        println!("cargo:rustc-env=TK_CUDA_INCLUDE=");
+    }
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let fatbin = out.join("kernels.fatbin");
     let output = Command::new(&nvcc)

@@ -14,6 +14,7 @@
 // (two with time reversed), as on the CPU. Decoding is its own kernel.
 
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace tk {
 
@@ -28,7 +29,8 @@ constexpr int LT_MAX_SEQS = 256;
 // gives every chunk's own contribution (decayed K^T V) to the workspace, the
 // scan (tk_lightning_scan) turns those into the state at each chunk's start,
 // and the outputs phase computes every chunk's outputs from its start state;
-// a block per (chunk, head, slice) in both phases.
+// a block per (chunk, head, slice) in both phases. That is the f32 path; for
+// 16-bit I/O a walk (lightning_walk16) replaces the first two launches.
 enum { LT_SEQUENTIAL = 0, LT_CHUNK_STATES = 1, LT_CHUNK_OUTPUTS = 3 };
 
 // Where element (sequence b, head h, token t, channel c) of one operand lives.
@@ -68,24 +70,6 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
     p.h[1] = Io<T>::store(hi);
     return p.u;
 }
-
-template <typename T> struct Mma;
-template <> struct Mma<__half> {
-    __device__ static void run(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                     "{%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    }
-};
-template <> struct Mma<__nv_bfloat16> {
-    __device__ static void run(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                     "{%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    }
-};
 
 // c += A (16 x 16) B (16 x 8) with A(m, k) = fa(m, k), B(k, n) = fb(k, n) read
 // from shared memory by this lane for its fragment positions.
@@ -308,11 +292,13 @@ __device__ void lightning_scan(const LtPassArgs &a) {
     if (a.s_out) a.s_out[si + e] = a.s_out_times_decay ? s * lambda : s;
 }
 
-// ---- the chunk phases for 16-bit I/O --------------------------------------
-// Operands staged in the I/O dtype and in fragment order, so every fragment is
-// 32-bit shared-memory loads of adjacent pairs: K^T (decayed) and V^T for the
-// states phase; Q, K, S^T, V^T and P for the outputs phase. Same math and the
-// same roundings as lightning_pass (whose fragments round the same operands).
+// ---- the two phases for 16-bit I/O ----------------------------------------
+// A walk over each sequence's chunks writes every chunk's start state; then
+// every chunk's outputs run in parallel. Operands are staged in the I/O dtype
+// and in fragment order, so every fragment is 32-bit shared-memory loads of
+// adjacent pairs: V^T and decayed K^T for the walk; Q, K, S^T, V^T and P for
+// the outputs. Same math and the same roundings as lightning_pass (whose
+// fragments round the same operands).
 
 template <typename T> __device__ __forceinline__ uint32_t ld32(const T *p) {
     return *reinterpret_cast<const uint32_t *>(p);
@@ -323,9 +309,6 @@ constexpr int LT_LD16 = LT_CHUNK + 8; // row stride of the 64-wide 16-bit buffer
 // those 16-byte aligned for the vector staging.
 constexpr int LT_PW16 = 68;
 __host__ __device__ inline int lt_ld16q(int dq) { return (dq + 15) / 16 * 16 + 8; }
-__host__ __device__ inline size_t lt_smem16_states(int dq) {
-    return ((size_t)((dq + 15) / 16 * 16) * LT_LD16 + LT_SLICE * LT_LD16) * 2 + LT_PW16 * 4;
-}
 __host__ __device__ inline size_t lt_smem16_outputs(int dq) {
     return ((size_t)3 * 64 * lt_ld16q(dq) + 2 * 64 * LT_LD16) * 2 + LT_PW16 * 4;
 }
@@ -406,54 +389,163 @@ __device__ __forceinline__ void lt_stage_transposed(T *dst, int ld, int nrows, i
     }
 }
 
-// One chunk's own state contribution D = (decayed K)^T V for one head and
-// value slice, accumulated in registers and written to the workspace.
-template <typename T> __device__ void lightning_states16(const LtPassArgs &a) {
+// ---- the walk over chunks (16-bit I/O) --------------------------------------
+// One operand's 64 x 64 tile of a chunk: rows are the chunk's tokens r (zero
+// at r >= len), columns c < width of src (zero beyond). Warp w loads the
+// 8-column packs (w >> 1) * 8 + 0, 16, 32, 48 of rows (w & 1) * 32 + lane:
+// four 16-byte loads a thread, all issued before anything waits on them
+// (element by element where `vec` is false). Needs 4 warps.
+template <typename T, typename Tok>
+__device__ __forceinline__ void lt_fetch_tile(uint4 (&raw)[4], const T *src, long long stride, int len, int width,
+                                              bool vec, Tok tok) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        const int w = warp + 4 * u, r = (w & 1) * 32 + lane, c = (w >> 1) * 8;
+        Pack<T> pk;
+        if (vec && r < len && c < width) {
+            pk.raw = *reinterpret_cast<const uint4 *>(src + tok(r) * stride + c);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                pk.elems[k] = r < len && c + k < width ? src[tok(r) * stride + c + k] : Io<T>::store(0.0f);
+        }
+        raw[u] = pk.raw;
+    }
+}
+
+// The tile transposed into shared memory: dst[c * LT_LD16 + r] = tile(r, c) *
+// scale(r) rounded to T (scale(r) is only asked for r < len).
+template <typename T, typename Scale>
+__device__ __forceinline__ void lt_put_transposed(T *dst, const uint4 (&raw)[4], int len, Scale scale) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        const int w = warp + 4 * u, r = (w & 1) * 32 + lane, c = (w >> 1) * 8;
+        Pack<T> pk;
+        pk.raw = raw[u];
+        const float f = r < len ? scale(r) : 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) dst[(c + k) * LT_LD16 + r] = Io<T>::store(Io<T>::load(pk.elems[k]) * f);
+    }
+}
+
+__host__ __device__ inline size_t lt_smem16_walk() { return (size_t)2 * 64 * LT_LD16 * 2 + LT_PW16 * 4; }
+
+// The chunk-start states, one pass over the sequence. A block per (64 x 64
+// tile of S^T, head, sequence) walks the sequence's chunks holding its tile in
+// registers (f32, in the mma accumulator layout: warp w has rows n 16w ..
+// 16w + 15 of the tile, value columns). At each chunk it writes the state at
+// the chunk's start to the workspace, rounded to the I/O dtype (the outputs
+// phase rounds it so anyway), as S^T: [chunk, head] blocks of dv rows of dq;
+// then S^T <- decay^len S^T + V^T (decayed K) on the tensor cores, while the
+// next chunk's K and V tiles are on their way into registers. Writes the end
+// state (f32, [dq, dv]) when asked. Grid: (tiles, heads, sequences).
+template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
     extern __shared__ float smem[];
-    const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
+    const int dq = a.dq, dv = a.dv, cslices = (dq + 63) / 64;
+    const int c_base = blockIdx.x % cslices * 64, n_base = blockIdx.x / cslices * 64;
+    const int h = blockIdx.y, b = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-    const int dq = a.dq, dqp = (dq + 15) / 16 * 16;
-    const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
+    const int n0 = warp * 16; // this warp's rows, within the tile
     float *pw = smem;
-    T *kt = reinterpret_cast<T *>(smem + LT_PW16), *vt = kt + (size_t)dqp * LT_LD16;
+    T *kt = reinterpret_cast<T *>(smem + LT_PW16), *vt = kt + 64 * LT_LD16;
     const float lambda = a.decay[h];
     if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
-    int b, cc;
-    lt_chunk_of(a, unit, b, cc);
-    const int len_all = lt_seq_len(a, b), t0 = cc * LT_CHUNK, len = min(LT_CHUNK, len_all - t0);
+
+    int first = 0; // global index of this sequence's first chunk
+    if (!a.packed)
+        first = b * ((a.n + LT_CHUNK - 1) / LT_CHUNK);
+    else
+        for (int s = 0; s < b; s++) first += (lt_seq_len(a, s) + LT_CHUNK - 1) / LT_CHUNK;
+    const int len_all = lt_seq_len(a, b), count = (len_all + LT_CHUNK - 1) / LT_CHUNK;
     const long long start = a.packed ? a.offsets[b] : 0;
     auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
-    const T *k = static_cast<const T *>(a.k) + base(a.lk), *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
+    const T *k = static_cast<const T *>(a.k) + base(a.lk) + c_base;
+    const T *v = static_cast<const T *>(a.v) + base(a.lv) + n_base;
     auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
-    __syncthreads(); // pw
-    auto chunk_tok = [&](int j) { return tok(t0 + j); };
-    auto one = [](int) { return 1.0f; };
-    // decayed K^T: row j of K scaled by decay^(len - 1 - j)
-    lt_stage_transposed<T>(kt, LT_LD16, LT_CHUNK, dqp, k, a.lk.token, len, dq, chunk_tok,
-                           [&](int j) { return pw[len - 1 - j]; });
-    lt_stage_transposed<T>(vt, LT_LD16, LT_CHUNK, LT_SLICE, v, a.lv.token, len, cols, chunk_tok, one);
-    __syncthreads();
-    const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
-    for (int c0 = warp * 16; c0 < dqp; c0 += 16 * LT_WARPS) {
-        float acc[LT_SLICE / 8][4] = {};
+    const int kw = dq - c_base, vw = dv - n_base;
+    const bool kvec = kw % 8 == 0 && a.lk.token % 8 == 0 && (reinterpret_cast<uintptr_t>(k) & 15) == 0;
+    const bool vvec = vw % 8 == 0 && a.lv.token % 8 == 0 && (reinterpret_cast<uintptr_t>(v) & 15) == 0;
+
+    // this lane's state elements: (n, c) of acc[nt][e]
+    auto row = [&](int e) { return n_base + n0 + g + (e >= 2 ? 8 : 0); };
+    auto col = [&](int nt, int e) { return c_base + nt * 8 + 2 * tq + (e & 1); };
+    const size_t si = ((size_t)b * a.heads + h) * (size_t)dq * dv;
+    const float s0_scale = a.s0_over_decay ? (float)(1.0 / (double)lambda) : 1.0f;
+    float acc[8][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int n = row(e), c = col(nt, e);
+            acc[nt][e] = a.s0 && n < dv && c < dq
+                             ? (a.s0_transposed ? a.s0[si + (size_t)n * dq + c] : a.s0[si + (size_t)c * dv + n]) * s0_scale
+                             : 0.0f;
+        }
+
+    uint4 kraw[4], vraw[4];
+    if (count > 0) {
+        const int len0 = min(LT_CHUNK, len_all);
+        lt_fetch_tile<T>(kraw, k, a.lk.token, len0, kw, kvec, tok);
+        lt_fetch_tile<T>(vraw, v, a.lv.token, len0, vw, vvec, tok);
+    }
+    T *ws = reinterpret_cast<T *>(a.ws);
+    for (int cc = 0; cc < count; cc++) {
+        const int t0 = cc * LT_CHUNK, len = min(LT_CHUNK, len_all - t0);
+        __syncthreads(); // pw written; the last chunk's fragments read
+        lt_put_transposed<T>(kt, kraw, len, [&](int j) { return pw[len - 1 - j]; });
+        lt_put_transposed<T>(vt, vraw, len, [](int) { return 1.0f; });
+        __syncthreads();
+        if (cc + 1 < count) {
+            const int t1 = t0 + LT_CHUNK, len1 = min(LT_CHUNK, len_all - t1);
+            auto next = [&](int j) { return tok(t1 + j); };
+            lt_fetch_tile<T>(kraw, k, a.lk.token, len1, kw, kvec, next);
+            lt_fetch_tile<T>(vraw, v, a.lv.token, len1, vw, vvec, next);
+        }
+        // the state at this chunk's start, S^T rounded to T
+        T *dst = ws + ((size_t)(first + cc) * a.heads + h) * (size_t)dq * dv;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e += 2) {
+                const int n = row(e), c = col(nt, e);
+                if (n >= dv || c >= dq) continue;
+                T *p = dst + (size_t)n * dq + c;
+                if (dq % 2 == 0) {
+                    *reinterpret_cast<uint32_t *>(p) = pack2<T>(acc[nt][e], acc[nt][e + 1]);
+                } else {
+                    p[0] = Io<T>::store(acc[nt][e]);
+                    if (c + 1 < dq) p[1] = Io<T>::store(acc[nt][e + 1]);
+                }
+            }
+        const float carry = pw[len];
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[nt][e] *= carry;
+        // A = V^T (rows n, k = tokens j), B = decayed K (k = j, columns c)
 #pragma unroll
         for (int j0 = 0; j0 < LT_CHUNK; j0 += 16) {
-            const uint32_t af[4] = {ld32(&kt[(c0 + g) * LT_LD16 + j0 + 2 * tq]), ld32(&kt[(c0 + g + 8) * LT_LD16 + j0 + 2 * tq]),
-                                    ld32(&kt[(c0 + g) * LT_LD16 + j0 + 2 * tq + 8]),
-                                    ld32(&kt[(c0 + g + 8) * LT_LD16 + j0 + 2 * tq + 8])};
+            const uint32_t af[4] = {ld32(&vt[(n0 + g) * LT_LD16 + j0 + 2 * tq]), ld32(&vt[(n0 + g + 8) * LT_LD16 + j0 + 2 * tq]),
+                                    ld32(&vt[(n0 + g) * LT_LD16 + j0 + 2 * tq + 8]),
+                                    ld32(&vt[(n0 + g + 8) * LT_LD16 + j0 + 2 * tq + 8])};
 #pragma unroll
-            for (int nt = 0; nt < LT_SLICE / 8; nt++) {
-                const uint32_t bf[2] = {ld32(&vt[(nt * 8 + g) * LT_LD16 + j0 + 2 * tq]),
-                                        ld32(&vt[(nt * 8 + g) * LT_LD16 + j0 + 2 * tq + 8])};
+            for (int nt = 0; nt < 8; nt++) {
+                const uint32_t bf[2] = {ld32(&kt[(nt * 8 + g) * LT_LD16 + j0 + 2 * tq]),
+                                        ld32(&kt[(nt * 8 + g) * LT_LD16 + j0 + 2 * tq + 8])};
                 Mma<T>::run(acc[nt], af, bf);
             }
         }
+    }
+    if (a.s_out) {
+        const float f = a.s_out_times_decay ? lambda : 1.0f;
 #pragma unroll
-        for (int nt = 0; nt < LT_SLICE / 8; nt++)
+        for (int nt = 0; nt < 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int c = c0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
-                if (c < dq && n < cols) a.ws[wi + (size_t)c * a.dv + c_base + n] = acc[nt][e];
+                const int n = row(e), c = col(nt, e);
+                if (n < dv && c < dq) a.s_out[si + (size_t)c * dv + n] = acc[nt][e] * f;
             }
     }
 }
@@ -484,10 +576,9 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     auto one = [](int) { return 1.0f; };
     lt_stage_rows<T>(sq, ldq, dqp, q, a.lq.token, len, dq, chunk_tok);
     lt_stage_rows<T>(sk, ldq, dqp, k, a.lk.token, len, dq, chunk_tok);
-    // S^T from the f32 workspace (rows c of S, dv apart)
-    const size_t wi = ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
-    lt_stage_transposed<T>(st, ldq, dqp, LT_SLICE, a.ws + wi + c_base, (long long)a.dv, dq, cols,
-                           [](int c) { return (long long)c; }, one);
+    // S^T from the walk's workspace: rows n of dq elements
+    const T *ws = reinterpret_cast<const T *>(a.ws) + ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
+    lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
     lt_stage_transposed<T>(vt, LT_LD16, LT_CHUNK, LT_SLICE, v, a.lv.token, len, cols, chunk_tok, one);
     __syncthreads();
     const int r0 = warp * 16;
@@ -598,8 +689,8 @@ extern "C" __global__ void __launch_bounds__(256) tk_lightning_scan(const __grid
     }
 #define TK_LIGHTNING16(dt, T)                                                                      \
     extern "C" __global__ void __launch_bounds__(128)                                               \
-        tk_lightning_states16_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) {               \
-        tk::lightning_states16<T>(a);                                                               \
+        tk_lightning_walk16_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) {                 \
+        tk::lightning_walk16<T>(a);                                                                 \
     }                                                                                               \
     extern "C" __global__ void __launch_bounds__(128)                                               \
         tk_lightning_outputs16_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) {              \

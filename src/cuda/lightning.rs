@@ -94,7 +94,8 @@ pub(crate) struct LightningKernels {
     pass: Vec<CudaFunction>,
     decode: Vec<CudaFunction>,
     scan: CudaFunction,
-    /// [dtype] (None for f32): the 16-bit chunk phases (states, outputs).
+    /// [dtype] (None for f32): the 16-bit phases (the walk writing every
+    /// chunk's start state, the chunk outputs).
     chunk16: Vec<Option<[CudaFunction; 2]>>,
 }
 
@@ -134,7 +135,7 @@ impl LightningKernels {
                     Ok(f)
                 };
                 Some([
-                    f("states", smem16_states(CUDA_MAX_HEAD_DIM))?,
+                    f("walk", smem16_walk())?,
                     f("outputs", smem16_outputs(CUDA_MAX_HEAD_DIM))?,
                 ])
             });
@@ -151,9 +152,9 @@ impl LightningKernels {
 /// Floats of decay powers ahead of the 16-bit buffers (`tk::LT_PW16`).
 const PW16: usize = 68;
 
-/// Mirrors `tk::lt_smem16_states` (bytes).
-fn smem16_states(dq: usize) -> usize {
-    (dq.div_ceil(16) * 16 * 72 + SLICE * 72) * 2 + PW16 * 4
+/// Mirrors `tk::lt_smem16_walk` (bytes).
+fn smem16_walk() -> usize {
+    2 * 64 * 72 * 2 + PW16 * 4
 }
 
 /// Mirrors `tk::lt_smem16_outputs` (bytes).
@@ -359,17 +360,30 @@ impl Kernels {
         if a.ws == 0 {
             return run(a, block(seqs), func);
         }
-        // 16-bit I/O: the phases with operands staged in fragment order
-        let fast = self.lightning.chunk16[T::DTYPE as usize].as_ref();
         let phase_cfg = |bytes: usize| LaunchConfig {
             shared_mem_bytes: bytes as u32,
             ..block(chunks as u32)
         };
-        if chunks == 0 {
-            // no tokens: the scan alone copies the start states to the end states
-        } else if let Some([states, _]) = fast {
-            run(a, phase_cfg(smem16_states(a.dq as usize)), states)?;
-        } else {
+        // 16-bit I/O: a walk per (64 x 64 tile of the state, head, sequence)
+        // writes every chunk's start state (and the end states), then the
+        // chunks' outputs run in parallel
+        if let Some([walk, outputs]) = self.lightning.chunk16[T::DTYPE as usize].as_ref() {
+            let tiles = (a.dq as u32).div_ceil(SLICE as u32) * slices;
+            let walk_cfg = LaunchConfig {
+                grid_dim: (tiles, a.heads as u32, seqs),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: smem16_walk() as u32,
+            };
+            run(a, walk_cfg, walk)?;
+            if chunks > 0 {
+                run(a, phase_cfg(smem16_outputs(a.dq as usize)), outputs)?;
+            }
+            return Ok(());
+        }
+        // f32: every chunk's own contribution, the scan to start states (with
+        // no tokens it alone copies the start states to the end states), the
+        // outputs
+        if chunks > 0 {
             run(
                 &LtPassArgs {
                     phase: CHUNK_STATES,
@@ -386,10 +400,7 @@ impl Kernels {
             shared_mem_bytes: 0,
         };
         run(a, scan, &self.lightning.scan)?;
-        if chunks == 0 {
-        } else if let Some([_, outputs]) = fast {
-            run(a, phase_cfg(smem16_outputs(a.dq as usize)), outputs)?;
-        } else {
+        if chunks > 0 {
             run(
                 &LtPassArgs {
                     phase: CHUNK_OUTPUTS,

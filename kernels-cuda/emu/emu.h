@@ -1,0 +1,156 @@
+// A CPU stand-in for the parts of CUDA our kernels use, so their index
+// arithmetic, barriers and fragment layouts can be checked on a machine
+// without a GPU (CI, and every session not lent one). Not a simulator of
+// timing or of memory ordering: one block runs at a time, each of its threads
+// an OS thread; __syncthreads and __syncwarp are barriers, and warp
+// collectives (shuffles, mma.sync) trade values through a per-warp slot table
+// between two warp barriers. mma.sync sums each product in f64 and adds it to
+// the f32 accumulator once (the tensor core's own order is unspecified).
+//
+// Use: include this, then the kernel's .cu file, then call emu::launch. The
+// kernel's dynamic shared memory is `tk::smem` (declared `extern __shared__
+// float smem[]` inside kernels of namespace tk). Static __shared__ arrays are
+// not supported (they would be per thread).
+#pragma once
+#define TK_CUDA_EMU 1
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+// the CUDA headers define these for host compilers; here they mean nothing
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __shared__
+#undef __launch_bounds__
+#undef __grid_constant__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__
+#define __launch_bounds__(...)
+#define __grid_constant__
+
+struct EmuDim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+inline thread_local EmuDim3 threadIdx, blockIdx;
+inline EmuDim3 blockDim, gridDim;
+
+using std::max;
+using std::min;
+
+namespace emu {
+
+struct Warp {
+    std::barrier<> bar{32};
+    alignas(16) unsigned char slot[32][64];
+};
+
+struct Block {
+    std::barrier<> bar;
+    std::vector<std::unique_ptr<Warp>> warps;
+    explicit Block(int threads) : bar(threads) {
+        for (int w = 0; w < threads / 32; w++) warps.push_back(std::make_unique<Warp>());
+    }
+};
+
+inline Block *current = nullptr;
+
+inline Warp &warp() { return *current->warps[threadIdx.x / 32]; }
+inline int lane() { return (int)(threadIdx.x % 32); }
+
+// Puts `bytes` of this lane's value in its slot, waits for the warp, runs
+// use(slots), and waits again so no lane overwrites a slot still being read.
+template <typename F> void exchange(const void *mine, size_t bytes, F &&use) {
+    Warp &w = warp();
+    std::memcpy(w.slot[lane()], mine, bytes);
+    w.bar.arrive_and_wait();
+    use(w.slot);
+    w.bar.arrive_and_wait();
+}
+
+// Runs kernel() for every block of `grid`, blocks one after another, each
+// with `block` threads (a multiple of 32).
+template <typename K> void launch(EmuDim3 grid, EmuDim3 block, K kernel) {
+    gridDim = grid;
+    blockDim = block;
+    const int threads = (int)(block.x * block.y * block.z);
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                Block b(threads);
+                current = &b;
+                std::vector<std::thread> ts;
+                for (int i = 0; i < threads; i++)
+                    ts.emplace_back([&, i] {
+                        threadIdx = {(unsigned)i % block.x, (unsigned)i / block.x % block.y,
+                                     (unsigned)i / (block.x * block.y)};
+                        blockIdx = {x, y, z};
+                        kernel();
+                        // a finished thread no longer holds up the others' barriers
+                        b.warps[i / 32]->bar.arrive_and_drop();
+                        b.bar.arrive_and_drop();
+                    });
+                for (auto &t : ts) t.join();
+                current = nullptr;
+            }
+}
+
+} // namespace emu
+
+inline void __syncthreads() { emu::current->bar.arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp().bar.arrive_and_wait(); }
+
+inline float __shfl_xor_sync(unsigned, float v, int mask) {
+    float out = 0.0f;
+    emu::exchange(&v, sizeof v, [&](auto &slot) { std::memcpy(&out, slot[emu::lane() ^ mask], sizeof out); });
+    return out;
+}
+
+namespace tk {
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: lane = 4 g + t holds
+// A (16 x 16): a0 (g, 2t..2t+1), a1 (g + 8, ..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..);
+// B (16 x 8): b0 (k = 2t..2t+1, n = g), b1 (k = 2t + 8.., n = g);
+// C (16 x 8): (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+template <typename T> struct Mma {
+    static void run(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        struct Frag {
+            uint32_t a[4], b[2];
+        } mine = {{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
+        const int g = emu::lane() >> 2, t = emu::lane() & 3;
+        emu::exchange(&mine, sizeof mine, [&](auto &slot) {
+            auto elem = [&](int lane, bool is_a, int reg, int half) {
+                Frag f;
+                std::memcpy(&f, slot[lane], sizeof f);
+                const uint32_t word = is_a ? f.a[reg] : f.b[reg];
+                T v[2];
+                std::memcpy(static_cast<void *>(v), &word, sizeof v);
+                return (double)float(v[half]);
+            };
+            // A(r, k) lives in lane 4 (r % 8) + (k % 8) / 2, register (k / 8) * 2 + r / 8
+            auto A = [&](int r, int k) { return elem(4 * (r % 8) + (k % 8) / 2, true, (k / 8) * 2 + r / 8, k % 2); };
+            // B(k, n) lives in lane 4 n + (k % 8) / 2, register k / 8
+            auto B = [&](int k, int n) { return elem(4 * n + (k % 8) / 2, false, k / 8, k % 2); };
+            for (int e = 0; e < 4; e++) {
+                const int r = g + (e >= 2 ? 8 : 0), n = 2 * t + (e & 1);
+                double s = 0.0;
+                for (int k = 0; k < 16; k++) s += A(r, k) * B(k, n);
+                c[e] = (float)((double)c[e] + s);
+            }
+        });
+    }
+};
+
+} // namespace tk

@@ -1,0 +1,60 @@
+//! The CUDA kernels' index arithmetic, barriers and fragment layouts checked
+//! without a GPU: each `kernels-cuda/emu/*_check.cpp` includes a kernel file
+//! after the CPU stand-in for CUDA (`kernels-cuda/emu/emu.h`), is compiled by
+//! the host C++ compiler against the CUDA headers that came with nvcc, runs
+//! the kernels on small shapes and compares them with f64 references. Timing
+//! and memory ordering are not modelled: the GPU tests (`cuda_*.rs`, on a lent
+//! device) stay the judge; this catches what can be caught before one.
+#![cfg(feature = "cuda")]
+
+use std::path::Path;
+use std::process::Command;
+
+fn run_check(name: &str) {
+    let include = env!("TK_CUDA_INCLUDE");
+    assert!(
+        !include.is_empty(),
+        "the CUDA headers (cuda_fp16.h) were not found next to nvcc when building"
+    );
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kernels-cuda/emu")
+        .join(format!("{name}.cpp"));
+    let exe = std::env::temp_dir().join(format!("tk-emu-{name}-{}", std::process::id()));
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let built = Command::new(&cxx)
+        .args([
+            "-std=c++20",
+            "-O1",
+            "-pthread",
+            "-Wall",
+            "-Wno-unknown-pragmas",
+            "-Werror",
+            "-I",
+            include,
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cxx}: {e}"));
+    assert!(
+        built.status.success(),
+        "{cxx} failed on {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let ran = Command::new(&exe).output().expect("run the check");
+    let _ = std::fs::remove_file(&exe);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    println!("{stdout}");
+    assert!(
+        ran.status.success(),
+        "{name} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+#[test]
+fn lightning_kernels_on_the_cpu_stand_in() {
+    run_check("lightning_check");
+}
