@@ -4,5 +4,6 @@
 #include "norm.cu"
 #include "lightning.cu"
 #include "kron.cu"
+#include "kron_tc.cu"
 #include "wgemv.cu"
 #include "qgemm.cu"

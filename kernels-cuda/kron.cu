@@ -8,6 +8,8 @@
 // read from global memory (L1/L2-resident: every block reads the same ones).
 // Arithmetic in f32 with the quantization rounded exactly as the CPU kernels
 // (__fmul_rn / __fdiv_rn: no contraction).
+#pragma once
+
 #include "common.cuh"
 
 namespace tk {

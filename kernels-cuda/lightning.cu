@@ -300,10 +300,6 @@ __device__ void lightning_scan(const LtPassArgs &a) {
 // the outputs. Same math and the same roundings as lightning_pass (whose
 // fragments round the same operands).
 
-template <typename T> __device__ __forceinline__ uint32_t ld32(const T *p) {
-    return *reinterpret_cast<const uint32_t *>(p);
-}
-
 constexpr int LT_LD16 = LT_CHUNK + 8; // row stride of the 64-wide 16-bit buffers
 // Floats of decay powers (65 used) ahead of the 16-bit buffers: 68 keeps
 // those 16-byte aligned for the vector staging.

@@ -7,6 +7,11 @@
 
 namespace tk {
 
+// Two adjacent 16-bit elements (a fragment register) from shared memory.
+template <typename T> __device__ __forceinline__ uint32_t ld32(const T *p) {
+    return *reinterpret_cast<const uint32_t *>(p);
+}
+
 template <typename T> struct Mma;
 #ifndef TK_CUDA_EMU
 template <> struct Mma<__half> {

@@ -1,8 +1,10 @@
 //! CUDA Kronecker transforms against the f64 references: every dtype x factor
 //! kinds (dense / Hadamard each side, LLM shapes 4096 = 64 x 64, 11008 = 86 x
 //! 128, 14336 = 112 x 128) x outputs (y, int8, int4); y within
-//! `Kron::error_bound`, q and scales bit for bit from the kernel's own f32 y
-//! (f32) or within half a step of the reference (16-bit); zero and
+//! `DeviceKron::error_bound` (16-bit tokens of most shapes on the tensor
+//! cores, the rest and f32 on the SIMT kernel), q and scales bit for bit
+//! from the kernel's own f32 y (f32) or within half a step of the reference
+//! (16-bit); zero and
 //! non-finite tokens; errors that enqueue nothing. Skips with a message
 //! without a GPU (TK_REQUIRE_GPU=1 makes that a failure).
 #![cfg(feature = "cuda")]
@@ -72,7 +74,7 @@ fn check<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, t: &Kron, x: &[f32], 
             None => rk::apply_factored(p1, p2, &xs),
         };
         let tol: Vec<f64> = (0..n)
-            .map(|j| t.error_bound(T::DTYPE, yr[j], mag[j]))
+            .map(|j| dt.error_bound(t, T::DTYPE, yr[j], mag[j]))
             .collect();
         for j in 0..n {
             let e = (y[tk * n + j] as f64 - yr[j]).abs();
@@ -152,6 +154,41 @@ fn every_dtype_and_shape_matches_the_reference() {
             check::<f16>(&s, &k, &t, &x, clip);
             check::<bf16>(&s, &k, &t, &x, clip);
         }
+    }
+}
+
+#[test]
+fn sixteen_bit_tokens_take_the_tensor_cores_where_the_shape_allows() {
+    let Some((s, k)) = gpu() else { return };
+    for (t, tc) in shapes().iter().zip([
+        false, // 5 x 7: rows of 7 are not whole 16-byte vectors
+        false, // 6 x 20
+        true,  // 3 x 8
+        false, // 8 x 13
+        true,  // 12 x 16, smoothed
+        true,  // Hadamard 64 x 64
+        true,  // 64 x 64
+        true,  // 86 x Hadamard 128
+        true,  // 112 x 128
+    ]) {
+        let dt = k.upload_kron(&s, t).unwrap();
+        assert_eq!(dt.tensor_cores(Dtype::Bf16), tc, "n = {}", t.n());
+        assert_eq!(dt.tensor_cores(Dtype::F16), tc);
+        assert!(!dt.tensor_cores(Dtype::F32));
+    }
+}
+
+/// A few tokens through the tensor-core kernel (one and two items a warp,
+/// smoothing, a Hadamard factor) for compute-sanitizer's memcheck and
+/// racecheck in scripts/device-check.sh.
+#[test]
+fn tensor_cores_for_sanitizers() {
+    let Some((s, k)) = gpu() else { return };
+    let sh = shapes();
+    for t in [&sh[4], &sh[7]] {
+        let x = uniform_values(3, 5 * t.n(), 2.0);
+        check::<bf16>(&s, &k, t, &x, 0.9);
+        check::<f16>(&s, &k, t, &x, 0.9);
     }
 }
 

@@ -17,6 +17,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -111,6 +112,29 @@ template <typename K> void launch(EmuDim3 grid, EmuDim3 block, K kernel) {
 
 inline void __syncthreads() { emu::current->bar.arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp().bar.arrive_and_wait(); }
+
+// block-wide OR: a flag set by any thread, read after a barrier, cleared by
+// thread 0 between two more
+inline int __syncthreads_or(int p) {
+    static std::atomic<int> flag{0};
+    if (p) flag.store(1);
+    __syncthreads();
+    const int any = flag.load();
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) flag.store(0);
+    __syncthreads();
+    return any;
+}
+
+// arithmetic intrinsics: IEEE operations in the default rounding mode (build
+// with -ffp-contract=off so a * b + c is not fused where CUDA would not)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline int __float2int_rn(float v) { return (int)std::nearbyint(v); }
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline int __ffs(int v) { return __builtin_ffs(v); }
+template <typename T> inline T __ldg(const T *p) { return *p; }
+using std::isfinite;
 
 inline float __shfl_xor_sync(unsigned, float v, int mask) {
     float out = 0.0f;

@@ -3,11 +3,14 @@
 //! once ([`Kernels::upload_kron`]); each call reads x once and writes y
 //! and/or the quantized values and per-token scales once. Tokens up to
 //! [`CUDA_KRON_MAX_N`] elements (the token and one product live in shared
-//! memory).
+//! memory). 16-bit tokens run on the tensor cores where the shape allows
+//! (`kernels-cuda/kron_tc.cu`: n2 a multiple of 8, padded orders up to 128
+//! x 128 or so; [`DeviceKron::tensor_cores`]), with factors rounded to the
+//! token dtype: see [`DeviceKron::error_bound`].
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::CUfunction_attribute_enum;
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
     PushKernelArg,
@@ -24,6 +27,12 @@ use crate::shape::expect_len;
 /// shared memory).
 pub const CUDA_KRON_MAX_N: usize = 16384;
 const THREADS: u32 = 256;
+/// Shared memory the tensor-core kernel may use (both factors, X and Z^T in
+/// 16 bits: 139.5 KiB at 128 x 128).
+const TC_SMEM_MAX: usize = 144 * 1024;
+/// 16-byte vectors of a token each thread of the tensor-core kernel
+/// prefetches (`tk::KTC_MAX_VECS`).
+const TC_MAX_VECS: usize = 8;
 
 /// Mirrors `tk::KronArgs`.
 #[repr(C)]
@@ -51,6 +60,8 @@ unsafe impl cudarc::driver::DeviceRepr for KronArgs {}
 pub(crate) struct KronKernels {
     /// [dtype]
     run: Vec<CudaFunction>,
+    /// [dtype] (None for f32): the tensor-core kernel.
+    tc: Vec<Option<CudaFunction>>,
 }
 
 impl KronKernels {
@@ -65,7 +76,21 @@ impl KronKernels {
             .map_err(cuda_err("kron shared memory attribute"))?;
             run.push(f);
         }
-        Ok(KronKernels { run })
+        let mut tc = Vec::new();
+        for d in Dtype::ALL {
+            tc.push(if d == Dtype::F32 {
+                None
+            } else {
+                let f = Kernels::function(module, &format!("tk_kron_tc_{}_cuda", d.name()))?;
+                f.set_attribute(
+                    CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    TC_SMEM_MAX as i32,
+                )
+                .map_err(cuda_err("kron shared memory attribute"))?;
+                Some(f)
+            });
+        }
+        Ok(KronKernels { run, tc })
     }
 }
 
@@ -77,12 +102,69 @@ pub struct DeviceKron {
     n1: usize,
     n2: usize,
     out_scale: f32,
+    /// How 16-bit tokens run on the tensor cores, when the shape allows.
+    tc: Option<TcLaunch>,
+}
+
+/// Launch geometry of the tensor-core kernel for one transform.
+#[derive(Clone, Copy)]
+struct TcLaunch {
+    threads: u32,
+    smem: u32,
+    /// Blocks that fit on the device at once (the grid-stride loop's grid).
+    grid: u32,
+}
+
+/// Mirrors `tk::ktc_pad`.
+fn pad16(n: usize) -> usize {
+    n.div_ceil(16) * 16
+}
+
+/// The tensor-core kernel's threads and shared memory for n1 x n2 (its
+/// limits: whole 16-byte rows, at most two 16 x 64 output items a warp, the
+/// prefetch registers, shared memory), or None.
+fn tc_shape(n1: usize, n2: usize) -> Option<(u32, usize)> {
+    let (a, b) = (pad16(n1), pad16(n2));
+    let items = a / 16 * b.div_ceil(64);
+    let vecs = n1 * n2 / 8;
+    let threads = if items <= 8 && vecs <= TC_MAX_VECS * 128 {
+        128
+    } else {
+        256
+    };
+    let smem = 64 * 4 + 2 * (a * (a + 8) + b * (b + 8) + a * (b + 8) + b * (a + 8));
+    (n2 % 8 == 0
+        && items <= 2 * threads / 32
+        && vecs <= TC_MAX_VECS * threads
+        && smem <= TC_SMEM_MAX)
+        .then_some((threads as u32, smem))
 }
 
 impl DeviceKron {
     /// Token length n = n1 * n2.
     pub fn n(&self) -> usize {
         self.n1 * self.n2
+    }
+
+    /// Whether tokens of `dtype` run on the tensor cores (f16/bf16 and a
+    /// shape `kernels-cuda/kron_tc.cu` takes).
+    pub fn tensor_cores(&self, dtype: Dtype) -> bool {
+        dtype != Dtype::F32 && self.tc.is_some()
+    }
+
+    /// The accuracy contract of y for tokens of `dtype` (`t` the transform
+    /// this was uploaded from): [`Kron::error_bound`], plus `4 u_io mag` on
+    /// the tensor cores, where the factors, the smoothed x and the
+    /// intermediate product are each rounded to the token dtype once (the
+    /// products are exact, the sums f32). The quantized values follow from y
+    /// as on the CPU.
+    pub fn error_bound(&self, t: &Kron, dtype: Dtype, y_exact: f64, mag: f64) -> f64 {
+        let tc = if self.tensor_cores(dtype) {
+            4.0 * dtype.unit_roundoff() * mag
+        } else {
+            0.0
+        };
+        t.error_bound(dtype, y_exact, mag) + tc
     }
 }
 
@@ -145,13 +227,32 @@ impl Kernels {
             v.map(|v| stream.clone_htod(v).map_err(cuda_err("kron upload")))
                 .transpose()
         };
+        let (n1, n2) = (p1.order(), p2.order());
+        let tc = match (tc_shape(n1, n2), &self.kron.tc[Dtype::Bf16 as usize]) {
+            (Some((threads, smem)), Some(f)) => {
+                let per_sm = f
+                    .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
+                    .map_err(cuda_err("kron occupancy"))?;
+                let sms = stream
+                    .context()
+                    .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                    .map_err(cuda_err("kron device attribute"))?;
+                Some(TcLaunch {
+                    threads,
+                    smem: smem as u32,
+                    grid: (per_sm.max(1) * sms.max(1) as u32).min(65535),
+                })
+            }
+            _ => None,
+        };
         Ok(DeviceKron {
             left: up(pk.left)?,
             right: up(pk.right)?,
             smooth: up(pk.smooth)?,
-            n1: p1.order(),
-            n2: p2.order(),
+            n1,
+            n2,
             out_scale: pk.out_scale,
+            tc,
         })
     }
 
@@ -242,23 +343,50 @@ impl Kernels {
             a.q_stride = int4_row_bytes(n) as i64;
             a.q_bits = 4;
         }
-        let f = &self.kron.run[Dtype::ALL
-            .iter()
-            .position(|d| *d == T::DTYPE)
-            .expect("dtype")];
+        let d = T::DTYPE as usize;
+        let (f, cfg) = match (&self.kron.tc[d], t.tc) {
+            (Some(f), Some(tc)) => (
+                f,
+                LaunchConfig {
+                    grid_dim: (tokens.min(tc.grid as usize) as u32, 1, 1),
+                    block_dim: (tc.threads, 1, 1),
+                    shared_mem_bytes: tc.smem,
+                },
+            ),
+            _ => (
+                &self.kron.run[d],
+                LaunchConfig {
+                    grid_dim: (tokens.min(65535) as u32, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: (2 * 4 * n) as u32,
+                },
+            ),
+        };
         let mut launch = stream.launch_builder(f);
         launch.arg(&a);
         // SAFETY: every pointer comes from a view checked above against
         // tokens x n (factors: n1^2 / n2^2 floats, smoothing n, uploaded from
-        // a validated Kron); shared memory holds 2 n floats <= the attribute.
-        unsafe {
-            launch.launch(LaunchConfig {
-                grid_dim: (tokens.min(65535) as u32, 1, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: (2 * 4 * n) as u32,
-            })
-        }
-        .map_err(cuda_err("kron"))?;
+        // a validated Kron); shared memory: 2 n floats (SIMT) or tc_shape's
+        // bytes (tensor cores), both within the attributes set at load.
+        unsafe { launch.launch(cfg) }.map_err(cuda_err("kron"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tc_shape;
+
+    #[test]
+    fn tensor_core_shapes() {
+        // LLM shapes: 4096 = 64 x 64, 11008 = 86 x 128, 14336 = 112 x 128, 128 x 128
+        assert_eq!(tc_shape(64, 64), Some((128, 256 + 2 * 4 * 64 * 72)));
+        assert_eq!(tc_shape(86, 128).map(|s| s.0), Some(256));
+        assert_eq!(tc_shape(112, 128).map(|s| s.0), Some(256));
+        assert!(tc_shape(128, 128).is_some_and(|s| s.1 <= super::TC_SMEM_MAX));
+        // rows not whole 16-byte vectors; too many items for 8 warps; too large
+        assert_eq!(tc_shape(6, 20), None);
+        assert_eq!(tc_shape(16, 1032), None);
+        assert_eq!(tc_shape(160, 128), None);
     }
 }
