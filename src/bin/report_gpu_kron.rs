@@ -53,8 +53,13 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
         let bytes = (TOKENS * (n * (T::DTYPE.size() + 1) + 4)) as f64;
         let gemm = cublas_seconds(s, TOKENS, n, n);
         println!(
-            "| {name} | {} | {n} | {:.1} us | {:.0} | {:.0}% | {} |",
+            "| {name} | {} | {} | {n} | {:.1} us | {:.0} | {:.0}% | {} |",
             T::DTYPE.name(),
+            if dt.tensor_cores(T::DTYPE) {
+                "tensor cores"
+            } else {
+                "SIMT"
+            },
             secs * 1e6,
             bytes / secs / 1e9,
             100.0 * bytes / secs / copy_bw,
@@ -69,7 +74,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
 
 pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
     println!(
-        "\n### Kronecker transform + int8 ({TOKENS} tokens; GB/s of x read + q written)\n\n| shape | dtype | n | time | GB/s | of copy bw | f16 GEMM {TOKENS} x n x n (kron / GEMM) |\n|---|---|---:|---:|---:|---:|---:|"
+        "\n### Kronecker transform + int8 ({TOKENS} tokens; GB/s of x read + q written)\n\n| shape | dtype | path | n | time | GB/s | of copy bw | f16 GEMM {TOKENS} x n x n (kron / GEMM) |\n|---|---|---|---:|---:|---:|---:|---:|"
     );
     run::<f16>(s, k, copy_bw);
     run::<bf16>(s, k, copy_bw);
