@@ -5,6 +5,12 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+// A kernel's dynamic shared memory as `type name[]` (the CPU stand-in,
+// emu/emu.h, points it at one buffer).
+#ifndef TK_DYNAMIC_SMEM
+#define TK_DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 namespace tk {
 
 // Element I/O: arithmetic is f32; VEC elements make one 128-bit access.

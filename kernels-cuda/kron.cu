@@ -203,7 +203,7 @@ template <typename T> __device__ void kron_token(const KronArgs &a, long long t,
 
 #define TK_KRON_KERNEL(dt, T)                                                                        \
     extern "C" __global__ void __launch_bounds__(tk::KRON_THREADS) tk_kron_##dt##_cuda(tk::KronArgs a) { \
-        extern __shared__ float kron_smem[];                                                         \
+        TK_DYNAMIC_SMEM(float, kron_smem);                                                           \
         float *s0 = kron_smem, *s1 = kron_smem + a.n1 * a.n2;                                        \
         for (long long t = blockIdx.x; t < a.tokens; t += gridDim.x) tk::kron_token<T>(a, t, s0, s1);  \
     }

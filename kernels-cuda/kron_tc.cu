@@ -58,7 +58,7 @@ __device__ __forceinline__ void ktc_product(float (&acc)[8][4], const T *A, int 
 }
 
 template <typename T> __device__ void kron_tc(const KronArgs &a) {
-    extern __shared__ float smem[];
+    TK_DYNAMIC_SMEM(float, smem);
     const int n1 = a.n1, n2 = a.n2, n = n1 * n2, n1p = ktc_pad(n1), n2p = ktc_pad(n2);
     const int ld1 = n1p + 8, ld2 = n2p + 8;
     const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;

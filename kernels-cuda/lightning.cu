@@ -130,7 +130,7 @@ __device__ __forceinline__ void lt_chunk_of(const LtPassArgs &a, int g, int &b, 
 // Grid: (sequence or global chunk, head, slice); 4 warps.
 template <typename T>
 __device__ void lightning_pass(const LtPassArgs &a) {
-    extern __shared__ float smem[];
+    TK_DYNAMIC_SMEM(float, smem);
     const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ldq(dq);
@@ -438,7 +438,7 @@ __host__ __device__ inline size_t lt_smem16_walk() { return (size_t)2 * 64 * LT_
 // next chunk's K and V tiles are on their way into registers. Writes the end
 // state (f32, [dq, dv]) when asked. Grid: (tiles, heads, sequences).
 template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
-    extern __shared__ float smem[];
+    TK_DYNAMIC_SMEM(float, smem);
     const int dq = a.dq, dv = a.dv, cslices = (dq + 63) / 64;
     const int c_base = blockIdx.x % cslices * 64, n_base = blockIdx.x / cslices * 64;
     const int h = blockIdx.y, b = blockIdx.z;
@@ -549,7 +549,7 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
 // One chunk's outputs O = diag(decay^(i+1)) Q S + P V, P = (Q K^T) .* mask,
 // from the chunk's start state in the workspace. 4 warps, 16 rows each.
 template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
-    extern __shared__ float smem[];
+    TK_DYNAMIC_SMEM(float, smem);
     const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ld16q(dq);

@@ -195,7 +195,7 @@ template <typename F> __device__ __forceinline__ void gm_each_acc(int lane, F f)
 }
 
 __device__ void qgemm_s8(const GemmArgs &g) {
-    extern __shared__ __align__(16) unsigned char gm_smem[];
+    TK_DYNAMIC_SMEM(unsigned char, gm_smem);
     const unsigned int smem = (unsigned int)__cvta_generic_to_shared(gm_smem);
     const int bm = blockIdx.y * GM_BM, bn = blockIdx.x * GM_BN;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -7,10 +7,10 @@
 // between two warp barriers. mma.sync sums each product in f64 and adds it to
 // the f32 accumulator once (the tensor core's own order is unspecified).
 //
-// Use: include this, then the kernel's .cu file, then call emu::launch. The
-// kernel's dynamic shared memory is `tk::smem` (declared `extern __shared__
-// float smem[]` inside kernels of namespace tk). Static __shared__ arrays are
-// not supported (they would be per thread).
+// Use: include this, then the kernel's .cu file, then call emu::launch. A
+// kernel's dynamic shared memory (TK_DYNAMIC_SMEM) is emu::dynamic_smem;
+// static __shared__ arrays become function statics, which every thread of
+// the (one) running block shares.
 #pragma once
 #define TK_CUDA_EMU 1
 
@@ -38,7 +38,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__
+#define __shared__ static
 #define __launch_bounds__(...)
 #define __grid_constant__
 
@@ -50,6 +50,11 @@ inline EmuDim3 blockDim, gridDim;
 
 using std::max;
 using std::min;
+
+namespace emu {
+alignas(16) inline unsigned char dynamic_smem[256 * 1024];
+}
+#define TK_DYNAMIC_SMEM(type, name) type *name = reinterpret_cast<type *>(emu::dynamic_smem)
 
 namespace emu {
 

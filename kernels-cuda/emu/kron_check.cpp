@@ -15,10 +15,6 @@
 #include <random>
 #include <string>
 
-namespace tk {
-alignas(16) float smem[48 * 1024];
-}
-float kron_smem[1]; // kron.cu's SIMT kernel (not run here) declares it
 
 namespace {
 

@@ -12,9 +12,6 @@
 #include <random>
 #include <string>
 
-namespace tk {
-alignas(16) float smem[64 * 1024];
-}
 
 namespace {
 
