@@ -65,3 +65,8 @@ fn lightning_kernels_on_the_cpu_stand_in() {
 fn kron_tensor_core_kernel_on_the_cpu_stand_in() {
     run_check("kron_check");
 }
+
+#[test]
+fn norm_kernels_on_the_cpu_stand_in() {
+    run_check("norm_check");
+}

@@ -140,6 +140,7 @@ inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(int v) { return __builtin_ffs(v); }
 template <typename T> inline T __ldg(const T *p) { return *p; }
 using std::isfinite;
+using std::isinf;
 
 inline float __shfl_xor_sync(unsigned, float v, int mask) {
     float out = 0.0f;
