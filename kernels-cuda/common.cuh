@@ -124,6 +124,25 @@ template <int GROUP> struct GroupReduce {
         for (int w = 0; w < GROUP / 32; w++) v += part[w];
         return v;
     }
+    // N sums at once: one round of barriers for all of them (each barrier
+    // round is a latency step of the row).
+    template <int N> __device__ static void sums(float (&v)[N]) {
+#pragma unroll
+        for (int k = 0; k < N; k++) v[k] = warp_sum(v[k]);
+        if (GROUP == 32) return;
+        __shared__ float part[N][GROUP / 32];
+        __syncthreads(); // part[] may still be read by a previous reduction
+        if (threadIdx.x % 32 == 0)
+#pragma unroll
+            for (int k = 0; k < N; k++) part[k][threadIdx.x / 32] = v[k];
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < N; k++) {
+            v[k] = 0.0f;
+#pragma unroll
+            for (int w = 0; w < GROUP / 32; w++) v[k] += part[k][w];
+        }
+    }
 };
 
 } // namespace tk

@@ -136,27 +136,30 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
                                                    int whole_chunks) {
     RowStats s = {0.0f, 0.0f, 1.0f};
     if (a.kind == 2) return s;
+    const float n = (float)a.cols;
     float s1 = 0.0f;
 #pragma unroll
     for (int i = 0; i < ITEMS; i++) s1 += v[i];
-    s1 = GroupReduce<GROUP>::sum(s1);
-    const float n = (float)a.cols;
-    if (a.kind == 0) {
-        s.hi = s1 / n;
-        float c1 = 0.0f, c2 = 0.0f;
+    if (a.kind != 0) {
+        // RMSNorm: the sum (for CRMS) and the sum of squares in one round
+        float sq[2] = {s1, 0.0f};
 #pragma unroll
-        for (int i = 0; i < ITEMS; i++) {
-            if (!in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) continue;
-            const float d = v[i] - s.hi;
-            c1 += d;
-            c2 = fmaf(d, d, c2);
-        }
-        return layernorm_stats(s.hi, GroupReduce<GROUP>::sum(c1), GroupReduce<GROUP>::sum(c2), n, a.eps);
+        for (int i = 0; i < ITEMS; i++) sq[1] = fmaf(v[i], v[i], sq[1]);
+        GroupReduce<GROUP>::sums(sq);
+        return rms_stats(sq[0], sq[1], n, a.crms, a.eps);
     }
-    float q = 0.0f;
+    // LayerNorm: the mean, then the two centred sums in one round
+    s.hi = GroupReduce<GROUP>::sum(s1) / n;
+    float c[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++) q = fmaf(v[i], v[i], q);
-    return rms_stats(s1, GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
+    for (int i = 0; i < ITEMS; i++) {
+        if (!in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) continue;
+        const float d = v[i] - s.hi;
+        c[0] += d;
+        c[1] = fmaf(d, d, c[1]);
+    }
+    GroupReduce<GROUP>::sums(c);
+    return layernorm_stats(s.hi, c[0], c[1], n, a.eps);
 }
 
 // This thread's CHUNKS packs of a row (zero past the row; WHOLE as in
@@ -306,10 +309,9 @@ template <typename T, int GROUP> __device__ void norm_forward_stream(NormPtrs p,
             s1 += v;
             q = fmaf(v, v, q);
         }
-        s1 = GroupReduce<GROUP>::sum(s1);
         const float n = (float)a.cols;
         if (a.kind == 0) {
-            s.hi = s1 / n;
+            s.hi = GroupReduce<GROUP>::sum(s1) / n;
             float c1 = 0.0f, c2 = 0.0f;
             for (int j = threadIdx.x; j < a.cols; j += GROUP) {
                 const float d = Io<T>::load(src[j]) - s.hi;
@@ -318,7 +320,7 @@ template <typename T, int GROUP> __device__ void norm_forward_stream(NormPtrs p,
             }
             s = layernorm_stats(s.hi, GroupReduce<GROUP>::sum(c1), GroupReduce<GROUP>::sum(c2), n, a.eps);
         } else {
-            s = rms_stats(s1, GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
+            s = rms_stats(GroupReduce<GROUP>::sum(s1), GroupReduce<GROUP>::sum(q), n, a.crms, a.eps);
         }
     }
     if (threadIdx.x == 0 && p.mean) p.mean[blockIdx.x] = s.hi;
@@ -396,9 +398,9 @@ __device__ __forceinline__ void norm_backward_group(int group, int lane, const N
                 sgx = fmaf(g, xc, sgx);
                 sx += xc;
             }
-            sg = GroupReduce<GROUP>::sum(sg);
-            sgx = GroupReduce<GROUP>::sum(sgx);
-            sx = GroupReduce<GROUP>::sum(sx);
+            float sums[3] = {sg, sgx, sx};
+            GroupReduce<GROUP>::sums(sums);
+            sg = sums[0], sgx = sums[1], sx = sums[2];
             lo = ln ? sx / n : 0.0f;
             mg = ln ? sg / n : 0.0f;
             mgx = rs * (sgx - lo * sg) / n;
@@ -468,9 +470,9 @@ __device__ __forceinline__ void norm_backward_regs(int group, int lane, const No
                 // past the row dy = 0 (no term above) but h - mean is not 0
                 if (in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) sx += xc;
             }
-            sg = GroupReduce<GROUP>::sum(sg);
-            sgx = GroupReduce<GROUP>::sum(sgx);
-            sx = GroupReduce<GROUP>::sum(sx);
+            float sums[3] = {sg, sgx, sx};
+            GroupReduce<GROUP>::sums(sums);
+            sg = sums[0], sgx = sums[1], sx = sums[2];
             lo = ln ? sx / n : 0.0f;
             mg = ln ? sg / n : 0.0f;
             mgx = rs * (sgx - lo * sg) / n;
