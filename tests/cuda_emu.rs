@@ -70,3 +70,8 @@ fn kron_tensor_core_kernel_on_the_cpu_stand_in() {
 fn norm_kernels_on_the_cpu_stand_in() {
     run_check("norm_check");
 }
+
+#[test]
+fn softmax_kernels_on_the_cpu_stand_in() {
+    run_check("softmax_check");
+}
