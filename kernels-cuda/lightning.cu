@@ -435,7 +435,7 @@ __host__ __device__ inline size_t lt_smem16_walk() { return (size_t)2 * 64 * LT_
 // the chunk's start to the workspace, rounded to the I/O dtype (the outputs
 // phase rounds it so anyway), as S^T: [chunk, head] blocks of dv rows of dq;
 // then S^T <- decay^len S^T + V^T (decayed K) on the tensor cores, while the
-// next chunk's K and V tiles are on their way into registers. Writes the end
+// next two chunks' K and V tiles are on their way into registers. Writes the end
 // state (f32, [dq, dv]) when asked. Grid: (tiles, heads, sequences).
 template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
     TK_DYNAMIC_SMEM(float, smem);
@@ -480,25 +480,23 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
                              : 0.0f;
         }
 
-    uint4 kraw[4], vraw[4];
-    if (count > 0) {
-        const int len0 = min(LT_CHUNK, len_all);
-        lt_fetch_tile<T>(kraw, k, a.lk.token, len0, kw, kvec, tok);
-        lt_fetch_tile<T>(vraw, v, a.lv.token, len0, vw, vvec, tok);
-    }
+    // K and V tiles of chunk `chunk` into registers
+    auto fetch = [&](uint4(&kr)[4], uint4(&vr)[4], int chunk) {
+        const int t1 = chunk * LT_CHUNK, len1 = min(LT_CHUNK, len_all - t1);
+        auto at = [&](int j) { return tok(t1 + j); };
+        lt_fetch_tile<T>(kr, k, a.lk.token, len1, kw, kvec, at);
+        lt_fetch_tile<T>(vr, v, a.lv.token, len1, vw, vvec, at);
+    };
     T *ws = reinterpret_cast<T *>(a.ws);
-    for (int cc = 0; cc < count; cc++) {
-        const int t0 = cc * LT_CHUNK, len = min(LT_CHUNK, len_all - t0);
+    // chunk cc from its registers, which then fetch chunk cc + 2: two chunks'
+    // loads are in flight while one chunk's products run
+    auto step = [&](uint4(&kr)[4], uint4(&vr)[4], int cc) {
+        const int len = min(LT_CHUNK, len_all - cc * LT_CHUNK);
         __syncthreads(); // pw written; the last chunk's fragments read
-        lt_put_transposed<T>(kt, kraw, len, [&](int j) { return pw[len - 1 - j]; });
-        lt_put_transposed<T>(vt, vraw, len, [](int) { return 1.0f; });
+        lt_put_transposed<T>(kt, kr, len, [&](int j) { return pw[len - 1 - j]; });
+        lt_put_transposed<T>(vt, vr, len, [](int) { return 1.0f; });
         __syncthreads();
-        if (cc + 1 < count) {
-            const int t1 = t0 + LT_CHUNK, len1 = min(LT_CHUNK, len_all - t1);
-            auto next = [&](int j) { return tok(t1 + j); };
-            lt_fetch_tile<T>(kraw, k, a.lk.token, len1, kw, kvec, next);
-            lt_fetch_tile<T>(vraw, v, a.lv.token, len1, vw, vvec, next);
-        }
+        if (cc + 2 < count) fetch(kr, vr, cc + 2);
         // the state at this chunk's start, S^T rounded to T
         T *dst = ws + ((size_t)(first + cc) * a.heads + h) * (size_t)dq * dv;
 #pragma unroll
@@ -533,6 +531,13 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
                 Mma<T>::run(acc[nt], af, bf);
             }
         }
+    };
+    uint4 k0[4], v0[4], k1[4], v1[4];
+    if (count > 0) fetch(k0, v0, 0);
+    if (count > 1) fetch(k1, v1, 1);
+    for (int cc = 0; cc < count; cc += 2) {
+        step(k0, v0, cc);
+        if (cc + 1 < count) step(k1, v1, cc + 1);
     }
     if (a.s_out) {
         const float f = a.s_out_times_decay ? lambda : 1.0f;

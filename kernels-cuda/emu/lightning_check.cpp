@@ -146,6 +146,8 @@ int main() {
         {"packed 65 + 3 + 0 + 64, reversed, backward's state options", {65, 3, 0, 64}, true, 2, 32, 64, true, true, true,
          true, true, true},
         {"one token", {1}, false, 1, 16, 16, true, true, false, false, false, false},
+        {"5 chunks (the walk's two register sets, odd count)", {300}, false, 2, 32, 32, true, true, false, false, false,
+         false},
     };
     int failed = 0;
     unsigned seed = 1;
