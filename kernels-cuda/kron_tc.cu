@@ -117,12 +117,25 @@ template <typename T> __device__ void kron_tc(const KronArgs &a) {
     };
 
     const int mts = n1p / 16, ncs = (n2p + 63) / 64, items = mts * ncs;
-    auto item_of = [&](int s, int &m0, int &c0, int &nts) {
-        const int it = warp + s * warps;
-        m0 = it / ncs * 16;
-        c0 = it % ncs * 64;
-        nts = min(8, (n2p - c0) / 8);
-        return it < items;
+    // f(s, m0, c0, nts) for each item s of this warp (rows m0.., columns c0..,
+    // nts column tiles of 8)
+    auto each_item = [&](auto f) {
+#pragma unroll
+        for (int s = 0; s < 2; s++) {
+            const int it = warp + s * warps;
+            if (it >= items) continue;
+            const int c0 = it % ncs * 64;
+            f(s, it / ncs * 16, c0, min(8, (n2p - c0) / 8));
+        }
+    };
+    // f(nt, e, row, col) for the item's accumulator pairs e = 0, 2: (row, col)
+    // and (row, col + 1), col even
+    auto each_pair = [&](int m0, int c0, int nts, auto f) {
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e += 2)
+                if (nt < nts) f(nt, e, m0 + g + (e >= 2 ? 8 : 0), c0 + nt * 8 + 2 * tq);
     };
     const float qmax = a.q_bits == 4 ? 7.0f : 127.0f;
     if (blockIdx.x < a.tokens) fetch(blockIdx.x);
@@ -134,42 +147,33 @@ template <typename T> __device__ void kron_tc(const KronArgs &a) {
 
         // Z = X P2, stored as Z^T rounded to T
         float acc[2][8][4];
-#pragma unroll
-        for (int s = 0; s < 2; s++) {
-            int m0, c0, nts;
-            if (!item_of(s, m0, c0, nts)) continue;
+        each_item([&](int s, int m0, int c0, int nts) {
             ktc_product<T>(acc[s], xs, ld2, p2t, ld2, n2p, m0, c0, nts);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = m0 + g + (e >= 2 ? 8 : 0), c = c0 + nt * 8 + 2 * tq + (e & 1);
-                    if (nt < nts) zt[c * ld1 + i] = Io<T>::store(acc[s][nt][e]);
-                }
-        }
+            each_pair(m0, c0, nts, [&](int nt, int e, int i, int c) {
+                zt[c * ld1 + i] = Io<T>::store(acc[s][nt][e]);
+                zt[(c + 1) * ld1 + i] = Io<T>::store(acc[s][nt][e + 1]);
+            });
+        });
         __syncthreads();
 
-        // Y = P1^T Z, then the epilogue from the accumulators
+        // Y = P1^T Z, then the epilogue from the accumulators (n2 is even, so
+        // a pair is both in the row or both past it)
         float amax = 0.0f;
         bool bad = false;
         T *y = a.y ? static_cast<T *>(a.y) + t * n : nullptr;
-#pragma unroll
-        for (int s = 0; s < 2; s++) {
-            int m0, c0, nts;
-            if (!item_of(s, m0, c0, nts)) continue;
+        each_item([&](int s, int m0, int c0, int nts) {
             ktc_product<T>(acc[s], p1, ld1, zt, ld1, n1p, m0, c0, nts);
+            each_pair(m0, c0, nts, [&](int nt, int e, int r, int c) {
+                if (r >= n1 || c >= n2) return;
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int r = m0 + g + (e >= 2 ? 8 : 0), c = c0 + nt * 8 + 2 * tq + (e & 1);
-                    if (nt >= nts || r >= n1 || c >= n2) continue;
-                    const float v = __fmul_rn(acc[s][nt][e], a.out_scale);
-                    if (y) y[r * n2 + c] = Io<T>::store(v);
+                for (int k = 0; k < 2; k++) {
+                    const float v = __fmul_rn(acc[s][nt][e + k], a.out_scale);
+                    if (y) y[r * n2 + c + k] = Io<T>::store(v);
                     amax = fmaxf(amax, fabsf(v));
                     bad |= !isfinite(v);
                 }
-        }
+            });
+        });
         if (!a.q) continue;
         amax = warp_max(amax);
         const float any_bad_warp = warp_max(bad ? 1.0f : 0.0f);
@@ -186,26 +190,18 @@ template <typename T> __device__ void kron_tc(const KronArgs &a) {
             return __float2int_rn(fminf(fmaxf(v, -qmax), qmax));
         };
         char *q = static_cast<char *>(a.q) + t * a.q_stride;
-#pragma unroll
-        for (int s = 0; s < 2; s++) {
-            int m0, c0, nts;
-            if (!item_of(s, m0, c0, nts)) continue;
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e += 2) {
-                    // columns c, c + 1 (c even, n2 even): one int4 byte
-                    const int r = m0 + g + (e >= 2 ? 8 : 0), c = c0 + nt * 8 + 2 * tq;
-                    if (nt >= nts || r >= n1 || c >= n2) continue;
-                    const int lo = quant(acc[s][nt][e]), hi = quant(acc[s][nt][e + 1]), at = r * n2 + c;
-                    if (a.q_bits == 8) {
-                        q[at] = (char)lo;
-                        q[at + 1] = (char)hi;
-                    } else {
-                        q[at / 2] = (char)((lo & 15) | ((hi & 15) << 4));
-                    }
+        each_item([&](int s, int m0, int c0, int nts) {
+            each_pair(m0, c0, nts, [&](int nt, int e, int r, int c) {
+                if (r >= n1 || c >= n2) return;
+                const int lo = quant(acc[s][nt][e]), hi = quant(acc[s][nt][e + 1]), at = r * n2 + c;
+                if (a.q_bits == 8) {
+                    q[at] = (char)lo;
+                    q[at + 1] = (char)hi;
+                } else {
+                    q[at / 2] = (char)((lo & 15) | ((hi & 15) << 4)); // one int4 byte
                 }
-        }
+            });
+        });
         // red is rewritten only after the next token's first barrier
     }
 }
