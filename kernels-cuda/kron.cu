@@ -70,78 +70,61 @@ __device__ __forceinline__ void kron_fwht(float *s, int n, int len, bool across)
     }
 }
 
-// out (n1 x n2) = right: in P2; left: P1^T in. Each thread sums one output at
-// a time: two loads per FMA (the fallback for shapes kron_dense_tiled skips).
-__device__ __forceinline__ void kron_dense(const float *in, float *out, const float *__restrict__ f, int n1, int n2,
-                                           bool left) {
-    const int n = n1 * n2;
-    for (int e = threadIdx.x; e < n; e += blockDim.x) {
-        const int r = e / n2, c = e % n2;
-        float acc = 0.0f;
-        if (left)
-            for (int i = 0; i < n1; i++) acc = fmaf(__ldg(f + r * n1 + i), in[i * n2 + c], acc);
-        else
-            for (int j = 0; j < n2; j++) acc = fmaf(in[r * n2 + j], __ldg(f + j * n2 + c), acc);
-        out[e] = acc;
-    }
-    __syncthreads();
-}
-
-// kron_dense with TR x 4 outputs per thread (n1 % TR == 0, n2 % 4 == 0, the
-// factor 16-byte aligned): per step of the sum, TR scalar loads and one
-// 16-byte load feed 4 TR FMAs. The same FMAs in the same order as kron_dense
-// (the same bits).
-template <int TR>
+// out (n1 x n2) = right: in P2; left: P1^T in, TR x TC outputs a thread
+// (n1 % TR == 0, n2 % TC == 0; TC = 4 needs the factor 16-byte aligned): per
+// step of the sum, TR scalar loads and one TC-wide load feed TR TC FMAs. Each
+// output is the same chain of FMAs in the same order whatever the tiling (the
+// same bits); TR = TC = 1 is the fallback, two loads per FMA.
+template <int TR, int TC, bool LEFT>
 __device__ __forceinline__ void kron_dense_tiled(const float *in, float *out, const float *__restrict__ f, int n1,
-                                                 int n2, bool left) {
-    const int col_tiles = n2 / 4, tiles = n1 / TR * col_tiles;
-    for (int tile = threadIdx.x; tile < tiles; tile += blockDim.x) {
-        const int r0 = tile / col_tiles * TR, c0 = tile % col_tiles * 4;
-        float acc[TR][4];
-#pragma unroll
-        for (int r = 0; r < TR; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.0f;
-        if (left) {
-            for (int i = 0; i < n1; i++) {
-                const float4 b = *reinterpret_cast<const float4 *>(in + i * n2 + c0);
-#pragma unroll
-                for (int r = 0; r < TR; r++) {
-                    const float av = __ldg(f + (r0 + r) * n1 + i);
-                    acc[r][0] = fmaf(av, b.x, acc[r][0]);
-                    acc[r][1] = fmaf(av, b.y, acc[r][1]);
-                    acc[r][2] = fmaf(av, b.z, acc[r][2]);
-                    acc[r][3] = fmaf(av, b.w, acc[r][3]);
-                }
-            }
+                                                 int n2) {
+    static_assert(TC == 1 || TC == 4, "a scalar or a float4 per step");
+    auto load = [](const float *p, bool ldg, float (&b)[TC]) {
+        if constexpr (TC == 4) {
+            const float4 v = ldg ? __ldg(reinterpret_cast<const float4 *>(p)) : *reinterpret_cast<const float4 *>(p);
+            b[0] = v.x, b[1] = v.y, b[2] = v.z, b[3] = v.w;
         } else {
-            for (int j = 0; j < n2; j++) {
-                const float4 b = __ldg(reinterpret_cast<const float4 *>(f + j * n2 + c0));
+            b[0] = ldg ? __ldg(p) : *p;
+        }
+    };
+    const int col_tiles = n2 / TC, tiles = n1 / TR * col_tiles;
+    for (int tile = threadIdx.x; tile < tiles; tile += blockDim.x) {
+        const int r0 = tile / col_tiles * TR, c0 = tile % col_tiles * TC;
+        float acc[TR][TC] = {};
+        const int steps = LEFT ? n1 : n2;
+        for (int i = 0; i < steps; i++) {
+            float b[TC];
+            // left: row i of in against column i of P1^T's rows; right: row i of P2
+            load(LEFT ? in + i * n2 + c0 : f + i * n2 + c0, !LEFT, b);
 #pragma unroll
-                for (int r = 0; r < TR; r++) {
-                    const float av = in[(r0 + r) * n2 + j];
-                    acc[r][0] = fmaf(av, b.x, acc[r][0]);
-                    acc[r][1] = fmaf(av, b.y, acc[r][1]);
-                    acc[r][2] = fmaf(av, b.z, acc[r][2]);
-                    acc[r][3] = fmaf(av, b.w, acc[r][3]);
-                }
+            for (int r = 0; r < TR; r++) {
+                const float av = LEFT ? __ldg(f + (r0 + r) * n1 + i) : in[(r0 + r) * n2 + i];
+#pragma unroll
+                for (int c = 0; c < TC; c++) acc[r][c] = fmaf(av, b[c], acc[r][c]);
             }
         }
 #pragma unroll
-        for (int r = 0; r < TR; r++)
-            *reinterpret_cast<float4 *>(out + (r0 + r) * n2 + c0) = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        for (int r = 0; r < TR; r++) {
+            float *o = out + (r0 + r) * n2 + c0;
+            if constexpr (TC == 4)
+                *reinterpret_cast<float4 *>(o) = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+            else
+                o[0] = acc[r][0];
+        }
     }
     __syncthreads();
 }
 
 // The widest tiling the shape allows, else one output at a time.
-__device__ __forceinline__ void kron_product(const float *in, float *out, const float *__restrict__ f, int n1, int n2,
-                                             bool left) {
+template <bool LEFT>
+__device__ __forceinline__ void kron_product(const float *in, float *out, const float *__restrict__ f, int n1, int n2) {
     const bool vec = n2 % 4 == 0 && (reinterpret_cast<uintptr_t>(f) & 15) == 0;
     if (vec && n1 % 4 == 0)
-        kron_dense_tiled<4>(in, out, f, n1, n2, left);
+        kron_dense_tiled<4, 4, LEFT>(in, out, f, n1, n2);
     else if (vec && n1 % 2 == 0)
-        kron_dense_tiled<2>(in, out, f, n1, n2, left);
+        kron_dense_tiled<2, 4, LEFT>(in, out, f, n1, n2);
     else
-        kron_dense(in, out, f, n1, n2, left);
+        kron_dense_tiled<1, 1, LEFT>(in, out, f, n1, n2);
 }
 
 template <typename T> __device__ void kron_token(const KronArgs &a, long long t, float *s0, float *s1) {
@@ -154,7 +137,7 @@ template <typename T> __device__ void kron_token(const KronArgs &a, long long t,
     __syncthreads();
     float *cur = s0, *other = s1;
     if (a.right) {
-        kron_product(cur, other, a.right, n1, n2, false);
+        kron_product<false>(cur, other, a.right, n1, n2);
         float *tmp = cur;
         cur = other;
         other = tmp;
@@ -162,7 +145,7 @@ template <typename T> __device__ void kron_token(const KronArgs &a, long long t,
         kron_fwht(cur, n, n2, false);
     }
     if (a.left) {
-        kron_product(cur, other, a.left, n1, n2, true);
+        kron_product<true>(cur, other, a.left, n1, n2);
         cur = other;
     } else {
         kron_fwht(cur, n, n2, true);

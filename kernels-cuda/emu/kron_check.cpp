@@ -1,7 +1,7 @@
-// Runs the tensor-core Kronecker kernel (kron_tc.cu) on the CPU stand-in
-// (emu.h) and checks it against the f64 product with the dense P1 kron P2:
-// y within the CUDA bound of the 16-bit path (the CPU bound plus 4 u_io of
-// the magnitude), the int8 and int4 values within half a step plus that bound
+// Runs the Kronecker kernels (kron_tc.cu on the tensor cores, kron.cu's SIMT
+// kernel) on the CPU stand-in (emu.h) and checks them against the f64 product
+// with the dense P1 kron P2: y within the CUDA bound (the CPU bound, plus 4
+// u_io of the magnitude on the tensor cores), the int8 and int4 values within half a step plus that bound
 // of the reference quantization, the scales, zero and non-finite tokens.
 // Shapes cover padding to 16, a Hadamard factor on either side, smoothing,
 // two items a warp, the grid-stride loop with prefetch, and an unaligned x.
@@ -27,12 +27,21 @@ struct Case {
 };
 
 template <typename T> double unit_roundoff();
+template <> double unit_roundoff<float>() { return 0.0; } // f32 output: no rounding to count
 template <> double unit_roundoff<__half>() { return std::ldexp(1.0, -11); }
 template <> double unit_roundoff<__nv_bfloat16>() { return std::ldexp(1.0, -8); }
 
 double hadamard(int i, int j) { return __builtin_popcount(i & j) & 1 ? -1.0 : 1.0; }
 
-template <typename T> int run_case(const Case &cs, unsigned seed) {
+// The SIMT kernel of kron.cu for this dtype (f32 tokens, and the shapes
+// kron_tc.cu does not take).
+template <typename T> void simt(tk::KronArgs a);
+template <> void simt<float>(tk::KronArgs a) { tk_kron_f32_cuda(a); }
+template <> void simt<__half>(tk::KronArgs a) { tk_kron_f16_cuda(a); }
+template <> void simt<__nv_bfloat16>(tk::KronArgs a) { tk_kron_bf16_cuda(a); }
+
+// tc: the tensor-core kernel (else the SIMT one, 256 threads).
+template <typename T> int run_case(const Case &cs, unsigned seed, bool tc) {
     const int n1 = cs.n1, n2 = cs.n2, n = n1 * n2, tokens = cs.tokens;
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -60,7 +69,13 @@ template <typename T> int run_case(const Case &cs, unsigned seed) {
     a.left = cs.h1 ? nullptr : left.data(), a.right = cs.h2 ? nullptr : right.data();
     a.tokens = tokens, a.n1 = n1, a.n2 = n2, a.out_scale = (float)out_scale, a.clip = clip;
     auto launch = [&] {
-        emu::launch({(unsigned)cs.grid, 1, 1}, {(unsigned)cs.threads, 1, 1}, [&] { tk::kron_tc<T>(a); });
+        if constexpr (sizeof(T) == 2) {
+            if (tc) {
+                emu::launch({(unsigned)cs.grid, 1, 1}, {(unsigned)cs.threads, 1, 1}, [&] { tk::kron_tc<T>(a); });
+                return;
+            }
+        }
+        emu::launch({(unsigned)cs.grid, 1, 1}, {tk::KRON_THREADS, 1, 1}, [&] { simt<T>(a); });
     };
     a.y = y.data(), a.q = q8.data(), a.q_scale = s8.data(), a.q_stride = n, a.q_bits = 8;
     launch();
@@ -107,7 +122,7 @@ template <typename T> int run_case(const Case &cs, unsigned seed) {
         double amax = 0.0, tmax = 0.0;
         std::vector<double> tol(n);
         for (int e = 0; e < n; e++) {
-            tol[e] = depth * u32 * mag[e] + 4.0 * uio * mag[e] + uio * std::fabs(yr[e]);
+            tol[e] = depth * u32 * mag[e] + (tc ? 4.0 * uio * mag[e] : 0.0) + uio * std::fabs(yr[e]);
             amax = std::max(amax, std::fabs(yr[e]));
             tmax = std::max(tmax, tol[e]);
             const double got = tk::Io<T>::load(y[(size_t)t * n + e]);
@@ -147,14 +162,30 @@ int main() {
     };
     int failed = 0;
     unsigned seed = 7;
-    for (const Case &c : cases)
-        for (int dt = 0; dt < 2; dt++) {
-            const int misses = dt == 0 ? run_case<__nv_bfloat16>(c, seed++) : run_case<__half>(c, seed++);
-            failed += misses != 0;
-            std::printf("%-4s kron_tc %-5s %-55s %d misses\n", misses ? "FAIL" : "ok", dt == 0 ? "bf16" : "f16",
-                        c.name.c_str(), misses);
-            std::fflush(stdout);
-        }
+    auto report = [&](const char *kernel, const char *dt, const Case &c, int misses) {
+        failed += misses != 0;
+        std::printf("%-4s %-7s %-5s %-55s %d misses\n", misses ? "FAIL" : "ok", kernel, dt, c.name.c_str(), misses);
+        std::fflush(stdout);
+    };
+    for (const Case &c : cases) {
+        report("kron_tc", "bf16", c, run_case<__nv_bfloat16>(c, seed++, true));
+        report("kron_tc", "f16", c, run_case<__half>(c, seed++, true));
+    }
+    // the SIMT kernel: dense products 4 x 4 and 2 x 4 a thread and one at a
+    // time, Hadamard stages along and across the rows
+    const std::vector<Case> simt_cases = {
+        {"dense 5 x dense 7 (one output at a time)", 5, 7, false, false, false, 3, 2, 0, 0},
+        {"dense 6 x dense 20 (2 x 4 a thread)", 6, 20, false, false, true, 3, 2, 0, 0},
+        {"dense 8 x dense 8 (4 x 4 a thread)", 8, 8, false, false, false, 3, 1, 0, 0},
+        {"Hadamard 8 x dense 13", 8, 13, true, false, false, 3, 2, 0, 0},
+        {"dense 12 x Hadamard 16, smoothed", 12, 16, false, true, true, 3, 2, 0, 0},
+        {"Hadamard 16 x Hadamard 32", 16, 32, true, true, false, 3, 2, 0, 0},
+    };
+    for (const Case &c : simt_cases) {
+        report("simt", "f32", c, run_case<float>(c, seed++, false));
+        report("simt", "bf16", c, run_case<__nv_bfloat16>(c, seed++, false));
+        report("simt", "f16", c, run_case<__half>(c, seed++, false));
+    }
     std::printf("%s\n", failed ? "FAILED" : "all passed");
     return failed ? 1 : 0;
 }
