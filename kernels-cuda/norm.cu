@@ -120,20 +120,34 @@ template <int GROUP, int V> __device__ __forceinline__ int col_of(int i, int lan
     return ((i / V) * GROUP + lane) * V + i % V;
 }
 
-// Whether element i of this thread's registers is a column of the row. WHOLE:
-// the row is cut into whole chunks (see norm_forward_regs), so the test is per
-// chunk and the same for every thread: no per-element compare.
-template <int GROUP, int V, bool WHOLE>
-__device__ __forceinline__ bool in_row(int i, int lane, int cols, int whole_chunks) {
-    return WHOLE ? i / V < whole_chunks : col_of<GROUP, V>(i, lane) < cols;
-}
+// Where a thread's part of a row lies, for the kernels that hold rows in
+// registers: ITEMS elements as CHUNKS chunks of one 128-bit vector, chunk c
+// at columns start(c) ... (element i is column col_of(i, lane)). WHOLE: every
+// row starts 16-byte aligned and cols is a multiple of GROUP * V, so a chunk
+// is all in the row or all past it, alike for the whole group: the tests are
+// per chunk, with no per-element compare or tail.
+template <typename T, int GROUP, int ITEMS, bool WHOLE> struct RowLayout {
+    static constexpr int V = Io<T>::VEC, CHUNKS = ITEMS / V;
+    static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
+    int lane, cols, whole_chunks;
+    bool aligned; // 128-bit accesses
+    __device__ RowLayout(int lane_, int cols_, int rows_aligned)
+        : lane(lane_), cols(cols_), whole_chunks(cols_ / (GROUP * V)), aligned(WHOLE || rows_aligned) {}
+    __device__ int start(int c) const { return (c * GROUP + lane) * V; }
+    // chunk c holds columns of the row
+    __device__ bool has_chunk(int c) const { return WHOLE ? c < whole_chunks : start(c) < cols; }
+    // columns of the row from start(c) (at least V: a whole chunk)
+    __device__ int left(int c) const { return WHOLE ? V : cols - start(c); }
+    // element i holds a column of the row
+    __device__ bool has(int i) const { return WHOLE ? i / V < whole_chunks : col_of<GROUP, V>(i, lane) < cols; }
+};
 
 // The statistics of a row whose elements this thread holds in v[0..ITEMS),
 // reduced over the GROUP threads of the row. Elements past the row hold 0,
 // so the plain sums need no mask; the centred ones do.
-template <int GROUP, int ITEMS, int V, bool WHOLE>
-__device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int lane, const NormArgs &a,
-                                                   int whole_chunks) {
+template <typename T, int GROUP, int ITEMS, bool WHOLE>
+__device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], const RowLayout<T, GROUP, ITEMS, WHOLE> &l,
+                                                   const NormArgs &a) {
     RowStats s = {0.0f, 0.0f, 1.0f};
     if (a.kind == 2) return s;
     const float n = (float)a.cols;
@@ -153,7 +167,7 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
     float c[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < ITEMS; i++) {
-        if (!in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) continue;
+        if (!l.has(i)) continue;
         const float d = v[i] - s.hi;
         c[0] += d;
         c[1] = fmaf(d, d, c[1]);
@@ -164,52 +178,43 @@ __device__ __forceinline__ RowStats row_stats_regs(const float (&v)[ITEMS], int 
 
 // This thread's CHUNKS packs of a row (zero past the row; WHOLE as in
 // norm_forward_regs), every load issued before any is used.
-template <typename T, int GROUP, int CHUNKS, bool WHOLE>
-__device__ __forceinline__ void load_row(Pack<T> (&out)[CHUNKS], const T *src, int lane, int cols, int whole_chunks,
-                                         bool aligned) {
-    constexpr int V = Io<T>::VEC;
+template <typename T, int GROUP, int ITEMS, bool WHOLE, int CHUNKS>
+__device__ __forceinline__ void load_row(Pack<T> (&out)[CHUNKS], const T *src,
+                                         const RowLayout<T, GROUP, ITEMS, WHOLE> &l) {
 #pragma unroll
     for (int c = 0; c < CHUNKS; c++) {
-        const int start = (c * GROUP + lane) * V;
-        if (WHOLE ? c >= whole_chunks : start >= cols)
-            out[c].raw = make_uint4(0u, 0u, 0u, 0u);
+        if (l.has_chunk(c))
+            out[c] = load_pack<T>(src + l.start(c), l.left(c), l.aligned, Io<T>::store(0.0f));
         else
-            out[c] = load_pack<T>(src + start, WHOLE ? V : cols - start, aligned, Io<T>::store(0.0f));
+            out[c].raw = make_uint4(0u, 0u, 0u, 0u);
     }
 }
 
-// One row held in the registers of GROUP threads. WHOLE: every row starts
-// 16-byte aligned and cols is a multiple of GROUP * V, so a chunk (one 128-bit
-// vector per thread) is either all in the row or all past it, alike for the
-// whole group: loads and stores need no tail checks and the sums no
-// per-element masks. Per-element compares and the int8 absmax bookkeeping
-// were most of the 16-bit kernels' instructions (docs/gpu-results.md).
+// One row held in the registers of GROUP threads (RowLayout; the WHOLE case
+// exists because per-element compares and the int8 absmax bookkeeping were
+// most of the 16-bit kernels' instructions, docs/gpu-results.md).
 template <typename T, int GROUP, int ITEMS, bool WHOLE>
 __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormPtrs &p, const NormArgs &a) {
-    constexpr int V = Io<T>::VEC;
-    static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
-    constexpr int CHUNKS = ITEMS / V;
-    const int whole_chunks = a.cols / (GROUP * V);
-    const bool aligned = WHOLE || a.aligned;
+    using Layout = RowLayout<T, GROUP, ITEMS, WHOLE>;
+    constexpr int V = Layout::V, CHUNKS = Layout::CHUNKS;
+    const Layout l(lane, a.cols, a.aligned);
     const size_t off = (size_t)row * (size_t)a.cols;
     const T *x = static_cast<const T *>(p.x) + off;
     const T *r = p.residual ? static_cast<const T *>(p.residual) + off : nullptr;
     // every load of the row first (x, then the residual), widening after:
     // the loads of a thread are all in flight together
     Pack<T> xs[CHUNKS];
-    load_row<T, GROUP, CHUNKS, WHOLE>(xs, x, lane, a.cols, whole_chunks, aligned);
+    load_row(xs, x, l);
     float h[ITEMS];
     if (r) {
         Pack<T> rs[CHUNKS];
-        load_row<T, GROUP, CHUNKS, WHOLE>(rs, r, lane, a.cols, whole_chunks, aligned);
+        load_row(rs, r, l);
 #pragma unroll
         for (int c = 0; c < CHUNKS; c++) {
-            const int start = (c * GROUP + lane) * V;
             float v[V];
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] = round_to<T>(Io<T>::load(xs[c].elems[k]) + Io<T>::load(rs[c].elems[k]));
-            if (p.h && (WHOLE ? c < whole_chunks : start < a.cols))
-                store_vec<T>(static_cast<T *>(p.h) + off + start, WHOLE ? V : a.cols - start, aligned, v);
+            if (p.h && l.has_chunk(c)) store_vec<T>(static_cast<T *>(p.h) + off + l.start(c), l.left(c), l.aligned, v);
 #pragma unroll
             for (int k = 0; k < V; k++) h[c * V + k] = v[k];
         }
@@ -219,28 +224,26 @@ __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormP
 #pragma unroll
             for (int k = 0; k < V; k++) h[c * V + k] = Io<T>::load(xs[c].elems[k]);
     }
-    const RowStats s = row_stats_regs<GROUP, ITEMS, V, WHOLE>(h, lane, a, whole_chunks);
+    const RowStats s = row_stats_regs(h, l, a);
     if (lane == 0 && p.mean) p.mean[row] = s.hi;
     if (lane == 0 && p.rstd) p.rstd[row] = s.rstd;
     if (!p.y && !p.q) return;
 #pragma unroll
     for (int c = 0; c < CHUNKS; c++) {
-        const int start = (c * GROUP + lane) * V;
         float g[V], b[V];
-        param_vec<T, V>(p.gamma, a.params_f32, start, a.cols, 1.0f, g);
-        param_vec<T, V>(p.beta, a.params_f32, start, a.cols, 0.0f, b);
+        param_vec<T, V>(p.gamma, a.params_f32, l.start(c), a.cols, 1.0f, g);
+        param_vec<T, V>(p.beta, a.params_f32, l.start(c), a.cols, 0.0f, b);
 #pragma unroll
         for (int k = 0; k < V; k++) h[c * V + k] = norm_y(h[c * V + k], s, g[k], b[k], a.out_scale);
     }
     if (p.y) {
 #pragma unroll
         for (int c = 0; c < CHUNKS; c++) {
-            const int start = (c * GROUP + lane) * V;
-            if (WHOLE ? c >= whole_chunks : start >= a.cols) break;
+            if (!l.has_chunk(c)) break;
             float v[V];
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] = h[c * V + k];
-            store_vec<T>(static_cast<T *>(p.y) + off + start, WHOLE ? V : a.cols - start, aligned, v);
+            store_vec<T>(static_cast<T *>(p.y) + off + l.start(c), l.left(c), l.aligned, v);
         }
     }
     if (p.q) {
@@ -248,8 +251,7 @@ __device__ __forceinline__ void norm_forward_regs(int row, int lane, const NormP
 #pragma unroll
         for (int i = 0; i < ITEMS; i++) {
             // inf marks a non-finite y: it wins the max and flags the row
-            if (in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks))
-                amax = fmaxf(amax, isfinite(h[i]) ? fabsf(h[i]) : INFINITY);
+            if (l.has(i)) amax = fmaxf(amax, isfinite(h[i]) ? fabsf(h[i]) : INFINITY);
         }
         amax = GroupReduce<GROUP>::max(amax);
         const bool bad = isinf(amax);
@@ -428,20 +430,16 @@ __device__ __forceinline__ void norm_backward_group(int group, int lane, const N
 // WHOLE as in norm_forward_regs.
 template <typename T, int GROUP, int ITEMS, bool WHOLE>
 __device__ __forceinline__ void norm_backward_regs(int group, int lane, const NormBwdPtrs &p, const NormBwdArgs &a) {
-    constexpr int V = Io<T>::VEC;
-    static_assert(ITEMS % V == 0, "ITEMS is whole 128-bit vectors");
-    constexpr int CHUNKS = ITEMS / V;
-    const int whole_chunks = a.cols / (GROUP * V);
-    const bool aligned = WHOLE || a.aligned;
+    using Layout = RowLayout<T, GROUP, ITEMS, WHOLE>;
+    constexpr int V = Layout::V, CHUNKS = Layout::CHUNKS;
+    const Layout l(lane, a.cols, a.aligned);
     const float n = (float)a.cols, os = a.out_scale;
     const bool ln = a.kind == 0, channel = a.kind == 2;
-    auto left = [&](int c) { return WHOLE ? V : a.cols - (c * GROUP + lane) * V; };
-    auto skip = [&](int c) { return WHOLE ? c >= whole_chunks : (c * GROUP + lane) * V >= a.cols; };
     float gam[ITEMS], pg[ITEMS], pb[ITEMS];
 #pragma unroll
     for (int c = 0; c < CHUNKS; c++) {
         float t[V];
-        param_vec<T, V>(p.gamma, a.params_f32, (c * GROUP + lane) * V, a.cols, 1.0f, t);
+        param_vec<T, V>(p.gamma, a.params_f32, l.start(c), a.cols, 1.0f, t);
 #pragma unroll
         for (int k = 0; k < V; k++) {
             gam[c * V + k] = t[k];
@@ -453,9 +451,9 @@ __device__ __forceinline__ void norm_backward_regs(int group, int lane, const No
         const T *dy = static_cast<const T *>(p.dy) + off, *h = static_cast<const T *>(p.h) + off;
         const T *dh = p.dh ? static_cast<const T *>(p.dh) + off : nullptr;
         Pack<T> dyp[CHUNKS], hp[CHUNKS], dhp[CHUNKS];
-        load_row<T, GROUP, CHUNKS, WHOLE>(dyp, dy, lane, a.cols, whole_chunks, aligned);
-        load_row<T, GROUP, CHUNKS, WHOLE>(hp, h, lane, a.cols, whole_chunks, aligned);
-        if (dh) load_row<T, GROUP, CHUNKS, WHOLE>(dhp, dh, lane, a.cols, whole_chunks, aligned);
+        load_row(dyp, dy, l);
+        load_row(hp, h, l);
+        if (dh) load_row(dhp, dh, l);
         const float mh = ln ? p.mean[row] : 0.0f;
         const float rs = channel ? 1.0f : p.rstd[row];
         float lo = 0.0f, mg = 0.0f, mgx = 0.0f;
@@ -468,7 +466,7 @@ __device__ __forceinline__ void norm_backward_regs(int group, int lane, const No
                 sg += g;
                 sgx = fmaf(g, xc, sgx);
                 // past the row dy = 0 (no term above) but h - mean is not 0
-                if (in_row<GROUP, V, WHOLE>(i, lane, a.cols, whole_chunks)) sx += xc;
+                if (l.has(i)) sx += xc;
             }
             float sums[3] = {sg, sgx, sx};
             GroupReduce<GROUP>::sums(sums);
@@ -491,7 +489,7 @@ __device__ __forceinline__ void norm_backward_regs(int group, int lane, const No
                 pg[i] = fmaf(dyv * os, xhat, pg[i]);
                 pb[i] = fmaf(dyv, os, pb[i]);
             }
-            if (!skip(c)) store_vec<T>(static_cast<T *>(p.dx) + off + (c * GROUP + lane) * V, left(c), aligned, d);
+            if (l.has_chunk(c)) store_vec<T>(static_cast<T *>(p.dx) + off + l.start(c), l.left(c), l.aligned, d);
         }
     }
     if (!p.partial) return;
