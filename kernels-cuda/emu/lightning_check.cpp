@@ -28,7 +28,10 @@ template <> double unit_roundoff<float>() { return std::ldexp(1.0, -24); }
 template <> double unit_roundoff<__half>() { return std::ldexp(1.0, -11); }
 template <> double unit_roundoff<__nv_bfloat16>() { return std::ldexp(1.0, -8); }
 
-enum class Path { Sequential, Walk16 };
+// Sequential: a block per (sequence, head, slice) walks everything. Chunked:
+// f32's three launches (chunk contributions, scan, outputs). Walk16: the
+// 16-bit walk, then the outputs.
+enum class Path { Sequential, Chunked, Walk16 };
 
 // Returns the largest |error| / (8 u_io magnitude + 1e-30) over outputs and end states.
 template <typename T> double run_case(const Case &cs, Path path, unsigned seed) {
@@ -72,6 +75,15 @@ template <typename T> double run_case(const Case &cs, Path path, unsigned seed) 
     if (path == Path::Sequential) {
         a.phase = tk::LT_SEQUENTIAL;
         emu::launch({(unsigned)seqs, (unsigned)H, slices}, {128, 1, 1}, [&] { tk::lightning_pass<T>(a); });
+    } else if (path == Path::Chunked) {
+        a.phase = tk::LT_CHUNK_STATES;
+        if (chunks > 0)
+            emu::launch({(unsigned)chunks, (unsigned)H, slices}, {128, 1, 1}, [&] { tk::lightning_pass<T>(a); });
+        emu::launch({(unsigned)(dq * dv + 255) / 256, (unsigned)H, (unsigned)seqs}, {256, 1, 1},
+                    [&] { tk::lightning_scan(a); });
+        a.phase = tk::LT_CHUNK_OUTPUTS;
+        if (chunks > 0)
+            emu::launch({(unsigned)chunks, (unsigned)H, slices}, {128, 1, 1}, [&] { tk::lightning_pass<T>(a); });
     } else {
         if constexpr (sizeof(T) == 2) {
             const unsigned tiles = ((dq + 63) / 64) * slices;
@@ -135,6 +147,51 @@ template <typename T> double run_case(const Case &cs, Path path, unsigned seed) 
     return worst;
 }
 
+// Decoding: `steps` tokens one call each, against the f64 recurrence
+// S <- decay S + k^T v, o = q S per (sequence, head) row.
+template <typename T> double decode_case(int rows, int heads, int dk, int dv, int steps, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> state((size_t)rows * dk * dv);
+    for (auto &e : state) e = u(rng);
+    std::vector<double> S(state.begin(), state.end()), M(S.size());
+    for (size_t i = 0; i < S.size(); i++) M[i] = std::fabs(S[i]);
+    tk::LtDecodeArgs a{};
+    a.count = rows, a.heads = heads, a.dk = dk, a.dv = dv, a.state = state.data();
+    const float decays[] = {0.9f, 1.0f, 0.5f};
+    for (int h = 0; h < heads; h++) a.decay[h] = decays[h % 3];
+    const double uio = unit_roundoff<T>() + std::ldexp(1.0, -24);
+    double worst = 0.0;
+    for (int step = 0; step < steps; step++) {
+        std::vector<T> q((size_t)rows * dk), k(q.size()), v((size_t)rows * dv), o(v.size());
+        for (auto *x : {&q, &k})
+            for (auto &e : *x) e = tk::Io<T>::store(u(rng));
+        for (auto &e : v) e = tk::Io<T>::store(u(rng));
+        a.q = q.data(), a.k = k.data(), a.v = v.data(), a.o = o.data();
+        emu::launch({(unsigned)rows, 1, 1}, {256, 1, 1}, [&] { tk::lightning_decode<T>(a); });
+        for (int r = 0; r < rows; r++) {
+            const double lam = a.decay[r % heads];
+            for (int e = 0; e < dv; e++) {
+                double want = 0.0, mag = 0.0;
+                for (int c = 0; c < dk; c++) {
+                    const size_t i = ((size_t)r * dk + c) * dv + e;
+                    const double kv = (double)tk::Io<T>::load(k[(size_t)r * dk + c]) * tk::Io<T>::load(v[(size_t)r * dv + e]);
+                    S[i] = lam * S[i] + kv;
+                    M[i] = lam * M[i] + std::fabs(kv);
+                    const double qc = tk::Io<T>::load(q[(size_t)r * dk + c]);
+                    want += qc * S[i];
+                    mag += std::fabs(qc) * M[i];
+                }
+                const double got = tk::Io<T>::load(o[(size_t)r * dv + e]);
+                worst = std::max(worst, std::fabs(got - want) / (8.0 * uio * (mag + std::fabs(want)) + 1e-30));
+            }
+        }
+    }
+    for (size_t i = 0; i < S.size(); i++)
+        worst = std::max(worst, std::fabs(state[i] - S[i]) / (8.0 * std::ldexp(1.0, -24) * (steps + 1) * M[i] + 1e-30));
+    return worst;
+}
+
 } // namespace
 
 int main() {
@@ -161,9 +218,14 @@ int main() {
     for (const Case &c : cases) {
         report("sequential", "f32", c, run_case<float>(c, Path::Sequential, seed++));
         report("sequential", "bf16", c, run_case<__nv_bfloat16>(c, Path::Sequential, seed++));
+        report("chunked", "f32", c, run_case<float>(c, Path::Chunked, seed++));
         report("walk16", "bf16", c, run_case<__nv_bfloat16>(c, Path::Walk16, seed++));
         report("walk16", "f16", c, run_case<__half>(c, Path::Walk16, seed++));
     }
+    const Case dec = {"decode: 6 rows of 3 heads, dk 20, dv 72, 5 steps", {}, false, 0, 0, 0};
+    report("decode", "f32", dec, decode_case<float>(6, 3, 20, 72, 5, seed++));
+    report("decode", "bf16", dec, decode_case<__nv_bfloat16>(6, 3, 20, 72, 5, seed++));
+    report("decode", "f16", dec, decode_case<__half>(6, 3, 20, 72, 5, seed++));
     std::printf("%s\n", failed ? "FAILED" : "all passed");
     return failed ? 1 : 0;
 }
