@@ -141,6 +141,7 @@ constexpr int GM_OUT_CHUNK = 32; // outlier columns staged per epilogue round
 // at one logical chunk fall in 8 distinct 4-bank groups.
 __device__ __forceinline__ int gm_swizzle(int row, int chunk) { return row * GM_BK + ((chunk ^ ((row >> 1) & 3)) << 4); }
 
+#ifndef TK_CUDA_EMU // the CPU stand-in (emu/emu.h) defines these
 __device__ __forceinline__ void cp_async16(unsigned int dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
@@ -159,6 +160,7 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], const unsigned int (&a)[4], 
                  : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif
 
 // Stage `s` <- k tile `kt` of the block's A rows and W rows (2 + 2 chunks a thread).
 __device__ __forceinline__ void gm_load_stage(const GemmArgs &g, unsigned int smem, int s, int kt, int bm, int bn) {

@@ -148,7 +148,90 @@ inline float __shfl_xor_sync(unsigned, float v, int mask) {
     return out;
 }
 
+// bit casts, ballots and atomics the activation-side kernels use
+inline unsigned __float_as_uint(float v) {
+    unsigned u;
+    std::memcpy(&u, &v, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+}
+inline unsigned __ballot_sync(unsigned, int p) {
+    unsigned out = 0;
+    const int mine = p != 0;
+    emu::exchange(&mine, sizeof mine, [&](auto &slot) {
+        for (int l = 0; l < 32; l++) {
+            int v;
+            std::memcpy(&v, slot[l], sizeof v);
+            out |= (unsigned)(v != 0) << l;
+        }
+    });
+    return out;
+}
+inline unsigned atomicMax(unsigned *p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    unsigned old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {
+    }
+    return old;
+}
+
+// shared-memory addresses are offsets into emu::dynamic_smem
+inline size_t __cvta_generic_to_shared(const void *p) {
+    return (size_t)(static_cast<const unsigned char *>(p) - emu::dynamic_smem);
+}
+
 namespace tk {
+
+// cp.async: the copy happens at once (commit and wait have nothing to wait for)
+inline void cp_async16(unsigned int dst, const void *src) { std::memcpy(emu::dynamic_smem + dst, src, 16); }
+inline void cp_async_commit() {}
+template <int N> inline void cp_async_wait() {}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 8 j + i gives the address of
+// row i of matrix j; lane l receives 32 bits of each matrix j: row l / 4,
+// bytes 4 (l % 4) ..
+inline void ldmatrix_x4(unsigned int addr, unsigned int (&r)[4]) {
+    const int l = emu::lane();
+    emu::exchange(&addr, sizeof addr, [&](auto &slot) {
+        for (int j = 0; j < 4; j++) {
+            unsigned row;
+            std::memcpy(&row, slot[8 * j + l / 4], sizeof row);
+            std::memcpy(&r[j], emu::dynamic_smem + row + 4 * (l % 4), 4);
+        }
+    });
+}
+
+// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32, lane = 4 g + t:
+// A (16 x 32): a0 (g, 4t..4t+3), a1 (g + 8, ..), a2 (g, 16 + 4t..), a3 (g + 8, 16 + 4t..);
+// B (32 x 8): b0 (k = 4t..4t+3, n = g), b1 (k = 16 + 4t.., n = g);
+// C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1); exact int32 sums.
+inline void mma_s8(int (&c)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1) {
+    struct Frag {
+        unsigned a[4], b[2];
+    } mine = {{a[0], a[1], a[2], a[3]}, {b0, b1}};
+    const int g = emu::lane() >> 2, t = emu::lane() & 3;
+    emu::exchange(&mine, sizeof mine, [&](auto &slot) {
+        auto byte = [&](int lane, bool is_a, int reg, int k) {
+            Frag f;
+            std::memcpy(&f, slot[lane], sizeof f);
+            return (int)(signed char)(((is_a ? f.a[reg] : f.b[reg]) >> (8 * k)) & 0xff);
+        };
+        // A(r, k): lane 4 (r % 8) + (k % 16) / 4, register (k / 16) * 2 + r / 8, byte k % 4
+        auto A = [&](int r, int k) { return byte(4 * (r % 8) + (k % 16) / 4, true, (k / 16) * 2 + r / 8, k % 4); };
+        // B(k, n): lane 4 n + (k % 16) / 4, register k / 16, byte k % 4
+        auto B = [&](int k, int n) { return byte(4 * n + (k % 16) / 4, false, k / 16, k % 4); };
+        for (int e = 0; e < 4; e++) {
+            const int r = g + (e >= 2 ? 8 : 0), n = 2 * t + (e & 1);
+            int s = 0;
+            for (int k = 0; k < 32; k++) s += A(r, k) * B(k, n);
+            c[e] += s;
+        }
+    });
+}
 
 // mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: lane = 4 g + t holds
 // A (16 x 16): a0 (g, 2t..2t+1), a1 (g + 8, ..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..);
