@@ -1,5 +1,8 @@
-// Runs the LLM.int8() GEMM of qgemm.cu (cp.async ring, swizzled ldmatrix,
-// mma.sync m16n8k32 s8) on the CPU stand-in (emu.h): the int32 product bit
+// Runs the LLM.int8() kernels of qgemm.cu on the CPU stand-in (emu.h): the
+// activation side (column max, ordered outlier selection, quantization with
+// the outlier gather, W's outlier rows) bit for bit against the CPU's
+// formulas, and the GEMM (cp.async ring, swizzled ldmatrix, mma.sync
+// m16n8k32 s8): the int32 product bit
 // for bit against an exact reference, then the fused epilogue (scales, the
 // outlier product, bias; f32 / f16 / bf16 y) against f64 within a loose
 // bound, with padding in m, n and several k tiles through the ring. Exits
@@ -76,9 +79,98 @@ void gemm_case(int m, int n, int k, int outliers, int y_dtype) {
     std::fflush(stdout);
 }
 
+// The activation side: column max, the ordered outlier selection, the
+// per-row quantization with the outlier gather, and W's outlier rows, all bit
+// for bit against the CPU's formulas. x holds a few columns at or over the
+// threshold, an inf, and a zero row.
+template <typename T> void activation_case(const char *dt, int m, int k, int n, int cap) {
+    const float threshold = 6.0f;
+    const int m_pad = (m + 127) / 128 * 128, k_pad = (k + 63) / 64 * 64, n_pad = (n + 127) / 128 * 128;
+    std::mt19937 rng(m + k + n + cap);
+    std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+    std::vector<T> x((size_t)m * k), wt((size_t)k * n);
+    for (auto &e : x) e = tk::Io<T>::store(u(rng));
+    for (auto &e : wt) e = tk::Io<T>::store(u(rng));
+    const int hot[] = {3, k / 2, k - 1};
+    for (int c : hot) x[(size_t)(c % m) * k + c] = tk::Io<T>::store(c % 2 ? -7.5f : 6.0f); // at the threshold
+    x[(size_t)1 * k + 5] = tk::Io<T>::store(INFINITY); // an inf makes its column an outlier
+    for (int c = 0; c < k; c++)
+        if (m > 2) x[(size_t)2 * k + c] = tk::Io<T>::store(0.0f); // row 2: zero (its outliers too)
+
+    std::vector<unsigned> colmax(k, 0), cols(cap, 0xffffffffu), count(1, 0);
+    std::vector<unsigned char> mask(k, 9);
+    std::vector<signed char> q((size_t)m_pad * k_pad, 9);
+    std::vector<float> scale(m_pad, -1.0f), xo((size_t)m_pad * cap, -1.0f), wo((size_t)cap * n_pad, -1.0f);
+    const int rows_per_block = 3;
+    emu::launch({(unsigned)(k + 255) / 256, (unsigned)(m + rows_per_block - 1) / rows_per_block, 1}, {256, 1, 1},
+                [&] { tk::qgemm_colmax<T>(x.data(), m, k, rows_per_block, colmax.data()); });
+    emu::launch({1, 1, 1}, {1024, 1, 1}, [&] {
+        tk::qgemm_select(colmax.data(), k, threshold, cap, cols.data(), count.data(), mask.data());
+    });
+    tk::QuantArgs qa{x.data(), mask.data(), cols.data(), count.data(), q.data(), scale.data(), xo.data(), m, k, k_pad, cap};
+    emu::launch({(unsigned)m_pad, 1, 1}, {tk::QUANT_THREADS, 1, 1}, [&] { tk::qgemm_quantize<T>(qa); });
+    emu::launch({(unsigned)(n + 255) / 256, (unsigned)cap, 1}, {256, 1, 1}, [&] {
+        tk::qgemm_gather_wo<T>(wt.data(), cols.data(), count.data(), cap, n, n_pad, wo.data());
+    });
+
+    int misses = 0;
+    auto miss = [&](const char *what, int i, int j, double got, double want) {
+        if (misses++ < 4) std::printf("    %s (%d, %d): got %.9g want %.9g\n", what, i, j, got, want);
+    };
+    std::vector<int> want_cols;
+    for (int c = 0; c < k; c++) {
+        float mx = 0.0f;
+        for (int i = 0; i < m; i++) mx = std::max(mx, std::fabs(tk::Io<T>::load(x[(size_t)i * k + c])));
+        const bool out = !(mx < threshold);
+        if (out) want_cols.push_back(c);
+        if (mask[c] != out) miss("mask", -1, c, mask[c], out);
+    }
+    if (count[0] != want_cols.size()) miss("count", -1, -1, count[0], (double)want_cols.size());
+    const int n_out = std::min((int)want_cols.size(), cap);
+    for (int o = 0; o < n_out; o++)
+        if ((int)cols[o] != want_cols[o]) miss("cols", o, -1, cols[o], want_cols[o]);
+    for (int i = 0; i < m_pad; i++) {
+        float amax = 0.0f;
+        bool bad = false;
+        for (int c = 0; i < m && c < k; c++) {
+            if (mask[c]) continue;
+            const float v = std::fabs(tk::Io<T>::load(x[(size_t)i * k + c]));
+            bad |= !(v <= 3.402823466e38f);
+            amax = std::max(amax, v);
+        }
+        const bool zero = i >= m || bad || amax == 0.0f;
+        const float want_scale = i >= m ? 0.0f : bad ? NAN : amax == 0.0f ? 0.0f : amax / 127.0f;
+        if (!(scale[i] == want_scale || (std::isnan(scale[i]) && std::isnan(want_scale))))
+            miss("scale", i, -1, scale[i], want_scale);
+        const float inv = zero ? 0.0f : 127.0f / amax;
+        for (int c = 0; c < k_pad; c++) {
+            int v = 0;
+            if (!zero && c < k && !mask[c])
+                v = (int)std::nearbyint(std::min(std::max(tk::Io<T>::load(x[(size_t)i * k + c]) * inv, -127.0f), 127.0f));
+            if (q[(size_t)i * k_pad + c] != v) miss("q", i, c, q[(size_t)i * k_pad + c], v);
+        }
+        for (int o = 0; o < n_out; o++) {
+            const float want = i < m ? tk::Io<T>::load(x[(size_t)i * k + want_cols[o]]) : 0.0f;
+            if (xo[(size_t)i * cap + o] != want) miss("xo", i, o, xo[(size_t)i * cap + o], want);
+        }
+    }
+    for (int o = 0; o < n_out; o++)
+        for (int j = 0; j < n; j++) {
+            const float want = tk::Io<T>::load(wt[(size_t)want_cols[o] * n + j]);
+            if (wo[(size_t)o * n_pad + j] != want) miss("wo", o, j, wo[(size_t)o * n_pad + j], want);
+        }
+    failures += misses != 0;
+    std::printf("%-4s activation %-5s m %d k %d n %d cap %d (%zu outlier columns)\n", misses ? "FAIL" : "ok", dt, m, k, n,
+                cap, want_cols.size());
+    std::fflush(stdout);
+}
+
 } // namespace
 
 int main() {
+    activation_case<float>("f32", 5, 1500, 40, 8);
+    activation_case<__half>("f16", 4, 300, 20, 2); // more outlier columns than capacity
+    activation_case<__nv_bfloat16>("bf16", 3, 2100, 10, 4);
     gemm_case(128, 128, 64, 0, 0);   // one tile, one k step
     gemm_case(130, 200, 320, 3, 0);  // padded m and n, five k tiles through the four-stage ring
     gemm_case(40, 136, 100, 8, 1);   // k not a multiple of 64, a full outlier chunk, f16 y
