@@ -82,3 +82,8 @@ fn softmax_kernels_on_the_cpu_stand_in() {
 fn int8_gemm_on_the_cpu_stand_in() {
     run_check("qgemm_check");
 }
+
+#[test]
+fn weight_only_gemv_on_the_cpu_stand_in() {
+    run_check("wgemv_check");
+}

@@ -139,6 +139,7 @@ inline int __float2int_rn(float v) { return (int)std::nearbyint(v); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(int v) { return __builtin_ffs(v); }
 template <typename T> inline T __ldg(const T *p) { return *p; }
+template <typename T> inline T __ldcs(const T *p) { return *p; }
 using std::isfinite;
 using std::isinf;
 
