@@ -5,7 +5,8 @@
 #                                   # binaries and the report into device-bin/
 #   scripts/device-check.sh run     # on the GPU machine (carry device-bin):
 #                                   # every CUDA test, compute-sanitizer on them,
-#                                   # the GPU report and the PyTorch baseline,
+#                                   # the GPU report with the PyTorch/Triton
+#                                   # baselines merged (report --torch),
 #                                   # each step its own file under $OUT
 #
 # The Triton baselines for Lightning attention travel as wheels in an ignored
@@ -87,16 +88,18 @@ run)
     {
         echo "# device check, $(date -u +%F)"
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
-        timeout 150 device-bin/report --gpu-only || echo "!!! GPU report failed ($?)"
-        timeout 45 python3 scripts/torch_softmax_bench.py || echo "!!! PyTorch softmax baseline failed"
-        timeout 45 python3 scripts/torch_norm_bench.py || echo "!!! PyTorch norm baseline failed"
         # Triton baselines for Lightning attention, carried as wheels in .whl
         if ls .whl/*.whl >/dev/null 2>&1; then
-            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
-                PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 200 python3 scripts/torch_lightning_bench.py ||
-                echo "!!! Lightning baselines failed"
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl ||
+                echo "!!! the Lightning baselines' wheels did not install"
         fi
+        # the GPU tables, then the PyTorch/Triton scripts run by the report
+        # (same process, same card), their records merged into ours:
+        # report.json / report.md / SVG plots in gpu-report.tar.gz
+        PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout 480 device-bin/report --gpu-only --torch python3 --out /tmp/gpu-report ||
+            echo "!!! GPU report failed ($?)"
     } >"$out/timing.md" 2>&1
+    [ -d /tmp/gpu-report ] && tar -C /tmp -czf "$out/gpu-report.tar.gz" gpu-report
     cat "$out/timing.md" "$out/tails.txt" "$out/summary.txt"
     ;;
 *)

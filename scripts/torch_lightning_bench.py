@@ -8,7 +8,7 @@ medians. Needs fla-core and lightning-attn importable (carried as wheels)."""
 import math
 
 import torch
-from torch_timing import median_ms
+from torch_timing import median_ms, record, table
 
 HEADS, D, LENS = 16, 128, [2048, 8192, 32768]
 
@@ -35,8 +35,8 @@ def lightning_case(n, dt):
     return fwd, do
 
 
-print(f"\n## Lightning attention baselines on {torch.cuda.get_device_name()} (torch {torch.__version__})\n")
-print("| impl | dtype | b x h x n x d | forward ms | fwd+bwd ms |\n|---|---|---|---:|---:|")
+table(f"\n## Lightning attention baselines on {torch.cuda.get_device_name()} (torch {torch.__version__})\n")
+table("| impl | dtype | b x h x n x d | forward ms | fwd+bwd ms |\n|---|---|---|---:|---:|")
 for name, make in [("fla chunk_simple_gla", fla_case), ("lightning_attn2", lightning_case)]:
     for dname, dt in [("bf16", torch.bfloat16), ("f16", torch.float16)]:
         for n in LENS:
@@ -45,11 +45,13 @@ for name, make in [("fla chunk_simple_gla", fla_case), ("lightning_attn2", light
             try:
                 fwd, do = make(n, dt)
             except Exception as e:  # a baseline that fails to run is reported, not fatal
-                print(f"| {name} | {dname} | 1 x {HEADS} x {n} x {D} | failed: {type(e).__name__}: {str(e)[:80]} | |")
+                table(f"| {name} | {dname} | 1 x {HEADS} x {n} x {D} | failed: {type(e).__name__}: {str(e)[:80]} | |")
                 continue
-            for run in (lambda: fwd(), lambda: fwd().backward(do)):
+            for op, run in (("forward", lambda: fwd()), ("forward+backward", lambda: fwd().backward(do))):
                 try:
-                    cells.append(f"{median_ms(run, reps=10):.3f}")
+                    ms = median_ms(run, reps=10)
+                    cells.append(f"{ms:.3f}")
+                    record("gpu-lightning", name, op, ms, dtype=dname, batch=1, heads=HEADS, n=n, d=D)
                 except Exception as e:
                     cells.append(f"failed: {type(e).__name__}: {str(e)[:60]}")
-            print(f"| {name} | {dname} | 1 x {HEADS} x {n} x {D} | {cells[0]} | {cells[1]} |")
+            table(f"| {name} | {dname} | 1 x {HEADS} x {n} x {D} | {cells[0]} | {cells[1]} |")

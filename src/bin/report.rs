@@ -10,9 +10,12 @@
 //! cargo run --release -- --crossover       # three-pass vs two-pass by row length
 //! cargo run --release --features cuda -- --gpu-only   # the GPU section alone
 //! cargo run --release --features cuda -- --gpu-only --family norm   # one family's GPU tables
+//! cargo run --release --features cuda -- --gpu-only --torch python3 --out DIR   # GPU records, PyTorch baselines merged
 //! cargo run --release -- --accuracy        # observed error of every variant vs the f64 reference
 //! ```
 
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // serves the GPU section; tested without it
+mod report_baselines;
 #[cfg(feature = "cuda")]
 mod report_gpu;
 mod report_kron;
@@ -39,6 +42,7 @@ struct Args {
     accuracy: bool,
     family: Option<String>,
     ort: Option<String>,
+    torch: Option<String>,
     onednn: Option<String>,
     onednn_matmul: Option<String>,
     out: Option<String>,
@@ -61,6 +65,7 @@ fn parse_args() -> Args {
         accuracy: false,
         family: None,
         ort: None,
+        torch: None,
         // Feature `peers` builds the peer programs and points at them.
         onednn: option_env!("TK_PEER_ONEDNN_LAYERNORM").map(String::from),
         onednn_matmul: option_env!("TK_PEER_ONEDNN_MATMUL").map(String::from),
@@ -111,6 +116,12 @@ fn parse_args() -> Args {
                 )
             }
             "--ort" => args.ort = Some(it.next().expect("--ort needs a python with onnxruntime")),
+            "--torch" => {
+                args.torch = Some(
+                    it.next()
+                        .expect("--torch needs a python with torch (and fla, lightning_attn)"),
+                )
+            }
             "--onednn-matmul" => {
                 args.onednn_matmul = Some(
                     it.next()
@@ -132,7 +143,7 @@ fn parse_args() -> Args {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--unpinned] [--xnnpack BIN] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
+                    "usage: report [--quick] [--family softmax|norm|lightning|kron|qgemm|threads] [--json PATH] [--out DIR] [--from JSON] [--compare OLD.json] [--max-regression F] [--threads N] [--unpinned] [--xnnpack BIN] [--filter SUBSTR] [--sizes N,N,..] [--crossover] [--gpu-only] [--accuracy] [--ort PYTHON] [--torch PYTHON] [--onednn BIN] [--onednn-matmul BIN]"
                 );
                 std::process::exit(0);
             }
@@ -504,10 +515,6 @@ fn main() {
         accuracy();
         return;
     }
-    if args.gpu_only {
-        gpu_section(args.family.as_deref());
-        return;
-    }
     let machine = format!(
         "cpu: {}; detected ISA: {}; {} cores; single thread except the thread-scaling section",
         cpu_name(),
@@ -520,14 +527,21 @@ fn main() {
             report_output::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
         }
         None => {
-            let body = measure(&args);
+            let body = if args.gpu_only {
+                gpu_section(&args)
+            } else {
+                measure(&args)
+            };
             report_output::parse(&format!("[\n{}\n]\n", body.join(",\n")))
                 .expect("the report's own records are valid JSON")
         }
     };
     let json = format!(
         "[\n{}\n]\n",
-        recs.iter().map(record_json).collect::<Vec<_>>().join(",\n")
+        recs.iter()
+            .map(report_output::Rec::json)
+            .collect::<Vec<_>>()
+            .join(",\n")
     );
     if let Some(path) = &args.json {
         std::fs::write(path, &json).expect("cannot write the JSON report");
@@ -547,24 +561,6 @@ fn main() {
     }
 }
 
-/// A parsed record written back as one JSON line (same fields, same order).
-fn record_json(r: &report_output::Rec) -> String {
-    let fields: Vec<String> = r
-        .fields
-        .iter()
-        .map(|(k, v)| match v {
-            report_output::Val::Str(s) => format!(
-                "\"{k}\":\"{}\"",
-                s.replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-            report_output::Val::Num(x) => format!("\"{k}\":{x}"),
-            report_output::Val::Bool(b) => format!("\"{k}\":{b}"),
-            report_output::Val::Null => format!("\"{k}\":null"),
-        })
-        .collect();
-    format!("{{{}}}", fields.join(","))
-}
-
 /// `--out DIR`: the records as JSON and markdown, and the SVG plots.
 fn write_outputs(dir: &str, recs: &[report_output::Rec], json: &str, machine: &str) {
     std::fs::create_dir_all(dir).expect("cannot create the --out directory");
@@ -572,8 +568,11 @@ fn write_outputs(dir: &str, recs: &[report_output::Rec], json: &str, machine: &s
     std::fs::write(path("report.json"), json).expect("write report.json");
     let mut md = report_output::markdown(recs, machine);
     let mut plots = report_output::throughput_svgs(recs);
-    if let Some(svg) = report_output::roofline_svg(recs) {
+    if let Some(svg) = report_output::roofline_svg(recs, false) {
         plots.push(("roofline.svg".to_string(), svg));
+    }
+    if let Some(svg) = report_output::roofline_svg(recs, true) {
+        plots.push(("gpu-roofline.svg".to_string(), svg));
     }
     md.push_str("\n## plots\n\n");
     for (name, svg) in &plots {
@@ -720,7 +719,7 @@ fn measure(args: &Args) -> Vec<String> {
         Vec::new()
     };
     progress.finish();
-    gpu_section(args.family.as_deref());
+    let gpu_records = gpu_section(args);
     records
         .iter()
         .map(Record::json)
@@ -730,6 +729,7 @@ fn measure(args: &Args) -> Vec<String> {
         .chain(qgemm_records.iter().map(|r| r.json()))
         .chain(thread_records.iter().map(|r| r.json()))
         .chain(peer_records)
+        .chain(gpu_records)
         .collect()
 }
 
@@ -771,19 +771,19 @@ fn xnnpack_softmax(bin: &str, sizes: &[usize], ours: &[Record]) -> Vec<String> {
             bytes as f64 / best / 1e9,
             median_s / best
         );
-        out.push(format!(
-            concat!(
-                "{{\"family\":\"softmax\",\"kernel\":\"XNNPACK softmax_nc_f32\",\"peer\":\"xnnpack\",",
-                "\"dtype\":\"f32\",\"rows\":1,\"cols\":{},\"bytes\":{},\"median_s\":{:.9},\"gbps\":{:.3},",
-                "\"ours_speedup\":{:.4},\"row_sum_error\":{:.3e}}}"
-            ),
-            n,
-            bytes,
-            median_s,
-            bytes as f64 / median_s / 1e9,
-            median_s / best,
-            row_sum - 1.0
-        ));
+        out.push(
+            report_output::Rec::new("softmax", "XNNPACK softmax_nc_f32")
+                .with("peer", "xnnpack")
+                .with("dtype", "f32")
+                .with("rows", 1usize)
+                .with("cols", n)
+                .with("bytes", bytes)
+                .with("median_s", median_s)
+                .with("gbps", bytes as f64 / median_s / 1e9)
+                .with("ours_speedup", median_s / best)
+                .with("row_sum_error", row_sum - 1.0)
+                .json(),
+        );
     }
     out
 }
@@ -876,14 +876,22 @@ fn worst<T: Element>(v: &Variant, log: bool) -> (f64, f64) {
     (rel, frac)
 }
 
-/// The GPU tables of `family` (every family when None).
-fn gpu_section(family: Option<&str>) {
+/// The GPU tables of `--family` (every family without it) and their JSON
+/// records, with `--torch`'s baselines merged; none without the `cuda`
+/// feature or a device.
+fn gpu_section(args: &Args) -> Vec<String> {
     #[cfg(feature = "cuda")]
-    report_gpu::report(family);
+    return report_gpu::report(args.family.as_deref(), args.torch.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(report_output::Rec::json)
+        .collect();
     #[cfg(not(feature = "cuda"))]
-    let _ = family;
-    #[cfg(not(feature = "cuda"))]
-    println!("\n(built without the `cuda` feature: GPU section skipped)");
+    {
+        let _ = args;
+        println!("\n(built without the `cuda` feature: GPU section skipped)");
+        Vec::new()
+    }
 }
 
 fn cpu_name() -> String {

@@ -11,13 +11,15 @@ mod norm;
 #[path = "report_gpu_qgemm.rs"]
 mod qgemm;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
 use cudarc::driver::{CudaContext, CudaStream};
 use half::{bf16, f16};
 use transformer_kernels::cuda::{CudaElement, Kernels, SoftmaxShape, gpu_available};
 use transformer_kernels::softmax::Softmax;
+
+use crate::report_output::Rec;
 
 /// (rows, cols): attention-score rows, a 32k and a 128k vocabulary, 256k rows.
 const SHAPES: [(usize, usize); 5] = [
@@ -90,7 +92,21 @@ pub(crate) fn cublas_seconds(
     }))
 }
 
-fn run<T: CudaElement>(stream: &std::sync::Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+/// A GPU record with its GB/s and fraction of the run's copy bandwidth.
+pub(crate) fn bandwidth_record(r: Rec, bytes: usize, secs: f64, copy_bw: f64) -> Rec {
+    let bw = bytes as f64 / secs;
+    r.with("bytes", bytes)
+        .with("median_s", secs)
+        .with("gbps", bw / 1e9)
+        .with("copy_fraction", bw / copy_bw)
+}
+
+fn run<T: CudaElement>(
+    stream: &std::sync::Arc<CudaStream>,
+    k: &Kernels,
+    copy_bw: f64,
+    out: &mut Vec<Rec>,
+) {
     for (rows, cols) in SHAPES {
         let n = rows * cols;
         let x = stream
@@ -111,24 +127,33 @@ fn run<T: CudaElement>(stream: &std::sync::Arc<CudaStream>, k: &Kernels, copy_bw
             )
             .unwrap()
         });
-        let bytes = 2.0 * (n * std::mem::size_of::<T>()) as f64;
+        let bytes = 2 * n * std::mem::size_of::<T>();
+        let shape = format!("{:?}", SoftmaxShape::for_cols(cols));
+        let r = Rec::new("gpu-softmax", "softmax")
+            .with("dtype", T::DTYPE.name())
+            .with("rows", rows)
+            .with("cols", cols)
+            .with("shape", shape.as_str());
+        let r = bandwidth_record(r, bytes, t, copy_bw);
         println!(
-            "| {} | {rows} x {cols} | {:?} | {:.1} | {:.0}% |",
+            "| {} | {rows} x {cols} | {shape} | {:.1} | {:.0}% |",
             T::DTYPE.name(),
-            SoftmaxShape::for_cols(cols),
-            bytes / t / 1e9,
-            100.0 * bytes / t / copy_bw
+            r.num("gbps").unwrap_or(0.0),
+            100.0 * r.num("copy_fraction").unwrap_or(0.0)
         );
+        out.push(r);
     }
 }
 
-/// Prints the GPU table, or a line saying why there is none.
 /// The GPU tables of `family` (softmax, norm, lightning, kron, qgemm; all
-/// when None), after the copy bandwidth they are measured against.
-pub fn report(family: Option<&str>) {
+/// when None), after the copy bandwidth they are measured against, and their
+/// records; with `torch` (a Python with PyTorch), the PyTorch and Triton
+/// baselines measured after them in the same run, merged into the records.
+/// None without a device.
+pub fn report(family: Option<&str>, torch: Option<&str>) -> Option<Vec<Rec>> {
     if !gpu_available() {
         println!("\n(no CUDA device: GPU section skipped)");
-        return;
+        return None;
     }
     let ctx = CudaContext::new(0).unwrap();
     let stream = ctx.default_stream();
@@ -138,30 +163,57 @@ pub fn report(family: Option<&str>) {
     let mut b = stream.alloc_zeros::<u8>(n).unwrap();
     let t = time_gpu(&stream, 20, || stream.memcpy_dtod(&a, &mut b).unwrap());
     let copy_bw = 2.0 * n as f64 / t;
+    let device = ctx.name().unwrap_or_default();
     println!(
-        "\n## GPU: {} (copy bandwidth {:.0} GB/s read + write, this run)\n",
-        ctx.name().unwrap_or_default(),
+        "\n## GPU: {device} (copy bandwidth {:.0} GB/s read + write, this run)\n",
         copy_bw / 1e9
     );
+    // the bound every GB/s record's copy_fraction refers to, and the card
+    let mut recs = vec![bandwidth_record(
+        Rec::new("gpu-copy", "device-to-device copy").with("device", device.as_str()),
+        2 * n,
+        t,
+        copy_bw,
+    )];
     let wants = |f: &str| family.is_none_or(|a| a == f);
+    let mut scripts = Vec::new();
     if wants("softmax") {
         println!(
             "| dtype | rows x cols | kernel shape | GB/s (in+out) | of copy bw |\n|---|---|---|---:|---:|"
         );
-        run::<f32>(&stream, &k, copy_bw);
-        run::<f16>(&stream, &k, copy_bw);
-        run::<bf16>(&stream, &k, copy_bw);
+        run::<f32>(&stream, &k, copy_bw, &mut recs);
+        run::<f16>(&stream, &k, copy_bw, &mut recs);
+        run::<bf16>(&stream, &k, copy_bw, &mut recs);
+        scripts.push(("scripts/torch_softmax_bench.py", 60));
     }
     if wants("norm") {
-        norm::report(&stream, &k, copy_bw);
+        recs.extend(norm::report(&stream, &k, copy_bw));
+        scripts.push(("scripts/torch_norm_bench.py", 60));
     }
     if wants("lightning") {
-        lightning::report(&stream, &k);
+        recs.extend(lightning::report(&stream, &k));
+        // Triton compiles its kernels first
+        scripts.push(("scripts/torch_lightning_bench.py", 200));
     }
     if wants("kron") {
-        kron::report(&stream, &k, copy_bw);
+        recs.extend(kron::report(&stream, &k, copy_bw));
     }
     if wants("qgemm") {
-        qgemm::report(&stream, &k, copy_bw);
+        recs.extend(qgemm::report(&stream, &k, copy_bw));
     }
+    if let Some(python) = torch {
+        let peers: Vec<Rec> = scripts
+            .iter()
+            .flat_map(|&(script, secs)| {
+                crate::report_baselines::run_script(python, script, Duration::from_secs(secs))
+            })
+            .collect();
+        crate::report_baselines::merge(&mut recs, &peers);
+        println!(
+            "\n### GPU against its baselines (PyTorch / Triton measured after ours in this run; cuBLAS f16 GEMM for kron and qgemm)\n\n{}",
+            crate::report_baselines::table(&recs)
+        );
+        recs.extend(peers);
+    }
+    Some(recs)
 }

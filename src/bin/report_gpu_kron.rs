@@ -13,7 +13,8 @@ use transformer_kernels::cuda::{CudaElement, DeviceKronOutput, Kernels};
 use transformer_kernels::kron::{Factor, Kron};
 use transformer_kernels::reference::uniform_values;
 
-use super::{cublas_seconds, time_gpu};
+use super::{bandwidth_record, cublas_seconds, time_gpu};
+use crate::report_output::Rec;
 
 const TOKENS: usize = 2048;
 
@@ -31,7 +32,7 @@ fn shapes() -> Vec<(&'static str, Kron)> {
     ]
 }
 
-fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64, out: &mut Vec<Rec>) {
     for (name, t) in shapes() {
         let n = t.n();
         let dt = k.upload_kron(s, &t).expect("n within the CUDA limit");
@@ -50,19 +51,37 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             let out = DeviceKronOutput::int8(&mut qv, &mut sv);
             k.kron(s, &dt, &x.as_view(), out, 1.0).unwrap()
         });
-        let bytes = (TOKENS * (n * (T::DTYPE.size() + 1) + 4)) as f64;
+        let bytes = TOKENS * (n * (T::DTYPE.size() + 1) + 4);
         let gemm = cublas_seconds(s, TOKENS, n, n);
+        let path = if dt.tensor_cores(T::DTYPE) {
+            "tensor cores"
+        } else {
+            "SIMT"
+        };
+        let r = Rec::new("gpu-kron", name)
+            .with("out", "int8")
+            .with("dtype", T::DTYPE.name())
+            .with("path", path)
+            .with("tokens", TOKENS)
+            .with("n", n)
+            .with(
+                "flops",
+                TOKENS as f64 * crate::report_kron::flops_per_token(&t),
+            );
+        let mut r = bandwidth_record(r, bytes, secs, copy_bw);
+        if let Some(g) = gemm {
+            // the bar: under 10% of the GEMM's time, a speedup of 10 or more
+            r = r
+                .with("baseline", format!("cuBLAS f16 GEMM {TOKENS} x {n} x {n}"))
+                .with("speedup_vs_baseline", g / secs);
+        }
+        out.push(r);
         println!(
-            "| {name} | {} | {} | {n} | {:.1} us | {:.0} | {:.0}% | {} |",
+            "| {name} | {} | {path} | {n} | {:.1} us | {:.0} | {:.0}% | {} |",
             T::DTYPE.name(),
-            if dt.tensor_cores(T::DTYPE) {
-                "tensor cores"
-            } else {
-                "SIMT"
-            },
             secs * 1e6,
-            bytes / secs / 1e9,
-            100.0 * bytes / secs / copy_bw,
+            bytes as f64 / secs / 1e9,
+            100.0 * bytes as f64 / secs / copy_bw,
             gemm.map_or("no cuBLAS".into(), |g| format!(
                 "{:.1} us ({:.1}%)",
                 g * 1e6,
@@ -72,10 +91,12 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
     }
 }
 
-pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) -> Vec<Rec> {
     println!(
         "\n### Kronecker transform + int8 ({TOKENS} tokens; GB/s of x read + q written)\n\n| shape | dtype | path | n | time | GB/s | of copy bw | f16 GEMM {TOKENS} x n x n (kron / GEMM) |\n|---|---|---|---:|---:|---:|---:|---:|"
     );
-    run::<f16>(s, k, copy_bw);
-    run::<bf16>(s, k, copy_bw);
+    let mut out = Vec::new();
+    run::<f16>(s, k, copy_bw, &mut out);
+    run::<bf16>(s, k, copy_bw, &mut out);
+    out
 }

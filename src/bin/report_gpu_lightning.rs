@@ -15,12 +15,13 @@ use transformer_kernels::lightning::{Layout, Shape};
 use transformer_kernels::reference::uniform_values;
 
 use super::time_gpu;
+use crate::report_output::Rec;
 
 const HEADS: usize = 16;
 const D: usize = 128;
 const LENS: [usize; 3] = [2048, 8192, 32768];
 
-fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool) {
+fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool, out: &mut Vec<Rec>) {
     for n in LENS {
         let len = HEADS * n * D;
         let up = |seed: u64, amp: f32| {
@@ -78,13 +79,32 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool) {
                 .unwrap()
         });
         let flops = crate::report_lightning::forward_flops(n, D, D) * HEADS as f64;
+        let path = if parallel {
+            "chunk-parallel"
+        } else {
+            "sequential"
+        };
+        // the backward's useful flops: three forward-sized passes (as on the CPU)
+        for (op, f, t) in [
+            ("forward", flops, tf),
+            ("forward+backward", 4.0 * flops, tf + tb),
+        ] {
+            out.push(
+                Rec::new("gpu-lightning", op)
+                    .with("path", path)
+                    .with("dtype", T::DTYPE.name())
+                    .with("batch", 1usize)
+                    .with("heads", HEADS)
+                    .with("n", n)
+                    .with("d", D)
+                    .with("flops", f)
+                    .with("median_s", t)
+                    .with("gflops", f / t / 1e9)
+                    .with("tokens_per_s", (HEADS * n) as f64 / t),
+            );
+        }
         println!(
-            "| {} | {} | 1 x {HEADS} x {n} x {D} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2e} |",
-            if parallel {
-                "chunk-parallel"
-            } else {
-                "sequential"
-            },
+            "| {path} | {} | 1 x {HEADS} x {n} x {D} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2e} |",
             T::DTYPE.name(),
             tf * 1e3,
             tb * 1e3,
@@ -95,12 +115,14 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, parallel: bool) {
     }
 }
 
-pub fn report(s: &Arc<CudaStream>, k: &Kernels) {
+pub fn report(s: &Arc<CudaStream>, k: &Kernels) -> Vec<Rec> {
     println!("\n### Lightning attention (heads-first, decay per head; backward = 3 passes)\n");
     println!(
         "| path | dtype | b x h x n x d | forward ms | backward ms | fwd+bwd ms | forward TFLOP/s | forward tokens/s |\n|---|---|---|---:|---:|---:|---:|---:|"
     );
-    run::<bf16>(s, k, true);
-    run::<f16>(s, k, true);
-    run::<bf16>(s, k, false);
+    let mut out = Vec::new();
+    run::<bf16>(s, k, true, &mut out);
+    run::<f16>(s, k, true, &mut out);
+    run::<bf16>(s, k, false, &mut out);
+    out
 }

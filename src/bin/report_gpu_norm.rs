@@ -13,12 +13,13 @@ use transformer_kernels::cuda::{
 };
 use transformer_kernels::norm::Norm;
 
-use super::time_gpu;
+use super::{bandwidth_record, time_gpu};
+use crate::report_output::Rec;
 
 /// (rows, d): a batch of 16384 tokens at the hidden sizes of common models.
 const SHAPES: [(usize, usize); 4] = [(16384, 1024), (16384, 2048), (16384, 4096), (16384, 8192)];
 
-fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64, out: &mut Vec<Rec>) {
     for (rows, d) in SHAPES {
         let n = rows * d;
         let es = std::mem::size_of::<T>();
@@ -39,15 +40,10 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             .alloc_zeros::<f32>(Kernels::norm_backward_workspace_len(rows, d))
             .unwrap();
         let (ln, rms) = (Norm::layer_norm(), Norm::rms_norm());
-        let row_shaped = |op: &str, shape: NormShape, bytes: usize, t: f64| {
-            println!(
-                "| {op} | {} | {rows} x {d} | {shape:?} | {:.0} | {:.0}% |",
-                T::DTYPE.name(),
-                bytes as f64 / t / 1e9,
-                100.0 * bytes as f64 / t / copy_bw
-            );
+        let push = |out: &mut Vec<Rec>, op: &str, shape: String, bytes: usize, t: f64| {
+            out.push(record::<T>(op, shape, rows, d, bytes, t, copy_bw))
         };
-        let row = |op: &str, bytes: usize, t: f64| row_shaped(op, NormShape::for_cols(d), bytes, t);
+        let default = || format!("{:?}", NormShape::for_cols(d));
         // LayerNorm (f32 gamma and beta) and RMSNorm (f32 gamma) with a given shape
         let mut plain = |layer: bool, shape: NormShape| {
             time_gpu(s, 20, || {
@@ -62,25 +58,31 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
                     .unwrap()
             })
         };
-        row("layernorm", 2 * n * es, plain(true, NormShape::for_cols(d)));
-        row("rmsnorm", 2 * n * es, plain(false, NormShape::for_cols(d)));
+        let t = plain(true, NormShape::for_cols(d));
+        push(out, "layernorm", default(), 2 * n * es, t);
+        let t = plain(false, NormShape::for_cols(d));
+        push(out, "rmsnorm", default(), 2 * n * es, t);
         // the other compiled shapes that hold the row, for the choice of default
         for shape in NormShape::all() {
             if shape == NormShape::for_cols(d) || !matches!(shape, NormShape::Rows { .. }) {
                 continue;
             }
             if shape.holds(d) {
-                row_shaped(
+                let t = plain(true, shape);
+                push(
+                    out,
                     "layernorm (shape sweep)",
-                    shape,
+                    format!("{shape:?}"),
                     2 * n * es,
-                    plain(true, shape),
+                    t,
                 );
-                row_shaped(
+                let t = plain(false, shape);
+                push(
+                    out,
                     "rmsnorm (shape sweep)",
-                    shape,
+                    format!("{shape:?}"),
                     2 * n * es,
-                    plain(false, shape),
+                    t,
                 );
             }
         }
@@ -93,7 +95,7 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             c.gamma = Some(DeviceWeights::F32(&gv));
             k.norm_forward(s, &rms, d, c).unwrap()
         });
-        row("residual+rmsnorm", 4 * n * es, t);
+        push(out, "residual+rmsnorm", default(), 4 * n * es, t);
         {
             let (xv, mut yv, mut mv, mut vv) = (
                 x.as_view(),
@@ -140,21 +142,44 @@ fn run<T: CudaElement>(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
             .unwrap()
         });
         let (shape, groups) = Kernels::norm_backward_shape(rows, d);
-        println!(
-            "| layernorm backward | {} | {rows} x {d} | {shape:?}, {groups} groups | {:.0} | {:.0}% |",
-            T::DTYPE.name(),
-            (3 * n * es) as f64 / t / 1e9,
-            100.0 * (3 * n * es) as f64 / t / copy_bw
-        );
+        let shape = format!("{shape:?}, {groups} groups");
+        push(out, "layernorm backward", shape, 3 * n * es, t);
     }
 }
 
-pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+/// Prints one table row and returns its record.
+fn record<T: CudaElement>(
+    op: &str,
+    shape: String,
+    rows: usize,
+    d: usize,
+    bytes: usize,
+    t: f64,
+    copy_bw: f64,
+) -> Rec {
+    let r = Rec::new("gpu-norm", op)
+        .with("dtype", T::DTYPE.name())
+        .with("rows", rows)
+        .with("cols", d)
+        .with("shape", shape.as_str());
+    let r = bandwidth_record(r, bytes, t, copy_bw);
+    println!(
+        "| {op} | {} | {rows} x {d} | {shape} | {:.0} | {:.0}% |",
+        T::DTYPE.name(),
+        r.num("gbps").unwrap_or(0.0),
+        100.0 * r.num("copy_fraction").unwrap_or(0.0)
+    );
+    r
+}
+
+pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) -> Vec<Rec> {
     println!("\n### norms (bytes: each tensor read or written once)\n");
     println!(
         "| op | dtype | rows x d | kernel shape | GB/s | of copy bw |\n|---|---|---|---|---:|---:|"
     );
-    run::<f32>(s, k, copy_bw);
-    run::<bf16>(s, k, copy_bw);
-    run::<f16>(s, k, copy_bw);
+    let mut out = Vec::new();
+    run::<f32>(s, k, copy_bw, &mut out);
+    run::<bf16>(s, k, copy_bw, &mut out);
+    run::<f16>(s, k, copy_bw, &mut out);
+    out
 }

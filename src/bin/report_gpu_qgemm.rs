@@ -14,7 +14,8 @@ use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{Int8Weight, Outliers};
 use transformer_kernels::reference::uniform_values;
 
-use super::{cublas_seconds, time_gpu};
+use super::{bandwidth_record, cublas_seconds, time_gpu};
+use crate::report_output::Rec;
 
 fn vs(ours: f64, theirs: Option<f64>) -> String {
     theirs.map_or("no cuBLAS".into(), |t| {
@@ -22,7 +23,17 @@ fn vs(ours: f64, theirs: Option<f64>) -> String {
     })
 }
 
-fn mixed(s: &Arc<CudaStream>, k: &Kernels) {
+/// `r` against cuBLAS's time on the same product, when cuBLAS ran.
+fn against(r: Rec, what: &str, ours: f64, theirs: Option<f64>) -> Rec {
+    match theirs {
+        Some(t) => r
+            .with("baseline", what)
+            .with("speedup_vs_baseline", t / ours),
+        None => r,
+    }
+}
+
+fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
     println!(
         "\n### LLM.int8() mixed GEMM (f16 in and out, 0.5% outlier columns; the whole op)\n\n| m x n x k | outliers | time | TOP/s | cuBLAS f16 GEMM (its time / ours) |\n|---|---|---:|---:|---:|"
     );
@@ -38,6 +49,21 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels) {
             .unwrap();
         let mut yd = s.alloc_zeros::<f16>(m * n).unwrap();
         let cublas = cublas_seconds(s, m, n, kk);
+        if let Some(t) = cublas {
+            // the rate the GPU roofline takes for the card's 16-bit ceiling
+            out.push(
+                Rec::new("gpu-qgemm", "cuBLAS f16 GEMM")
+                    .with("w", "f16")
+                    .with("dtype", "f16")
+                    .with("m", m)
+                    .with("n", n)
+                    .with("k", kk)
+                    .with("median_s", t)
+                    .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9)
+                    .with("peak", "cuBLAS f16 GEMM (this run)")
+                    .with("peak_fraction", 1.0),
+            );
+        }
         let fixed: Vec<u32> = (0..n_out).map(|o| (o * (kk / n_out)) as u32).collect();
         for (name, mode) in [
             ("dynamic", Outliers::Dynamic { threshold: 6.0 }),
@@ -51,6 +77,16 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels) {
                     .unwrap()
             });
             let found = ws.outlier_columns(s).map_or(0, |c| c.len());
+            let r = Rec::new("gpu-qgemm", &format!("llm.int8 {name}"))
+                .with("w", "int8")
+                .with("dtype", "f16")
+                .with("m", m)
+                .with("n", n)
+                .with("k", kk)
+                .with("outliers", found)
+                .with("median_s", t)
+                .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
+            out.push(against(r, "cuBLAS f16 GEMM", t, cublas));
             println!(
                 "| {m} x {n} x {kk} | {found} {name} | {:.1} us | {:.0} | {} |",
                 t * 1e6,
@@ -61,7 +97,7 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels) {
     }
 }
 
-fn gemv(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
+fn gemv(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64, out: &mut Vec<Rec>) {
     println!(
         "\n### Weight-only decode GEMV (m = 1, f16 x, group 128; GB/s of weight bytes)\n\n| n x k | bits | time | GB/s | of copy bw | cuBLAS f16 GEMV (its time / ours) |\n|---|---:|---:|---:|---:|---:|"
     );
@@ -85,6 +121,14 @@ fn gemv(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
                     .unwrap()
             });
             let bw = dw.bytes() as f64 / t;
+            let r = Rec::new("gpu-gemv", &format!("weight-only int{bits}"))
+                .with("dtype", "f16")
+                .with("m", 1usize)
+                .with("n", n)
+                .with("k", kk)
+                .with("group", 128usize);
+            let r = bandwidth_record(r, dw.bytes(), t, copy_bw);
+            out.push(against(r, "cuBLAS f16 GEMV", t, cublas));
             println!(
                 "| {n} x {kk} | {bits} | {:.1} us | {:.0} | {:.0}% | {} |",
                 t * 1e6,
@@ -96,7 +140,9 @@ fn gemv(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
     }
 }
 
-pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) {
-    mixed(s, k);
-    gemv(s, k, copy_bw);
+pub fn report(s: &Arc<CudaStream>, k: &Kernels, copy_bw: f64) -> Vec<Rec> {
+    let mut out = Vec::new();
+    mixed(s, k, &mut out);
+    gemv(s, k, copy_bw, &mut out);
+    out
 }

@@ -97,7 +97,7 @@ impl KronRecord {
 
 /// Flops per token of the factor products: 2 n k for a dense factor of
 /// order k, n log2(k) additions for a Hadamard one.
-fn flops_per_token(t: &Kron) -> f64 {
+pub(crate) fn flops_per_token(t: &Kron) -> f64 {
     let n = t.n() as f64;
     let (a, b) = t.factors();
     [a, b]

@@ -52,7 +52,74 @@ const MEASURED: [&str; 13] = [
     "row_sum_error",
 ];
 
+/// Whether `key` holds a measurement (it differs between runs of the same work).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub fn is_measured(key: &str) -> bool {
+    MEASURED.contains(&key)
+}
+
+impl From<f64> for Val {
+    fn from(v: f64) -> Val {
+        Val::Num(v)
+    }
+}
+
+impl From<usize> for Val {
+    fn from(v: usize) -> Val {
+        Val::Num(v as f64)
+    }
+}
+
+impl From<&str> for Val {
+    fn from(v: &str) -> Val {
+        Val::Str(v.to_string())
+    }
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Val {
+        Val::Str(v)
+    }
+}
+
 impl Rec {
+    /// A record of `family` and `kernel`; fields follow with [`Rec::with`].
+    pub fn new(family: &str, kernel: &str) -> Rec {
+        Rec {
+            fields: vec![
+                ("family".into(), family.into()),
+                ("kernel".into(), kernel.into()),
+            ],
+        }
+    }
+    /// Sets `key` (replacing an earlier value, else appended).
+    pub fn with(mut self, key: &str, v: impl Into<Val>) -> Rec {
+        self.set(key, v.into());
+        self
+    }
+    pub fn set(&mut self, key: &str, v: Val) {
+        match self.fields.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = v,
+            None => self.fields.push((key.to_string(), v)),
+        }
+    }
+    /// The record as one JSON object (same fields, same order).
+    pub fn json(&self) -> String {
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| match v {
+                Val::Str(s) => format!(
+                    "\"{k}\":\"{}\"",
+                    s.replace('\\', "\\\\").replace('"', "\\\"")
+                ),
+                Val::Num(x) => format!("\"{k}\":{x}"),
+                Val::Bool(b) => format!("\"{k}\":{b}"),
+                Val::Null => format!("\"{k}\":null"),
+            })
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
     pub fn get(&self, key: &str) -> Option<&Val> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -346,7 +413,13 @@ fn human_time(s: f64) -> String {
 /// make up that x (left out of the series name).
 fn size_of(r: &Rec) -> Option<(f64, &'static [&'static str], &'static str)> {
     let (key, drop, label): (&str, &'static [&'static str], &'static str) = match r.family() {
-        "softmax" | "norm" => ("bytes", &["rows", "cols", "bytes"], "bytes read + written"),
+        "softmax" | "norm" | "gpu-softmax" | "gpu-norm" => {
+            ("bytes", &["rows", "cols", "bytes"], "bytes read + written")
+        }
+        "gpu-kron" => ("n", &["n", "bytes", "flops"], "token length n"),
+        "gpu-lightning" => ("n", &["n", "flops"], "tokens per sequence"),
+        "gpu-qgemm" => ("m", &["m"], "rows of x (m)"),
+        "gpu-gemv" => ("bytes", &["n", "k", "bytes"], "weight bytes"),
         "kron" => ("tokens", &["tokens", "bytes", "flops"], "tokens"),
         "lightning" => ("n", &["n", "flops"], "tokens per sequence"),
         "qgemm" => ("m", &["m"], "rows of x (m)"),
@@ -399,10 +472,16 @@ pub fn throughput_svgs(recs: &[Rec]) -> Vec<(String, String)> {
             recs.iter()
                 .any(|r| r.family() == family && r.str("isa") == Some(isa))
         });
+        // f32 where the family has it, else its first 16-bit dtype (the GPU
+        // Lightning and Kronecker tables measure bf16/f16 only)
+        let dtype = ["f32", "bf16", "f16"].into_iter().find(|d| {
+            recs.iter()
+                .any(|r| r.family() == family && r.str("dtype") == Some(d))
+        });
         let shown = |r: &&Rec| {
             r.family() == family
                 && r.str("isa").is_none_or(|i| Some(i) == best_isa)
-                && r.str("dtype").is_none_or(|d| d == "f32")
+                && r.str("dtype").is_none_or(|d| Some(d) == dtype)
         };
         for r in recs.iter().filter(shown) {
             let (Some((x, drop, label)), Some((u, y))) = (size_of(r), r.rate()) else {
@@ -447,9 +526,11 @@ pub fn throughput_svgs(recs: &[Rec]) -> Vec<(String, String)> {
         };
         let title = format!(
             "{family}: {unit} against {what}{}",
-            match best_isa {
-                Some(isa) => format!(" ({isa}, f32)"),
-                None => String::new(),
+            match (best_isa, dtype) {
+                (Some(isa), Some(d)) => format!(" ({isa}, {d})"),
+                (None, Some(d)) => format!(" ({d})"),
+                (Some(isa), None) => format!(" ({isa})"),
+                (None, None) => String::new(),
             }
         );
         out.push((file, plot(&title, xlabel, unit, &series, &roofs)));
@@ -459,13 +540,46 @@ pub fn throughput_svgs(recs: &[Rec]) -> Vec<(String, String)> {
 
 /// The roofline: achieved GFLOP/s (GOP/s for int8) against arithmetic
 /// intensity, for the records that count both their operations and bytes,
-/// under the measured copy bandwidth and each measured compute peak.
-pub fn roofline_svg(recs: &[Rec]) -> Option<String> {
+/// under the measured copy bandwidth and each measured compute peak; of the
+/// CPU records, or with `gpu` of the GPU ones (families `gpu-*`: under the
+/// device copy bandwidth and the rate cuBLAS's f16 GEMM reached in the run).
+pub fn roofline_svg(recs: &[Rec], gpu: bool) -> Option<String> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut bandwidth = Vec::new();
     let mut peaks: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let recs = recs
+        .iter()
+        .filter(|r| r.family().starts_with("gpu-") == gpu);
+    for r in recs.clone().filter(|r| r.family() == "gpu-copy") {
+        bandwidth.extend(r.num("gbps"));
+    }
     for r in recs {
+        let per_second = |ops: Option<f64>| Some(ops? / r.num("median_s")? / 1e9);
         let (ops, bytes, rate) = match r.family() {
+            "gpu-kron" => (r.num("flops"), r.num("bytes"), per_second(r.num("flops"))),
+            // forward: q, k, v read and o written once, 16-bit
+            "gpu-lightning" if r.str("kernel") == Some("forward") => {
+                let elems = [r.num("heads"), r.num("n"), r.num("d")]
+                    .into_iter()
+                    .try_fold(1.0, |a, v| Some(a * v?));
+                (
+                    r.num("flops"),
+                    elems.map(|e| 8.0 * e),
+                    per_second(r.num("flops")),
+                )
+            }
+            // f16 x read and y written, the weights (int8 or f16) read once
+            "gpu-qgemm" => match (r.num("m"), r.num("n"), r.num("k")) {
+                (Some(m), Some(n), Some(k)) => (
+                    Some(2.0 * m * n * k),
+                    Some(
+                        n * k * if r.str("w") == Some("f16") { 2.0 } else { 1.0 }
+                            + 2.0 * m * (n + k),
+                    ),
+                    r.num("gops"),
+                ),
+                _ => (None, None, None),
+            },
             "kron" => (r.num("flops"), r.num("bytes"), r.num("gflops")),
             "qgemm" => {
                 let (m, n, k) = (r.num("m"), r.num("n"), r.num("k"));
@@ -485,6 +599,12 @@ pub fn roofline_svg(recs: &[Rec]) -> Option<String> {
             continue;
         };
         let name = match r.family() {
+            "gpu-kron" | "gpu-lightning" | "gpu-qgemm" => format!(
+                "{} {} {}",
+                r.family(),
+                r.str("kernel").unwrap_or(""),
+                r.str("dtype").unwrap_or("")
+            ),
             "kron" => {
                 let shape = r.str("shape").unwrap_or("");
                 let kind = if shape.contains("baseline") {
@@ -527,7 +647,18 @@ pub fn roofline_svg(recs: &[Rec]) -> Option<String> {
         .into_iter()
         .map(|(k, mut v)| (k, median(&mut v)))
         .collect();
-    Some(roofline_plot(&series, bw, &roofs))
+    let (title, unit) = if gpu {
+        (
+            "GPU roofline: achieved rate against arithmetic intensity (log-log)",
+            "GFLOP/s (16-bit) or GOP/s (int8)",
+        )
+    } else {
+        (
+            "roofline: achieved rate against arithmetic intensity (log-log)",
+            "GFLOP/s (f32) or GOP/s (int8)",
+        )
+    };
+    Some(roofline_plot(title, unit, &series, bw, &roofs))
 }
 
 const W: f64 = 900.0;
@@ -721,6 +852,8 @@ fn plot(
 }
 
 fn roofline_plot(
+    title: &str,
+    unit: &str,
     series: &BTreeMap<String, Vec<(f64, f64)>>,
     bw: Option<f64>,
     peaks: &[(String, f64)],
@@ -731,9 +864,9 @@ fn roofline_plot(
     let mut svg = String::new();
     ax.draw(
         &mut svg,
-        "roofline: achieved rate against arithmetic intensity (log-log)",
+        title,
         "operations per byte of memory traffic",
-        "GFLOP/s (f32) or GOP/s (int8)",
+        unit,
     );
     let mut row = 0;
     let (xa, xb) = (10f64.powf(ax.x0), 10f64.powf(ax.x1));
@@ -831,6 +964,69 @@ mod tests {
         let svgs = throughput_svgs(&recs);
         assert_eq!(svgs.len(), 2);
         assert!(svgs[0].1.starts_with("<svg") && svgs[0].1.contains("polyline"));
-        assert!(roofline_svg(&recs).unwrap().contains("roof amx"));
+        assert!(roofline_svg(&recs, false).unwrap().contains("roof amx"));
+        assert!(roofline_svg(&recs, true).is_none());
+    }
+
+    #[test]
+    fn gpu_roofline_has_the_device_copy_rate_and_cublas_roofs() {
+        let gemm = |kernel: &str, w: &str, gops: f64| {
+            Rec::new("gpu-qgemm", kernel)
+                .with("w", w)
+                .with("m", 4096usize)
+                .with("n", 4096usize)
+                .with("k", 4096usize)
+                .with("median_s", 1e-3)
+                .with("gops", gops)
+        };
+        let recs = [
+            Rec::new("gpu-copy", "device-to-device copy")
+                .with("gbps", 4000.0)
+                .with("copy_fraction", 1.0),
+            gemm("cuBLAS f16 GEMM", "f16", 600_000.0)
+                .with("peak", "cuBLAS f16 GEMM (this run)")
+                .with("peak_fraction", 1.0),
+            gemm("llm.int8 fixed", "int8", 400_000.0),
+            Rec::new("gpu-kron", "64x64 dense")
+                .with("flops", 2e9)
+                .with("bytes", 2e7)
+                .with("median_s", 1e-5)
+                .with("gbps", 2000.0)
+                .with("copy_fraction", 0.5),
+            // a CPU record stays out of the GPU plot
+            gemm("amx", "int8", 1000.0).with("family", "qgemm"),
+        ];
+        let svg = roofline_svg(&recs, true).unwrap();
+        assert!(svg.contains("GPU roofline"), "{svg}");
+        assert!(
+            svg.contains("roof cuBLAS f16 GEMM (this run): 600000"),
+            "{svg}"
+        );
+        assert!(svg.contains("copy bandwidth 4000.0 GB/s"), "{svg}");
+        assert!(svg.contains("gpu-kron 64x64 dense"), "{svg}");
+        assert!(!svg.contains(">amx<"), "{svg}");
+        assert!(roofline_svg(&recs, false).unwrap().contains(">amx"));
+    }
+
+    #[test]
+    fn gpu_families_without_f32_are_plotted_in_16_bit() {
+        let rec = |n: usize, dtype: &str, secs: f64| {
+            Rec::new("gpu-lightning", "forward")
+                .with("dtype", dtype)
+                .with("n", n)
+                .with("median_s", secs)
+                .with("gflops", 1e-9 * n as f64 / secs)
+        };
+        let recs = [
+            rec(2048, "bf16", 1e-4),
+            rec(8192, "bf16", 3e-4),
+            rec(2048, "f16", 1e-4),
+        ];
+        let svgs = throughput_svgs(&recs);
+        assert_eq!(svgs.len(), 1);
+        assert_eq!(svgs[0].0, "gpu-lightning-throughput.svg");
+        assert!(svgs[0].1.contains("(bf16)"), "{}", svgs[0].1);
+        let md = markdown(&recs, "machine");
+        assert!(md.contains("## gpu-lightning"), "{md}");
     }
 }
