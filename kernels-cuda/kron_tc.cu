@@ -16,7 +16,7 @@
 #pragma once
 
 #include "kron.cu"
-#include "mma.cuh"
+#include "ptx.cuh"
 
 namespace tk {
 

@@ -14,7 +14,7 @@
 // (two with time reversed), as on the CPU. Decoding is its own kernel.
 
 #include "common.cuh"
-#include "mma.cuh"
+#include "ptx.cuh"
 
 namespace tk {
 

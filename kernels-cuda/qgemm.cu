@@ -12,6 +12,7 @@
 // call needs no host synchronisation. A count above cap (dynamic mode) makes
 // every output NaN; the host reads the count to report it.
 #include "common.cuh"
+#include "ptx.cuh"
 
 namespace tk {
 
@@ -141,26 +142,6 @@ constexpr int GM_OUT_CHUNK = 32; // outlier columns staged per epilogue round
 // at one logical chunk fall in 8 distinct 4-bank groups.
 __device__ __forceinline__ int gm_swizzle(int row, int chunk) { return row * GM_BK + ((chunk ^ ((row >> 1) & 3)) << 4); }
 
-#ifndef TK_CUDA_EMU // the CPU stand-in (emu/emu.h) defines these
-__device__ __forceinline__ void cp_async16(unsigned int dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned int addr, unsigned int (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_s8(int (&c)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1) {
-    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};\n"
-                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-#endif
 
 // Stage `s` <- k tile `kt` of the block's A rows and W rows (2 + 2 chunks a thread).
 __device__ __forceinline__ void gm_load_stage(const GemmArgs &g, unsigned int smem, int s, int kt, int bm, int bn) {

@@ -185,6 +185,42 @@ inline size_t __cvta_generic_to_shared(const void *p) {
     return (size_t)(static_cast<const unsigned char *>(p) - emu::dynamic_smem);
 }
 
+// The operands of a warp's mma.sync.aligned.m16n8kK.row.col, K = 8 E for E
+// elements of type Elem per 32-bit register (E = 2: f16/bf16, K = 16; E = 4:
+// s8, K = 32). Lane 4 g + t holds
+//   A (16 x K): a0 (row g, k = E t ..), a1 (row g + 8, ..), a2 (row g, k = 4 E + E t ..), a3 (row g + 8, ..);
+//   B (K x 8):  b0 (k = E t .., n = g), b1 (k = 4 E + E t .., n = g);
+// and receives C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+// Calls product(A, B) with A(r, k) and B(k, n) as exact doubles, for this
+// lane's four C elements (r, n) = c_row(e), c_col(e).
+namespace emu {
+inline int c_row(int e) { return (lane() >> 2) + (e >= 2 ? 8 : 0); }
+inline int c_col(int e) { return 2 * (lane() & 3) + (e & 1); }
+
+template <typename Elem, typename F>
+void mma_operands(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, F &&product) {
+    constexpr int E = 4 / sizeof(Elem);
+    struct Frag {
+        uint32_t a[4], b[2];
+    } mine = {{a[0], a[1], a[2], a[3]}, {b0, b1}};
+    exchange(&mine, sizeof mine, [&](auto &slot) {
+        auto elem = [&](int lane, bool is_a, int reg, int i) {
+            Frag f;
+            std::memcpy(&f, slot[lane], sizeof f);
+            const uint32_t word = is_a ? f.a[reg] : f.b[reg];
+            Elem v[E];
+            std::memcpy(static_cast<void *>(v), &word, sizeof v);
+            return (double)float(v[i]);
+        };
+        // A(r, k): lane 4 (r % 8) + (k % 4E) / E, register (k / 4E) * 2 + r / 8
+        auto A = [&](int r, int k) { return elem(4 * (r % 8) + (k % (4 * E)) / E, true, (k / (4 * E)) * 2 + r / 8, k % E); };
+        // B(k, n): lane 4 n + (k % 4E) / E, register k / 4E
+        auto B = [&](int k, int n) { return elem(4 * n + (k % (4 * E)) / E, false, k / (4 * E), k % E); };
+        product(A, B);
+    });
+}
+} // namespace emu
+
 namespace tk {
 
 // cp.async: the copy happens at once (commit and wait have nothing to wait for)
@@ -206,61 +242,26 @@ inline void ldmatrix_x4(unsigned int addr, unsigned int (&r)[4]) {
     });
 }
 
-// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32, lane = 4 g + t:
-// A (16 x 32): a0 (g, 4t..4t+3), a1 (g + 8, ..), a2 (g, 16 + 4t..), a3 (g + 8, 16 + 4t..);
-// B (32 x 8): b0 (k = 4t..4t+3, n = g), b1 (k = 16 + 4t.., n = g);
-// C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1); exact int32 sums.
+// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32: exact int32 sums
 inline void mma_s8(int (&c)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1) {
-    struct Frag {
-        unsigned a[4], b[2];
-    } mine = {{a[0], a[1], a[2], a[3]}, {b0, b1}};
-    const int g = emu::lane() >> 2, t = emu::lane() & 3;
-    emu::exchange(&mine, sizeof mine, [&](auto &slot) {
-        auto byte = [&](int lane, bool is_a, int reg, int k) {
-            Frag f;
-            std::memcpy(&f, slot[lane], sizeof f);
-            return (int)(signed char)(((is_a ? f.a[reg] : f.b[reg]) >> (8 * k)) & 0xff);
-        };
-        // A(r, k): lane 4 (r % 8) + (k % 16) / 4, register (k / 16) * 2 + r / 8, byte k % 4
-        auto A = [&](int r, int k) { return byte(4 * (r % 8) + (k % 16) / 4, true, (k / 16) * 2 + r / 8, k % 4); };
-        // B(k, n): lane 4 n + (k % 16) / 4, register k / 16, byte k % 4
-        auto B = [&](int k, int n) { return byte(4 * n + (k % 16) / 4, false, k / 16, k % 4); };
+    emu::mma_operands<signed char>(a, b0, b1, [&](auto A, auto B) {
         for (int e = 0; e < 4; e++) {
-            const int r = g + (e >= 2 ? 8 : 0), n = 2 * t + (e & 1);
             int s = 0;
-            for (int k = 0; k < 32; k++) s += A(r, k) * B(k, n);
+            for (int k = 0; k < 32; k++) s += (int)A(emu::c_row(e), k) * (int)B(k, emu::c_col(e));
             c[e] += s;
         }
     });
 }
 
-// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: lane = 4 g + t holds
-// A (16 x 16): a0 (g, 2t..2t+1), a1 (g + 8, ..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..);
-// B (16 x 8): b0 (k = 2t..2t+1, n = g), b1 (k = 2t + 8.., n = g);
-// C (16 x 8): (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32: the 16
+// products summed in f64, added to c and rounded to f32 once (the hardware's
+// order and rounding are unspecified; the checks' bounds allow for either)
 template <typename T> struct Mma {
     static void run(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-        struct Frag {
-            uint32_t a[4], b[2];
-        } mine = {{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
-        const int g = emu::lane() >> 2, t = emu::lane() & 3;
-        emu::exchange(&mine, sizeof mine, [&](auto &slot) {
-            auto elem = [&](int lane, bool is_a, int reg, int half) {
-                Frag f;
-                std::memcpy(&f, slot[lane], sizeof f);
-                const uint32_t word = is_a ? f.a[reg] : f.b[reg];
-                T v[2];
-                std::memcpy(static_cast<void *>(v), &word, sizeof v);
-                return (double)float(v[half]);
-            };
-            // A(r, k) lives in lane 4 (r % 8) + (k % 8) / 2, register (k / 8) * 2 + r / 8
-            auto A = [&](int r, int k) { return elem(4 * (r % 8) + (k % 8) / 2, true, (k / 8) * 2 + r / 8, k % 2); };
-            // B(k, n) lives in lane 4 n + (k % 8) / 2, register k / 8
-            auto B = [&](int k, int n) { return elem(4 * n + (k % 8) / 2, false, k / 8, k % 2); };
+        emu::mma_operands<T>(a, b[0], b[1], [&](auto A, auto B) {
             for (int e = 0; e < 4; e++) {
-                const int r = g + (e >= 2 ? 8 : 0), n = 2 * t + (e & 1);
                 double s = 0.0;
-                for (int k = 0; k < 16; k++) s += A(r, k) * B(k, n);
+                for (int k = 0; k < 16; k++) s += A(emu::c_row(e), k) * B(k, emu::c_col(e));
                 c[e] = (float)((double)c[e] + s);
             }
         });
