@@ -310,10 +310,17 @@ __host__ __device__ inline size_t lt_smem16_outputs(int dq) {
 }
 
 // ---- staging a chunk's operands in shared memory ----------------------------
-// Both helpers read 16-byte vectors when the source allows (every row 16-byte
-// aligned, the valid width whole vectors) and issue a thread's loads for four
-// items before any store, so several loads are in flight; otherwise element
-// by element. Rows at or past `len` and columns at or past `width` are zero.
+// Rows are read as 16-byte vectors when the source allows (lt_vec_ok), a
+// thread's loads for four items issued before any store, so several loads are
+// in flight; otherwise element by element. Rows at or past `len` and columns
+// at or past `width` are zero. Transposed tiles: lt_fetch_tile +
+// lt_put_transposed (below, with the walk).
+
+// Whether rows of `src` (16-bit) can be read as 16-byte vectors up to `width`:
+// every row 16-byte aligned and the width whole vectors.
+template <typename T> __device__ __forceinline__ bool lt_vec_ok(const T *src, long long stride, int width) {
+    return width % 8 == 0 && stride % 8 == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+}
 
 // dst[r * ld + c] = src[tok(r) * stride + c] for r < 64, c < ncols (16-bit).
 template <typename T, typename Tok>
@@ -321,8 +328,7 @@ __device__ __forceinline__ void lt_stage_rows(T *dst, int ld, int ncols, const T
                                               int width, Tok tok) {
     constexpr int V = 8;
     const T zero = Io<T>::store(0.0f);
-    const bool vec = width % V == 0 && stride % V == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
-    if (vec) {
+    if (lt_vec_ok(src, stride, width)) {
         const int per_row = ncols / V, items = LT_CHUNK * per_row;
         for (int i0 = threadIdx.x; i0 < items; i0 += 4 * (int)blockDim.x) {
             uint4 raw[4];
@@ -342,45 +348,6 @@ __device__ __forceinline__ void lt_stage_rows(T *dst, int ld, int ncols, const T
         for (int i = threadIdx.x; i < LT_CHUNK * ncols; i += blockDim.x) {
             const int r = i / ncols, c = i % ncols;
             dst[r * ld + c] = r < len && c < width ? src[tok(r) * stride + c] : zero;
-        }
-    }
-}
-
-// The transpose: dst[c * ld + r] = round(src[tok(r) * stride + c] * scale(r))
-// for r < nrows, c < ncols, from a 16-bit or f32 source. Vector path: a lane
-// per source row (a warp's stores are 32 adjacent elements of a destination
-// row), one 16-byte load of adjacent columns each.
-template <typename T, typename S, typename Tok, typename Scale>
-__device__ __forceinline__ void lt_stage_transposed(T *dst, int ld, int nrows, int ncols, const S *src,
-                                                    long long stride, int len, int width, Tok tok, Scale scale) {
-    constexpr int V = 16 / sizeof(S);
-    const bool vec = width % V == 0 && stride % V == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
-    if (vec) {
-        const int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
-        const int row_groups = (nrows + 31) / 32, items = row_groups * (ncols / V);
-        for (int w0 = threadIdx.x >> 5; w0 < items; w0 += 4 * warps) {
-            uint4 raw[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int w = w0 + u * warps, r = w % row_groups * 32 + lane, c = w / row_groups * V;
-                raw[u] = w < items && r < len && c < width
-                             ? *reinterpret_cast<const uint4 *>(src + tok(r) * stride + c)
-                             : make_uint4(0u, 0u, 0u, 0u);
-            }
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int w = w0 + u * warps, r = w % row_groups * 32 + lane, c = w / row_groups * V;
-                if (w >= items || r >= nrows) continue;
-                const S *e = reinterpret_cast<const S *>(&raw[u]);
-                const float f = r < len ? scale(r) : 0.0f;
-#pragma unroll
-                for (int k = 0; k < V; k++) dst[(c + k) * ld + r] = Io<T>::store(Io<S>::load(e[k]) * f);
-            }
-        }
-    } else {
-        for (int i = threadIdx.x; i < nrows * ncols; i += blockDim.x) {
-            const int r = i / ncols, c = i % ncols;
-            dst[c * ld + r] = Io<T>::store(r < len && c < width ? Io<S>::load(src[tok(r) * stride + c]) * scale(r) : 0.0f);
         }
     }
 }
@@ -461,8 +428,7 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
     const T *v = static_cast<const T *>(a.v) + base(a.lv) + n_base;
     auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
     const int kw = dq - c_base, vw = dv - n_base;
-    const bool kvec = kw % 8 == 0 && a.lk.token % 8 == 0 && (reinterpret_cast<uintptr_t>(k) & 15) == 0;
-    const bool vvec = vw % 8 == 0 && a.lv.token % 8 == 0 && (reinterpret_cast<uintptr_t>(v) & 15) == 0;
+    const bool kvec = lt_vec_ok(k, a.lk.token, kw), vvec = lt_vec_ok(v, a.lv.token, vw);
 
     // this lane's state elements: (n, c) of acc[nt][e]
     auto row = [&](int e) { return n_base + n0 + g + (e >= 2 ? 8 : 0); };
@@ -580,7 +546,12 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     // S^T from the walk's workspace: rows n of dq elements
     const T *ws = reinterpret_cast<const T *>(a.ws) + ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
     lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
-    lt_stage_transposed<T>(vt, LT_LD16, LT_CHUNK, LT_SLICE, v, a.lv.token, len, cols, chunk_tok, one);
+    {
+        // V^T of the slice: the walk's tile transpose (LT_SLICE = 64 columns, 4 warps)
+        uint4 raw[4];
+        lt_fetch_tile<T>(raw, v, a.lv.token, len, cols, lt_vec_ok(v, a.lv.token, cols), chunk_tok);
+        lt_put_transposed<T>(vt, raw, len, one);
+    }
     __syncthreads();
     const int r0 = warp * 16;
     auto afrag = [&](const T *m, int ld, int k0, uint32_t (&f)[4]) {
