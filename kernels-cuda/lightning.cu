@@ -518,13 +518,14 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
 }
 
 // One chunk's outputs O = diag(decay^(i+1)) Q S + P V, P = (Q K^T) .* mask,
-// from the chunk's start state in the workspace. 4 warps, 16 rows each.
+// from the chunk's start state in the workspace. 4 warps, 16 rows each. Q, K
+// and P once per chunk; then the value columns 64 at a time (S^T and V^T of
+// the slice staged, the slice's outputs written).
 template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     TK_DYNAMIC_SMEM(float, smem);
-    const int unit = blockIdx.x, h = blockIdx.y, slice = blockIdx.z;
+    const int unit = blockIdx.x, h = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const int dq = a.dq, dqp = (dq + 15) / 16 * 16, ldq = lt_ld16q(dq);
-    const int c_base = slice * LT_SLICE, cols = min(LT_SLICE, a.dv - c_base);
     float *pw = smem;
     T *sq = reinterpret_cast<T *>(smem + LT_PW16), *sk = sq + 64 * ldq, *st = sk + 64 * ldq;
     T *vt = st + 64 * ldq, *sp = vt + 64 * LT_LD16;
@@ -536,22 +537,23 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     const long long start = a.packed ? a.offsets[b] : 0;
     auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
     const T *q = static_cast<const T *>(a.q) + base(a.lq), *k = static_cast<const T *>(a.k) + base(a.lk);
-    const T *v = static_cast<const T *>(a.v) + base(a.lv) + c_base;
-    T *o = static_cast<T *>(a.o) + base(a.lo) + c_base;
-    auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
-    auto chunk_tok = [&](int j) { return tok(t0 + j); };
-    auto one = [](int) { return 1.0f; };
-    lt_stage_rows<T>(sq, ldq, dqp, q, a.lq.token, len, dq, chunk_tok);
-    lt_stage_rows<T>(sk, ldq, dqp, k, a.lk.token, len, dq, chunk_tok);
+    const T *v = static_cast<const T *>(a.v) + base(a.lv);
+    T *o = static_cast<T *>(a.o) + base(a.lo);
     // S^T from the walk's workspace: rows n of dq elements
     const T *ws = reinterpret_cast<const T *>(a.ws) + ((size_t)unit * a.heads + h) * (size_t)dq * a.dv;
-    lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
-    {
-        // V^T of the slice: the walk's tile transpose (LT_SLICE = 64 columns, 4 warps)
+    auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
+    auto chunk_tok = [&](int j) { return tok(t0 + j); };
+    // the slice's S^T rows and V^T (the walk's tile transpose: 64 columns, 4 warps)
+    auto stage_slice = [&](int c_base) {
+        const int cols = min(LT_SLICE, a.dv - c_base);
+        lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
         uint4 raw[4];
-        lt_fetch_tile<T>(raw, v, a.lv.token, len, cols, lt_vec_ok(v, a.lv.token, cols), chunk_tok);
-        lt_put_transposed<T>(vt, raw, len, one);
-    }
+        lt_fetch_tile<T>(raw, v + c_base, a.lv.token, len, cols, lt_vec_ok(v + c_base, a.lv.token, cols), chunk_tok);
+        lt_put_transposed<T>(vt, raw, len, [](int) { return 1.0f; });
+    };
+    lt_stage_rows<T>(sq, ldq, dqp, q, a.lq.token, len, dq, chunk_tok);
+    lt_stage_rows<T>(sk, ldq, dqp, k, a.lk.token, len, dq, chunk_tok);
+    stage_slice(0);
     __syncthreads();
     const int r0 = warp * 16;
     auto afrag = [&](const T *m, int ld, int k0, uint32_t (&f)[4]) {
@@ -560,7 +562,7 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
         f[2] = ld32(&m[(r0 + g) * ld + k0 + 2 * tq + 8]);
         f[3] = ld32(&m[(r0 + g + 8) * ld + k0 + 2 * tq + 8]);
     };
-    // P for this warp's rows, columns up to its last row
+    // P for this warp's rows, columns up to its last row (only this warp reads them)
     {
         float acc[8][4] = {};
         const int ntiles = (r0 + 16) / 8;
@@ -584,39 +586,47 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
             }
     }
     __syncwarp();
-    float acc[LT_SLICE / 8][4] = {};
-    for (int k0 = 0; k0 < dqp; k0 += 16) {
-        uint32_t af[4];
-        afrag(sq, ldq, k0, af);
-#pragma unroll
-        for (int nt = 0; nt < LT_SLICE / 8; nt++) {
-            const uint32_t bf[2] = {ld32(&st[(nt * 8 + g) * ldq + k0 + 2 * tq]),
-                                    ld32(&st[(nt * 8 + g) * ldq + k0 + 2 * tq + 8])};
-            Mma<T>::run(acc[nt], af, bf);
-        }
-    }
     const float d0 = pw[r0 + g + 1], d1 = pw[r0 + g + 9];
+    for (int c_base = 0; c_base < a.dv; c_base += LT_SLICE) {
+        if (c_base > 0) {
+            __syncthreads(); // every warp is done with the last slice's S^T and V^T
+            stage_slice(c_base);
+            __syncthreads();
+        }
+        float acc[LT_SLICE / 8][4] = {};
+        for (int k0 = 0; k0 < dqp; k0 += 16) {
+            uint32_t af[4];
+            afrag(sq, ldq, k0, af);
 #pragma unroll
-    for (int nt = 0; nt < LT_SLICE / 8; nt++) {
-        acc[nt][0] *= d0, acc[nt][1] *= d0, acc[nt][2] *= d1, acc[nt][3] *= d1;
-    }
-    for (int k0 = 0; k0 < r0 + 16; k0 += 16) {
-        uint32_t af[4];
-        afrag(sp, LT_LD16, k0, af);
+            for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+                const uint32_t bf[2] = {ld32(&st[(nt * 8 + g) * ldq + k0 + 2 * tq]),
+                                        ld32(&st[(nt * 8 + g) * ldq + k0 + 2 * tq + 8])};
+                Mma<T>::run(acc[nt], af, bf);
+            }
+        }
 #pragma unroll
         for (int nt = 0; nt < LT_SLICE / 8; nt++) {
-            const uint32_t bf[2] = {ld32(&vt[(nt * 8 + g) * LT_LD16 + k0 + 2 * tq]),
-                                    ld32(&vt[(nt * 8 + g) * LT_LD16 + k0 + 2 * tq + 8])};
-            Mma<T>::run(acc[nt], af, bf);
+            acc[nt][0] *= d0, acc[nt][1] *= d0, acc[nt][2] *= d1, acc[nt][3] *= d1;
         }
+        for (int k0 = 0; k0 < r0 + 16; k0 += 16) {
+            uint32_t af[4];
+            afrag(sp, LT_LD16, k0, af);
+#pragma unroll
+            for (int nt = 0; nt < LT_SLICE / 8; nt++) {
+                const uint32_t bf[2] = {ld32(&vt[(nt * 8 + g) * LT_LD16 + k0 + 2 * tq]),
+                                        ld32(&vt[(nt * 8 + g) * LT_LD16 + k0 + 2 * tq + 8])};
+                Mma<T>::run(acc[nt], af, bf);
+            }
+        }
+        const int cols = min(LT_SLICE, a.dv - c_base);
+#pragma unroll
+        for (int nt = 0; nt < LT_SLICE / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = r0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
+                if (i < len && n < cols) o[tok(t0 + i) * a.lo.token + c_base + n] = Io<T>::store(acc[nt][e]);
+            }
     }
-#pragma unroll
-    for (int nt = 0; nt < LT_SLICE / 8; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int i = r0 + g + (e >= 2 ? 8 : 0), n = nt * 8 + 2 * tq + (e & 1);
-            if (i < len && n < cols) o[tok(t0 + i) * a.lo.token + n] = Io<T>::store(acc[nt][e]);
-        }
 }
 
 struct LtDecodeArgs {

@@ -89,7 +89,7 @@ template <typename T> double run_case(const Case &cs, Path path, unsigned seed) 
             const unsigned tiles = ((dq + 63) / 64) * slices;
             emu::launch({tiles, (unsigned)H, (unsigned)seqs}, {128, 1, 1}, [&] { tk::lightning_walk16<T>(a); });
             if (chunks > 0)
-                emu::launch({(unsigned)chunks, (unsigned)H, slices}, {128, 1, 1}, [&] { tk::lightning_outputs16<T>(a); });
+                emu::launch({(unsigned)chunks, (unsigned)H, 1}, {128, 1, 1}, [&] { tk::lightning_outputs16<T>(a); });
         }
     }
 
@@ -200,6 +200,7 @@ int main() {
         {"d 128 x 128 (2 x 2 tiles), 130 tokens", {130}, false, 1, 128, 128, false, true, false, false, false, false},
         {"dq 20, dv 36 (element-wise loads)", {70}, false, 2, 20, 36, true, true, false, false, false, false},
         {"dq 72, dv 40 (a part tile)", {65}, false, 1, 72, 40, true, false, false, false, false, false},
+        {"dq 40, dv 136 (three value slices, the last 8 wide)", {100}, false, 2, 40, 136, true, true, false, false, false, false},
         {"packed 65 + 3 + 0 + 64, reversed, backward's state options", {65, 3, 0, 64}, true, 2, 32, 64, true, true, true,
          true, true, true},
         {"one token", {1}, false, 1, 16, 16, true, true, false, false, false, false},

@@ -376,7 +376,12 @@ impl Kernels {
             };
             run(a, walk_cfg, walk)?;
             if chunks > 0 {
-                run(a, phase_cfg(smem16_outputs(a.dq as usize)), outputs)?;
+                // a block per (chunk, head) covers every value slice: Q K^T once
+                let cfg = LaunchConfig {
+                    grid_dim: (chunks as u32, a.heads as u32, 1),
+                    ..phase_cfg(smem16_outputs(a.dq as usize))
+                };
+                run(a, cfg, outputs)?;
             }
             return Ok(());
         }
