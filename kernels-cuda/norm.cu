@@ -586,6 +586,7 @@ extern "C" __global__ void __launch_bounds__(TK_REDUCE_COLS * TK_REDUCE_SLICES)
     TK_NORM_WARP(dt, T, 64)                                                                        \
     TK_NORM_BLOCK(dt, T, 128, 8)                                                                   \
     TK_NORM_BLOCK(dt, T, 256, 8)                                                                   \
+    TK_NORM_BLOCK(dt, T, 128, 32)                                                                  \
     TK_NORM_BACKWARD(dt, T, 1024)                                                                  \
     TK_NORM_BACKWARD_ROWS(dt, T, 128, 8)                                                           \
     TK_NORM_BACKWARD_ROWS(dt, T, 256, 8)                                                           \

@@ -86,6 +86,7 @@ template <typename T> void forward(const Shape &sh, int rows, int cols, int kind
             case 102416: tk::norm_forward_block<T, 1024, 16>(p, a); break;
             case 12808: tk::norm_forward_block<T, 128, 8>(p, a); break;
             case 25608: tk::norm_forward_block<T, 256, 8>(p, a); break;
+            case 12832: tk::norm_forward_block<T, 128, 32>(p, a); break;
             }
         });
 
@@ -227,7 +228,8 @@ template <typename T> void all() {
         {"rows32x8", 32, 8, true},      {"rows32x16", 32, 16, true},    {"rows32x32", 32, 32, true},
         {"rows32x64", 32, 64, true},    {"rows64x16", 64, 16, false},   {"rows128x16", 128, 16, false},
         {"rows256x16", 256, 16, false}, {"rows512x16", 512, 16, false}, {"rows1024x16", 1024, 16, false},
-        {"rows128x8", 128, 8, false},   {"rows256x8", 256, 8, false},   {"stream1024", 1024, 0, false},
+        {"rows128x8", 128, 8, false},   {"rows256x8", 256, 8, false},   {"rows128x32", 128, 32, false},
+        {"stream1024", 1024, 0, false},
     };
     for (const Shape &s : fwd) {
         const int full = s.items ? s.group * s.items : 3000;

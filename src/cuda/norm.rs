@@ -73,8 +73,9 @@ const DEFAULT_SHAPES: [NormShape; 8] = [
 
 /// Shapes compiled besides the defaults, for [`Kernels::norm_forward_shaped`]
 /// and the report's shape sweep: the earlier warp-per-row defaults for 1024
-/// and 2048 elements and 8 elements a thread (each slower in that sweep).
-const EXTRA_SHAPES: [NormShape; 4] = [
+/// and 2048 elements and 8 elements a thread (each slower in that sweep), and
+/// 32 elements a thread (not yet measured).
+const EXTRA_SHAPES: [NormShape; 5] = [
     NormShape::Rows {
         group: 32,
         items: 32,
@@ -90,6 +91,13 @@ const EXTRA_SHAPES: [NormShape; 4] = [
     NormShape::Rows {
         group: 256,
         items: 8,
+    },
+    // 16-bit rows of 4096 with twice the bytes a thread (the 16-bit forward
+    // measured 55-77% of copy bandwidth at 16 items; the sweep decides). 256 x
+    // 32 for 8192 spilled 24 bytes on sm_90 (ptxas kept it to 80 registers).
+    NormShape::Rows {
+        group: 128,
+        items: 32,
     },
 ];
 
