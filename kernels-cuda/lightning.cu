@@ -51,6 +51,8 @@ struct LtPassArgs {
     int s0_over_decay;     // multiply s0 by 1 / decay[h]
     int s_out_times_decay; // multiply s_out by decay[h]
     int phase;             // LT_SEQUENTIAL, LT_CHUNK_STATES or LT_CHUNK_OUTPUTS
+    int seg_chunks;        // 16-bit walk: chunks per segment (>= 2), 0: a walk per sequence
+    int segs;              // 16-bit walk: segments per sequence in its grid (1 when seg_chunks is 0)
     float *ws;             // chunk states [chunks, heads, dq, dv] (the chunk phases)
     float decay[LT_MAX_HEADS];
     long long offsets[LT_MAX_SEQS + 1];
@@ -125,6 +127,41 @@ __device__ __forceinline__ void lt_chunk_of(const LtPassArgs &a, int g, int &b, 
         first += count;
     }
     c = g - first;
+}
+
+// Global index of sequence b's first chunk, and the chunks of all sequences.
+__device__ __forceinline__ int lt_first_chunk(const LtPassArgs &a, int b) {
+    if (!a.packed) return b * ((a.n + LT_CHUNK - 1) / LT_CHUNK);
+    int first = 0;
+    for (int s = 0; s < b; s++) first += (lt_seq_len(a, s) + LT_CHUNK - 1) / LT_CHUNK;
+    return first;
+}
+
+// ---- segmented walks (16-bit) ----------------------------------------------
+// A sequence of more than seg_chunks chunks is walked in segments of
+// seg_chunks chunks in parallel, each from a zero state (the first from S_0);
+// each chunk start state in the workspace is then the segment-local one. The
+// state carried into segment s >= 1, C_s = E_{s-1} + decay^(64 G) C_{s-1}
+// (E: a segment's local end state, C_0 = 0), is added where the states are
+// used: C_s decayed to the chunk's start when the outputs phase stages S, and
+// decay^len C_last to the end state. The carries (f32, S^T layout, a dq x dv
+// block per head) live in the workspace's second half, which the 16-bit
+// states leave free: segment s of the sequence whose chunks start at global
+// chunk `first` has slot (first + s G) / G - 1 (distinct across sequences,
+// fewer than chunks / 2 for G >= 2).
+__device__ __forceinline__ float *lt_carries(const LtPassArgs &a) {
+    const int b_last = a.seqs - 1;
+    const size_t total = (size_t)lt_first_chunk(a, b_last) + (lt_seq_len(a, b_last) + LT_CHUNK - 1) / LT_CHUNK;
+    return a.ws + (total * a.heads * a.dq * a.dv + 1) / 2;
+}
+__device__ __forceinline__ float *lt_carry(const LtPassArgs &a, float *carries, int first, int seg, int h) {
+    const size_t slot = (size_t)(first + seg * a.seg_chunks) / a.seg_chunks - 1;
+    return carries + (slot * a.heads + h) * (size_t)a.dq * a.dv;
+}
+
+// Decay^t for t tokens (exact powers in double, as the chunk tables).
+__device__ __forceinline__ float lt_decay_pow(float lambda, long long t) {
+    return (float)exp((double)t * log((double)lambda));
 }
 
 // Grid: (sequence or global chunk, head, slice); 4 warps.
@@ -408,20 +445,19 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
     TK_DYNAMIC_SMEM(float, smem);
     const int dq = a.dq, dv = a.dv, cslices = (dq + 63) / 64;
     const int c_base = blockIdx.x % cslices * 64, n_base = blockIdx.x / cslices * 64;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const int h = blockIdx.y, b = blockIdx.z / a.segs, seg = blockIdx.z % a.segs;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const int n0 = warp * 16; // this warp's rows, within the tile
+    const int len_all = lt_seq_len(a, b), count = (len_all + LT_CHUNK - 1) / LT_CHUNK;
+    // this block's chunks [c0, c1): the sequence, or one segment of it
+    const int c0 = seg * a.seg_chunks, c1 = a.seg_chunks ? min(count, c0 + a.seg_chunks) : count;
+    if (seg > 0 && c0 >= count) return;
     float *pw = smem;
     T *kt = reinterpret_cast<T *>(smem + LT_PW16), *vt = kt + 64 * LT_LD16;
     const float lambda = a.decay[h];
     if (threadIdx.x <= LT_CHUNK) pw[threadIdx.x] = (float)exp((double)threadIdx.x * log((double)lambda));
 
-    int first = 0; // global index of this sequence's first chunk
-    if (!a.packed)
-        first = b * ((a.n + LT_CHUNK - 1) / LT_CHUNK);
-    else
-        for (int s = 0; s < b; s++) first += (lt_seq_len(a, s) + LT_CHUNK - 1) / LT_CHUNK;
-    const int len_all = lt_seq_len(a, b), count = (len_all + LT_CHUNK - 1) / LT_CHUNK;
+    const int first = lt_first_chunk(a, b); // global index of this sequence's first chunk
     const long long start = a.packed ? a.offsets[b] : 0;
     auto base = [&](const LtLayout &l) { return (a.packed ? start * l.token : (long long)b * l.batch) + (long long)h * l.head; };
     const T *k = static_cast<const T *>(a.k) + base(a.lk) + c_base;
@@ -441,7 +477,7 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int n = row(e), c = col(nt, e);
-            acc[nt][e] = a.s0 && n < dv && c < dq
+            acc[nt][e] = a.s0 && seg == 0 && n < dv && c < dq
                              ? (a.s0_transposed ? a.s0[si + (size_t)n * dq + c] : a.s0[si + (size_t)c * dv + n]) * s0_scale
                              : 0.0f;
         }
@@ -462,7 +498,7 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
         lt_put_transposed<T>(kt, kr, len, [&](int j) { return pw[len - 1 - j]; });
         lt_put_transposed<T>(vt, vr, len, [](int) { return 1.0f; });
         __syncthreads();
-        if (cc + 2 < count) fetch(kr, vr, cc + 2);
+        if (cc + 2 < c1) fetch(kr, vr, cc + 2);
         // the state at this chunk's start, S^T rounded to T
         T *dst = ws + ((size_t)(first + cc) * a.heads + h) * (size_t)dq * dv;
 #pragma unroll
@@ -499,21 +535,55 @@ template <typename T> __device__ void lightning_walk16(const LtPassArgs &a) {
         }
     };
     uint4 k0[4], v0[4], k1[4], v1[4];
-    if (count > 0) fetch(k0, v0, 0);
-    if (count > 1) fetch(k1, v1, 1);
-    for (int cc = 0; cc < count; cc += 2) {
+    if (c0 < c1) fetch(k0, v0, c0);
+    if (c0 + 1 < c1) fetch(k1, v1, c0 + 1);
+    for (int cc = c0; cc < c1; cc += 2) {
         step(k0, v0, cc);
-        if (cc + 1 < count) step(k1, v1, cc + 1);
+        if (cc + 1 < c1) step(k1, v1, cc + 1);
     }
-    if (a.s_out) {
-        const float f = a.s_out_times_decay ? lambda : 1.0f;
+    // the end state: a segment's local one goes to the next segment's carry
+    // slot (S^T); the sequence's to s_out (lightning_carry16 then adds the
+    // carry of a segmented walk)
+    float *dst = nullptr, f = 1.0f;
+    size_t n_step = 0, c_step = 0;
+    if (c1 < count) {
+        dst = lt_carry(a, lt_carries(a), first, seg + 1, h), n_step = dq, c_step = 1;
+    } else if (a.s_out) {
+        dst = a.s_out + si, n_step = 1, c_step = dv;
+        f = a.s_out_times_decay ? lambda : 1.0f;
+    }
+    if (dst) {
 #pragma unroll
         for (int nt = 0; nt < 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int n = row(e), c = col(nt, e);
-                if (n < dv && c < dq) a.s_out[si + (size_t)c * dv + n] = acc[nt][e] * f;
+                if (n < dv && c < dq) dst[n * n_step + c * c_step] = acc[nt][e] * f;
             }
+    }
+}
+
+// The carries of segmented walks, in place: slot s (holding E_{s-1}) becomes
+// C_s, and the end state gains decay^len C_last. Grid: (dq dv / 256, heads,
+// sequences); an element of S^T a thread.
+__device__ void lightning_carry16(const LtPassArgs &a) {
+    const int e = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int dq = a.dq, dv = a.dv;
+    const int len_all = lt_seq_len(a, b), count = (len_all + LT_CHUNK - 1) / LT_CHUNK, G = a.seg_chunks;
+    if (e >= dq * dv || count <= G) return;
+    const int first = lt_first_chunk(a, b), segs = (count + G - 1) / G;
+    const float lambda = a.decay[h], full = lt_decay_pow(lambda, (long long)G * LT_CHUNK);
+    float *carries = lt_carries(a), carry = 0.0f;
+    for (int s = 1; s < segs; s++) {
+        float *slot = lt_carry(a, carries, first, s, h) + e;
+        carry = *slot + full * carry;
+        *slot = carry;
+    }
+    if (a.s_out) {
+        const int n = e / dq, c = e % dq;
+        const float f = a.s_out_times_decay ? lambda : 1.0f;
+        const float last = lt_decay_pow(lambda, len_all - (long long)(segs - 1) * G * LT_CHUNK);
+        a.s_out[((size_t)b * a.heads + h) * (size_t)dq * dv + (size_t)c * dv + n] += f * last * carry;
     }
 }
 
@@ -544,9 +614,21 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     auto tok = [&](int t) { return (long long)(a.reverse ? len_all - 1 - t : t); };
     auto chunk_tok = [&](int j) { return tok(t0 + j); };
     // the slice's S^T rows and V^T (the walk's tile transpose: 64 columns, 4 warps)
+    // a segmented walk's chunk past its first segment: S = local S + decay^t C_s
+    const int seg = a.seg_chunks ? cc / a.seg_chunks : 0;
+    const float *carry = seg > 0 ? lt_carry(a, lt_carries(a), unit - cc, seg, h) : nullptr;
+    const float carry_decay = seg > 0 ? lt_decay_pow(lambda, (long long)(cc - seg * a.seg_chunks) * LT_CHUNK) : 0.0f;
     auto stage_slice = [&](int c_base) {
         const int cols = min(LT_SLICE, a.dv - c_base);
-        lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
+        if (carry) {
+            for (int i = threadIdx.x; i < 64 * dqp; i += blockDim.x) {
+                const int n = i / dqp, c = i % dqp;
+                const size_t at = (size_t)(c_base + n) * dq + c;
+                st[n * ldq + c] = Io<T>::store(n < cols && c < dq ? Io<T>::load(ws[at]) + carry_decay * carry[at] : 0.0f);
+            }
+        } else {
+            lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
+        }
         uint4 raw[4];
         lt_fetch_tile<T>(raw, v + c_base, a.lv.token, len, cols, lt_vec_ok(v + c_base, a.lv.token, cols), chunk_tok);
         lt_put_transposed<T>(vt, raw, len, [](int) { return 1.0f; });
@@ -660,6 +742,9 @@ template <typename T> __device__ void lightning_decode(const LtDecodeArgs &a) {
 extern "C" __global__ void __launch_bounds__(256) tk_lightning_scan(const __grid_constant__ tk::LtPassArgs a) {
     tk::lightning_scan(a);
 }
+extern "C" __global__ void __launch_bounds__(256) tk_lightning_carry16(const __grid_constant__ tk::LtPassArgs a) {
+    tk::lightning_carry16(a);
+}
 
 #define TK_LIGHTNING(dt, T)                                                                        \
     extern "C" __global__ void __launch_bounds__(128) tk_lightning_pass_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) { \
@@ -670,7 +755,7 @@ extern "C" __global__ void __launch_bounds__(256) tk_lightning_scan(const __grid
         tk::lightning_decode<T>(a);                                                                 \
     }
 #define TK_LIGHTNING16(dt, T)                                                                      \
-    extern "C" __global__ void __launch_bounds__(128)                                               \
+    extern "C" __global__ void __launch_bounds__(128, 3)                                            \
         tk_lightning_walk16_##dt##_cuda(const __grid_constant__ tk::LtPassArgs a) {                 \
         tk::lightning_walk16<T>(a);                                                                 \
     }                                                                                               \

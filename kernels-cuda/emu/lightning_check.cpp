@@ -31,7 +31,7 @@ template <> double unit_roundoff<__nv_bfloat16>() { return std::ldexp(1.0, -8); 
 // Sequential: a block per (sequence, head, slice) walks everything. Chunked:
 // f32's three launches (chunk contributions, scan, outputs). Walk16: the
 // 16-bit walk, then the outputs.
-enum class Path { Sequential, Chunked, Walk16 };
+enum class Path { Sequential, Chunked, Walk16, Segments };
 
 // Returns the largest |error| / (8 u_io magnitude + 1e-30) over outputs and end states.
 template <typename T> double run_case(const Case &cs, Path path, unsigned seed) {
@@ -86,8 +86,18 @@ template <typename T> double run_case(const Case &cs, Path path, unsigned seed) 
             emu::launch({(unsigned)chunks, (unsigned)H, slices}, {128, 1, 1}, [&] { tk::lightning_pass<T>(a); });
     } else {
         if constexpr (sizeof(T) == 2) {
+            // Segments: walks of 2 chunks (src/cuda/lightning.rs picks larger ones)
+            a.seg_chunks = 0, a.segs = 1;
+            if (path == Path::Segments) {
+                int most = 0;
+                for (int s = 0; s < seqs; s++) most = std::max(most, (int)(cs.lens[s] + 63) / 64);
+                if (most > 2) a.seg_chunks = 2, a.segs = (most + 1) / 2;
+            }
             const unsigned tiles = ((dq + 63) / 64) * slices;
-            emu::launch({tiles, (unsigned)H, (unsigned)seqs}, {128, 1, 1}, [&] { tk::lightning_walk16<T>(a); });
+            emu::launch({tiles, (unsigned)H, (unsigned)(seqs * a.segs)}, {128, 1, 1}, [&] { tk::lightning_walk16<T>(a); });
+            if (a.seg_chunks)
+                emu::launch({(unsigned)(dq * dv + 255) / 256, (unsigned)H, (unsigned)seqs}, {256, 1, 1},
+                            [&] { tk::lightning_carry16(a); });
             if (chunks > 0)
                 emu::launch({(unsigned)chunks, (unsigned)H, 1}, {128, 1, 1}, [&] { tk::lightning_outputs16<T>(a); });
         }
@@ -203,6 +213,8 @@ int main() {
         {"dq 40, dv 136 (three value slices, the last 8 wide)", {100}, false, 2, 40, 136, true, true, false, false, false, false},
         {"packed 65 + 3 + 0 + 64, reversed, backward's state options", {65, 3, 0, 64}, true, 2, 32, 64, true, true, true,
          true, true, true},
+        {"packed 300 + 1 + 200, reversed, backward's state options", {300, 1, 200}, true, 2, 32, 64, true, true, true,
+         true, true, true},
         {"one token", {1}, false, 1, 16, 16, true, true, false, false, false, false},
         {"5 chunks (the walk's two register sets, odd count)", {300}, false, 2, 32, 32, true, true, false, false, false,
          false},
@@ -222,6 +234,8 @@ int main() {
         report("chunked", "f32", c, run_case<float>(c, Path::Chunked, seed++));
         report("walk16", "bf16", c, run_case<__nv_bfloat16>(c, Path::Walk16, seed++));
         report("walk16", "f16", c, run_case<__half>(c, Path::Walk16, seed++));
+        report("segments", "bf16", c, run_case<__nv_bfloat16>(c, Path::Segments, seed++));
+        report("segments", "f16", c, run_case<__half>(c, Path::Segments, seed++));
     }
     const Case dec = {"decode: 6 rows of 3 heads, dk 20, dv 72, 5 steps", {}, false, 0, 0, 0};
     report("decode", "f32", dec, decode_case<float>(6, 3, 20, 72, 5, seed++));

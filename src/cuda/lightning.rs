@@ -58,6 +58,8 @@ struct LtPassArgs {
     s0_over_decay: i32,
     s_out_times_decay: i32,
     phase: i32,
+    seg_chunks: i32,
+    segs: i32,
     ws: u64,
     decay: [f32; MAX_HEADS],
     offsets: [i64; MAX_SEQS + 1],
@@ -94,6 +96,8 @@ pub(crate) struct LightningKernels {
     pass: Vec<CudaFunction>,
     decode: Vec<CudaFunction>,
     scan: CudaFunction,
+    /// The segmented walks' carries (`tk_lightning_carry16`).
+    carry16: CudaFunction,
     /// [dtype] (None for f32): the 16-bit phases (the walk writing every
     /// chunk's start state, the chunk outputs).
     chunk16: Vec<Option<[CudaFunction; 2]>>,
@@ -144,8 +148,40 @@ impl LightningKernels {
             pass,
             decode,
             scan: Kernels::function(module, "tk_lightning_scan")?,
+            carry16: Kernels::function(module, "tk_lightning_carry16")?,
             chunk16,
         })
+    }
+}
+
+/// Chunks a 16-bit walk takes at most in one go: longer sequences are walked
+/// in segments of this many chunks side by side, their carries chained after
+/// (`tk::lightning_carry16`). 32 chunks = 2048 tokens: a 32k sequence is 16
+/// walks instead of one.
+const SEG_CHUNKS: usize = 32;
+
+/// `a` with the 16-bit walk's segments set (none when every sequence fits
+/// one), at most 65535 walks of a state tile per head (the grid's z).
+fn segmented(a: &LtPassArgs) -> LtPassArgs {
+    let seqs = a.seqs.max(1) as usize;
+    let chunks_of = |len: i64| (len as usize).div_ceil(64);
+    let most = if a.packed != 0 {
+        (0..seqs)
+            .map(|s| chunks_of(a.offsets[s + 1] - a.offsets[s]))
+            .max()
+            .unwrap_or(0)
+    } else {
+        chunks_of(a.n as i64)
+    };
+    let g = SEG_CHUNKS.max(most.div_ceil((65535 / seqs).max(1)));
+    let segs = most.div_ceil(g);
+    if segs <= 1 {
+        return *a;
+    }
+    LtPassArgs {
+        seg_chunks: g as i32,
+        segs: segs as i32,
+        ..*a
     }
 }
 
@@ -259,6 +295,8 @@ fn pass_template(shape: &Shape, decay: &[f32]) -> Result<LtPassArgs> {
         s0_over_decay: 0,
         s_out_times_decay: 0,
         phase: SEQUENTIAL,
+        seg_chunks: 0,
+        segs: 1,
         ws: 0,
         decay: [1.0; MAX_HEADS],
         offsets: [0; MAX_SEQS + 1],
@@ -352,8 +390,9 @@ impl Kernels {
             // pointer's length against the shape (the workspace against
             // lightning_workspace_len) and keeps the buffers borrowed (with
             // their stream guards) until after this call; each block writes
-            // only its (sequence or chunk, head, slice) of o, the state and
-            // the workspace.
+            // only its (sequence, segment or chunk, head, slice) of o, the
+            // state and the workspace (segment carries in the workspace's
+            // free half, see tk::lt_carry).
             unsafe { launch.launch(cfg) }.map_err(cuda_err("lightning pass"))?;
             Ok(())
         };
@@ -364,17 +403,27 @@ impl Kernels {
             shared_mem_bytes: bytes as u32,
             ..block(chunks as u32)
         };
-        // 16-bit I/O: a walk per (64 x 64 tile of the state, head, sequence)
-        // writes every chunk's start state (and the end states), then the
-        // chunks' outputs run in parallel
+        // 16-bit I/O: a walk per (64 x 64 tile of the state, head, sequence
+        // or segment of one) writes every chunk's start state (and the end
+        // states), the segments' carries are chained, then the chunks'
+        // outputs run in parallel
         if let Some([walk, outputs]) = self.lightning.chunk16[T::DTYPE as usize].as_ref() {
+            let a = &segmented(a);
             let tiles = (a.dq as u32).div_ceil(SLICE as u32) * slices;
             let walk_cfg = LaunchConfig {
-                grid_dim: (tiles, a.heads as u32, seqs),
+                grid_dim: (tiles, a.heads as u32, seqs * a.segs as u32),
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: smem16_walk() as u32,
             };
             run(a, walk_cfg, walk)?;
+            if a.seg_chunks > 0 {
+                let carry_cfg = LaunchConfig {
+                    grid_dim: (((a.dq * a.dv) as u32).div_ceil(256), a.heads as u32, seqs),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                run(a, carry_cfg, &self.lightning.carry16)?;
+            }
             if chunks > 0 {
                 // a block per (chunk, head) covers every value slice: Q K^T once
                 let cfg = LaunchConfig {
@@ -671,5 +720,65 @@ impl Kernels {
         .map_err(cuda_err("lightning decode"))?;
         drop(ptrs);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(n: i32, packed: &[i64]) -> LtPassArgs {
+        let mut a = LtPassArgs {
+            q: 0,
+            k: 0,
+            v: 0,
+            o: 0,
+            lq: LtLayout::default(),
+            lk: LtLayout::default(),
+            lv: LtLayout::default(),
+            lo: LtLayout::default(),
+            s0: 0,
+            s_out: 0,
+            seqs: 1,
+            heads: 1,
+            n,
+            dq: 128,
+            dv: 128,
+            packed: 0,
+            reverse: 0,
+            s0_transposed: 0,
+            s0_over_decay: 0,
+            s_out_times_decay: 0,
+            phase: SEQUENTIAL,
+            seg_chunks: 0,
+            segs: 1,
+            ws: 0,
+            decay: [1.0; MAX_HEADS],
+            offsets: [0; MAX_SEQS + 1],
+        };
+        if !packed.is_empty() {
+            a.packed = 1;
+            a.seqs = packed.len() as i32 - 1;
+            a.offsets[..packed.len()].copy_from_slice(packed);
+        }
+        a
+    }
+
+    #[test]
+    fn long_sequences_are_walked_in_segments() {
+        // 2048 tokens: one walk; 32768: 16 segments of 32 chunks
+        let a = segmented(&args(2048, &[]));
+        assert_eq!((a.seg_chunks, a.segs), (0, 1));
+        let a = segmented(&args(32768, &[]));
+        assert_eq!((a.seg_chunks, a.segs), (32, 16));
+        // packed: the longest sequence decides (100 chunks: 4 segments)
+        let a = segmented(&args(0, &[0, 64, 64 + 6400, 64 + 6400 + 1]));
+        assert_eq!((a.seg_chunks, a.segs), (32, 4));
+        // 256 sequences of 2^22 tokens: segments grow so the grid's z holds
+        let len = 1i64 << 22;
+        let offsets: Vec<i64> = (0..=256).map(|s| s * len).collect();
+        let a = segmented(&args(0, &offsets));
+        assert!(a.seg_chunks >= 32 && a.seqs as i64 * a.segs as i64 <= 65535);
+        assert!(a.segs as i64 * a.seg_chunks as i64 * 64 >= len);
     }
 }
