@@ -72,11 +72,11 @@ run)
         step test_qgemm 180 "$qq" &
         step memcheck_qgemm 180 $san --tool memcheck "$qq" --test-threads=1 small_case_for_sanitizers errors_enqueue &
         step memcheck_kron 180 $san --tool memcheck "$kk" --test-threads=1 zero_and_non_finite errors_enqueue tensor_cores_for_sanitizers &
-        step memcheck_lightning 180 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers decode &
+        step memcheck_lightning 180 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers segmented_walk_for_sanitizers decode &
         step memcheck_softmax 180 $san --tool memcheck "$ss" --test-threads=1 &
         step memcheck_norm 180 $san --tool memcheck "$nn" --test-threads=1 &
         step racecheck_norm 180 $san --tool racecheck "$nn" --test-threads=1 shapes_for_sanitizers &
-        step racecheck 180 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers && $san --tool racecheck $kk --test-threads=1 zero_and_non_finite tensor_cores_for_sanitizers && $san --tool racecheck $qq --test-threads=1 small_case_for_sanitizers" &
+        step racecheck 180 sh -c "$san --tool racecheck $ss --test-threads=1 cuda_softmax_extremes && $san --tool racecheck $ll --test-threads=1 small_case_for_sanitizers segmented_walk_for_sanitizers && $san --tool racecheck $kk --test-threads=1 zero_and_non_finite tensor_cores_for_sanitizers && $san --tool racecheck $qq --test-threads=1 small_case_for_sanitizers" &
         wait
     } >"$out/summary.txt"
     # a device call brings back at most 8 files: the step logs travel as one archive

@@ -221,6 +221,18 @@ fn backward_matches_reference() {
     }
 }
 
+/// Sequences of more than 32 chunks (2048 tokens): the 16-bit walk runs in
+/// segments whose carries `tk_lightning_carry16` chains; batch and packed
+/// (three segments, and a short sequence between), states in and out.
+#[test]
+fn long_sequences_walk_in_segments() {
+    let Some((s, k)) = gpu() else { return };
+    each_dtype(&s, &k, &case(&[2200, 2200], false, 32, 40), false);
+    let packed = case(&[2113, 5, 4200], true, 32, 16);
+    each_dtype(&s, &k, &packed, false);
+    each_dtype(&s, &k, &packed, true);
+}
+
 /// Decoding steps on the GPU give the recurrence's outputs for the next tokens.
 #[test]
 fn decode_steps_follow_the_recurrence() {
@@ -325,6 +337,19 @@ fn small_case_for_sanitizers() {
     let c = Case {
         decay: vec![0.9, 1.0],
         ..case(&[130], false, 40, 72)
+    };
+    each_dtype(&s, &k, &c, false);
+    each_dtype(&s, &k, &c, true);
+}
+
+/// The segmented walk and its carry launch, small enough for the sanitizers:
+/// one sequence of 2113 tokens (two segments).
+#[test]
+fn segmented_walk_for_sanitizers() {
+    let Some((s, k)) = gpu() else { return };
+    let c = Case {
+        decay: vec![0.999],
+        ..case(&[2113], false, 16, 16)
     };
     each_dtype(&s, &k, &c, false);
     each_dtype(&s, &k, &c, true);
