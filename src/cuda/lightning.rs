@@ -727,58 +727,29 @@ impl Kernels {
 mod tests {
     use super::*;
 
-    fn args(n: i32, packed: &[i64]) -> LtPassArgs {
-        let mut a = LtPassArgs {
-            q: 0,
-            k: 0,
-            v: 0,
-            o: 0,
-            lq: LtLayout::default(),
-            lk: LtLayout::default(),
-            lv: LtLayout::default(),
-            lo: LtLayout::default(),
-            s0: 0,
-            s_out: 0,
-            seqs: 1,
-            heads: 1,
-            n,
-            dq: 128,
-            dv: 128,
-            packed: 0,
-            reverse: 0,
-            s0_transposed: 0,
-            s0_over_decay: 0,
-            s_out_times_decay: 0,
-            phase: SEQUENTIAL,
-            seg_chunks: 0,
-            segs: 1,
-            ws: 0,
-            decay: [1.0; MAX_HEADS],
-            offsets: [0; MAX_SEQS + 1],
-        };
-        if !packed.is_empty() {
-            a.packed = 1;
-            a.seqs = packed.len() as i32 - 1;
-            a.offsets[..packed.len()].copy_from_slice(packed);
-        }
-        a
+    fn batch(n: usize) -> LtPassArgs {
+        pass_template(&Shape::batch(1, n, 1, 128, 128), &[1.0]).unwrap()
+    }
+
+    fn packed(offsets: &[usize]) -> LtPassArgs {
+        pass_template(&Shape::packed(offsets, 1, 128, 128), &[1.0]).unwrap()
     }
 
     #[test]
     fn long_sequences_are_walked_in_segments() {
         // 2048 tokens: one walk; 32768: 16 segments of 32 chunks
-        let a = segmented(&args(2048, &[]));
+        let a = segmented(&batch(2048));
         assert_eq!((a.seg_chunks, a.segs), (0, 1));
-        let a = segmented(&args(32768, &[]));
+        let a = segmented(&batch(32768));
         assert_eq!((a.seg_chunks, a.segs), (32, 16));
         // packed: the longest sequence decides (100 chunks: 4 segments)
-        let a = segmented(&args(0, &[0, 64, 64 + 6400, 64 + 6400 + 1]));
+        let a = segmented(&packed(&[0, 64, 64 + 6400, 64 + 6400 + 1]));
         assert_eq!((a.seg_chunks, a.segs), (32, 4));
         // 256 sequences of 2^22 tokens: segments grow so the grid's z holds
-        let len = 1i64 << 22;
-        let offsets: Vec<i64> = (0..=256).map(|s| s * len).collect();
-        let a = segmented(&args(0, &offsets));
+        let len = 1usize << 22;
+        let offsets: Vec<usize> = (0..=256).map(|s| s * len).collect();
+        let a = segmented(&packed(&offsets));
         assert!(a.seg_chunks >= 32 && a.seqs as i64 * a.segs as i64 <= 65535);
-        assert!(a.segs as i64 * a.seg_chunks as i64 * 64 >= len);
+        assert!(a.segs as usize * a.seg_chunks as usize * 64 >= len);
     }
 }
