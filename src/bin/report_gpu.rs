@@ -101,6 +101,28 @@ pub(crate) fn bandwidth_record(r: Rec, bytes: usize, secs: f64, copy_bw: f64) ->
         .with("copy_fraction", bw / copy_bw)
 }
 
+/// The record of a [rows, cols] measurement of the softmax and norm tables:
+/// family, kernel, dtype, shape, kernel shape, then its GB/s and fraction of
+/// the run's copy bandwidth.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_record(
+    family: &str,
+    kernel: &str,
+    dtype: &str,
+    (rows, cols): (usize, usize),
+    shape: &str,
+    bytes: usize,
+    secs: f64,
+    copy_bw: f64,
+) -> Rec {
+    let r = Rec::new(family, kernel)
+        .with("dtype", dtype)
+        .with("rows", rows)
+        .with("cols", cols)
+        .with("shape", shape);
+    bandwidth_record(r, bytes, secs, copy_bw)
+}
+
 fn run<T: CudaElement>(
     stream: &std::sync::Arc<CudaStream>,
     k: &Kernels,
@@ -129,12 +151,16 @@ fn run<T: CudaElement>(
         });
         let bytes = 2 * n * std::mem::size_of::<T>();
         let shape = format!("{:?}", SoftmaxShape::for_cols(cols));
-        let r = Rec::new("gpu-softmax", "softmax")
-            .with("dtype", T::DTYPE.name())
-            .with("rows", rows)
-            .with("cols", cols)
-            .with("shape", shape.as_str());
-        let r = bandwidth_record(r, bytes, t, copy_bw);
+        let r = rows_record(
+            "gpu-softmax",
+            "softmax",
+            T::DTYPE.name(),
+            (rows, cols),
+            &shape,
+            bytes,
+            t,
+            copy_bw,
+        );
         println!(
             "| {} | {rows} x {cols} | {shape} | {:.1} | {:.0}% |",
             T::DTYPE.name(),

@@ -13,7 +13,7 @@ use transformer_kernels::cuda::{
 };
 use transformer_kernels::norm::Norm;
 
-use super::{bandwidth_record, time_gpu};
+use super::{rows_record, time_gpu};
 use crate::report_output::Rec;
 
 /// (rows, d): a batch of 16384 tokens at the hidden sizes of common models.
@@ -157,12 +157,16 @@ fn record<T: CudaElement>(
     t: f64,
     copy_bw: f64,
 ) -> Rec {
-    let r = Rec::new("gpu-norm", op)
-        .with("dtype", T::DTYPE.name())
-        .with("rows", rows)
-        .with("cols", d)
-        .with("shape", shape.as_str());
-    let r = bandwidth_record(r, bytes, t, copy_bw);
+    let r = rows_record(
+        "gpu-norm",
+        op,
+        T::DTYPE.name(),
+        (rows, d),
+        &shape,
+        bytes,
+        t,
+        copy_bw,
+    );
     println!(
         "| {op} | {} | {rows} x {d} | {shape} | {:.0} | {:.0}% |",
         T::DTYPE.name(),

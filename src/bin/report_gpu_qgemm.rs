@@ -23,6 +23,16 @@ fn vs(ours: f64, theirs: Option<f64>) -> String {
     })
 }
 
+/// A product's record: `kernel` with weights `w` (int8 or f16), f16 x and y.
+fn gemm_record(kernel: &str, w: &str, m: usize, n: usize, k: usize) -> Rec {
+    Rec::new("gpu-qgemm", kernel)
+        .with("w", w)
+        .with("dtype", "f16")
+        .with("m", m)
+        .with("n", n)
+        .with("k", k)
+}
+
 /// `r` against cuBLAS's time on the same product, when cuBLAS ran.
 fn against(r: Rec, what: &str, ours: f64, theirs: Option<f64>) -> Rec {
     match theirs {
@@ -52,12 +62,7 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
         if let Some(t) = cublas {
             // the rate the GPU roofline takes for the card's 16-bit ceiling
             out.push(
-                Rec::new("gpu-qgemm", "cuBLAS f16 GEMM")
-                    .with("w", "f16")
-                    .with("dtype", "f16")
-                    .with("m", m)
-                    .with("n", n)
-                    .with("k", kk)
+                gemm_record("cuBLAS f16 GEMM", "f16", m, n, kk)
                     .with("median_s", t)
                     .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9)
                     .with("peak", "cuBLAS f16 GEMM (this run)")
@@ -77,12 +82,7 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
                     .unwrap()
             });
             let found = ws.outlier_columns(s).map_or(0, |c| c.len());
-            let r = Rec::new("gpu-qgemm", &format!("llm.int8 {name}"))
-                .with("w", "int8")
-                .with("dtype", "f16")
-                .with("m", m)
-                .with("n", n)
-                .with("k", kk)
+            let r = gemm_record(&format!("llm.int8 {name}"), "int8", m, n, kk)
                 .with("outliers", found)
                 .with("median_s", t)
                 .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
