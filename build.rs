@@ -245,8 +245,9 @@ nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidi
 (then NVCC=.cuda/lib/python3.11/site-packages/nvidia/cu13/bin/nvcc)";
 
 /// Compiles kernels-cuda/kernels.cu to one fatbin (sm_80 and sm_90 SASS,
-/// compute_90 PTX), writes ptxas' resource report next to it, and fails the
-/// build if any kernel spills registers.
+/// compute_90 PTX) and kernels-cuda/qgemm_wgmma.cu to another (sm_90a),
+/// writes ptxas' resource report next to them, and fails the build if any
+/// kernel spills registers.
 fn build_cuda() {
     println!("cargo:rerun-if-changed=kernels-cuda");
     println!("cargo:rerun-if-env-changed=NVCC");
@@ -269,32 +270,26 @@ fn build_cuda() {
         println!("cargo:rustc-env=TK_CUDA_INCLUDE=");
     }
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let fatbin = out.join("kernels.fatbin");
-    let output = Command::new(&nvcc)
-        .args([
-            "--fatbin",
-            "-O3",
-            "-std=c++17",
-            "-Xptxas",
-            "-v",
-            "-lineinfo",
-            // compile the gencode targets in parallel (CI has 2 cores)
-            "--threads",
-            "0",
-        ])
-        .args(["-gencode", "arch=compute_80,code=sm_80"])
-        .args(["-gencode", "arch=compute_90,code=sm_90"])
-        .args(["-gencode", "arch=compute_90,code=compute_90"])
-        .arg("-o")
-        .arg(&fatbin)
-        .arg("kernels-cuda/kernels.cu")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}\n{NVCC_RECIPE}", nvcc.display()));
-    let report = String::from_utf8_lossy(&output.stderr).into_owned();
+    // every kernel for sm_80 and sm_90 (+ compute_90 PTX); the Hopper-only
+    // ones (wgmma, TMA, setmaxnreg) in their own fatbin for sm_90a alone,
+    // loaded on compute capability 9.0
+    let mut report = compile_fatbin(
+        &nvcc,
+        "kernels-cuda/kernels.cu",
+        &[
+            "arch=compute_80,code=sm_80",
+            "arch=compute_90,code=sm_90",
+            "arch=compute_90,code=compute_90",
+        ],
+        &out.join("kernels.fatbin"),
+    );
+    report += &compile_fatbin(
+        &nvcc,
+        "kernels-cuda/qgemm_wgmma.cu",
+        &["arch=compute_90a,code=sm_90a"],
+        &out.join("kernels_sm90a.fatbin"),
+    );
     std::fs::write(out.join("ptxas-report.txt"), &report).unwrap();
-    if !output.status.success() {
-        panic!("nvcc failed:\n{report}");
-    }
     let spills: Vec<&str> = report
         .lines()
         .filter(|l| {
@@ -307,4 +302,35 @@ fn build_cuda() {
             spills.join("\n")
         );
     }
+}
+
+/// Runs nvcc on one translation unit for the given `-gencode` targets and
+/// returns ptxas' resource report; panics if nvcc fails.
+fn compile_fatbin(nvcc: &Path, src: &str, gencodes: &[&str], fatbin: &Path) -> String {
+    let mut cmd = Command::new(nvcc);
+    cmd.args([
+        "--fatbin",
+        "-O3",
+        "-std=c++17",
+        "-Xptxas",
+        "-v",
+        "-lineinfo",
+        // compile the gencode targets in parallel (CI has 2 cores)
+        "--threads",
+        "0",
+    ]);
+    for g in gencodes {
+        cmd.args(["-gencode", g]);
+    }
+    let output = cmd
+        .arg("-o")
+        .arg(fatbin)
+        .arg(src)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}\n{NVCC_RECIPE}", nvcc.display()));
+    let report = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        panic!("nvcc failed on {src}:\n{report}");
+    }
+    report
 }

@@ -13,6 +13,7 @@
 // every output NaN; the host reads the count to report it.
 #include "common.cuh"
 #include "ptx.cuh"
+#include "qgemm.cuh"
 
 namespace tk {
 
@@ -114,28 +115,13 @@ __device__ void qgemm_gather_wo(const T *wt, const unsigned int *cols, const uns
 
 // ------------------------------------------------------------ int8 GEMM
 
-struct GemmArgs {
-    const signed char *a;      // [m_pad, k_pad]
-    const signed char *w;      // [n_pad, k_pad]
-    const float *a_scale;      // [m_pad]
-    const float *w_scale;      // [n_pad]
-    const float *xo;           // [m_pad, cap]
-    const float *wo;           // [cap, n_pad]
-    const unsigned int *count; // outlier columns (on the device)
-    const float *bias;         // [n] or null
-    void *y;                   // [m, n], y_dtype
-    int *acc;                  // [m, n] exact int32 instead of y, or null
-    int m, n, k_pad, n_pad, cap;
-    int y_dtype; // 0 f32, 1 f16, 2 bf16 (tk_dtype)
-};
-
 // Block tile 128 x 128, k steps of 64 bytes through a 4-stage cp.async ring;
 // 8 warps as 2 (m) x 4 (n), each 64 x 32 outputs = 4 x 4 mma.m16n8k32 tiles.
 constexpr int GM_BM = 128, GM_BN = 128, GM_BK = 64, GM_STAGES = 4, GM_THREADS = 256;
 constexpr int GM_STAGE_BYTES = (GM_BM + GM_BN) * GM_BK;
 constexpr int GM_SMEM = GM_STAGES * GM_STAGE_BYTES;
-static_assert(GM_SMEM == 64 * 1024, "src/cuda/qgemm.rs (GEMM_SMEM) asks for this much dynamic shared memory");
 constexpr int GM_OUT_CHUNK = 32; // outlier columns staged per epilogue round
+static_assert(GM_SMEM == 64 * 1024, "src/cuda/qgemm.rs (GEMM_SMEM) asks for this much dynamic shared memory");
 
 // Byte offset of 16-byte chunk `chunk` (0..3) of tile row `row`: the chunk
 // index is XORed with bits 1..2 of the row, so the 8 rows one ldmatrix reads
@@ -153,16 +139,6 @@ __device__ __forceinline__ void gm_load_stage(const GemmArgs &g, unsigned int sm
         cp_async16(sa + gm_swizzle(row, chunk), g.a + (size_t)(bm + row) * g.k_pad + col);
         cp_async16(sb + gm_swizzle(row, chunk), g.w + (size_t)(bn + row) * g.k_pad + col);
     }
-}
-
-__device__ __forceinline__ void gm_store(const GemmArgs &g, int i, int j, float v) {
-    const size_t e = (size_t)i * g.n + j;
-    if (g.y_dtype == 0)
-        static_cast<float *>(g.y)[e] = v;
-    else if (g.y_dtype == 1)
-        static_cast<__half *>(g.y)[e] = __float2half_rn(v);
-    else
-        static_cast<__nv_bfloat16 *>(g.y)[e] = __float2bfloat16_rn(v);
 }
 
 // f(mi, ni, e, row, col) for every accumulator of the warp's 64 x 32 tile:

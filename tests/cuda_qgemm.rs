@@ -20,7 +20,7 @@ use cudarc::driver::CudaStream;
 use gpu::gpu;
 use half::{bf16, f16};
 use transformer_kernels::Error;
-use transformer_kernels::cuda::{CudaElement, DeviceInt8Weight, Kernels};
+use transformer_kernels::cuda::{CudaElement, DeviceInt8Weight, Int8GemmKernel, Kernels};
 use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{DEFAULT_THRESHOLD, Int8Weight, Outliers};
 use transformer_kernels::reference::qgemm::{self as rq, Quantized};
@@ -76,7 +76,19 @@ fn run_int8<T: CudaElement, U: CudaElement>(
     cols
 }
 
-/// Every dtype pair on one case; checks the outlier columns found.
+/// The GEMM kernels this device has: mma.sync always, wgmma on compute
+/// capability 9.0 (whose results must be the same).
+fn gemm_kernels(k: &Kernels) -> Vec<Int8GemmKernel> {
+    let mut all = vec![Int8GemmKernel::MmaSync];
+    if k.use_int8_gemm_kernel(Int8GemmKernel::Wgmma).is_ok() {
+        all.push(Int8GemmKernel::Wgmma);
+    }
+    k.use_int8_gemm_kernel(Int8GemmKernel::MmaSync).unwrap();
+    all
+}
+
+/// Every dtype pair on one case, with every GEMM kernel of the device;
+/// checks the outlier columns found.
 #[allow(clippy::too_many_arguments)]
 fn check_case(
     s: &Arc<CudaStream>,
@@ -95,12 +107,27 @@ fn check_case(
     };
     let weight = Int8Weight::prepare(w, n, kk, outliers).unwrap();
     let dw = k.upload_int8_weight(s, &weight).unwrap();
-    let runs = [
-        run_int8::<f32, f32>(s, k, &weight, &dw, x, w, bias),
-        run_int8::<f16, f16>(s, k, &weight, &dw, x, w, bias),
-        run_int8::<bf16, bf16>(s, k, &weight, &dw, x, w, bias),
-        run_int8::<f32, bf16>(s, k, &weight, &dw, x, w, bias),
-    ];
+    for kernel in gemm_kernels(k) {
+        k.use_int8_gemm_kernel(kernel).unwrap();
+        let runs = [
+            run_int8::<f32, f32>(s, k, &weight, &dw, x, w, bias),
+            run_int8::<f16, f16>(s, k, &weight, &dw, x, w, bias),
+            run_int8::<bf16, bf16>(s, k, &weight, &dw, x, w, bias),
+            run_int8::<f32, bf16>(s, k, &weight, &dw, x, w, bias),
+        ];
+        check_outlier_columns(&runs, x, m, kk, expected, &weight);
+    }
+    k.use_int8_gemm_kernel(Int8GemmKernel::MmaSync).unwrap();
+}
+
+fn check_outlier_columns(
+    runs: &[Vec<u32>],
+    x: &[f32],
+    m: usize,
+    kk: usize,
+    expected: Option<f32>,
+    weight: &Int8Weight,
+) {
     let ts = [
         rq::round_to::<f32>(x).1,
         rq::round_to::<f16>(x).1,
@@ -112,7 +139,7 @@ fn check_case(
             Some(t) => rq::outlier_columns(xf, m, kk, t),
             None => weight.fixed_outliers().unwrap().to_vec(),
         };
-        assert_eq!(cols, &want, "outlier columns (m {m}, n {n}, k {kk})");
+        assert_eq!(cols, &want, "outlier columns (m {m}, k {kk})");
     }
 }
 
@@ -200,14 +227,81 @@ fn int8_outlier_overflow_poisons_the_call() {
     let dw = k.upload_int8_weight(&s, &weight).unwrap();
     let mut ws = k.int8_workspace(&s, &dw, m, 2).unwrap();
     let xd = s.clone_htod(&x).unwrap();
-    let mut yd = s.alloc_zeros::<f32>(m * n).unwrap();
-    k.int8_matmul(&s, &dw, &mut ws, &xd.as_view(), None, &mut yd.as_view_mut())
-        .unwrap();
-    assert!(s.clone_dtoh(&yd).unwrap().iter().all(|v| v.is_nan()));
-    assert!(matches!(
-        ws.outlier_columns(&s),
-        Err(Error::InvalidArgument { .. })
-    ));
+    for kernel in gemm_kernels(&k) {
+        k.use_int8_gemm_kernel(kernel).unwrap();
+        let mut yd = s.alloc_zeros::<f32>(m * n).unwrap();
+        k.int8_matmul(&s, &dw, &mut ws, &xd.as_view(), None, &mut yd.as_view_mut())
+            .unwrap();
+        assert!(
+            s.clone_dtoh(&yd).unwrap().iter().all(|v| v.is_nan()),
+            "{kernel:?}"
+        );
+        assert!(matches!(
+            ws.outlier_columns(&s),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+}
+
+/// The Hopper kernel against the mma.sync one on the report's shapes (and
+/// ragged ones): the same int32 products and the same y, bit for bit.
+#[test]
+fn wgmma_equals_mma_sync_bit_for_bit() {
+    let Some((s, k)) = gpu() else { return };
+    if gemm_kernels(&k).len() < 2 {
+        eprintln!("SKIP: no wgmma kernel on this device (compute capability 9.0 only)");
+        return;
+    }
+    for (idx, &(m, n, kk)) in [(512, 4096, 4096), (300, 1100, 1000), (77, 11008, 4096)]
+        .iter()
+        .enumerate()
+    {
+        let x = spiked(
+            40 + idx as u64,
+            m,
+            kk,
+            &[(0, 5, 9.0), (m - 1, kk / 3, -12.0)],
+        );
+        let w = uniform_values(50 + idx as u64, n * kk, 0.5);
+        let bias = uniform_values(60 + idx as u64, n, 1.0);
+        let weight = Int8Weight::prepare(&w, n, kk, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+        let dw = k.upload_int8_weight(&s, &weight).unwrap();
+        let mut ws = k.int8_workspace(&s, &dw, m, 64).unwrap();
+        let xd = s.clone_htod(&rq::round_to::<f16>(&x).0).unwrap();
+        let bd = s.clone_htod(&bias).unwrap();
+        let mut outputs = Vec::new();
+        for kernel in [Int8GemmKernel::MmaSync, Int8GemmKernel::Wgmma] {
+            k.use_int8_gemm_kernel(kernel).unwrap();
+            let mut yd = s.alloc_zeros::<f16>(m * n).unwrap();
+            k.int8_matmul(
+                &s,
+                &dw,
+                &mut ws,
+                &xd.as_view(),
+                Some(&bd.as_view()),
+                &mut yd.as_view_mut(),
+            )
+            .unwrap();
+            let mut acc = s.alloc_zeros::<i32>(m * n).unwrap();
+            k.int8_products::<f16>(&s, &dw, &mut ws, None, &mut acc.as_view_mut())
+                .unwrap();
+            let y: Vec<u16> = s
+                .clone_dtoh(&yd)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            outputs.push((y, s.clone_dtoh(&acc).unwrap()));
+        }
+        assert!(
+            outputs[0].1 == outputs[1].1,
+            "int32 products differ at {m} x {n} x {kk}"
+        );
+        assert!(
+            outputs[0].0 == outputs[1].0,
+            "y differs at {m} x {n} x {kk}"
+        );
+    }
 }
 
 #[test]

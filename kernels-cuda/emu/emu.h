@@ -22,7 +22,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -66,12 +68,22 @@ struct Warp {
 struct Block {
     std::barrier<> bar;
     std::vector<std::unique_ptr<Warp>> warps;
+    std::mutex named_lock;
+    std::map<int, std::unique_ptr<std::barrier<>>> named; // bar.sync id, count
     explicit Block(int threads) : bar(threads) {
         for (int w = 0; w < threads / 32; w++) warps.push_back(std::make_unique<Warp>());
     }
 };
 
 inline Block *current = nullptr;
+
+// The block's barrier `id` (not 0: that is __syncthreads') for `count` threads.
+inline std::barrier<> &named_barrier(int id, int count) {
+    std::lock_guard<std::mutex> hold(current->named_lock);
+    auto &b = current->named[id];
+    if (!b) b = std::make_unique<std::barrier<>>(count);
+    return *b;
+}
 
 inline Warp &warp() { return *current->warps[threadIdx.x / 32]; }
 inline int lane() { return (int)(threadIdx.x % 32); }

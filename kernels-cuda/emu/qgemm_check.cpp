@@ -1,15 +1,19 @@
-// Runs the LLM.int8() kernels of qgemm.cu on the CPU stand-in (emu.h): the
+// Runs the LLM.int8() kernels of qgemm.cu and qgemm_wgmma.cu on the CPU
+// stand-in (emu.h, emu_sm90.h): the
 // activation side (column max, ordered outlier selection, quantization with
 // the outlier gather, W's outlier rows) bit for bit against the CPU's
 // formulas, and the GEMM (cp.async ring, swizzled ldmatrix, mma.sync
-// m16n8k32 s8): the int32 product bit
+// m16n8k32 s8; and the Hopper kernel's TMA ring and wgmma, which must give
+// the same bits): the int32 product bit
 // for bit against an exact reference, then the fused epilogue (scales, the
 // outlier product, bias; f32 / f16 / bf16 y) against f64 within a loose
 // bound, with padding in m, n and several k tiles through the ring. Exits
 // non-zero on any miss (tests/cuda_emu.rs).
 #include "emu.h"
+#include "emu_sm90.h"
 
 #include "../qgemm.cu"
+#include "../qgemm_wgmma.cu"
 
 #include <cstdio>
 #include <random>
@@ -53,6 +57,27 @@ void gemm_case(int m, int n, int k, int outliers, int y_dtype) {
     g.acc = nullptr;
     emu::launch(grid, {tk::GM_THREADS, 1, 1}, [&] { tk::qgemm_s8(g); });
 
+    // The Hopper kernel on the same arguments: the same int32 products and
+    // the same y, bit for bit (the same epilogue arithmetic in the same order).
+    std::vector<int> acc_h((size_t)m * n, 0x55555555);
+    std::vector<unsigned char> y_h((size_t)m * n * 4, 0xAB);
+    tk::WgmmaArgs h{};
+    h.a_map = emu::tma_map_2d(a.data(), k_pad, m_pad, k_pad, tk::WG_BK, tk::WG_BM);
+    h.w_map = emu::tma_map_2d(w.data(), k_pad, n_pad, k_pad, tk::WG_BK, tk::WG_BN);
+    h.g = g;
+    h.g.acc = acc_h.data();
+    const EmuDim3 grid_h = {(unsigned)(n_pad + tk::WG_BN - 1) / tk::WG_BN, (unsigned)m_pad / tk::WG_BM, 1};
+    emu::launch(grid_h, {tk::WG_THREADS, 1, 1}, [&] { tk::qgemm_s8_wgmma(h); });
+    h.g.acc = nullptr;
+    h.g.y = y_h.data();
+    emu::launch(grid_h, {tk::WG_THREADS, 1, 1}, [&] { tk::qgemm_s8_wgmma(h); });
+    const size_t y_bytes = (size_t)m * n * (y_dtype == 0 ? 4 : 2);
+    const int wgmma_acc_diff = acc_h != acc;
+    const int wgmma_y_diff = std::memcmp(y_h.data(), g.y, y_bytes) != 0;
+    if (wgmma_acc_diff || wgmma_y_diff)
+        std::printf("    wgmma kernel: int32 products %s, y %s the mma.sync kernel's\n",
+                    wgmma_acc_diff ? "differ from" : "equal", wgmma_y_diff ? "differs from" : "equals");
+
     const double u_out = y_dtype == 0 ? std::ldexp(1.0, -24) : y_dtype == 1 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
     int misses = 0;
     for (int i = 0; i < m; i++)
@@ -73,8 +98,9 @@ void gemm_case(int m, int n, int k, int outliers, int y_dtype) {
             if (!ok && misses++ < 4)
                 std::printf("    (%d, %d): int32 %d want %lld, y %.7g want %.7g\n", i, j, got_acc, exact, got, want);
         }
+    misses += wgmma_acc_diff + wgmma_y_diff;
     failures += misses != 0;
-    std::printf("%-4s qgemm_s8 m %d n %d k %d, %d outliers, y %s\n", misses ? "FAIL" : "ok", m, n, k, outliers,
+    std::printf("%-4s qgemm_s8 (mma.sync, wgmma) m %d n %d k %d, %d outliers, y %s\n", misses ? "FAIL" : "ok", m, n, k, outliers,
                 y_dtype == 0 ? "f32" : y_dtype == 1 ? "f16" : "bf16");
     std::fflush(stdout);
 }
@@ -175,6 +201,7 @@ int main() {
     gemm_case(130, 200, 320, 3, 0);  // padded m and n, five k tiles through the four-stage ring
     gemm_case(40, 136, 100, 8, 1);   // k not a multiple of 64, a full outlier chunk, f16 y
     gemm_case(7, 33, 200, 1, 2);     // bf16 y
+    gemm_case(131, 300, 1100, 5, 1); // wgmma: 9 k tiles (each ring stage reused), n past a 256 tile
     std::printf("%s\n", failures ? "FAILED" : "all passed");
     return failures ? 1 : 0;
 }

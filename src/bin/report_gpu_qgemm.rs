@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use cudarc::driver::CudaStream;
 use half::f16;
-use transformer_kernels::cuda::Kernels;
+use transformer_kernels::cuda::{Int8GemmKernel, Kernels};
 use transformer_kernels::qgemm::weight_only::QuantizedWeight;
 use transformer_kernels::qgemm::{Int8Weight, Outliers};
 use transformer_kernels::reference::uniform_values;
@@ -45,8 +45,13 @@ fn against(r: Rec, what: &str, ours: f64, theirs: Option<f64>) -> Rec {
 
 fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
     println!(
-        "\n### LLM.int8() mixed GEMM (f16 in and out, 0.5% outlier columns; the whole op)\n\n| m x n x k | outliers | time | TOP/s | cuBLAS f16 GEMM (its time / ours) |\n|---|---|---:|---:|---:|"
+        "\n### LLM.int8() mixed GEMM (f16 in and out, 0.5% outlier columns; the whole op, then the int8 GEMM alone with int32 out)\n\n| m x n x k | GEMM kernel | outliers | time | TOP/s | cuBLAS f16 GEMM (its time / ours) |\n|---|---|---|---:|---:|---:|"
     );
+    // every GEMM kernel of the device (wgmma on compute capability 9.0)
+    let kernels: Vec<Int8GemmKernel> = [Int8GemmKernel::MmaSync, Int8GemmKernel::Wgmma]
+        .into_iter()
+        .filter(|&g| k.use_int8_gemm_kernel(g).is_ok())
+        .collect();
     for (m, n, kk) in [(4096, 4096, 4096), (512, 4096, 4096), (4096, 11008, 4096)] {
         let n_out = kk / 200;
         let mut x = uniform_values(1, m * kk, 2.0);
@@ -77,23 +82,57 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
             let weight = Int8Weight::prepare(&w, n, kk, mode).unwrap();
             let dw = k.upload_int8_weight(s, &weight).unwrap();
             let mut ws = k.int8_workspace(s, &dw, m, 4 * n_out).unwrap();
-            let t = time_gpu(s, 10, || {
-                k.int8_matmul(s, &dw, &mut ws, &xd.as_view(), None, &mut yd.as_view_mut())
-                    .unwrap()
-            });
-            let found = ws.outlier_columns(s).map_or(0, |c| c.len());
-            let r = gemm_record(&format!("llm.int8 {name}"), "int8", m, n, kk)
-                .with("outliers", found)
-                .with("median_s", t)
-                .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
-            out.push(against(r, "cuBLAS f16 GEMM", t, cublas));
-            println!(
-                "| {m} x {n} x {kk} | {found} {name} | {:.1} us | {:.0} | {} |",
-                t * 1e6,
-                2.0 * (m * n * kk) as f64 / t / 1e12,
-                vs(t, cublas)
-            );
+            for &g in &kernels {
+                k.use_int8_gemm_kernel(g).unwrap();
+                let t = time_gpu(s, 10, || {
+                    k.int8_matmul(s, &dw, &mut ws, &xd.as_view(), None, &mut yd.as_view_mut())
+                        .unwrap()
+                });
+                let found = ws.outlier_columns(s).map_or(0, |c| c.len());
+                let op = format!("llm.int8 {name}{}", kernel_suffix(g));
+                let r = gemm_record(&op, "int8", m, n, kk)
+                    .with("gemm_kernel", format!("{g:?}"))
+                    .with("outliers", found)
+                    .with("median_s", t)
+                    .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
+                out.push(against(r, "cuBLAS f16 GEMM", t, cublas));
+                println!(
+                    "| {m} x {n} x {kk} | {g:?} | {found} {name} | {:.1} us | {:.0} | {} |",
+                    t * 1e6,
+                    2.0 * (m * n * kk) as f64 / t / 1e12,
+                    vs(t, cublas)
+                );
+                if name == "fixed" {
+                    // the GEMM and its epilogue alone, on the activations just quantized
+                    let mut acc = s.alloc_zeros::<i32>(m * n).unwrap();
+                    let t = time_gpu(s, 10, || {
+                        k.int8_products::<f16>(s, &dw, &mut ws, None, &mut acc.as_view_mut())
+                            .unwrap()
+                    });
+                    let op = format!("int8 GEMM alone{}", kernel_suffix(g));
+                    let r = gemm_record(&op, "int8", m, n, kk)
+                        .with("gemm_kernel", format!("{g:?}"))
+                        .with("median_s", t)
+                        .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
+                    out.push(against(r, "cuBLAS f16 GEMM", t, cublas));
+                    println!(
+                        "| {m} x {n} x {kk} | {g:?} | GEMM alone, int32 out | {:.1} us | {:.0} | {} |",
+                        t * 1e6,
+                        2.0 * (m * n * kk) as f64 / t / 1e12,
+                        vs(t, cublas)
+                    );
+                }
+            }
         }
+    }
+    k.use_int8_gemm_kernel(Int8GemmKernel::MmaSync).unwrap();
+}
+
+/// How a record names the kernel that ran: nothing for the default.
+fn kernel_suffix(g: Int8GemmKernel) -> &'static str {
+    match g {
+        Int8GemmKernel::MmaSync => "",
+        Int8GemmKernel::Wgmma => " (wgmma)",
     }
 }
 

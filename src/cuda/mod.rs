@@ -74,11 +74,16 @@ use crate::error::{Error, Result};
 pub use kron::{CUDA_KRON_MAX_N, DeviceKron, DeviceKronOutput};
 pub use lightning::{CUDA_MAX_HEAD_DIM, DeviceLightningBackward, DeviceLightningForward};
 pub use norm::{DeviceNormBackward, DeviceNormForward, DeviceWeights, NormShape};
-pub use qgemm::{CUDA_MAX_OUTLIERS, DeviceInt8Weight, DeviceInt8Workspace, DeviceQuantizedWeight};
+pub use qgemm::{
+    CUDA_MAX_OUTLIERS, DeviceInt8Weight, DeviceInt8Workspace, DeviceQuantizedWeight, Int8GemmKernel,
+};
 pub use softmax::SoftmaxShape;
 
 /// The embedded fatbin: SASS for sm_80 and sm_90, PTX for compute_90.
 static FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.fatbin"));
+/// The Hopper-only kernels (wgmma, TMA): SASS for sm_90a, which runs on
+/// compute capability 9.0 alone.
+static FATBIN_SM90A: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels_sm90a.fatbin"));
 
 /// Element types the CUDA kernels accept.
 pub trait CudaElement: crate::Element + cudarc::driver::DeviceRepr {}
@@ -96,6 +101,7 @@ pub(crate) fn cuda_err(kernel: &'static str) -> impl Fn(DriverError) -> Error {
 /// Every kernel of this crate, loaded into one CUDA context.
 pub struct Kernels {
     _module: Arc<CudaModule>,
+    _hopper: Option<Arc<CudaModule>>,
     softmax: softmax::SoftmaxKernels,
     norm: norm::NormKernels,
     lightning: lightning::LightningKernels,
@@ -104,18 +110,27 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Loads the embedded module into `ctx` and resolves every kernel.
+    /// Loads the embedded modules into `ctx` (the sm_90a one on compute
+    /// capability 9.0) and resolves every kernel.
     pub fn new(ctx: &Arc<CudaContext>) -> Result<Kernels> {
         let module = ctx
             .load_module(Ptx::from_binary(FATBIN.to_vec()))
             .map_err(cuda_err("module load"))?;
+        let hopper = match ctx.compute_capability().map_err(cuda_err("device query"))? {
+            (9, 0) => Some(
+                ctx.load_module(Ptx::from_binary(FATBIN_SM90A.to_vec()))
+                    .map_err(cuda_err("module load (sm_90a)"))?,
+            ),
+            _ => None,
+        };
         let softmax = softmax::SoftmaxKernels::load(&module)?;
         let norm = norm::NormKernels::load(&module)?;
         let lightning = lightning::LightningKernels::load(&module)?;
         let kron = kron::KronKernels::load(&module)?;
-        let qgemm = qgemm::QgemmKernels::load(&module)?;
+        let qgemm = qgemm::QgemmKernels::load(&module, hopper.as_ref())?;
         Ok(Kernels {
             _module: module,
+            _hopper: hopper,
             softmax,
             norm,
             lightning,

@@ -27,8 +27,9 @@
 //! `fl(s q)`, the CPU's order for large activations).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use cudarc::driver::sys::CUfunction_attribute_enum;
+use cudarc::driver::sys::{self, CUfunction_attribute_enum};
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
     PushKernelArg,
@@ -48,6 +49,14 @@ const TILE: usize = 128;
 const GEMM_THREADS: u32 = 256;
 /// 4 stages x (128 + 128) rows x 64 bytes (kernels-cuda/qgemm.cu, GM_SMEM).
 const GEMM_SMEM: u32 = 4 * 256 * 64;
+/// The Hopper kernel (kernels-cuda/qgemm_wgmma.cu): 384 threads, tiles of
+/// 128 rows x 256 channels, 128 bytes of k a stage, and its shared memory
+/// (WG_SMEM: 1024 bytes of alignment slack, 4 stages of 48 KB, 8 mbarriers).
+const WGMMA_THREADS: u32 = 384;
+const WGMMA_BM: usize = 128;
+const WGMMA_BN: usize = 256;
+const WGMMA_BK: usize = 128;
+const WGMMA_SMEM: u32 = 1024 + 4 * (128 + 256) * 128 + 8 * 8;
 /// Rows one GEMV launch handles (its largest row template).
 const GEMV_MAX_ROWS: usize = 16;
 const GEMV_ROWS: [usize; 5] = [1, 2, 4, 8, 16];
@@ -109,7 +118,23 @@ struct WgemvArgs {
     aligned: i32,
 }
 
+/// A `CUtensorMap` as `tk::TmaMap` holds it (kernels-cuda/ptx_sm90.cuh).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct TmaMap([u64; 16]);
+
+/// Mirrors `tk::WgmmaArgs`.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct WgmmaArgs {
+    a_map: TmaMap,
+    w_map: TmaMap,
+    g: GemmArgs,
+}
+
 // SAFETY: plain-old-data structs laid out as their C counterparts.
+unsafe impl cudarc::driver::DeviceRepr for WgmmaArgs {}
+// SAFETY: as above.
 unsafe impl cudarc::driver::DeviceRepr for QuantArgs {}
 // SAFETY: as above.
 unsafe impl cudarc::driver::DeviceRepr for GemmArgs {}
@@ -120,6 +145,19 @@ fn dtype_index(d: Dtype) -> usize {
     Dtype::ALL.iter().position(|x| *x == d).expect("dtype")
 }
 
+/// Which tensor-core kernel runs the LLM.int8() GEMM
+/// ([`Kernels::int8_gemm_kernel`], [`Kernels::use_int8_gemm_kernel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8GemmKernel {
+    /// `mma.sync m16n8k32` tiles of 128 x 128 fed by a 4-stage `cp.async`
+    /// ring (every device this crate runs on: sm_80 and up).
+    MmaSync,
+    /// `wgmma m64n256k32` tiles of 128 x 256 fed by TMA into a 4-stage ring,
+    /// one loading warpgroup and two multiplying (compute capability 9.0,
+    /// from the crate's sm_90a fatbin). The same results, bit for bit.
+    Wgmma,
+}
+
 pub(crate) struct QgemmKernels {
     /// [dtype of x]
     colmax: Vec<CudaFunction>,
@@ -128,12 +166,18 @@ pub(crate) struct QgemmKernels {
     gather_wo: Vec<CudaFunction>,
     select: CudaFunction,
     gemm: CudaFunction,
+    /// The Hopper kernel, where the device has compute capability 9.0.
+    wgmma: Option<CudaFunction>,
+    use_wgmma: AtomicBool,
     /// [dtype][bits 8, 4][GEMV_ROWS]
     gemv: Vec<CudaFunction>,
 }
 
 impl QgemmKernels {
-    pub(crate) fn load(module: &Arc<CudaModule>) -> Result<QgemmKernels> {
+    pub(crate) fn load(
+        module: &Arc<CudaModule>,
+        hopper: Option<&Arc<CudaModule>>,
+    ) -> Result<QgemmKernels> {
         let per_dtype = |op: &str| -> Result<Vec<CudaFunction>> {
             Dtype::ALL
                 .iter()
@@ -146,6 +190,18 @@ impl QgemmKernels {
             GEMM_SMEM as i32,
         )
         .map_err(cuda_err("qgemm shared memory attribute"))?;
+        let wgmma = match hopper {
+            Some(m) => {
+                let f = Kernels::function(m, "tk_qgemm_s8_wgmma_cuda")?;
+                f.set_attribute(
+                    CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    WGMMA_SMEM as i32,
+                )
+                .map_err(cuda_err("qgemm wgmma shared memory attribute"))?;
+                Some(f)
+            }
+            None => None,
+        };
         let mut gemv = Vec::new();
         for d in Dtype::ALL {
             for bits in [8, 4] {
@@ -161,6 +217,9 @@ impl QgemmKernels {
             gather_wo: per_dtype("gather_wo")?,
             select: Kernels::function(module, "tk_qgemm_select_cuda")?,
             gemm,
+            wgmma,
+            // opt-in until a device run has checked it (docs/gpu-results.md)
+            use_wgmma: AtomicBool::new(false),
             gemv,
         })
     }
@@ -653,6 +712,37 @@ impl Kernels {
             GemmOut::Y(y) => g.y = p.view_mut(y, stream),
             GemmOut::Acc(acc) => g.acc = p.view_mut(acc, stream),
         }
+        if let Some(f) = self
+            .qgemm
+            .wgmma
+            .as_ref()
+            .filter(|_| self.int8_gemm_kernel() == Int8GemmKernel::Wgmma)
+        {
+            let q_rows = ws.q.len() / w.k_pad;
+            let h = WgmmaArgs {
+                a_map: tma_map(g.a, w.k_pad, q_rows, WGMMA_BM)?,
+                w_map: tma_map(g.w, w.k_pad, w.n_pad, WGMMA_BN)?,
+                g,
+            };
+            let mut l = stream.launch_builder(f);
+            l.arg(&h);
+            // SAFETY: as below; the tensor maps cover q (all the workspace's
+            // rows) and W exactly, TMA reads zeros past them, and the grid
+            // covers m x n_pad in 128 x 256 tiles.
+            unsafe {
+                l.launch(LaunchConfig {
+                    grid_dim: (
+                        w.n_pad.div_ceil(WGMMA_BN) as u32,
+                        m.div_ceil(WGMMA_BM) as u32,
+                        1,
+                    ),
+                    block_dim: (WGMMA_THREADS, 1, 1),
+                    shared_mem_bytes: WGMMA_SMEM,
+                })
+            }
+            .map_err(cuda_err("qgemm int8 gemm (wgmma)"))?;
+            return Ok(());
+        }
         let mut l = stream.launch_builder(&self.qgemm.gemm);
         l.arg(&g);
         // SAFETY: q m_pad x k_pad and W n_pad x k_pad int8 (padding zero),
@@ -667,6 +757,32 @@ impl Kernels {
             })
         }
         .map_err(cuda_err("qgemm int8 gemm"))?;
+        Ok(())
+    }
+
+    /// Which kernel [`Kernels::int8_matmul`] runs the GEMM with.
+    pub fn int8_gemm_kernel(&self) -> Int8GemmKernel {
+        if self.qgemm.wgmma.is_some() && self.qgemm.use_wgmma.load(Ordering::Relaxed) {
+            Int8GemmKernel::Wgmma
+        } else {
+            Int8GemmKernel::MmaSync
+        }
+    }
+
+    /// Chooses the GEMM kernel of later calls: [`Int8GemmKernel::Wgmma`] is
+    /// an error on a device without it (compute capability other than 9.0).
+    /// `MmaSync` is the default until a device run has checked the Hopper
+    /// kernel (docs/gpu-results.md).
+    pub fn use_int8_gemm_kernel(&self, kernel: Int8GemmKernel) -> Result<()> {
+        if kernel == Int8GemmKernel::Wgmma && self.qgemm.wgmma.is_none() {
+            return Err(invalid(
+                "kernel",
+                "wgmma needs a device of compute capability 9.0",
+            ));
+        }
+        self.qgemm
+            .use_wgmma
+            .store(kernel == Int8GemmKernel::Wgmma, Ordering::Relaxed);
         Ok(())
     }
 
@@ -752,6 +868,39 @@ impl Kernels {
         }
         Ok(())
     }
+}
+
+/// A TMA map of the int8 matrix `[rows, k_pad]` at device address `ptr`,
+/// read in boxes of `box_rows` rows x 128 bytes, 128-byte swizzled (what
+/// kernels-cuda/qgemm_wgmma.cu expects); zeros past its edges.
+fn tma_map(ptr: u64, k_pad: usize, rows: usize, box_rows: usize) -> Result<TmaMap> {
+    let dims = [k_pad as u64, rows as u64];
+    let strides = [k_pad as u64]; // bytes between rows (a multiple of 16)
+    let boxes = [WGMMA_BK as u32, box_rows as u32];
+    let steps = [1u32, 1];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    // SAFETY: every array has the rank's length; the driver only encodes
+    // (no device access), and `map` is written before it is read.
+    let map = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            2,
+            ptr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            steps.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+        .result()
+        .map_err(cuda_err("qgemm tensor map"))?;
+        map.assume_init()
+    };
+    Ok(TmaMap(map.opaque))
 }
 
 enum GemmOut<'v, 'a, U> {
