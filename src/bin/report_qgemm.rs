@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use half::f16;
-use transformer_kernels::qgemm::weight_only::QuantizedWeight;
+use transformer_kernels::qgemm::weight_only::{QuantizedWeight, WeightLayout, amx_available};
 use transformer_kernels::qgemm::{self, Backend, Int8Weight, Int8Workspace, Outliers};
 use transformer_kernels::reference::uniform_values;
 use transformer_kernels::{Isa, isa};
@@ -316,6 +316,16 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         let target: usize = if quick { 32 << 20 } else { 640 << 20 };
         let layers = target.div_ceil(one.bytes());
         let stack: Vec<QuantizedWeight> = (0..layers).map(|_| one.clone()).collect();
+        // int4 also in rows, for the AMX-BF16 tiles where they are available
+        // (f16 x: 5 to 8 rows; the default layout is panels, see docs/qgemm.md)
+        let rows_layout = (bits == 4 && group % 128 == 0 && amx_available()).then(|| {
+            QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, WeightLayout::Rows)
+                .expect("quantize in rows")
+        });
+        let rows_stack: Vec<QuantizedWeight> = rows_layout
+            .iter()
+            .flat_map(|r| (0..layers).map(|_| r.clone()))
+            .collect();
         let total = (layers * one.bytes()) as f64;
         let sweep: Vec<u64> = (0..(layers * one.bytes() / 8) as u64).collect();
         let rows = if quick {
@@ -323,22 +333,22 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         } else {
             vec![1, 2, 4, 8, 16]
         };
-        // (rows, path): int4 in rows from AMX_MIN_ROWS rows also on
-        // AMX-BF16 tiles (f16 x: up to 8 rows), panels with VNNI_ROWS also
-        // on the VNNI path, where they are available;
-        // "avx512" is the SIMD kernel alone.
+        // (rows, path): panels with VNNI_ROWS also on the VNNI path, int4 in
+        // rows with 8 rows also on the AMX-BF16 tiles, where they are
+        // available; "avx512" is the SIMD kernel alone.
         let also = |m: usize| {
-            if one.amx_applies(m, Isa::Avx512) && group % 128 == 0 && m <= 8 {
-                Some("amx-bf16")
-            } else if one.vnni_applies(m, Isa::Avx512) {
-                Some("avx512vnni")
-            } else {
-                None
-            }
+            let amx = rows_layout
+                .as_ref()
+                .filter(|r| m == 8 && r.amx_applies(m, Isa::Avx512))
+                .map(|_| (m, "amx-bf16 (rows)"));
+            let vnni = one
+                .vnni_applies(m, Isa::Avx512)
+                .then_some((m, "avx512vnni"));
+            vnni.into_iter().chain(amx)
         };
         let kinds: Vec<(usize, &str)> = rows
             .iter()
-            .flat_map(|&m| std::iter::once((m, "avx512")).chain(also(m).map(|p| (m, p))))
+            .flat_map(|&m| std::iter::once((m, "avx512")).chain(also(m)))
             .collect();
         let ms: Vec<usize> = kinds.iter().map(|k| k.0).collect();
         let xs: Vec<Vec<f16>> = ms
@@ -365,10 +375,11 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
                 black_box(isa::read_probe(&sweep));
                 return;
             }
-            for l in &stack {
+            let amx = kinds[i].1 == "amx-bf16 (rows)";
+            for l in if amx { &rows_stack } else { &stack } {
                 l.gemv(&xs[i])
                     .isa(Isa::Avx512)
-                    .amx(kinds[i].1 == "amx-bf16")
+                    .amx(amx)
                     .vnni(kinds[i].1 == "avx512vnni")
                     .workspace(&mut wss[i])
                     .run(&mut ys[i])

@@ -10,8 +10,10 @@
 //!
 //! Weights are stored in panels of 16 channels ([`WeightLayout::Panels`]:
 //! one contiguous stream per 16 channels, what the VNNI path multiplies by
-//! broadcast x), int4 in rows instead ([`WeightLayout::Rows`]) by default
-//! where AMX is available, since the AMX-BF16 tiles read rows.
+//! broadcast x). int4 can be stored in rows instead ([`WeightLayout::Rows`],
+//! by [`QuantizedWeight::quantize_with_layout`]): what the AMX-BF16 tiles
+//! read, which measured no faster than panels on VNNI at 8 rows and slower
+//! at every other row count (docs/qgemm.md), so panels are the default.
 //!
 //! With panels on AVX-512 with [`VNNI_ROWS`] rows the product runs on
 //! `vpdpbusd` where the CPU has AVX-512 VNNI ([`vnni_available`]): each
@@ -59,22 +61,18 @@ pub enum WeightLayout {
     /// Panels of 16 channels (n padded with zeros), each 64-byte line 4
     /// consecutive k (int8) or 8 (int4) of its 16 channels, scales
     /// `[panels][groups][16]`: a vector of a line holds several channels,
-    /// which the VNNI path multiplies by broadcast x. int8 always; int4 by
-    /// default where AMX is not available.
+    /// which the VNNI path multiplies by broadcast x. The default.
     Panels,
     /// int4 only: rows of W, scales `[n][groups]`: what the AMX-BF16 tiles
-    /// read, so int4's default where [`amx_available`].
+    /// read (5 to 16 rows of X, where [`amx_available`]).
     Rows,
 }
 
 impl WeightLayout {
-    /// The layout [`QuantizedWeight::quantize`] picks for `bits` on this CPU.
-    pub fn default_for(bits: u32) -> WeightLayout {
-        if bits == 4 && amx_available() {
-            WeightLayout::Rows
-        } else {
-            WeightLayout::Panels
-        }
+    /// The layout [`QuantizedWeight::quantize`] picks for `bits`: panels
+    /// (the fastest measured for int8 and int4 at 1 to 16 rows, AMX or not).
+    pub fn default_for(_bits: u32) -> WeightLayout {
+        WeightLayout::Panels
     }
 }
 
