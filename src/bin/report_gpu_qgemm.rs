@@ -89,19 +89,10 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
                         .unwrap()
                 });
                 let found = ws.outlier_columns(s).map_or(0, |c| c.len());
+                let shape = (m, n, kk);
                 let op = format!("llm.int8 {name}{}", kernel_suffix(g));
-                let r = gemm_record(&op, "int8", m, n, kk)
-                    .with("gemm_kernel", format!("{g:?}"))
-                    .with("outliers", found)
-                    .with("median_s", t)
-                    .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
-                out.push(against(r, "cuBLAS f16 GEMM", t, cublas));
-                println!(
-                    "| {m} x {n} x {kk} | {g:?} | {found} {name} | {:.1} us | {:.0} | {} |",
-                    t * 1e6,
-                    2.0 * (m * n * kk) as f64 / t / 1e12,
-                    vs(t, cublas)
-                );
+                let r = gemm_row(&op, g, shape, t, cublas, &format!("{found} {name}"));
+                out.push(r.with("outliers", found));
                 if name == "fixed" {
                     // the GEMM and its epilogue alone, on the activations just quantized
                     let mut acc = s.alloc_zeros::<i32>(m * n).unwrap();
@@ -110,22 +101,36 @@ fn mixed(s: &Arc<CudaStream>, k: &Kernels, out: &mut Vec<Rec>) {
                             .unwrap()
                     });
                     let op = format!("int8 GEMM alone{}", kernel_suffix(g));
-                    let r = gemm_record(&op, "int8", m, n, kk)
-                        .with("gemm_kernel", format!("{g:?}"))
-                        .with("median_s", t)
-                        .with("gops", 2.0 * (m * n * kk) as f64 / t / 1e9);
-                    out.push(against(r, "cuBLAS f16 GEMM", t, cublas));
-                    println!(
-                        "| {m} x {n} x {kk} | {g:?} | GEMM alone, int32 out | {:.1} us | {:.0} | {} |",
-                        t * 1e6,
-                        2.0 * (m * n * kk) as f64 / t / 1e12,
-                        vs(t, cublas)
-                    );
+                    out.push(gemm_row(&op, g, shape, t, cublas, "GEMM alone, int32 out"));
                 }
             }
         }
     }
     k.use_int8_gemm_kernel(Int8GemmKernel::MmaSync).unwrap();
+}
+
+/// Prints the table row of an int8 product that took `t` seconds with GEMM
+/// kernel `g` and returns its record (against cuBLAS's time when it ran).
+fn gemm_row(
+    op: &str,
+    g: Int8GemmKernel,
+    (m, n, kk): (usize, usize, usize),
+    t: f64,
+    cublas: Option<f64>,
+    what: &str,
+) -> Rec {
+    let ops = 2.0 * (m * n * kk) as f64;
+    println!(
+        "| {m} x {n} x {kk} | {g:?} | {what} | {:.1} us | {:.0} | {} |",
+        t * 1e6,
+        ops / t / 1e12,
+        vs(t, cublas)
+    );
+    let r = gemm_record(op, "int8", m, n, kk)
+        .with("gemm_kernel", format!("{g:?}"))
+        .with("median_s", t)
+        .with("gops", ops / t / 1e9);
+    against(r, "cuBLAS f16 GEMM", t, cublas)
 }
 
 /// How a record names the kernel that ran: nothing for the default.
