@@ -359,13 +359,14 @@ template <typename T> __device__ __forceinline__ bool lt_vec_ok(const T *src, lo
     return width % 8 == 0 && stride % 8 == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0;
 }
 
-// dst[r * ld + c] = src[tok(r) * stride + c] for r < 64, c < ncols (16-bit).
+// dst[r * ld + c] = src[tok(r) * stride + c] for r < 64, c < ncols (16-bit);
+// with `carry` (f32, the same indexing), src + decay * carry rounded once to T.
 template <typename T, typename Tok>
 __device__ __forceinline__ void lt_stage_rows(T *dst, int ld, int ncols, const T *src, long long stride, int len,
-                                              int width, Tok tok) {
+                                              int width, Tok tok, const float *carry = nullptr, float decay = 0.0f) {
     constexpr int V = 8;
     const T zero = Io<T>::store(0.0f);
-    if (lt_vec_ok(src, stride, width)) {
+    if (lt_vec_ok(src, stride, width) && (reinterpret_cast<uintptr_t>(carry) & 15) == 0) {
         const int per_row = ncols / V, items = LT_CHUNK * per_row;
         for (int i0 = threadIdx.x; i0 < items; i0 += 4 * (int)blockDim.x) {
             uint4 raw[4];
@@ -378,13 +379,28 @@ __device__ __forceinline__ void lt_stage_rows(T *dst, int ld, int ncols, const T
 #pragma unroll
             for (int u = 0; u < 4; u++) {
                 const int i = i0 + u * blockDim.x, r = i / per_row, c = i % per_row * V;
+                if (carry && i < items && r < len && c < width) {
+                    const float4 *cv = reinterpret_cast<const float4 *>(carry + tok(r) * stride + c);
+                    const float4 lo = cv[0], hi = cv[1];
+                    const float add[V] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                    Pack<T> pk;
+                    pk.raw = raw[u];
+#pragma unroll
+                    for (int e = 0; e < V; e++) pk.elems[e] = Io<T>::store(Io<T>::load(pk.elems[e]) + decay * add[e]);
+                    raw[u] = pk.raw;
+                }
                 if (i < items) *reinterpret_cast<uint4 *>(dst + r * ld + c) = raw[u];
             }
         }
     } else {
         for (int i = threadIdx.x; i < LT_CHUNK * ncols; i += blockDim.x) {
             const int r = i / ncols, c = i % ncols;
-            dst[r * ld + c] = r < len && c < width ? src[tok(r) * stride + c] : zero;
+            T x = zero;
+            if (r < len && c < width) {
+                const long long at = tok(r) * stride + c;
+                x = carry ? Io<T>::store(Io<T>::load(src[at]) + decay * carry[at]) : src[at];
+            }
+            dst[r * ld + c] = x;
         }
     }
 }
@@ -620,15 +636,9 @@ template <typename T> __device__ void lightning_outputs16(const LtPassArgs &a) {
     const float carry_decay = seg > 0 ? lt_decay_pow(lambda, (long long)(cc - seg * a.seg_chunks) * LT_CHUNK) : 0.0f;
     auto stage_slice = [&](int c_base) {
         const int cols = min(LT_SLICE, a.dv - c_base);
-        if (carry) {
-            for (int i = threadIdx.x; i < 64 * dqp; i += blockDim.x) {
-                const int n = i / dqp, c = i % dqp;
-                const size_t at = (size_t)(c_base + n) * dq + c;
-                st[n * ldq + c] = Io<T>::store(n < cols && c < dq ? Io<T>::load(ws[at]) + carry_decay * carry[at] : 0.0f);
-            }
-        } else {
-            lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; });
-        }
+        const float *slice_carry = carry ? carry + (size_t)c_base * dq : nullptr;
+        lt_stage_rows<T>(st, ldq, dqp, ws + (size_t)c_base * dq, (long long)dq, cols, dq, [](int n) { return (long long)n; },
+                         slice_carry, carry_decay);
         uint4 raw[4];
         lt_fetch_tile<T>(raw, v + c_base, a.lv.token, len, cols, lt_vec_ok(v + c_base, a.lv.token, cols), chunk_tok);
         lt_put_transposed<T>(vt, raw, len, [](int) { return 1.0f; });

@@ -218,6 +218,11 @@ int main() {
         {"one token", {1}, false, 1, 16, 16, true, true, false, false, false, false},
         {"5 chunks (the walk's two register sets, odd count)", {300}, false, 2, 32, 32, true, true, false, false, false,
          false},
+        // segments of 2: chunks 3 and 5 add their carry decayed over 64 tokens, on heads of every decay
+        {"4 heads (decays 1, 0.999, 0.9, 0.5), 330 tokens", {330}, false, 4, 32, 64, false, true, false, false, false,
+         false},
+        {"4 heads, dq 20 (element-wise carry), 330 tokens", {330}, false, 4, 20, 36, false, true, false, false, false,
+         false},
     };
     int failed = 0;
     unsigned seed = 1;
