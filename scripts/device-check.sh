@@ -69,7 +69,7 @@ run)
         step test_norm 150 "$nn" &
         step test_lightning 180 "$ll" &
         step test_kron 150 "$kk" &
-        step test_qgemm 180 "$qq" &
+        step test_qgemm 240 "$qq" & # every int8 case with both GEMM kernels on compute capability 9.0
         step memcheck_qgemm 180 $san --tool memcheck "$qq" --test-threads=1 small_case_for_sanitizers errors_enqueue &
         step memcheck_kron 180 $san --tool memcheck "$kk" --test-threads=1 zero_and_non_finite errors_enqueue tensor_cores_for_sanitizers &
         step memcheck_lightning 180 $san --tool memcheck "$ll" --test-threads=1 small_case_for_sanitizers segmented_walk_for_sanitizers decode &
@@ -92,6 +92,12 @@ run)
         if ls .whl/*.whl >/dev/null 2>&1; then
             python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl ||
                 echo "!!! the Lightning baselines' wheels did not install"
+        fi
+        # the wgmma GEMM is timed only when the int8 tests passed (a hang
+        # would stop the report before it writes anything)
+        if grep -q "FAIL  test_qgemm" "$out/summary.txt"; then
+            export TK_REPORT_SKIP_WGMMA=1
+            echo "!!! cuda_qgemm failed: the report skips the wgmma GEMM"
         fi
         # the GPU tables, then the PyTorch/Triton scripts run by the report
         # (same process, same card), their records merged into ours:
