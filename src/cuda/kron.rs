@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
     PushKernelArg,
@@ -68,26 +68,20 @@ impl KronKernels {
     pub(crate) fn load(module: &Arc<CudaModule>) -> Result<KronKernels> {
         let mut run = Vec::new();
         for d in Dtype::ALL {
-            let f = Kernels::function(module, &format!("tk_kron_{}_cuda", d.name()))?;
-            f.set_attribute(
-                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                (2 * 4 * CUDA_KRON_MAX_N) as i32,
-            )
-            .map_err(cuda_err("kron shared memory attribute"))?;
-            run.push(f);
+            let name = format!("tk_kron_{}_cuda", d.name());
+            run.push(Kernels::function_with_smem(
+                module,
+                &name,
+                2 * 4 * CUDA_KRON_MAX_N,
+            )?);
         }
         let mut tc = Vec::new();
         for d in Dtype::ALL {
             tc.push(if d == Dtype::F32 {
                 None
             } else {
-                let f = Kernels::function(module, &format!("tk_kron_tc_{}_cuda", d.name()))?;
-                f.set_attribute(
-                    CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    TC_SMEM_MAX as i32,
-                )
-                .map_err(cuda_err("kron shared memory attribute"))?;
-                Some(f)
+                let name = format!("tk_kron_tc_{}_cuda", d.name());
+                Some(Kernels::function_with_smem(module, &name, TC_SMEM_MAX)?)
             });
         }
         Ok(KronKernels { run, tc })

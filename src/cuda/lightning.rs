@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaStream, CudaView, CudaViewMut, LaunchConfig, PushKernelArg,
 };
@@ -108,14 +107,13 @@ impl LightningKernels {
         let mut pass = Vec::new();
         let mut decode = Vec::new();
         for d in Dtype::ALL {
-            let f = Kernels::function(module, &format!("tk_lightning_pass_{}_cuda", d.name()))?;
+            let name = format!("tk_lightning_pass_{}_cuda", d.name());
             // the largest head dim's shared memory, allowed once
-            f.set_attribute(
-                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                smem_bytes(CUDA_MAX_HEAD_DIM) as i32,
-            )
-            .map_err(cuda_err("lightning shared memory attribute"))?;
-            pass.push(f);
+            pass.push(Kernels::function_with_smem(
+                module,
+                &name,
+                smem_bytes(CUDA_MAX_HEAD_DIM),
+            )?);
             decode.push(Kernels::function(
                 module,
                 &format!("tk_lightning_decode_{}_cuda", d.name()),
@@ -127,16 +125,8 @@ impl LightningKernels {
                 None
             } else {
                 let f = |phase: &str, bytes: usize| -> Result<CudaFunction> {
-                    let f = Kernels::function(
-                        module,
-                        &format!("tk_lightning_{phase}16_{}_cuda", d.name()),
-                    )?;
-                    f.set_attribute(
-                        CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        bytes as i32,
-                    )
-                    .map_err(cuda_err("lightning shared memory attribute"))?;
-                    Ok(f)
+                    let name = format!("tk_lightning_{phase}16_{}_cuda", d.name());
+                    Kernels::function_with_smem(module, &name, bytes)
                 };
                 Some([
                     f("walk", smem16_walk())?,

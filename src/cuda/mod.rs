@@ -66,6 +66,7 @@ mod softmax;
 
 use std::sync::Arc;
 
+use cudarc::driver::sys::CUfunction_attribute_enum;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError};
 use cudarc::nvrtc::Ptx;
 
@@ -137,6 +138,22 @@ impl Kernels {
             kron,
             qgemm,
         })
+    }
+
+    /// [`Kernels::function`] allowed `bytes` of dynamic shared memory (past
+    /// the 48 KB a launch may ask for without it).
+    pub(crate) fn function_with_smem(
+        module: &Arc<CudaModule>,
+        name: &str,
+        bytes: usize,
+    ) -> Result<CudaFunction> {
+        let f = Kernels::function(module, name)?;
+        f.set_attribute(
+            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            bytes as i32,
+        )
+        .map_err(cuda_err("shared memory attribute"))?;
+        Ok(f)
     }
 
     pub(crate) fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction> {

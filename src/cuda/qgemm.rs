@@ -29,7 +29,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cudarc::driver::sys::{self, CUfunction_attribute_enum};
+use cudarc::driver::sys;
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
     PushKernelArg,
@@ -184,24 +184,10 @@ impl QgemmKernels {
                 .map(|d| Kernels::function(module, &format!("tk_qgemm_{op}_{}_cuda", d.name())))
                 .collect()
         };
-        let gemm = Kernels::function(module, "tk_qgemm_s8_cuda")?;
-        gemm.set_attribute(
-            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            GEMM_SMEM as i32,
-        )
-        .map_err(cuda_err("qgemm shared memory attribute"))?;
-        let wgmma = match hopper {
-            Some(m) => {
-                let f = Kernels::function(m, "tk_qgemm_s8_wgmma_cuda")?;
-                f.set_attribute(
-                    CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    WGMMA_SMEM as i32,
-                )
-                .map_err(cuda_err("qgemm wgmma shared memory attribute"))?;
-                Some(f)
-            }
-            None => None,
-        };
+        let gemm = Kernels::function_with_smem(module, "tk_qgemm_s8_cuda", GEMM_SMEM as usize)?;
+        let wgmma = hopper
+            .map(|m| Kernels::function_with_smem(m, "tk_qgemm_s8_wgmma_cuda", WGMMA_SMEM as usize))
+            .transpose()?;
         let mut gemv = Vec::new();
         for d in Dtype::ALL {
             for bits in [8, 4] {
