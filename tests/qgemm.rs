@@ -292,6 +292,51 @@ fn large_shapes_on_every_backend() {
     }
 }
 
+#[test]
+fn long_k_and_many_rows_and_channels() {
+    // AMX's blocking: two row groups (128 + 33 rows), k_pad 8320 in three
+    // passes with partial sums in the scratch, channels in chunks of 512 (the
+    // last one 88, off the 32-channel strips)
+    let (m, n, k) = (161, 600, 8300);
+    let x = activations(11, m, k, &[(5, 4100, 30.0), (160, 8299, -8.0)]);
+    let w = uniform_values(12, n * k, 0.3);
+    let bias = uniform_values(13, n, 1.0);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    let isa = isas()[isas().len() - 1];
+    for b in backends() {
+        run_and_check::<f32, f32>(&x, &w, &weight, Some(&bias), b, isa);
+    }
+    // On two threads each worker's partial sums must be its own: with 2048
+    // channels a worker's tile is 512 wide, so partial-sum regions that
+    // overlapped would be written by both while in use. The same bits as one
+    // thread; AMX's threaded call repeated, as a race shows only when the
+    // workers overlap in time (a call takes ~2 ms; checked: with the regions
+    // overlapping, one call missed it once in three runs, eight never did).
+    let n = 2048;
+    let w = uniform_values(14, n * k, 0.3);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    let mut ws = Int8Workspace::new(&weight, m, 8).unwrap();
+    for b in backends() {
+        let mut one = vec![0f32; m * n];
+        weight
+            .matmul(&mut ws)
+            .backend(b)
+            .isa(isa)
+            .run(&x, &mut one)
+            .unwrap();
+        for _ in 0..if b == Backend::Amx { 8 } else { 1 } {
+            let mut two = vec![1f32; m * n];
+            let call = weight.matmul(&mut ws).backend(b).isa(isa);
+            call.threads(Threads::Count(2)).run(&x, &mut two).unwrap();
+            let same = one
+                .iter()
+                .zip(&two)
+                .all(|(a, c)| a.to_bits() == c.to_bits());
+            assert!(same, "{}: 2 threads differ from one", b.name());
+        }
+    }
+}
+
 /// int4's two layouts hold the same values and scales; int8 has one.
 #[test]
 fn weight_layouts_hold_the_same_weight() {

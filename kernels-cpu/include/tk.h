@@ -594,9 +594,12 @@ typedef struct tk_qgemm_params {
     tk_dtype y_dtype;
     int32_t *acc;
     size_t acc_stride;
-    int32_t *scratch; /* the VNNI kernel's partial sums: round_up(m, 32) x 64 int32 */
+    int32_t *scratch; /* partial sums: round_up(m, 32) x 64 int32 (VNNI), tk_qgemm_amx_scratch(k) int32 (AMX) */
 } tk_qgemm_params;
 
+/* int32 of scratch the AMX product needs for its partial sums at this k (0
+ * when k fits one pass); portable, so a caller can size the scratch anywhere. */
+size_t tk_qgemm_amx_scratch(size_t k);
 /* n rounded up to the packed panel width (32), and the packed weight's bytes. */
 size_t tk_qgemm_n_pad(size_t n);
 size_t tk_qgemm_packed_bytes(size_t n, size_t k);

@@ -3,8 +3,17 @@
  * activation tiles (16 rows x 64 k) by the packed unsigned weights (w + 128;
  * 16 k-groups x 16 channels, a 1 KiB slice of the shared panel layout); the
  * epilogue subtracts 128 * rowsum. Register block: 2 x 2 accumulator tiles
- * (32 rows x 32 channels), 2 activation and 2 weight tiles. Loop order: one
- * 32-channel weight strip (32 x k bytes, L2) against every 32-row block. */
+ * (32 rows x 32 channels), 2 activation and 2 weight tiles.
+ *
+ * Loop order (a tile load from L2 feeds the tiles at about 60% of their rate,
+ * from L1 at 80%; from L3 far less): rows in groups of TK_AMX_MC whose k slice
+ * (at most TK_AMX_KC bytes a row: 512 KiB) stays in L2 while every 32-channel
+ * weight strip streams past it, the next strip prefetched into L2 meanwhile,
+ * so the weights come from memory once per group and the activations once per
+ * call. k longer than TK_AMX_KC is cut into passes over chunks of TK_AMX_NB
+ * channels, the partial sums parked in the scratch (tk_qgemm_amx_scratch).
+ * Measured against one strip at a time over every row (the activations from
+ * L3 per strip): 1.4-1.6x at m = 512-1024, k = 4096-14336 (docs/qgemm.md). */
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -47,40 +56,89 @@ static void tk_amx_configure(void) {
     _tile_loadconfig(&cfg);
 }
 
-void tk_qgemm_s8_amx(const tk_qgemm_params *p) {
-    const size_t k = p->k, panel = (k / 4) * 64, lda = p->a_stride;
+/* Rows i0..i0+32 x channels j0..j0+32 over k in [kb, ke): the sums start at 0
+ * (first) or from part, and go to the epilogue (last) or back to part; the
+ * next strip's weights for the same k range are prefetched, `per` lines of
+ * each panel a k step, from *pf up to pf_end. */
+static TK_ALWAYS_INLINE void tk_amx_block(const tk_qgemm_params *p, size_t i0, size_t j0, size_t kb, size_t ke,
+                                          int first, int last, int32_t *part, const char **pf,
+                                          const char *pf_end, size_t per) {
+    const size_t panel = (p->k / 4) * 64, lda = p->a_stride, ps = TK_AMX_PART_STRIDE * 4;
+    const uint8_t *b0 = p->w + (j0 / 16) * panel, *b1 = b0 + panel;
+    const int8_t *a0 = p->a + i0 * lda, *a1 = a0 + 16 * lda;
+    if (first) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    } else {
+        _tile_loadd(0, part, ps);
+        _tile_loadd(1, part + 16, ps);
+        _tile_loadd(2, part + 16 * TK_AMX_PART_STRIDE, ps);
+        _tile_loadd(3, part + 16 * TK_AMX_PART_STRIDE + 16, ps);
+    }
+    const char *f = *pf;
+    for (size_t kk = kb; kk < ke; kk += 64) {
+        _tile_loadd(4, a0 + kk, lda);
+        _tile_loadd(6, b0 + kk * 16, 64);
+        _tile_dpbsud(0, 4, 6);
+        _tile_loadd(7, b1 + kk * 16, 64);
+        _tile_dpbsud(1, 4, 7);
+        _tile_loadd(5, a1 + kk, lda);
+        _tile_dpbsud(2, 5, 6);
+        _tile_dpbsud(3, 5, 7);
+        for (size_t l = 0; l < per && f < pf_end; l++, f += 64) {
+            _mm_prefetch(f, _MM_HINT_T1);
+            _mm_prefetch(f + panel, _MM_HINT_T1);
+        }
+    }
+    *pf = f;
+    if (!last) {
+        _tile_stored(0, part, ps);
+        _tile_stored(1, part + 16, ps);
+        _tile_stored(2, part + 16 * TK_AMX_PART_STRIDE, ps);
+        _tile_stored(3, part + 16 * TK_AMX_PART_STRIDE + 16, ps);
+        return;
+    }
     int32_t c[32][32] __attribute__((aligned(64)));
+    _tile_stored(0, &c[0][0], 128);
+    _tile_stored(1, &c[0][16], 128);
+    _tile_stored(2, &c[16][0], 128);
+    _tile_stored(3, &c[16][16], 128);
+    const size_t rows = p->m - i0 < 32 ? p->m - i0 : 32;
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 4, 2);
+    switch (rows - r) {
+    case 3: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 3, 2); break;
+    case 2: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 2, 2); break;
+    case 1: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 1, 2); break;
+    default: break;
+    }
+}
+
+void tk_qgemm_s8_amx(const tk_qgemm_params *p) {
+    const size_t k = p->k, n = p->n, panel = (k / 4) * 64;
+    /* k passes of equal length (multiples of 64); one pass needs no partials */
+    const size_t passes = (k + TK_AMX_KC - 1) / TK_AMX_KC;
+    const size_t kc = ((k + passes - 1) / passes + 63) / 64 * 64;
+    const size_t nb = passes == 1 ? n : TK_AMX_NB;
     tk_amx_configure();
-    for (size_t j0 = 0; j0 < p->n; j0 += 32) {
-        const uint8_t *b0 = p->w + (j0 / 16) * panel, *b1 = b0 + panel;
-        for (size_t i0 = 0; i0 < p->m; i0 += 32) {
-            const int8_t *a0 = p->a + i0 * lda, *a1 = a0 + 16 * lda;
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (size_t kk = 0; kk < k; kk += 64) {
-                _tile_loadd(4, a0 + kk, lda);
-                _tile_loadd(6, b0 + kk * 16, 64);
-                _tile_dpbsud(0, 4, 6);
-                _tile_loadd(7, b1 + kk * 16, 64);
-                _tile_dpbsud(1, 4, 7);
-                _tile_loadd(5, a1 + kk, lda);
-                _tile_dpbsud(2, 5, 6);
-                _tile_dpbsud(3, 5, 7);
-            }
-            _tile_stored(0, &c[0][0], 128);
-            _tile_stored(1, &c[0][16], 128);
-            _tile_stored(2, &c[16][0], 128);
-            _tile_stored(3, &c[16][16], 128);
-            const size_t rows = p->m - i0 < 32 ? p->m - i0 : 32;
-            size_t r = 0;
-            for (; r + 4 <= rows; r += 4) tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 4, 2);
-            switch (rows - r) {
-            case 3: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 3, 2); break;
-            case 2: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 2, 2); break;
-            case 1: tk_qgemm_epilogue(p, i0 + r, j0, &c[r][0], 32, 1, 2); break;
-            default: break;
+    for (size_t g = 0; g < p->m; g += TK_AMX_MC) {
+        const size_t ge = g + TK_AMX_MC < p->m ? g + TK_AMX_MC : p->m;
+        for (size_t c0 = 0; c0 < n; c0 += nb) {
+            const size_t ce = c0 + nb < n ? c0 + nb : n;
+            for (size_t kb = 0; kb < k; kb += kc) {
+                const size_t ke = kb + kc < k ? kb + kc : k;
+                /* spread the next strip's (ke - kb) / 4 lines a panel over this strip's k steps */
+                const size_t steps = (ge - g + 31) / 32 * ((ke - kb) / 64);
+                const size_t per = ((ke - kb) / 4 + steps - 1) / steps;
+                for (size_t j0 = c0; j0 < ce; j0 += 32) {
+                    const char *pf = (const char *)(p->w + (j0 / 16 + 2) * panel + kb * 16);
+                    const char *pf_end = j0 + 32 < ce ? pf + (ke - kb) * 16 : pf;
+                    for (size_t i0 = g; i0 < ge; i0 += 32)
+                        tk_amx_block(p, i0, j0, kb, ke, kb == 0, ke == k,
+                                     p->scratch + (i0 - g) * TK_AMX_PART_STRIDE + (j0 - c0), &pf, pf_end, per);
+                }
             }
         }
     }

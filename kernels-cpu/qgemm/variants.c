@@ -8,6 +8,7 @@
 
 #include "../common/enum_names.h"
 #include "../common/scalar.h"
+#include "amx_tiles.h"
 #include "store_one.h"
 
 #define TK_QGEMM_ENTRY(dtype, isa)                                                               \
@@ -39,6 +40,7 @@ size_t tk_wgemv_workspace_floats(size_t m, size_t k) {
     return most > vnni ? most : vnni;
 }
 
+size_t tk_qgemm_amx_scratch(size_t k) { return k > TK_AMX_KC ? (size_t)TK_AMX_MC * TK_AMX_PART_STRIDE : 0; }
 size_t tk_qgemm_n_pad(size_t n) { return (n + 31) / 32 * 32; }
 size_t tk_qgemm_packed_bytes(size_t n, size_t k) { return tk_qgemm_n_pad(n) * k; }
 

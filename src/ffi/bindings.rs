@@ -1135,6 +1135,9 @@ const _: () = {
         [::std::mem::offset_of!(tk_qgemm_params, scratch) - 152usize];
 };
 unsafe extern "C" {
+    pub fn tk_qgemm_amx_scratch(k: usize) -> usize;
+}
+unsafe extern "C" {
     pub fn tk_qgemm_n_pad(n: usize) -> usize;
 }
 unsafe extern "C" {

@@ -453,7 +453,7 @@ impl Int8Weight {
         p.acc = acc.as_mut_ptr();
         p.acc_stride = self.n;
         // SAFETY: as in Int8Matmul::run; acc holds m x n int32; the scratch
-        // round_up(max_m, 32) x 64 int32.
+        // round_up(max_m, 32) x 64 + amx_part int32.
         unsafe { kernel(&p) };
         Ok(())
     }
@@ -570,13 +570,17 @@ pub struct Int8Workspace {
     row: Vec<f32>,
     wo: Vec<f32>,
     scratch: AlignedBytes,
+    /// int32 a thread's scratch holds beyond its rows' 64 columns: the AMX
+    /// product's partial sums when k takes several passes (else 0).
+    amx_part: usize,
 }
 
 impl Int8Workspace {
     /// Room for calls of up to `max_m` rows and up to `max_outliers` outlier
     /// columns (raised to the fixed set's size in fixed mode), on up to as
     /// many threads as this machine has cores, at most 64 (a k-float buffer
-    /// and 8 KiB of product scratch each).
+    /// and 8 KiB of product scratch each, plus 264 KiB for the AMX product's
+    /// partial sums when k_pad is over 4096).
     pub fn new(w: &Int8Weight, max_m: usize, max_outliers: usize) -> Result<Int8Workspace> {
         let max_outliers = max_outliers
             .min(w.k)
@@ -588,6 +592,8 @@ impl Int8Workspace {
         let q_rows = max_m.max(1).div_ceil(32) * 32;
         let q_stride = w.k_pad + 64;
         let q_bytes = q_rows.checked_mul(q_stride).ok_or(ovf.clone())?;
+        // SAFETY: pure arithmetic.
+        let amx_part = unsafe { ffi::tk_qgemm_amx_scratch(w.k_pad) };
         let xo = max_m.checked_mul(max_outliers).ok_or(ovf.clone())?;
         let wo = if w.fixed.is_some() {
             0
@@ -610,7 +616,10 @@ impl Int8Workspace {
             colmax: vec![0.0; w.k],
             row: vec![0.0; rows.max(1)],
             wo: vec![0.0; wo.max(1)],
-            scratch: AlignedBytes::zeroed((q_rows + 32 * row_slots) * 64 * 4),
+            scratch: AlignedBytes::zeroed(
+                ((q_rows + 32 * row_slots) * 64 + row_slots * amx_part) * 4,
+            ),
+            amx_part,
         })
     }
 
@@ -870,6 +879,7 @@ impl<'a> Int8Matmul<'a> {
         let run_strips = strips.div_ceil(runs);
         let runs = strips.div_ceil(run_strips);
         let scratch_rows = part_blocks * 32;
+        let scratch_ints = scratch_rows * 64 + ws.amx_part;
         share(threads, parts * runs, 1, |slot, start, count| {
             for tile in start..start + count {
                 let (r, j) = (tile / runs * scratch_rows, tile % runs * run_strips * 64);
@@ -887,7 +897,7 @@ impl<'a> Int8Matmul<'a> {
                     c.bias = c.bias.wrapping_add(j);
                 }
                 c.y = c.y.cast::<U>().wrapping_add(r * c.y_stride + j).cast();
-                c.scratch = c.scratch.wrapping_add(slot * scratch_rows * 64);
+                c.scratch = c.scratch.wrapping_add(slot * scratch_ints);
                 // SAFETY: a: round_up(m, 32) rows of k_pad bytes, q_stride
                 // apart (padding zeroed by the quantizer); packed W n_pad x
                 // k_pad in 16-channel panels (channel j at j k_pad, j a
@@ -896,8 +906,9 @@ impl<'a> Int8Matmul<'a> {
                 // tile reads rows r .. r + round_up(c.m, 32) of a and
                 // channels j .. j + c.n of W, writes rows r .. r + c.m x
                 // channels j .. j + c.n of y (no other tile's) and the
-                // worker's own scratch_rows x 64 int32 of the scratch, which
-                // holds threads <= ws.slots() of them (Int8Workspace::new).
+                // worker's own scratch_ints int32 of the scratch (its rows x 64
+                // and the AMX partial sums), which holds threads <= ws.slots()
+                // of them (Int8Workspace::new).
                 unsafe { kernel(&c) };
             }
         });
