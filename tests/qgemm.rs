@@ -278,18 +278,34 @@ fn non_finite_and_zero_rows() {
     check_all(&x, &w, n, k, Outliers::Fixed(vec![50]), None);
 }
 
+/// A dynamic-outlier case (values from `seed`) on every backend with the
+/// last ISA's quantizer, f32 -> f32 and, with `bf16_in`, bf16 -> f16; returns x.
+fn check_every_backend(
+    m: usize,
+    n: usize,
+    k: usize,
+    seed: u64,
+    spikes: &[(usize, usize, f32)],
+    bf16_in: bool,
+) -> Vec<f32> {
+    let x = activations(seed, m, k, spikes);
+    let w = uniform_values(seed + 1, n * k, 0.3);
+    let bias = uniform_values(seed + 2, n, 1.0);
+    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    let isa = isas()[isas().len() - 1];
+    for b in backends() {
+        run_and_check::<f32, f32>(&x, &w, &weight, Some(&bias), b, isa);
+        if bf16_in {
+            run_and_check::<bf16, f16>(&x, &w, &weight, Some(&bias), b, isa);
+        }
+    }
+    x
+}
+
 #[test]
 fn large_shapes_on_every_backend() {
     // k and n spanning several panels and AMX blocks, m off the 6- and 32-row blocks
-    let (m, n, k) = (70, 200, 1000);
-    let x = activations(7, m, k, &[(3, 17, 12.0), (50, 900, -40.0)]);
-    let w = uniform_values(8, n * k, 0.3);
-    let bias = uniform_values(9, n, 1.0);
-    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
-    for b in backends() {
-        run_and_check::<f32, f32>(&x, &w, &weight, Some(&bias), b, isas()[isas().len() - 1]);
-        run_and_check::<bf16, f16>(&x, &w, &weight, Some(&bias), b, isas()[isas().len() - 1]);
-    }
+    check_every_backend(70, 200, 1000, 7, &[(3, 17, 12.0), (50, 900, -40.0)], true);
 }
 
 #[test]
@@ -297,15 +313,9 @@ fn long_k_and_many_rows_and_channels() {
     // AMX's blocking: two row groups (128 + 33 rows), k_pad 8320 in three
     // passes with partial sums in the scratch, channels in chunks of 512 (the
     // last one 88, off the 32-channel strips)
-    let (m, n, k) = (161, 600, 8300);
-    let x = activations(11, m, k, &[(5, 4100, 30.0), (160, 8299, -8.0)]);
-    let w = uniform_values(12, n * k, 0.3);
-    let bias = uniform_values(13, n, 1.0);
-    let weight = Int8Weight::prepare(&w, n, k, Outliers::Dynamic { threshold: 6.0 }).unwrap();
+    let (m, k) = (161, 8300);
+    let x = check_every_backend(m, 600, k, 11, &[(5, 4100, 30.0), (160, 8299, -8.0)], false);
     let isa = isas()[isas().len() - 1];
-    for b in backends() {
-        run_and_check::<f32, f32>(&x, &w, &weight, Some(&bias), b, isa);
-    }
     // On two threads each worker's partial sums must be its own: with 2048
     // channels a worker's tile is 512 wide, so partial-sum regions that
     // overlapped would be written by both while in use. The same bits as one
