@@ -21,15 +21,40 @@ namespace tk {
 
 // colmax[c] = max over rows of |x[r][c]| as f32 bits (non-negative floats
 // order as unsigned integers, and a NaN's bits exceed inf's), by atomicMax.
-// colmax must be zeroed first. Grid: (ceil(k / 256), row chunks).
+// colmax must be zeroed first. Block: COLMAX_WARPS warps over the rows of its
+// chunk, lane l over columns c0 + l VEC .. + VEC (one 128-bit load a row
+// where the rows are 16-byte aligned, else element by element); the warps'
+// maxima meet in shared memory, one atomic per column and block.
+// Grid: (ceil(k / (32 VEC)), ceil(m / rows_per_block)).
+constexpr int COLMAX_WARPS = 8;
 template <typename T>
 __device__ void qgemm_colmax(const T *x, int m, int k, int rows_per_block, unsigned int *colmax) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= k) return;
+    constexpr int V = Io<T>::VEC;
+    __shared__ unsigned int part[COLMAX_WARPS][32 * V];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, c0 = blockIdx.x * 32 * V;
+    const int c = c0 + lane * V;
     const int r0 = blockIdx.y * rows_per_block, r1 = min(m, r0 + rows_per_block);
-    unsigned int best = 0;
-    for (int r = r0; r < r1; r++) best = max(best, __float_as_uint(fabsf(Io<T>::load(x[(size_t)r * k + c]))));
-    if (best) atomicMax(colmax + c, best);
+    const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && k % V == 0;
+    unsigned int best[V];
+#pragma unroll
+    for (int e = 0; e < V; e++) best[e] = 0;
+    if (c < k) {
+#pragma unroll 4
+        for (int r = r0 + warp; r < r1; r += COLMAX_WARPS) {
+            const Pack<T> pk = load_pack(x + (size_t)r * k + c, k - c, aligned, Io<T>::store(0.0f));
+#pragma unroll
+            for (int e = 0; e < V; e++) best[e] = max(best[e], __float_as_uint(fabsf(Io<T>::load(pk.elems[e]))));
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < V; e++) part[warp][lane * V + e] = best[e];
+    __syncthreads();
+    for (int j = threadIdx.x; j < 32 * V; j += blockDim.x) {
+        unsigned int b = 0;
+#pragma unroll
+        for (int w = 0; w < COLMAX_WARPS; w++) b = max(b, part[w][j]);
+        if (b && c0 + j < k) atomicMax(colmax + c0 + j, b);
+    }
 }
 
 // One block of 1024 threads: the columns with !(colmax < threshold) in
@@ -70,33 +95,79 @@ struct QuantArgs {
 
 constexpr int QUANT_THREADS = 256;
 
+// V bytes as one access: the mask bytes and q values of VEC columns.
+template <int V> struct ByteWord;
+template <> struct ByteWord<8> { using type = uint2; };
+template <> struct ByteWord<4> { using type = unsigned int; };
+template <int V> union Bytes {
+    typename ByteWord<V>::type raw;
+    unsigned char b[V];
+};
+
+// V mask bytes at m (n of them valid, the rest read 1: not quantized), one
+// load when `aligned` (m V-byte aligned) and n == V.
+template <int V> __device__ __forceinline__ Bytes<V> load_mask(const unsigned char *m, int n, bool aligned) {
+    Bytes<V> u;
+    if (aligned && n == V) {
+        u.raw = *reinterpret_cast<const typename ByteWord<V>::type *>(m);
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; e++) u.b[e] = e < n ? m[e] : 1;
+    }
+    return u;
+}
+
 // A block per row of q (rows m..m_pad write zeros): max|x| over the
 // non-outlier columns, then q = rint(x * fl(127 / max)) as the CPU rounds it;
 // a row holding NaN or inf there gets scale NaN and q 0, a zero row scale 0.
+// A thread takes VEC consecutive columns at a time (a 128-bit load of x
+// where its row is 16-byte aligned, one load of the mask, one store of q);
+// the second sweep reads the row again from L1/L2.
 template <typename T> __device__ void qgemm_quantize(const QuantArgs &a) {
+    constexpr int V = Io<T>::VEC;
     const int r = blockIdx.x;
     const T *x = static_cast<const T *>(a.x) + (size_t)r * a.k;
     signed char *q = a.q + (size_t)r * a.k_pad;
     const bool live = r < a.m;
+    const bool x_aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0;
+    const bool m_aligned = reinterpret_cast<uintptr_t>(a.mask) % 16 == 0;
     float amax = 0.0f;
     bool bad = false;
     if (live)
-        for (int c = threadIdx.x; c < a.k; c += QUANT_THREADS) {
-            if (a.mask[c]) continue;
-            const float v = fabsf(Io<T>::load(x[c]));
-            bad |= !(v <= 3.402823466e38f);
-            amax = fmaxf(amax, v);
+        for (int c = threadIdx.x * V; c < a.k; c += QUANT_THREADS * V) {
+            const int n = min(V, a.k - c);
+            float v[V];
+            load_vec(x + c, n, x_aligned, 0.0f, v);
+            const Bytes<V> skip = load_mask<V>(a.mask + c, n, m_aligned);
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                if (skip.b[e]) continue;
+                const float av = fabsf(v[e]);
+                bad |= !(av <= 3.402823466e38f);
+                amax = fmaxf(amax, av);
+            }
         }
     amax = GroupReduce<QUANT_THREADS>::max(amax);
     const bool any_bad = __syncthreads_or(bad);
     const bool zero = !live || any_bad || amax == 0.0f;
     const float inv = zero ? 0.0f : __fdiv_rn(127.0f, amax);
     if (threadIdx.x == 0) a.scale[r] = !live ? 0.0f : any_bad ? NAN : amax == 0.0f ? 0.0f : __fdiv_rn(amax, 127.0f);
-    for (int c = threadIdx.x; c < a.k_pad; c += QUANT_THREADS) {
-        int v = 0;
-        if (!zero && c < a.k && !a.mask[c])
-            v = __float2int_rn(fminf(fmaxf(__fmul_rn(Io<T>::load(x[c]), inv), -127.0f), 127.0f));
-        q[c] = (signed char)v;
+    // k_pad is a multiple of 64: whole VEC-column chunks, those past k padding
+    for (int c = threadIdx.x * V; c < a.k_pad; c += QUANT_THREADS * V) {
+        const int n = zero ? 0 : max(0, min(V, a.k - c));
+        Bytes<V> out;
+#pragma unroll
+        for (int e = 0; e < V; e++) out.b[e] = 0;
+        if (n > 0) {
+            float v[V];
+            load_vec(x + c, n, x_aligned, 0.0f, v);
+            const Bytes<V> skip = load_mask<V>(a.mask + c, n, m_aligned);
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                if (!skip.b[e])
+                    out.b[e] = (unsigned char)__float2int_rn(fminf(fmaxf(__fmul_rn(v[e], inv), -127.0f), 127.0f));
+        }
+        *reinterpret_cast<typename ByteWord<V>::type *>(q + c) = out.raw;
     }
     const int n_out = min(*a.count, (unsigned int)a.cap);
     for (int o = threadIdx.x; o < n_out; o += QUANT_THREADS)

@@ -109,13 +109,15 @@ void gemm_case(int m, int n, int k, int outliers, int y_dtype) {
 // per-row quantization with the outlier gather, and W's outlier rows, all bit
 // for bit against the CPU's formulas. x holds a few columns at or over the
 // threshold, an inf, and a zero row.
-template <typename T> void activation_case(const char *dt, int m, int k, int n, int cap) {
+template <typename T> void activation_case(const char *dt, int m, int k, int n, int cap, bool x_offset = false) {
     const float threshold = 6.0f;
     const int m_pad = (m + 127) / 128 * 128, k_pad = (k + 63) / 64 * 64, n_pad = (n + 127) / 128 * 128;
     std::mt19937 rng(m + k + n + cap);
     std::uniform_real_distribution<float> u(-3.0f, 3.0f);
-    std::vector<T> x((size_t)m * k), wt((size_t)k * n);
-    for (auto &e : x) e = tk::Io<T>::store(u(rng));
+    // x_offset: x one element past a 16-byte boundary (the element-wise paths)
+    std::vector<T> x_buf((size_t)m * k + 1), wt((size_t)k * n);
+    T *x = x_buf.data() + (x_offset ? 1 : 0);
+    for (size_t i = 0; i < (size_t)m * k; i++) x[i] = tk::Io<T>::store(u(rng));
     for (auto &e : wt) e = tk::Io<T>::store(u(rng));
     const int hot[] = {3, k / 2, k - 1};
     for (int c : hot) x[(size_t)(c % m) * k + c] = tk::Io<T>::store(c % 2 ? -7.5f : 6.0f); // at the threshold
@@ -127,13 +129,14 @@ template <typename T> void activation_case(const char *dt, int m, int k, int n, 
     std::vector<unsigned char> mask(k, 9);
     std::vector<signed char> q((size_t)m_pad * k_pad, 9);
     std::vector<float> scale(m_pad, -1.0f), xo((size_t)m_pad * cap, -1.0f), wo((size_t)cap * n_pad, -1.0f);
-    const int rows_per_block = 3;
-    emu::launch({(unsigned)(k + 255) / 256, (unsigned)(m + rows_per_block - 1) / rows_per_block, 1}, {256, 1, 1},
-                [&] { tk::qgemm_colmax<T>(x.data(), m, k, rows_per_block, colmax.data()); });
+    const int rows_per_block = 11; // more rows than a block has warps
+    const unsigned col_blocks = (k + 32 * tk::Io<T>::VEC - 1) / (32 * tk::Io<T>::VEC);
+    emu::launch({col_blocks, (unsigned)(m + rows_per_block - 1) / rows_per_block, 1}, {32 * tk::COLMAX_WARPS, 1, 1},
+                [&] { tk::qgemm_colmax<T>(x, m, k, rows_per_block, colmax.data()); });
     emu::launch({1, 1, 1}, {1024, 1, 1}, [&] {
         tk::qgemm_select(colmax.data(), k, threshold, cap, cols.data(), count.data(), mask.data());
     });
-    tk::QuantArgs qa{x.data(), mask.data(), cols.data(), count.data(), q.data(), scale.data(), xo.data(), m, k, k_pad, cap};
+    tk::QuantArgs qa{x, mask.data(), cols.data(), count.data(), q.data(), scale.data(), xo.data(), m, k, k_pad, cap};
     emu::launch({(unsigned)m_pad, 1, 1}, {tk::QUANT_THREADS, 1, 1}, [&] { tk::qgemm_quantize<T>(qa); });
     emu::launch({(unsigned)(n + 255) / 256, (unsigned)cap, 1}, {256, 1, 1}, [&] {
         tk::qgemm_gather_wo<T>(wt.data(), cols.data(), count.data(), cap, n, n_pad, wo.data());
@@ -186,8 +189,8 @@ template <typename T> void activation_case(const char *dt, int m, int k, int n, 
             if (wo[(size_t)o * n_pad + j] != want) miss("wo", o, j, wo[(size_t)o * n_pad + j], want);
         }
     failures += misses != 0;
-    std::printf("%-4s activation %-5s m %d k %d n %d cap %d (%zu outlier columns)\n", misses ? "FAIL" : "ok", dt, m, k, n,
-                cap, want_cols.size());
+    std::printf("%-4s activation %-5s m %d k %d n %d cap %d (%zu outlier columns)%s\n", misses ? "FAIL" : "ok", dt, m, k,
+                n, cap, want_cols.size(), x_offset ? ", x unaligned" : "");
     std::fflush(stdout);
 }
 
@@ -197,6 +200,10 @@ int main() {
     activation_case<float>("f32", 5, 1500, 40, 8);
     activation_case<__half>("f16", 4, 300, 20, 2); // more outlier columns than capacity
     activation_case<__nv_bfloat16>("bf16", 3, 2100, 10, 4);
+    // 128-bit paths: k a multiple of 8, rows past one colmax block's rows
+    activation_case<__half>("f16", 20, 2112, 16, 8);
+    activation_case<__nv_bfloat16>("bf16", 9, 1000, 12, 4);
+    activation_case<float>("f32", 7, 1500, 8, 8, true); // and element-wise again
     gemm_case(128, 128, 64, 0, 0);   // one tile, one k step
     gemm_case(130, 200, 320, 3, 0);  // padded m and n, five k tiles through the four-stage ring
     gemm_case(40, 136, 100, 8, 1);   // k not a multiple of 64, a full outlier chunk, f16 y

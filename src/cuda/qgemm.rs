@@ -555,20 +555,27 @@ impl Kernels {
             } => (mask, cols, count),
             DeviceOutliers::Dynamic { threshold, wt } => {
                 stream.memset_zeros(&mut ws.colmax).map_err(&err)?;
-                const ROWS_PER_BLOCK: usize = 64;
                 {
                     let mut p = Ptrs::new();
                     let xp = p.view(x, stream);
                     let cm = p.view_mut(&mut ws.colmax, stream);
                     let mut l = stream.launch_builder(&self.qgemm.colmax[di]);
-                    // at most 65535 row chunks: longer chunks for huge m
-                    let chunks = m.div_ceil(ROWS_PER_BLOCK).min(65535);
+                    // a block: 8 warps x 32 lanes of 16 bytes (VEC columns)
+                    // over a chunk of rows; about COLMAX_BLOCKS blocks (a few
+                    // per SM), at least a row per warp, at most 65535 chunks
+                    const COLMAX_BLOCKS: usize = 1024;
+                    let col_blocks = w.k.div_ceil(32 * (16 / T::DTYPE.size()));
+                    let chunks = COLMAX_BLOCKS
+                        .div_ceil(col_blocks)
+                        .min(m.div_ceil(8))
+                        .min(65535);
                     let (mi, rpb) = (m as i32, m.div_ceil(chunks) as i32);
                     l.arg(&xp).arg(&mi).arg(&k).arg(&rpb).arg(&cm);
-                    // SAFETY: x holds m x k elements of T, colmax k u32; the grid covers k columns.
+                    // SAFETY: x holds m x k elements of T, colmax k u32; the
+                    // grid covers k columns and m rows.
                     unsafe {
                         l.launch(LaunchConfig {
-                            grid_dim: (w.k.div_ceil(256) as u32, chunks as u32, 1),
+                            grid_dim: (col_blocks as u32, m.div_ceil(rpb as usize) as u32, 1),
                             block_dim: (256, 1, 1),
                             shared_mem_bytes: 0,
                         })
