@@ -1,7 +1,7 @@
 /* Same-process A/B of two builds of the norm kernels (entry points renamed
  * old_* and new_*; built and run by kernels_ab.sh): each round times old and
  * new (who goes first alternates) on the same buffers (in cache: 20 calls a
- * sample), medians over the rounds. Forward (the default): h and y must come
+ * sample), medians over the rounds. Forward (the default): h, y and q (with its scales) must come
  * out with the same bits. Backward (second argument "backward", a third
  * keeps the variants whose name holds it, e.g. "f16 avx512"): dx must,
  * and the largest difference of dgamma/dbeta between the builds is printed
@@ -86,11 +86,13 @@ static void forward(int rounds) {
     const struct {
         const char *name;
         tk_norm_kind kind;
-        int residual, y;
-    } ops[] = {{"residual+rmsnorm", TK_NORM_RMSNORM, 1, 1},
-               {"residual+layernorm", TK_NORM_LAYERNORM, 1, 1},
-               {"add", TK_NORM_RMSNORM, 1, 0},
-               {"rmsnorm", TK_NORM_RMSNORM, 0, 1}};
+        int residual, y, q;
+    } ops[] = {{"residual+rmsnorm", TK_NORM_RMSNORM, 1, 1, 0},
+               {"residual+layernorm", TK_NORM_LAYERNORM, 1, 1, 0},
+               {"add", TK_NORM_RMSNORM, 1, 0, 0},
+               {"rmsnorm", TK_NORM_RMSNORM, 0, 1, 0},
+               {"layernorm", TK_NORM_LAYERNORM, 0, 1, 0},
+               {"rmsnorm->int8", TK_NORM_RMSNORM, 0, 0, 1}};
     for (size_t si = 0; si < 2; si++) {
         const size_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
         const uint32_t flags = TK_NORM_PARAMS_F32 | (si ? TK_NORM_NONTEMPORAL : 0);
@@ -98,6 +100,8 @@ static void forward(int rounds) {
             const size_t e = variants[vi].elem;
             char *x = malloc(n * e), *r = malloc(n * e), *h[2] = {malloc(n * e), malloc(n * e)};
             char *y[2] = {malloc(n * e), malloc(n * e)};
+            int8_t *q[2] = {malloc(n), malloc(n)};
+            float *qs[2] = {malloc(rows * 4), malloc(rows * 4)};
             float *gamma = malloc(cols * 4), *beta = malloc(cols * 4);
             const int bf16 = strstr(variants[vi].name, "bf16") != NULL;
             fill(x, n, e, bf16, 2), fill(r, n, e, bf16, 4);
@@ -108,6 +112,7 @@ static void forward(int rounds) {
                     memset(&p[s], 0, sizeof p[s]);
                     p[s].x = x, p[s].residual = ops[oi].residual ? r : NULL;
                     p[s].h = ops[oi].residual ? h[s] : NULL, p[s].y = ops[oi].y ? y[s] : NULL;
+                    p[s].q = ops[oi].q ? q[s] : NULL, p[s].q_scale = ops[oi].q ? qs[s] : NULL, p[s].q_stride = cols;
                     p[s].gamma = gamma, p[s].beta = ops[oi].kind == TK_NORM_LAYERNORM ? beta : NULL;
                     p[s].rows = rows, p[s].cols = cols, p[s].x_stride = p[s].residual_stride = p[s].y_stride = cols;
                     p[s].eps = 1e-5f, p[s].out_scale = 1.0f, p[s].kind = ops[oi].kind, p[s].flags = flags;
@@ -116,11 +121,13 @@ static void forward(int rounds) {
                 double med[2];
                 ab_medians(rounds, si ? 1 : 20, run_pair, &pc, med); /* in cache: 20 calls a sample */
                 const int same = (!ops[oi].residual || !memcmp(h[0], h[1], n * e)) &&
-                                 (!ops[oi].y || !memcmp(y[0], y[1], n * e));
+                                 (!ops[oi].y || !memcmp(y[0], y[1], n * e)) &&
+                                 (!ops[oi].q || (!memcmp(q[0], q[1], n) && !memcmp(qs[0], qs[1], rows * 4)));
                 printf("%5zu x %4zu %-16s %-19s old %8.3f ms  new %8.3f ms  new speed / old %.3f  %s\n", rows, cols,
                        variants[vi].name, ops[oi].name, med[0] * 1e3, med[1] * 1e3, med[0] / med[1], same ? "same bits" : "BITS DIFFER");
             }
             free(x), free(r), free(h[0]), free(h[1]), free(y[0]), free(y[1]), free(gamma), free(beta);
+            free(q[0]), free(q[1]), free(qs[0]), free(qs[1]);
         }
     }
 }
