@@ -1,14 +1,14 @@
 /* Same-process A/B of two builds of the norm kernels (entry points renamed
  * old_* and new_*; built and run by kernels_ab.sh): each round times old and
  * new (who goes first alternates) on the same buffers (in cache: 20 calls a
- * sample), medians over the rounds. Forward (the default): h, y and q (with its scales) must come
- * out with the same bits. Backward (second argument "backward", a third
- * keeps the variants whose name holds it, e.g. "f16 avx512"): dx must,
- * and the largest difference of dgamma/dbeta between the builds is printed
- * relative to sum |term| of its column; with NOACC set in the environment
- * the new side computes dx only (what the sums cost). Shapes: 256 x 4096 (in
- * cache) and 16384 x 8192 with streaming stores (out of cache, as the report
- * and the Rust API run them). */
+ * sample), medians over the rounds. Forward (the default): h, y and q (with
+ * its scales) must come out with the same bits. Backward (second argument
+ * "backward", a third keeps the variants whose name holds it, e.g. "f16
+ * avx512"): dx must, and the largest difference of dgamma/dbeta between the
+ * builds is printed relative to sum |term| of its column; with NOACC set in
+ * the environment the new side computes dx only (what the sums cost).
+ * Shapes: 256 x 4096 (in cache) and 16384 x 8192 with streaming stores (out
+ * of cache, as the report and the Rust API run them). */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdint.h>
