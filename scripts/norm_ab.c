@@ -8,7 +8,11 @@
  * builds is printed relative to sum |term| of its column; with NOACC set in
  * the environment the new side computes dx only (what the sums cost).
  * Shapes: 256 x 4096 (in cache) and 16384 x 8192 with streaming stores (out
- * of cache, as the report and the Rust API run them). */
+ * of cache, as the report and the Rust API run them), or NORM_AB_SHAPES
+ * (e.g. "16384x8192,32768x4096"; past 64 MiB a tensor streams). Forward
+ * takes a second argument that keeps the rows whose "variant op" name holds
+ * each of its words (e.g. "f32 int8"); NORM_AB_PARAMS=dtype passes gamma
+ * and beta in the I/O dtype instead of f32. */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdint.h>
@@ -45,7 +49,7 @@ static const struct {
     VARIANT(f32, avx512, 4), VARIANT(f16, avx512, 2), VARIANT(bf16, avx512, 2), VARIANT(bf16, avx512bf16, 2),
     VARIANT(f32, avx2, 4),   VARIANT(f16, avx2, 2),   VARIANT(bf16, avx2, 2),
 };
-/* The forward compares the AVX-512 builds only. */
+/* The forward compares the AVX-512 builds only, unless a filter picks rows. */
 #define FORWARD_VARIANTS 4
 
 /* One call of the old or the new build, each on its own outputs. */
@@ -80,9 +84,48 @@ static double to_f64(const void *p, size_t i, size_t elem, int bf16) {
     return (b & 0x8000 ? -1.0 : 1.0) * (1.0 + (b & 0x3ff) / 1024.0);
 }
 
-static const size_t shapes[2][2] = {{256, 4096}, {16384, 8192}};
+/* The default shapes: one in cache, one past the L3 (streaming stores). */
+static const size_t default_shapes[2][2] = {{256, 4096}, {16384, 8192}};
+#define MAX_SHAPES 16
+/* Buffers past this many bytes per tensor count as out of cache: streaming
+ * stores, one call a sample. */
+#define OUT_OF_CACHE_BYTES (64u << 20)
 
-static void forward(int rounds) {
+/* Whether every space-separated word of `filter` (NULL: none) occurs in `name`. */
+static int matches(const char *filter, const char *name) {
+    char words[256];
+    if (!filter) return 1;
+    snprintf(words, sizeof words, "%s", filter);
+    for (char *w = strtok(words, " "); w; w = strtok(NULL, " "))
+        if (!strstr(name, w)) return 0;
+    return 1;
+}
+
+/* Shapes from NORM_AB_SHAPES ("ROWSxCOLS,ROWSxCOLS,.."), else the defaults. */
+static size_t shapes_of(size_t shapes[MAX_SHAPES][2]) {
+    const char *env = getenv("NORM_AB_SHAPES");
+    size_t count = 0;
+    for (const char *at = env; at && *at && count < MAX_SHAPES; count++) {
+        char *end;
+        shapes[count][0] = strtoul(at, &end, 10);
+        shapes[count][1] = *end == 'x' ? strtoul(end + 1, &end, 10) : 0;
+        if (!shapes[count][0] || !shapes[count][1]) {
+            fprintf(stderr, "NORM_AB_SHAPES: expected ROWSxCOLS,.. at \"%s\"\n", at);
+            exit(2);
+        }
+        at = *end == ',' ? end + 1 : end;
+    }
+    if (count) return count;
+    memcpy(shapes, default_shapes, sizeof default_shapes);
+    return 2;
+}
+
+/* Forward rows whose "variant op" name holds every word of `filter`; gamma
+ * and beta in f32, or in the I/O dtype with NORM_AB_PARAMS=dtype. */
+static void forward(int rounds, const char *filter) {
+    size_t shapes[MAX_SHAPES][2];
+    const size_t nshapes = shapes_of(shapes);
+    const int params_f32 = !getenv("NORM_AB_PARAMS") || strcmp(getenv("NORM_AB_PARAMS"), "dtype");
     const struct {
         const char *name;
         tk_norm_kind kind;
@@ -93,11 +136,12 @@ static void forward(int rounds) {
                {"rmsnorm", TK_NORM_RMSNORM, 0, 1, 0},
                {"layernorm", TK_NORM_LAYERNORM, 0, 1, 0},
                {"rmsnorm->int8", TK_NORM_RMSNORM, 0, 0, 1}};
-    for (size_t si = 0; si < 2; si++) {
+    for (size_t si = 0; si < nshapes; si++) {
         const size_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
-        const uint32_t flags = TK_NORM_PARAMS_F32 | (si ? TK_NORM_NONTEMPORAL : 0);
-        for (size_t vi = 0; vi < FORWARD_VARIANTS; vi++) {
+        for (size_t vi = 0; vi < (filter ? sizeof variants / sizeof variants[0] : FORWARD_VARIANTS); vi++) {
             const size_t e = variants[vi].elem;
+            const int out_of_cache = n * e > OUT_OF_CACHE_BYTES;
+            const uint32_t flags = (params_f32 ? TK_NORM_PARAMS_F32 : 0) | (out_of_cache ? TK_NORM_NONTEMPORAL : 0);
             char *x = malloc(n * e), *r = malloc(n * e), *h[2] = {malloc(n * e), malloc(n * e)};
             char *y[2] = {malloc(n * e), malloc(n * e)};
             int8_t *q[2] = {malloc(n), malloc(n)};
@@ -105,8 +149,14 @@ static void forward(int rounds) {
             float *gamma = malloc(cols * 4), *beta = malloc(cols * 4);
             const int bf16 = strstr(variants[vi].name, "bf16") != NULL;
             fill(x, n, e, bf16, 2), fill(r, n, e, bf16, 4);
-            for (size_t j = 0; j < cols; j++) gamma[j] = 1.0f + 0.001f * (float)(j % 7), beta[j] = 0.01f;
+            if (params_f32)
+                for (size_t j = 0; j < cols; j++) gamma[j] = 1.0f + 0.001f * (float)(j % 7), beta[j] = 0.01f;
+            else
+                fill(gamma, cols, e, bf16, 6), fill(beta, cols, e, bf16, 8);
             for (size_t oi = 0; oi < sizeof ops / sizeof ops[0]; oi++) {
+                char name[96];
+                snprintf(name, sizeof name, "%s %s", variants[vi].name, ops[oi].name);
+                if (!matches(filter, name)) continue;
                 tk_norm_params p[2];
                 for (int s = 0; s < 2; s++) {
                     memset(&p[s], 0, sizeof p[s]);
@@ -119,7 +169,7 @@ static void forward(int rounds) {
                 }
                 struct pair pc = {variants[vi].old_fn, variants[vi].new_fn, p};
                 double med[2];
-                ab_medians(rounds, si ? 1 : 20, run_pair, &pc, med); /* in cache: 20 calls a sample */
+                ab_medians(rounds, out_of_cache ? 1 : 20, run_pair, &pc, med); /* in cache: 20 calls a sample */
                 const int same = (!ops[oi].residual || !memcmp(h[0], h[1], n * e)) &&
                                  (!ops[oi].y || !memcmp(y[0], y[1], n * e)) &&
                                  (!ops[oi].q || (!memcmp(q[0], q[1], n) && !memcmp(qs[0], qs[1], rows * 4)));
@@ -143,7 +193,7 @@ static void backward(int rounds, const char *only) {
                {"rmsnorm bwd", TK_NORM_RMSNORM, 0},
                {"residual+rms bwd", TK_NORM_RMSNORM, 1}};
     for (size_t si = 0; si < 2; si++) {
-        const size_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
+        const size_t rows = default_shapes[si][0], cols = default_shapes[si][1], n = rows * cols;
         const uint32_t flags = TK_NORM_PARAMS_F32 | (si ? TK_NORM_NONTEMPORAL : 0);
         for (size_t vi = 0; vi < sizeof variants / sizeof variants[0]; vi++) {
             if (only && !strstr(variants[vi].name, only)) continue;
@@ -212,6 +262,6 @@ int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 15;
     if (rounds < 1 || rounds > AB_MAX_ROUNDS) rounds = 15;
     if (argc > 2 && !strcmp(argv[2], "backward")) backward(rounds, argc > 3 ? argv[3] : NULL);
-    else forward(rounds);
+    else forward(rounds, argc > 2 ? argv[2] : NULL);
     return 0;
 }

@@ -490,6 +490,60 @@ fn rms_int8_scale_is_the_max_of_y() {
     }
 }
 
+/// f32 RMSNorm -> int8 (no beta, residual or y) runs rows in pairs where a
+/// row and gamma take more than 32 KiB: every row, of a pair or the odd one,
+/// must come out with the bits of the same row run alone (q, scale, rstd), a
+/// NaN row must not touch its pair's other row, with and without gamma,
+/// streamed or not, at any alignment of q.
+#[test]
+fn rms_int8_row_pairs_match_single_rows() {
+    for v in norm::variants()
+        .iter()
+        .filter(|v| runnable(v) && v.dtype == Dtype::F32)
+    {
+        for (cols, with_gamma, off, nt) in [
+            (4100usize, true, 0usize, false),
+            (4100, true, 3, true),
+            (6000, true, 17, true),
+            (8192, true, 0, true),
+            (8200, false, 1, false),
+        ] {
+            let rows = 5; // two pairs and an odd row
+            let mut x = uniform_values(cols as u64 + 7, rows * cols, 2.0);
+            x[3 * cols + 70] = f32::NAN;
+            let g = uniform_values(cols as u64 + 8, cols, 2.0);
+            let norm = Norm::rms_norm().isa(v.isa).nontemporal(nt).out_scale(0.8);
+            let norm = if with_gamma { norm.gamma(&g) } else { norm };
+            let run = |x: &[f32], off: usize| {
+                let rows = x.len() / cols;
+                let mut q = vec![0i8; off + x.len()];
+                let (mut s, mut mean, mut rstd) =
+                    (vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows]);
+                norm.forward(x, cols)
+                    .quantized(&mut q[off..], &mut s)
+                    .stats(&mut mean, &mut rstd)
+                    .run()
+                    .unwrap();
+                (q[off..].to_vec(), s, rstd)
+            };
+            let (q, s, rstd) = run(&x, off);
+            for r in 0..rows {
+                let (q1, s1, rstd1) = run(&x[r * cols..(r + 1) * cols], off);
+                let at = format!(
+                    "{} cols {cols} gamma {with_gamma} off {off} row {r}",
+                    v.name
+                );
+                assert_eq!(&q[r * cols..(r + 1) * cols], &q1[..], "{at}");
+                assert!(
+                    same_bits(s[r], s1[0]) && same_bits(rstd[r], rstd1[0]),
+                    "{at}"
+                );
+                assert_eq!(s[r].is_nan(), r == 3, "{at}");
+            }
+        }
+    }
+}
+
 /// The bytes of every output of a fused residual + norm call, streamed or
 /// not: y, h (in place or into a separate buffer), q, scales, mean, rstd.
 fn residual_output_bytes<T: transformer_kernels::Element>(
