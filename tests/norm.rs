@@ -490,13 +490,13 @@ fn rms_int8_scale_is_the_max_of_y() {
     }
 }
 
-/// f32 RMSNorm -> int8 (no beta, residual or y) runs rows in pairs where a
-/// row and gamma take more than 32 KiB: every row, of a pair or the odd one,
-/// must come out with the bits of the same row run alone (q, scale, rstd), a
-/// NaN row must not touch its pair's other row, with and without gamma,
-/// streamed or not, at any alignment of q.
+/// f32 RMSNorm to int8 and/or y (no beta or residual) runs rows in pairs
+/// where a row and gamma take more than 32 KiB: every row, of a pair or the
+/// odd one, must come out with the bits of the same row run alone (y, q,
+/// scale, rstd), a NaN row must not touch its pair's other row, with and
+/// without gamma, streamed or not, at any alignment of y and q.
 #[test]
-fn rms_int8_row_pairs_match_single_rows() {
+fn rms_row_pairs_match_single_rows() {
     for v in norm::variants()
         .iter()
         .filter(|v| runnable(v) && v.dtype == Dtype::F32)
@@ -514,31 +514,47 @@ fn rms_int8_row_pairs_match_single_rows() {
             let g = uniform_values(cols as u64 + 8, cols, 2.0);
             let norm = Norm::rms_norm().isa(v.isa).nontemporal(nt).out_scale(0.8);
             let norm = if with_gamma { norm.gamma(&g) } else { norm };
-            let run = |x: &[f32], off: usize| {
-                let rows = x.len() / cols;
-                let mut q = vec![0i8; off + x.len()];
-                let (mut s, mut mean, mut rstd) =
-                    (vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows]);
-                norm.forward(x, cols)
-                    .quantized(&mut q[off..], &mut s)
-                    .stats(&mut mean, &mut rstd)
-                    .run()
-                    .unwrap();
-                (q[off..].to_vec(), s, rstd)
-            };
-            let (q, s, rstd) = run(&x, off);
-            for r in 0..rows {
-                let (q1, s1, rstd1) = run(&x[r * cols..(r + 1) * cols], off);
-                let at = format!(
-                    "{} cols {cols} gamma {with_gamma} off {off} row {r}",
-                    v.name
-                );
-                assert_eq!(&q[r * cols..(r + 1) * cols], &q1[..], "{at}");
-                assert!(
-                    same_bits(s[r], s1[0]) && same_bits(rstd[r], rstd1[0]),
-                    "{at}"
-                );
-                assert_eq!(s[r].is_nan(), r == 3, "{at}");
+            // outputs: q, y, both
+            for (want_q, want_y) in [(true, false), (false, true), (true, true)] {
+                let run = |x: &[f32]| {
+                    let rows = x.len() / cols;
+                    let mut q = vec![0i8; off + x.len()];
+                    let mut y = vec![0.0f32; off + x.len()];
+                    let (mut s, mut rstd) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+                    let mut mean = vec![0.0f32; rows];
+                    let call = norm.forward(x, cols).stats(&mut mean, &mut rstd);
+                    let call = if want_q {
+                        call.quantized(&mut q[off..], &mut s)
+                    } else {
+                        call
+                    };
+                    let call = if want_y {
+                        call.output(&mut y[off..])
+                    } else {
+                        call
+                    };
+                    call.run().unwrap();
+                    (q[off..].to_vec(), y[off..].to_vec(), s, rstd)
+                };
+                let (q, y, s, rstd) = run(&x);
+                for r in 0..rows {
+                    let (q1, y1, s1, rstd1) = run(&x[r * cols..(r + 1) * cols]);
+                    let at = format!(
+                        "{} cols {cols} gamma {with_gamma} off {off} q {want_q} y {want_y} row {r}",
+                        v.name
+                    );
+                    let row = r * cols..(r + 1) * cols;
+                    assert_eq!(&q[row.clone()], &q1[..], "{at}");
+                    assert!(
+                        y[row].iter().zip(&y1).all(|(a, b)| same_bits(*a, *b)),
+                        "{at}"
+                    );
+                    assert!(
+                        same_bits(s[r], s1[0]) && same_bits(rstd[r], rstd1[0]),
+                        "{at}"
+                    );
+                    assert_eq!(!want_q || s[r].is_nan(), !want_q || r == 3, "{at}");
+                }
             }
         }
     }

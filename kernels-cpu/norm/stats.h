@@ -13,8 +13,8 @@
  * stack row of this size between their sweeps (forward.inc). */
 #define TK_NORM_SCRATCH_BYTES (32u * 1024u)
 
-/* RMSNorm -> int8 rows go in pairs where a row and gamma take more than
- * this many bytes: more than the L1 of the smallest AVX-512 cores (forward.inc). */
+/* f32 RMSNorm rows go in pairs where a row and gamma take more than this
+ * many bytes: more than the L1 of the smallest AVX-512 cores (forward.inc). */
 #define TK_NORM_PAIR_MIN_BYTES (32u * 1024u)
 
 static inline size_t tk_norm_min(size_t a, size_t b) { return a < b ? a : b; }
