@@ -1,6 +1,7 @@
 /* How much per-line compute a single-core weight stream can carry: one
- * 64-byte line loaded (prefetched into L2 TK_WEIGHT_PREFETCH_BYTES ahead,
- * as the decode GEMVs do) and used by 0, 3, 6 or 12 vpdpbusd (each with an
+ * 64-byte line loaded, prefetched into L2 once 24 KiB ahead (as the decode
+ * GEMVs did until 2026-12-06) or twice, 8 and 4 KiB ahead (as they do now),
+ * and used by 0, 3, 6 or 12 vpdpbusd (each with an
  * embedded digit broadcast, twice as many accumulators as products so that
  * latency stays hidden: the shape of wgemv_vnni.c's loop at one row of X;
  * int8 with 3 digits is 3 a line, int4 6), against the read probe on the
@@ -17,35 +18,58 @@
 
 #include "bench_util.h"
 
-#define TK_WEIGHT_PREFETCH_BYTES 24576
 #define MAX_ROUNDS 64
 uint64_t tk_read_probe_avx512(const void *p, size_t bytes);
 
 #define DP(acc, u, x) __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t(*)[1])(x)))
 
-static inline __attribute__((always_inline)) uint64_t stream(const char *w, size_t bytes, const int8_t *digits, int ops) {
-    __m512i a[24];
-    for (int i = 0; i < 24; i++) a[i] = _mm512_setzero_si512();
-    for (size_t at = 0; at < bytes; at += 128)
-        for (int odd = 0; odd < 2; odd++) { /* two lines, two sets of accumulators */
-            const char *line = w + at + 64 * odd;
-            _mm_prefetch(line + TK_WEIGHT_PREFETCH_BYTES, _MM_HINT_T1);
-            const __m512i u = _mm512_loadu_si512(line);
-            const int8_t *x = digits + ((at / 64 + (size_t)odd) % 512) * 48;
-            __m512i *acc = a + 12 * odd;
-            if (ops == 0) acc[0] = _mm512_add_epi32(acc[0], u);
-            for (int i = 0; i < ops; i++) DP(acc[i], u, x + 4 * i); /* unrolled: ops is a constant below */
+/* Twelve accumulators for each of the two lines, named one by one: GCC keeps
+ * an array of them that feeds an asm operand on the stack (a 64-byte store
+ * after every product), which the loop should not measure. */
+#define TWELVE(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define DECLARE(i) __m512i e##i = _mm512_setzero_si512(), o##i = _mm512_setzero_si512();
+#define PRODUCTS(i) \
+    if (i < ops) { \
+        DP(e##i, ue, xe + 4 * i); \
+        DP(o##i, uo, xo + 4 * i); \
+    }
+#define SUM(i) sum = _mm512_add_epi32(sum, _mm512_add_epi32(e##i, o##i));
+
+static inline __attribute__((always_inline)) uint64_t stream(const char *w, size_t bytes, const int8_t *digits, int ops,
+                                                            int twice) {
+    TWELVE(DECLARE)
+    for (size_t at = 0; at < bytes; at += 128) { /* two lines, two sets of accumulators */
+        for (size_t l = at; l < at + 128; l += 64)
+            if (twice) {
+                _mm_prefetch(w + l + 8192, _MM_HINT_T1);
+                _mm_prefetch(w + l + 4096, _MM_HINT_T1);
+            } else
+                _mm_prefetch(w + l + 24576, _MM_HINT_T1);
+        const __m512i ue = _mm512_loadu_si512(w + at), uo = _mm512_loadu_si512(w + at + 64);
+        const int8_t *xe = digits + ((at / 64) % 512) * 48, *xo = digits + ((at / 64 + 1) % 512) * 48;
+        if (ops == 0) {
+            e0 = _mm512_add_epi32(e0, ue);
+            o0 = _mm512_add_epi32(o0, uo);
         }
-    for (int i = 1; i < 24; i++) a[0] = _mm512_add_epi32(a[0], a[i]);
-    return (uint64_t)_mm512_reduce_add_epi64(a[0]);
+        TWELVE(PRODUCTS)
+    }
+    __m512i sum = _mm512_setzero_si512();
+    TWELVE(SUM)
+    return (uint64_t)_mm512_reduce_add_epi64(sum);
 }
 
-#define STREAM(n) \
-    static __attribute__((noinline)) uint64_t stream##n(const char *w, size_t b, const int8_t *d) { return stream(w, b, d, n); }
-STREAM(0)
-STREAM(3)
-STREAM(6)
-STREAM(12)
+#define STREAM(n, twice)                                                                         \
+    static __attribute__((noinline)) uint64_t stream##n##_##twice(const char *w, size_t b, const int8_t *d) { \
+        return stream(w, b, d, n, twice);                                                        \
+    }
+STREAM(0, 0)
+STREAM(3, 0)
+STREAM(6, 0)
+STREAM(12, 0)
+STREAM(0, 1)
+STREAM(3, 1)
+STREAM(6, 1)
+STREAM(12, 1)
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 9;
@@ -55,9 +79,10 @@ int main(int argc, char **argv) {
     int8_t *digits = malloc(512 * 48);
     memset(w, 1, bytes);
     memset(digits, 3, 512 * 48);
-    const int ops[] = {0, 3, 6, 12};
-    uint64_t (*const fns[])(const char *, size_t, const int8_t *) = {stream0, stream3, stream6, stream12};
-    enum { PROBE = 4 };
+    const int ops[] = {0, 3, 6, 12, 0, 3, 6, 12};
+    uint64_t (*const fns[])(const char *, size_t, const int8_t *) = {stream0_0, stream3_0, stream6_0, stream12_0,
+                                                                      stream0_1, stream3_1, stream6_1, stream12_1};
+    enum { PROBE = 8 };
     double t[PROBE + 1][MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
         for (int j = 0; j <= PROBE; j++) {
@@ -74,7 +99,8 @@ int main(int argc, char **argv) {
         if (v == PROBE)
             printf("read probe          %6.2f GB/s\n", bytes / med / 1e9);
         else
-            printf("%2d vpdpbusd a line  %6.2f GB/s  %.2f of the probe\n", ops[v], bytes / med / 1e9,
+            printf("%2d vpdpbusd a line, prefetched %-5s %6.2f GB/s  %.2f of the probe\n", ops[v],
+                   v < 4 ? "once" : "twice", bytes / med / 1e9,
                    t[PROBE][rounds / 2] / med);
     }
     free(w);

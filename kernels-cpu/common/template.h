@@ -28,14 +28,24 @@
 #ifndef TK_PREFETCH_BYTES
 #define TK_PREFETCH_BYTES 4096
 #endif
-/* The weight stream of the decode GEMVs (qgemm/wgemv*.c): prefetched this far
- * ahead into L2, and the L1 streamer takes it from there. On a Zen 4 host,
- * one row of X: 1.2-1.5x the 6 KiB into L1 these kernels had (6-48 KiB into
- * L2 within 5% of each other, 24 KiB the best; docs/qgemm.md). -D overrides it
- * for measuring. */
+/* The weight stream of the decode GEMVs (qgemm/wgemv*.c): each 64-byte line
+ * prefetched into L2 twice, TK_WEIGHT_PREFETCH_BYTES ahead and again half as
+ * far, and the L1 streamer takes it from there. On a Zen 4 host a single
+ * prefetch left the int8 VNNI loop at one row of X at 72% of the read probe
+ * out of cache, though it runs at 2.3x that rate from L2, and the same
+ * loop slowed by useless work streamed faster: as if some prefetches of a
+ * fast loop never land (Zen 4 is reported to drop T1 prefetches at times).
+ * A second request for each line brings it to 89%, 1.19-1.25x (8 + 4 KiB;
+ * 24 + 12 KiB 1.15x; one at 6-96 KiB no better than at 24 KiB;
+ * docs/qgemm.md). -D overrides the distance for measuring. */
 #ifndef TK_WEIGHT_PREFETCH_BYTES
-#define TK_WEIGHT_PREFETCH_BYTES 24576
+#define TK_WEIGHT_PREFETCH_BYTES 8192
 #endif
+#define TK_PREFETCH_WEIGHT_LINE(line)                                              \
+    do {                                                                           \
+        tkv_prefetch_l2((const char *)(line) + TK_WEIGHT_PREFETCH_BYTES);          \
+        tkv_prefetch_l2((const char *)(line) + TK_WEIGHT_PREFETCH_BYTES / 2);      \
+    } while (0)
 /* Prefetches every cache line of the `count` elements at p, TK_PREFETCH_BYTES ahead. */
 #define TK_PREFETCH(p, count)                                                                 \
     do {                                                                                      \

@@ -212,7 +212,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
         const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8((char)0xF0);
         for (size_t l = gi * g / 8; l < (gi + 1) * g / 8; l++) {
             const uint8_t *line = w + l * 64;
-            tkv_prefetch_l2(line + TK_WEIGHT_PREFETCH_BYTES);
+            TK_PREFETCH_WEIGHT_LINE(line);
             const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
             const __m512i nib[2] = {_mm512_and_si512(u, low), _mm512_and_si512(u, high)};
             for (int c = 0; c < 2; c++)
@@ -227,7 +227,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
         for (size_t l = gi * g / 4; l < (gi + 1) * g / 4; l += chains)
             for (int c = 0; c < chains; c++) {
                 const uint8_t *line = w + (l + c) * 64;
-                tkv_prefetch_l2(line + TK_WEIGHT_PREFETCH_BYTES);
+                TK_PREFETCH_WEIGHT_LINE(line);
                 const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
                 for (size_t i = 0; i < mi; i++)
                     for (int d = 0; d < nd; d++) {

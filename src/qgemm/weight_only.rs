@@ -48,6 +48,7 @@
 //! # Ok::<(), transformer_kernels::Error>(())
 //! ```
 
+use super::aligned::{Aligned, AlignedBytes};
 use crate::dtype::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::ffi;
@@ -85,8 +86,9 @@ pub struct QuantizedWeight {
     layout: WeightLayout,
     pub(crate) group: usize,
     row_bytes: usize,
-    pub(crate) data: Vec<u8>,
-    pub(crate) scales: Vec<f32>,
+    /// On 64-byte boundaries: the kernels load whole lines of both.
+    pub(crate) data: AlignedBytes,
+    pub(crate) scales: Aligned<f32>,
 }
 
 impl QuantizedWeight {
@@ -148,8 +150,8 @@ impl QuantizedWeight {
             layout,
             group,
             row_bytes,
-            data: vec![0u8; rows * row_bytes],
-            scales: vec![0.0f32; rows * groups],
+            data: AlignedBytes::zeroed(rows * row_bytes),
+            scales: Aligned::zeroed(rows * groups),
         };
         for j in 0..n {
             for g in 0..groups {
@@ -160,11 +162,11 @@ impl QuantizedWeight {
                 }
                 let inv = qmax / amax;
                 let at = qw.scale_index(j, g);
-                qw.scales[at] = amax / qmax;
+                qw.scales.as_mut_slice()[at] = amax / qmax;
                 for (e, v) in vals.iter().enumerate() {
                     let q = (v.to_f32() * inv).round_ties_even().clamp(-qmax, qmax) as i8;
                     let (at, shift) = qw.value_index(j, g * group + e);
-                    qw.data[at] |= ((q as u8) & (0xFF >> (8 - bits))) << shift;
+                    qw.data.as_mut_slice()[at] |= ((q as u8) & (0xFF >> (8 - bits))) << shift;
                 }
             }
         }
@@ -218,7 +220,7 @@ impl QuantizedWeight {
     /// Bytes a product reads of the weight: values plus scales (the floor of a
     /// memory-bound call).
     pub fn bytes(&self) -> usize {
-        self.data.len() + self.scales.len() * 4
+        self.data.as_slice().len() + self.scales.as_slice().len() * 4
     }
 
     /// How the values are stored.
@@ -250,9 +252,9 @@ impl QuantizedWeight {
     pub fn value(&self, j: usize, c: usize) -> i8 {
         let (at, shift) = self.value_index(j, c);
         if self.bits == 8 {
-            self.data[at] as i8
+            self.data.as_slice()[at] as i8
         } else {
-            ((self.data[at] << (4 - shift)) as i8) >> 4
+            ((self.data.as_slice()[at] << (4 - shift)) as i8) >> 4
         }
     }
 
@@ -263,7 +265,7 @@ impl QuantizedWeight {
 
     /// The scale of group `g` of channel j.
     pub fn scale(&self, j: usize, g: usize) -> f32 {
-        self.scales[self.scale_index(j, g)]
+        self.scales.as_slice()[self.scale_index(j, g)]
     }
 
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -467,11 +469,11 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
             m,
             k: w.k,
             n: w.n,
-            w: w.data.as_ptr().cast(),
+            w: w.data.as_slice().as_ptr().cast(),
             w_stride: w.row_bytes,
             w_bits: w.bits as i32,
             w_panels: (w.layout == WeightLayout::Panels) as i32,
-            w_scale: w.scales.as_ptr(),
+            w_scale: w.scales.as_slice().as_ptr(),
             group: w.group,
             bias: self.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
             y: y.as_mut_ptr().cast(),
@@ -589,9 +591,18 @@ mod tests {
         let rows = q(4, WeightLayout::Rows).unwrap();
         assert_eq!(
             q(4, WeightLayout::Panels).unwrap().row_major(),
-            (rows.data.clone(), rows.scales.clone())
+            (
+                rows.data.as_slice().to_vec(),
+                rows.scales.as_slice().to_vec()
+            )
         );
-        assert_eq!(rows.row_major(), (rows.data.clone(), rows.scales.clone()));
+        assert_eq!(
+            rows.row_major(),
+            (
+                rows.data.as_slice().to_vec(),
+                rows.scales.as_slice().to_vec()
+            )
+        );
         let int8 = q(8, WeightLayout::Panels).unwrap();
         let (data, scales) = int8.row_major();
         for (i, &b) in data.iter().enumerate() {
