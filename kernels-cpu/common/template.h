@@ -35,8 +35,9 @@
  * out of cache, though it runs at 2.3x that rate from L2, and the same
  * loop slowed by useless work streamed faster: as if some prefetches of a
  * fast loop never land (Zen 4 is reported to drop T1 prefetches at times).
- * A second request for each line brings it to 89%, 1.19-1.25x (8 + 4 KiB;
- * 24 + 12 KiB 1.15x; one at 6-96 KiB no better than at 24 KiB;
+ * A second request for each line: 1.19-1.25x in a same-process harness
+ * (8 + 4 KiB; 24 + 12 KiB 1.15x; one at 6-96 KiB no better than at 24 KiB),
+ * 1.10x in the report (72-73% -> 80-81% of its faster read sweep;
  * docs/qgemm.md). -D overrides the distance for measuring. */
 #ifndef TK_WEIGHT_PREFETCH_BYTES
 #define TK_WEIGHT_PREFETCH_BYTES 8192

@@ -24,8 +24,12 @@ pub(crate) type AlignedBytes = Aligned<u8>;
 impl<T: Pod> Aligned<T> {
     pub(crate) fn zeroed(len: usize) -> Aligned<T> {
         const { assert!(std::mem::align_of::<T>() <= 64) };
+        // checked: a wrapped size would leave `as_slice` past the allocation
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("aligned buffer size overflows usize");
         Aligned {
-            lines: vec![Line([0; 64]); (len * std::mem::size_of::<T>()).div_ceil(64)],
+            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
             len,
             of: std::marker::PhantomData,
         }
