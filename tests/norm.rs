@@ -601,7 +601,7 @@ fn residual_output_bytes<T: transformer_kernels::Element>(
 }
 
 /// Streamed residual rows take h through a stack row when they fit it
-/// (forward.inc) and recompute it otherwise: both must give the bits of the
+/// (forward_rows.inc) and recompute it otherwise: both must give the bits of the
 /// unstreamed call, for every dtype, LayerNorm and RMSNorm, h in place or not.
 #[test]
 fn streamed_residual_rows_match_regular_stores() {
