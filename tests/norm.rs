@@ -92,6 +92,7 @@ fn make_case(
         want_q: outputs & 2 != 0,
         dy: uniform_values(seed ^ 0x1234, n, 1.0),
         dh: dh.then(|| uniform_values(seed ^ 0x4321, n, 1.0)),
+        nontemporal: false,
     }
 }
 
@@ -130,8 +131,10 @@ proptest! {
         params in 0u8..8,
         out_scale in prop_oneof![Just(1.0f32), Just(0.5f32.sqrt()), Just(-2.0f32)],
         outputs in 1u8..4,
+        nontemporal in any::<bool>(),
     ) {
-        forward_all(&make_case(seed, kind, crms, rows, cols, amp, offset, residual, params, out_scale, outputs, false));
+        let case = make_case(seed, kind, crms, rows, cols, amp, offset, residual, params, out_scale, outputs, false);
+        forward_all(&Case { nontemporal, ..case });
     }
 
     #[test]
@@ -145,8 +148,10 @@ proptest! {
         params in 0u8..8,
         out_scale in prop_oneof![Just(1.0f32), Just(0.25f32)],
         dh in any::<bool>(),
+        nontemporal in any::<bool>(),
     ) {
-        backward_all(&make_case(seed, kind, false, rows, cols, amp, offset, 0, params & 5, out_scale, 1, dh));
+        let case = make_case(seed, kind, false, rows, cols, amp, offset, 0, params & 5, out_scale, 1, dh);
+        backward_all(&Case { nontemporal, ..case });
     }
 }
 

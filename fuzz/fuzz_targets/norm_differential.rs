@@ -2,11 +2,11 @@
 //! dtype) forward and backward against the f64 reference, on fuzzer-chosen
 //! kinds (LayerNorm, RMSNorm, CRMSNorm, per-channel), fusions (residual in
 //! place or not, gain/bias in f32 or the dtype, output scale, y and/or int8),
-//! row lengths and values. Values are int8 mantissas times 2^e, e in
-//! [-24, 8], so they stay inside the documented range for every dtype
-//! (f16 finite, f32 sums of squares finite); within it, any element outside
-//! the bound, any mismatch in h or the int8 output, or an unwritten element
-//! fails.
+//! row lengths, streaming stores or not, and values. Values are int8
+//! mantissas times 2^e, e in [-24, 8], so they stay inside the documented
+//! range for every dtype (f16 finite, f32 sums of squares finite); within
+//! it, any element outside the bound, any mismatch in h or the int8 output,
+//! or an unwritten element fails.
 #![no_main]
 
 use half::{bf16, f16};
@@ -62,6 +62,8 @@ fuzz_target!(|data: &[u8]| {
         want_q: flags & 64 != 0,
         dy: other(7),
         dh: (flags & 128 != 0).then(|| other(11)),
+        // streaming stores: f32 rows take the instance that prefetches twice
+        nontemporal: data[5] & 0x80 != 0,
     };
     for v in norm::variants().iter().filter(|v| v.isa.is_available()) {
         let fwd = match v.dtype {
@@ -71,8 +73,8 @@ fuzz_target!(|data: &[u8]| {
         };
         if let Err(m) = fwd {
             panic!(
-                "{} forward: {m}\n{kind:?} crms={crms} rows={rows} cols={cols} flags={flags:#x} eps={eps} scale={out_scale}",
-                v.name
+                "{} forward: {m}\n{kind:?} crms={crms} rows={rows} cols={cols} flags={flags:#x} eps={eps} scale={out_scale} nt={}",
+                v.name, case.nontemporal
             );
         }
         if kind == Kind::Channel || crms {

@@ -135,6 +135,10 @@ pub struct Case {
     pub dy: Vec<f32>,
     /// Gradient reaching h through the residual stream (backward), if any.
     pub dh: Option<Vec<f32>>,
+    /// Streaming stores (`Norm::nontemporal`): the out-of-cache path, whose
+    /// f32 forward is its own instance of the row loop (it requests every
+    /// input line twice).
+    pub nontemporal: bool,
 }
 
 /// |a - b| <= tol, or both NaN (the reference's own NaN, such as 0/0 from a
@@ -231,6 +235,7 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
     }
     .eps(case.eps)
     .out_scale(case.out_scale)
+    .nontemporal(case.nontemporal)
     .isa(isa);
     let (gamma_d, beta_d) = if case.kind == Kind::Channel {
         (
@@ -424,6 +429,7 @@ pub fn check_backward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
     }
     .eps(case.eps)
     .out_scale(case.out_scale)
+    .nontemporal(case.nontemporal)
     .isa(isa);
     if case.params_f32 {
         if let Some(g) = &gamma32 {
