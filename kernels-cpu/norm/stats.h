@@ -10,11 +10,11 @@
 /* Rows up to this many bytes (per input) are prefetched a whole row ahead. */
 #define TK_NORM_PREFETCH_ROW_MAX (256u * 1024u)
 /* Streamed residual rows of up to this many bytes keep h = x + residual in a
- * stack row of this size between their sweeps (forward.inc). */
+ * stack row of this size between their sweeps (forward_rows.inc). */
 #define TK_NORM_SCRATCH_BYTES (32u * 1024u)
 
 /* f32 RMSNorm rows go in pairs where a row and gamma take more than this
- * many bytes: more than the L1 of the smallest AVX-512 cores (forward.inc). */
+ * many bytes: more than the L1 of the smallest AVX-512 cores (forward_rows.inc). */
 #define TK_NORM_PAIR_MIN_BYTES (32u * 1024u)
 
 static inline size_t tk_norm_min(size_t a, size_t b) { return a < b ? a : b; }
@@ -60,7 +60,7 @@ static inline void tk_norm_merge(tk_norm_moments *mo, size_t nb, float c, float 
 
 /* Whether sums s1 (h - c), s2 ((h - c)^2) of nb elements keep the block's
  * m2 accurate: c within one standard deviation of the block's mean, so that
- * m2 = s2 - s1^2 / nb >= s2 / 2 (forward.inc, L(layernorm_block)). */
+ * m2 = s2 - s1^2 / nb >= s2 / 2 (forward_rows.inc, L(layernorm_block)). */
 static inline int tk_norm_shift_ok(size_t nb, float s1, float s2) {
     return isfinite(s1) && isfinite(s2) && 2.0 * (double)s1 * (double)s1 <= (double)nb * (double)s2;
 }
