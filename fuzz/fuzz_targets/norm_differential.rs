@@ -1,8 +1,8 @@
 //! Differential fuzzing of the norm family: every runnable variant (ISA x
 //! dtype) forward and backward against the f64 reference, on fuzzer-chosen
 //! kinds (LayerNorm, RMSNorm, CRMSNorm, per-channel), fusions (residual in
-//! place or not, gain/bias in f32 or the dtype, output scale, y and/or int8),
-//! row lengths, streaming stores or not, and values. Values are int8
+//! place or not, gain/bias in f32 or the dtype, output scale, y and/or int8,
+//! or neither: the add alone), row lengths, streaming stores or not, and values. Values are int8
 //! mantissas times 2^e, e in [-24, 8], so they stay inside the documented
 //! range for every dtype (f16 finite, f32 sums of squares finite); within
 //! it, any element outside the bound, any mismatch in h or the int8 output,
@@ -58,8 +58,9 @@ fuzz_target!(|data: &[u8]| {
         gamma: (flags & 4 != 0).then(|| values(body.get(5..).unwrap_or(&[]), cols)),
         beta: (flags & 8 != 0).then(|| values(body.get(9..).unwrap_or(&[]), cols)),
         params_f32: flags & 16 != 0,
-        want_y: flags & 32 != 0 || flags & 64 == 0,
-        want_q: flags & 64 != 0,
+        // neither (a spare bit): the residual add alone
+        want_y: (flags & 32 != 0 || flags & 64 == 0) && data[6] & 0x80 == 0,
+        want_q: flags & 64 != 0 && data[6] & 0x80 == 0,
         dy: other(7),
         dh: (flags & 128 != 0).then(|| other(11)),
         // streaming stores: f32 rows take the instance that prefetches twice

@@ -19,6 +19,9 @@
 
 static inline size_t tk_norm_min(size_t a, size_t b) { return a < b ? a : b; }
 
+/* A call that only adds (h = x + residual): nothing uses the statistics. */
+static inline int tk_norm_add_only(const tk_norm_params *p) { return !(p->y || p->q || p->mean || p->rstd); }
+
 /* What the write sweep needs of a row: y = ((h - mean_hi) - mean_lo) * rstd.
  * The mean is kept as an f32 pair so that h - mean stays exact-ish when the
  * mean is large and the spread small (mean 1e4, std 1e-2: a single f32 mean
