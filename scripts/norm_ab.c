@@ -12,7 +12,8 @@
  * (e.g. "16384x8192,32768x4096"; past 64 MiB a tensor streams). Forward
  * takes a second argument that keeps the rows whose "variant op" name holds
  * each of its words (e.g. "f32 int8"); NORM_AB_PARAMS=dtype passes gamma
- * and beta in the I/O dtype instead of f32. */
+ * and beta in the I/O dtype instead of f32; NORM_AB_H_OFFSET=BYTES places h
+ * that many bytes off malloc's alignment (y keeps it). */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdint.h>
@@ -142,7 +143,9 @@ static void forward(int rounds, const char *filter) {
             const size_t e = variants[vi].elem;
             const int out_of_cache = n * e > OUT_OF_CACHE_BYTES;
             const uint32_t flags = (params_f32 ? TK_NORM_PARAMS_F32 : 0) | (out_of_cache ? TK_NORM_NONTEMPORAL : 0);
-            char *x = malloc(n * e), *r = malloc(n * e), *h[2] = {malloc(n * e), malloc(n * e)};
+            const size_t h_off = getenv("NORM_AB_H_OFFSET") ? strtoul(getenv("NORM_AB_H_OFFSET"), NULL, 10) : 0;
+            char *x = malloc(n * e), *r = malloc(n * e), *h_mem[2] = {malloc(n * e + h_off), malloc(n * e + h_off)};
+            char *h[2] = {h_mem[0] + h_off, h_mem[1] + h_off};
             char *y[2] = {malloc(n * e), malloc(n * e)};
             int8_t *q[2] = {malloc(n), malloc(n)};
             float *qs[2] = {malloc(rows * 4), malloc(rows * 4)};
@@ -176,7 +179,7 @@ static void forward(int rounds, const char *filter) {
                 printf("%5zu x %4zu %-16s %-19s old %8.3f ms  new %8.3f ms  new speed / old %.3f  %s\n", rows, cols,
                        variants[vi].name, ops[oi].name, med[0] * 1e3, med[1] * 1e3, med[0] / med[1], same ? "same bits" : "BITS DIFFER");
             }
-            free(x), free(r), free(h[0]), free(h[1]), free(y[0]), free(y[1]), free(gamma), free(beta);
+            free(x), free(r), free(h_mem[0]), free(h_mem[1]), free(y[0]), free(y[1]), free(gamma), free(beta);
             free(q[0]), free(q[1]), free(qs[0]), free(qs[1]);
         }
     }

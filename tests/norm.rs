@@ -574,24 +574,25 @@ fn residual_output_bytes<T: transformer_kernels::Element>(
     isa: Isa,
     cols: usize,
     in_place: bool,
+    (h_off, y_off): (usize, usize),
     nt: bool,
 ) -> Vec<Vec<u8>> {
     let rows = 3;
     let conv = |v: Vec<f32>| -> Vec<T> { v.into_iter().map(T::from_f32).collect() };
     let x = conv(uniform_values(31, rows * cols, 2.0));
     let mut r = conv(uniform_values(32, rows * cols, 2.0));
-    // one element of offset so that streaming has to peel to the alignment
-    let mut y = vec![T::from_f32(0.0); rows * cols + 1];
-    let mut h = vec![T::from_f32(0.0); rows * cols + 1];
+    // offsets, so that streaming has to peel to each output's alignment
+    let mut y = vec![T::from_f32(0.0); rows * cols + y_off];
+    let mut h = vec![T::from_f32(0.0); rows * cols + h_off];
     let mut q = vec![0i8; rows * cols];
     let (mut sc, mut m, mut rs) = (vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows]);
     let call = norm.isa(isa).nontemporal(nt).forward(&x, cols);
     let call = if in_place {
         call.residual(&mut r)
     } else {
-        call.residual_into(&r, &mut h[1..])
+        call.residual_into(&r, &mut h[h_off..])
     };
-    call.output(&mut y[1..])
+    call.output(&mut y[y_off..])
         .quantized(&mut q, &mut sc)
         .stats(&mut m, &mut rs)
         .run()
@@ -615,23 +616,34 @@ fn streamed_residual_rows_match_regular_stores() {
     let gamma = uniform_values(33, 20000, 2.0);
     let beta = uniform_values(34, 20000, 1.0);
     for v in norm::variants().iter().filter(|v| runnable(v)) {
-        // 1000: in the stack row; 20000: longer than it for every dtype
-        for cols in [1000, 20000] {
+        // 1000: in the stack row; 4099: too, in three summation blocks;
+        // 20000: longer than it for every dtype
+        for cols in [1000, 4099, 20000] {
             for norm in [
                 Norm::layer_norm().gamma(&gamma[..cols]).beta(&beta[..cols]),
                 Norm::rms_norm().gamma(&gamma[..cols]),
             ] {
-                for in_place in [false, true] {
+                // h and y on the same alignment, or on different ones
+                for (in_place, offs) in [
+                    (false, (1, 1)),
+                    (false, (0, 1)),
+                    (false, (3, 0)),
+                    (true, (0, 1)),
+                ] {
                     let run = |nt| match v.dtype {
-                        Dtype::F32 => residual_output_bytes::<f32>(norm, v.isa, cols, in_place, nt),
-                        Dtype::F16 => residual_output_bytes::<f16>(norm, v.isa, cols, in_place, nt),
+                        Dtype::F32 => {
+                            residual_output_bytes::<f32>(norm, v.isa, cols, in_place, offs, nt)
+                        }
+                        Dtype::F16 => {
+                            residual_output_bytes::<f16>(norm, v.isa, cols, in_place, offs, nt)
+                        }
                         Dtype::Bf16 => {
-                            residual_output_bytes::<bf16>(norm, v.isa, cols, in_place, nt)
+                            residual_output_bytes::<bf16>(norm, v.isa, cols, in_place, offs, nt)
                         }
                     };
                     assert!(
                         run(true) == run(false),
-                        "{} {:?} cols {cols} in place {in_place}",
+                        "{} {:?} cols {cols} in place {in_place} h, y offsets {offs:?}",
                         v.name,
                         norm.kind()
                     );

@@ -7,8 +7,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TK_ALWAYS_INLINE inline __attribute__((always_inline))
+#define TK_NOINLINE __attribute__((noinline))
 #else
 #define TK_ALWAYS_INLINE inline
+#define TK_NOINLINE
 #endif
 
 /* Element storage type per dtype name. */
