@@ -322,12 +322,12 @@ impl<'a> Norm<'a> {
     /// Streaming starts at y's first vector-aligned element. For rows up to
     /// 32 KiB, h streams from its own first aligned element whatever y's
     /// alignment (f32, and f16/bf16 on AVX-512; before, h was written
-    /// through the cache where its alignment differed from y's, and residual
-    /// + norm at 16384 x 8192 ran 1.2-1.7x slower on Zen 4, docs/norm.md,
-    /// stops 36-37). Longer rows, and f16/bf16 on AVX2 (where it measured
-    /// within noise), stream h only where it has y's alignment: give y and h
-    /// the same address modulo 64 bytes (for instance both 64-byte aligned)
-    /// if you can.
+    /// through the cache where its alignment differed from y's, and the
+    /// residual norms at 16384 x 8192 ran 1.2-1.7x slower on Zen 4,
+    /// docs/norm.md, stops 36-37). Longer rows, and f16/bf16 on AVX2 (where
+    /// it measured within noise), stream h only where it has y's alignment:
+    /// give y and h the same address modulo 64 bytes (for instance both
+    /// 64-byte aligned) if you can.
     pub const fn nontemporal(mut self, on: bool) -> Norm<'a> {
         self.nontemporal = Some(on);
         self
