@@ -93,6 +93,7 @@ fn make_case(
         dy: uniform_values(seed ^ 0x1234, n, 1.0),
         dh: dh.then(|| uniform_values(seed ^ 0x4321, n, 1.0)),
         nontemporal: false,
+        out_offsets: [0, 0],
     }
 }
 
@@ -132,11 +133,12 @@ proptest! {
         out_scale in prop_oneof![Just(1.0f32), Just(0.5f32.sqrt()), Just(-2.0f32)],
         outputs in 0u8..4,
         nontemporal in any::<bool>(),
+        out_offsets in [0usize..17, 0usize..17],
     ) {
         // outputs 0: the residual add alone (h only), so a residual
         let residual = if outputs == 0 { 1 + residual % 2 } else { residual };
         let case = make_case(seed, kind, crms, rows, cols, amp, offset, residual, params, out_scale, outputs, false);
-        forward_all(&Case { nontemporal, ..case });
+        forward_all(&Case { nontemporal, out_offsets, ..case });
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! dtype) forward and backward against the f64 reference, on fuzzer-chosen
 //! kinds (LayerNorm, RMSNorm, CRMSNorm, per-channel), fusions (residual in
 //! place or not, gain/bias in f32 or the dtype, output scale, y and/or int8,
-//! or neither: the add alone), row lengths, streaming stores or not, and
-//! values. Values are int8 mantissas times 2^e, e in [-24, 8], so they stay
+//! or neither: the add alone), row lengths, streaming stores or not, where
+//! h and y start (their relative alignment), and values. Values are int8 mantissas times 2^e, e in [-24, 8], so they stay
 //! inside the documented range for every dtype (f16 finite, f32 sums of
 //! squares finite); within it, any element outside the bound, any mismatch
 //! in h or the int8 output, or an unwritten element fails.
@@ -65,6 +65,8 @@ fuzz_target!(|data: &[u8]| {
         dh: (flags & 128 != 0).then(|| other(11)),
         // streaming stores: f32 rows take the instance that prefetches twice
         nontemporal: data[5] & 0x80 != 0,
+        // h and y start 0-15 elements into their buffers (spare bits)
+        out_offsets: [(data[0] >> 2) as usize % 16, (data[5] >> 2) as usize % 16],
     };
     for v in norm::variants().iter().filter(|v| v.isa.is_available()) {
         let fwd = match v.dtype {
@@ -74,8 +76,8 @@ fuzz_target!(|data: &[u8]| {
         };
         if let Err(m) = fwd {
             panic!(
-                "{} forward: {m}\n{kind:?} crms={crms} rows={rows} cols={cols} flags={flags:#x} eps={eps} scale={out_scale} nt={}",
-                v.name, case.nontemporal
+                "{} forward: {m}\n{kind:?} crms={crms} rows={rows} cols={cols} flags={flags:#x} eps={eps} scale={out_scale} nt={} offsets={:?}",
+                v.name, case.nontemporal, case.out_offsets
             );
         }
         if kind == Kind::Channel || crms {

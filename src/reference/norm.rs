@@ -140,6 +140,11 @@ pub struct Case {
     /// f32 forward is its own instance of the row loop (it requests every
     /// input line twice).
     pub nontemporal: bool,
+    /// Where h (the separate buffer, or the residual written in place) and
+    /// y start in their allocations, in elements: the pair's relative
+    /// alignment picks the streamed rows' peels. The elements before each
+    /// must stay unwritten.
+    pub out_offsets: [usize; 2],
 }
 
 /// |a - b| <= tol, or both NaN (the reference's own NaN, such as 0/0 from a
@@ -268,9 +273,14 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
     }
 
     let n = x.len();
-    let mut residual: Option<Vec<T>> = case.residual.as_ref().map(|r| to_t(r));
-    let mut h_sep = vec![poison::<T>(); n];
-    let mut y = vec![poison::<T>(); n];
+    let [h_off, y_off] = case.out_offsets;
+    let mut residual_buf: Option<Vec<T>> = case.residual.as_ref().map(|r| {
+        let mut buf = vec![poison::<T>(); h_off];
+        buf.extend(to_t::<T>(r));
+        buf
+    });
+    let mut h_buf = vec![poison::<T>(); h_off + n];
+    let mut y_buf = vec![poison::<T>(); y_off + n];
     let mut q = vec![i8::MIN; n];
     let mut scales = vec![f32::NAN; rows];
     let mut mean = vec![f32::NAN; rows];
@@ -282,15 +292,15 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
         if !add_only {
             call = call.stats(&mut mean, &mut rstd);
         }
-        if let Some(r) = residual.as_mut() {
+        if let Some(r) = residual_buf.as_mut() {
             call = if case.residual_in_place {
-                call.residual(r)
+                call.residual(&mut r[h_off..])
             } else {
-                call.residual_into(r, &mut h_sep)
+                call.residual_into(&mut r[h_off..], &mut h_buf[h_off..])
             };
         }
         if case.want_y {
-            call = call.output(&mut y);
+            call = call.output(&mut y_buf[y_off..]);
         }
         if case.want_q {
             call = call.quantized(&mut q, &mut scales);
@@ -300,11 +310,19 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
         }
         call.run().map_err(|e| format!("forward failed: {e}"))?;
     }
+    let untouched = |buf: &[T], off: usize| buf[..off].iter().all(|&v| same_bits(v, poison::<T>()));
+    if !untouched(&h_buf, h_off)
+        || !untouched(&y_buf, y_off)
+        || residual_buf.as_ref().is_some_and(|r| !untouched(r, h_off))
+    {
+        return Err("an element before h or y was written".into());
+    }
+    let y = &y_buf[y_off..];
     if case.residual.is_some() {
         let h_out = if case.residual_in_place {
-            residual.as_ref().unwrap()
+            &residual_buf.as_ref().unwrap()[h_off..]
         } else {
-            &h_sep
+            &h_buf[h_off..]
         };
         for (i, (a, b)) in h_out.iter().zip(&h_ref).enumerate() {
             if !same_bits(*a, *b) {
