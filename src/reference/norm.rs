@@ -296,7 +296,7 @@ pub fn check_forward<T: Element>(case: &Case, isa: Isa) -> Result<(), String> {
             call = if case.residual_in_place {
                 call.residual(&mut r[h_off..])
             } else {
-                call.residual_into(&mut r[h_off..], &mut h_buf[h_off..])
+                call.residual_into(&r[h_off..], &mut h_buf[h_off..])
             };
         }
         if case.want_y {
