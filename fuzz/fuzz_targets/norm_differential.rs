@@ -3,10 +3,11 @@
 //! kinds (LayerNorm, RMSNorm, CRMSNorm, per-channel), fusions (residual in
 //! place or not, gain/bias in f32 or the dtype, output scale, y and/or int8,
 //! or neither: the add alone), row lengths, streaming stores or not, where
-//! h and y start (their relative alignment), and values. Values are int8 mantissas times 2^e, e in [-24, 8], so they stay
-//! inside the documented range for every dtype (f16 finite, f32 sums of
-//! squares finite); within it, any element outside the bound, any mismatch
-//! in h or the int8 output, or an unwritten element fails.
+//! h and y start (their relative alignment), and values. Values are int8
+//! mantissas times 2^e, e in [-24, 8], so they stay inside the documented
+//! range for every dtype (f16 finite, f32 sums of squares finite); within
+//! it, any element outside the bound, any mismatch in h or the int8 output,
+//! an unwritten element or a write before h or y fails.
 #![no_main]
 
 use half::{bf16, f16};
