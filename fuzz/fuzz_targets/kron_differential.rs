@@ -15,7 +15,11 @@ use transformer_kernels::kron::{self, Factor};
 use transformer_kernels::reference::kron::{Case, check};
 
 fn byte(data: &[u8], i: usize) -> u8 {
-    if data.is_empty() { 1 } else { data[i % data.len()] }
+    if data.is_empty() {
+        1
+    } else {
+        data[i % data.len()]
+    }
 }
 
 fn factor(data: &[u8], hadamard: bool, code: u8, at: usize) -> Factor {
@@ -23,7 +27,9 @@ fn factor(data: &[u8], hadamard: bool, code: u8, at: usize) -> Factor {
         Factor::hadamard(1 << (code % 7)).unwrap()
     } else {
         let n = 1 + code as usize % 16;
-        let p: Vec<f32> = (0..n * n).map(|k| byte(data, at + 3 * k) as i8 as f32 / 128.0).collect();
+        let p: Vec<f32> = (0..n * n)
+            .map(|k| byte(data, at + 3 * k) as i8 as f32 / 128.0)
+            .collect();
         Factor::dense(&p, n).unwrap()
     }
 }
@@ -46,9 +52,19 @@ fuzz_target!(|data: &[u8]| {
             m * (e as f32).exp2()
         })
         .collect();
-    let smooth = (data[6] & 1 != 0)
-        .then(|| (0..n).map(|j| (1 + byte(body, j + 7) % 8) as f32 / 4.0).collect());
-    let case = Case { p1, p2, smooth, x, bits, clip };
+    let smooth = (data[6] & 1 != 0).then(|| {
+        (0..n)
+            .map(|j| (1 + byte(body, j + 7) % 8) as f32 / 4.0)
+            .collect()
+    });
+    let case = Case {
+        p1,
+        p2,
+        smooth,
+        x,
+        bits,
+        clip,
+    };
     for v in kron::variants().iter().filter(|v| v.isa.is_available()) {
         let r = match v.dtype {
             Dtype::F32 => check::<f32>(&case, v.isa),

@@ -8,9 +8,9 @@
 
 use half::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
+use transformer_kernels::Dtype;
 use transformer_kernels::lightning::{self, Layout};
 use transformer_kernels::reference::lightning::{Case, check_backward, check_forward};
-use transformer_kernels::Dtype;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 12 {
@@ -29,24 +29,37 @@ fuzz_target!(|data: &[u8]| {
     let dk = 1 + data[8] as usize % 80;
     let dv = 1 + data[9] as usize % 80;
     let flags = data[10];
-    let seed = data[11..].iter().fold(0x9E37_79B9u64, |a, &b| a.rotate_left(5) ^ u64::from(b));
+    let seed = data[11..]
+        .iter()
+        .fold(0x9E37_79B9u64, |a, &b| a.rotate_left(5) ^ u64::from(b));
     let case = Case {
         lens,
         packed,
         decay,
         dk,
         dv,
-        layout: if flags & 1 != 0 { Layout::TokensFirst } else { Layout::HeadsFirst },
+        layout: if flags & 1 != 0 {
+            Layout::TokensFirst
+        } else {
+            Layout::HeadsFirst
+        },
         state_in: flags & 2 != 0,
         state_out: flags & 4 != 0,
         seed,
     };
-    for v in lightning::variants().iter().filter(|v| v.isa.is_available()) {
-        let r = match v.dtype {
-            Dtype::F32 => check_forward::<f32>(&case, v.isa).and_then(|_| check_backward::<f32>(&case, v.isa)),
-            Dtype::F16 => check_forward::<f16>(&case, v.isa).and_then(|_| check_backward::<f16>(&case, v.isa)),
-            Dtype::Bf16 => check_forward::<bf16>(&case, v.isa).and_then(|_| check_backward::<bf16>(&case, v.isa)),
-        };
+    for v in lightning::variants()
+        .iter()
+        .filter(|v| v.isa.is_available())
+    {
+        let r =
+            match v.dtype {
+                Dtype::F32 => check_forward::<f32>(&case, v.isa)
+                    .and_then(|_| check_backward::<f32>(&case, v.isa)),
+                Dtype::F16 => check_forward::<f16>(&case, v.isa)
+                    .and_then(|_| check_backward::<f16>(&case, v.isa)),
+                Dtype::Bf16 => check_forward::<bf16>(&case, v.isa)
+                    .and_then(|_| check_backward::<bf16>(&case, v.isa)),
+            };
         if let Err(e) = r {
             panic!("{}: {e}\ncase: {case:?}", v.name);
         }

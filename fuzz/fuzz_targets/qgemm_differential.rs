@@ -21,7 +21,11 @@ use transformer_kernels::qgemm::{Backend, Int8Weight, Outliers};
 use transformer_kernels::reference::qgemm::{run_and_check, run_and_check_weight_only};
 
 fn byte(data: &[u8], i: usize) -> u8 {
-    if data.is_empty() { 1 } else { data[i % data.len()] }
+    if data.is_empty() {
+        1
+    } else {
+        data[i % data.len()]
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -35,8 +39,12 @@ fuzz_target!(|data: &[u8]| {
     let x: Vec<f32> = (0..m * k)
         .map(|i| byte(body, 2 * i) as i8 as f32 * ((byte(body, 2 * i + 1) % 8) as f32 - 8.0).exp2())
         .collect();
-    let w: Vec<f32> = (0..n * k).map(|i| byte(body, 3 * i + 7) as i8 as f32 / 64.0).collect();
-    let bias: Vec<f32> = (0..n).map(|j| byte(body, j + 11) as i8 as f32 / 16.0).collect();
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| byte(body, 3 * i + 7) as i8 as f32 / 64.0)
+        .collect();
+    let bias: Vec<f32> = (0..n)
+        .map(|j| byte(body, j + 11) as i8 as f32 / 16.0)
+        .collect();
     let bias = (data[4] & 1 != 0).then_some(bias.as_slice());
     let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
 
@@ -44,8 +52,14 @@ fuzz_target!(|data: &[u8]| {
         0 => Outliers::Dynamic { threshold: 1.0 },
         1 => Outliers::Dynamic { threshold: 6.0 },
         2 => Outliers::Dynamic { threshold: 30.0 },
-        3 => Outliers::Dynamic { threshold: f32::INFINITY },
-        _ => Outliers::Fixed((0..k as u32).filter(|c| byte(body, *c as usize + 5) % 7 == 0).collect()),
+        3 => Outliers::Dynamic {
+            threshold: f32::INFINITY,
+        },
+        _ => Outliers::Fixed(
+            (0..k as u32)
+                .filter(|c| byte(body, *c as usize + 5) % 7 == 0)
+                .collect(),
+        ),
     };
     let weight = Int8Weight::prepare(&w, n, k, outliers.clone()).unwrap();
     for b in Backend::ALL.into_iter().filter(|b| b.is_available()) {
@@ -57,7 +71,11 @@ fuzz_target!(|data: &[u8]| {
             ];
             for r in runs {
                 if let Err(e) = r {
-                    panic!("{} {}: {e}\nm {m} n {n} k {k} {outliers:?}", b.name(), isa.name());
+                    panic!(
+                        "{} {}: {e}\nm {m} n {n} k {k} {outliers:?}",
+                        b.name(),
+                        isa.name()
+                    );
                 }
             }
         }
@@ -65,17 +83,27 @@ fuzz_target!(|data: &[u8]| {
 
     let group = [32usize, 64, 128][data[6] as usize % 3];
     let kw = group * (1 + data[7] as usize % 3);
-    let ww: Vec<f32> = (0..n * kw).map(|i| byte(body, 5 * i + 3) as i8 as f32 / 64.0).collect();
+    let ww: Vec<f32> = (0..n * kw)
+        .map(|i| byte(body, 5 * i + 3) as i8 as f32 / 64.0)
+        .collect();
     // data[6] & 4: exponents over 2^-30..2^-1 (groups of up to 37 bits: the
     // VNNI path's 5-digit splits), y still finite in f16.
     let wide = data[6] & 4 != 0;
     let xw: Vec<f32> = (0..m.min(16) * kw)
         .map(|i| {
-            let e = if wide { (byte(body, 7 * i + 2) % 30) as i32 - 30 } else { -5 };
+            let e = if wide {
+                (byte(body, 7 * i + 2) % 30) as i32 - 30
+            } else {
+                -5
+            };
             byte(body, 7 * i + 1) as i8 as f32 * 2f32.powi(e)
         })
         .collect();
-    for (bits, layout) in [(8u32, WeightLayout::Panels), (4, WeightLayout::Panels), (4, WeightLayout::Rows)] {
+    for (bits, layout) in [
+        (8u32, WeightLayout::Panels),
+        (4, WeightLayout::Panels),
+        (4, WeightLayout::Rows),
+    ] {
         let qw = QuantizedWeight::quantize_with_layout(&ww, n, kw, bits, group, layout).unwrap();
         for &isa in &isas {
             let runs = [
@@ -85,7 +113,10 @@ fuzz_target!(|data: &[u8]| {
             ];
             for r in runs {
                 if let Err(e) = r {
-                    panic!("weight-only int{bits} {layout:?} {}: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
+                    panic!(
+                        "weight-only int{bits} {layout:?} {}: {e}\nm {m} n {n} k {kw} group {group}",
+                        isa.name()
+                    );
                 }
             }
             // One activation of 2^110 or more: the kernels scale each weight
@@ -99,7 +130,10 @@ fuzz_target!(|data: &[u8]| {
                     run_and_check_weight_only::<bf16>(&xb, &qw, bias, isa),
                 ] {
                     if let Err(e) = r {
-                        panic!("weight-only int{bits} {layout:?} {} large x: {e}\nm {m} n {n} k {kw} group {group}", isa.name());
+                        panic!(
+                            "weight-only int{bits} {layout:?} {} large x: {e}\nm {m} n {n} k {kw} group {group}",
+                            isa.name()
+                        );
                     }
                 }
             }
