@@ -3,7 +3,7 @@
 //! densely where softmax arguments live. States the exp error bound.
 
 use transformer_kernels::Isa;
-use transformer_kernels::softmax::exp_extended;
+use transformer_kernels::softmax::{self, exp_extended};
 
 /// Documented bound of the polynomial exp, relative error in units of 2^-24:
 /// 3 for |z| <= 2^17; 5 up to 2^20, where the f32 log2(e) in n = round(z log2 e)
@@ -88,4 +88,62 @@ fn extended_exp_special_values() {
         assert!(e[1].is_finite() && e[2].is_finite(), "{isa:?}: {e:?}");
         assert_eq!((m[5], e[5]), (1.0, 0.0), "{isa:?}");
     }
+}
+
+/// The AVX2 three-pass kernel's exp of `d = z - max z <= 0` is the extended
+/// exp's `m * 2^e` bit for bit (0 where `e <= -127`, as 2^e flushes there):
+/// every float of one reduction interval, a dense sweep down to the underflow,
+/// the edge around it, huge magnitudes and -inf.
+#[test]
+fn avx2_nonpositive_exp_is_the_extended_exp_bit_for_bit() {
+    if !Isa::Avx2.is_available() {
+        eprintln!("SKIP: no AVX2 on this CPU");
+        return;
+    }
+    let mut d: Vec<f32> = (0..4_000_000).map(|i| -(i as f32) * 2.5e-5).collect();
+    let mut bits = 0.5f32.to_bits();
+    while f32::from_bits(bits) < 0.9 {
+        d.push(-f32::from_bits(bits));
+        bits += 1;
+    }
+    // d = -88 is where the kernel starts masking; n = -127 begins near -87.68
+    bits = 87.0f32.to_bits();
+    while f32::from_bits(bits) < 89.0 {
+        d.push(-f32::from_bits(bits));
+        bits += 7;
+    }
+    d.extend([
+        -0.0,
+        -1.0e-45,
+        -103.0,
+        -1.0e4,
+        -3.0e6,
+        -1.0e30,
+        -f32::MAX,
+        f32::NEG_INFINITY,
+    ]);
+    let mut y = vec![0.0f32; d.len()];
+    softmax::exp_nonpositive(Isa::Avx2, &d, &mut y).unwrap();
+    let (mut m, mut e) = (vec![0.0f32; d.len()], vec![0.0f32; d.len()]);
+    exp_extended(Isa::Avx2, &d, &mut m, &mut e).unwrap();
+    for i in 0..d.len() {
+        let want = if e[i] <= -127.0 {
+            0.0
+        } else {
+            m[i] * f32::from_bits(((e[i] as i32 + 127) as u32) << 23)
+        };
+        assert_eq!(
+            y[i].to_bits(),
+            want.to_bits(),
+            "d = {}: {} against m 2^e = {} 2^{}",
+            d[i],
+            y[i],
+            m[i],
+            e[i]
+        );
+    }
+    assert!(matches!(
+        softmax::exp_nonpositive(Isa::Scalar, &d[..1], &mut y[..1]),
+        Err(transformer_kernels::Error::NoVariant { .. })
+    ));
 }

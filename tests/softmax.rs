@@ -247,6 +247,26 @@ fn neg_inf_gives_zero_and_nan_stays_in_its_row() {
     check_all(&x, cols, 1.0, 0);
 }
 
+/// One NaN or +inf at any place in a row makes that row NaN and leaves the
+/// others alone, on every variant and dtype. The AVX2 three-pass kernel finds
+/// them from its sum, not its max (`vmaxps` can drop a NaN, and with it the
+/// maximum before it): so the row's largest finite value is put first or last,
+/// and the row is long enough for the unrolled loops and a tail.
+#[test]
+fn nan_or_inf_anywhere_makes_its_row_nan() {
+    let cols = 77;
+    for bad in [f32::NAN, f32::INFINITY] {
+        for big_at in [0, cols - 1] {
+            for pos in (0..cols).filter(|&p| p != big_at) {
+                let mut x: Vec<f32> = (0..2 * cols).map(|i| (i % 13) as f32 * 0.25).collect();
+                x[big_at] = 9.0;
+                x[pos] = bad;
+                check_all(&x, cols, 1.0, 0);
+            }
+        }
+    }
+}
+
 #[test]
 fn all_neg_inf_row_is_nan() {
     for v in softmax::variants()

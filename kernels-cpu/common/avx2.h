@@ -90,6 +90,29 @@ static inline __m256 tk256_exp2_nonpositive(__m256 d) {
     return _mm256_castsi256_ps(bits);
 }
 
+/* exp(d) for d <= 0 or -inf (not NaN): the three-pass softmax's exp(z - max).
+ * Bit for bit p * tk256_exp2_nonpositive(n) of tk256_expext(d, &n), in 13
+ * instructions instead of 22: on that range no clamp can bite, and the bias
+ * 127 rides in the rounding constant, so 2^n is one shift of n's bits
+ * (n = -127 gives 0, as tk256_exp2_nonpositive does). The constant moves no
+ * rounding: d log2e is never a half-integer for |d| < 2^22. Below d = -88
+ * (n < -127, where the shift wraps, and -inf) the result is masked to 0. */
+static inline __m256 tk256_exp_nonpositive(__m256 d) {
+    const __m256 magic = _mm256_set1_ps(TK_ROUND_MAGIC + 127.0f);
+    const __m256 biased = _mm256_fmadd_ps(d, _mm256_set1_ps(TK_LOG2E), magic); /* magic + n */
+    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(biased), 23));
+    const __m256 n = _mm256_sub_ps(biased, magic);
+    __m256 t = _mm256_fmadd_ps(n, _mm256_set1_ps(TK_MINUS_LN2_HI), d);
+    t = _mm256_fmadd_ps(n, _mm256_set1_ps(TK_MINUS_LN2_LO), t);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(TK_EXP_C5), t, _mm256_set1_ps(TK_EXP_C4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TK_EXP_C1));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
+    const __m256 underflow = _mm256_cmp_ps(d, _mm256_set1_ps(-88.0f), _CMP_LT_OQ);
+    return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, s));
+}
+
 static inline float tk256_hsum(__m256 v) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));

@@ -114,6 +114,9 @@ void tk_expext_f32_scalar(const float *z, float *m, float *e, size_t count);
 #if defined(__x86_64__) || defined(_M_X64)
 void tk_expext_f32_avx2(const float *z, float *m, float *e, size_t count);
 void tk_expext_f32_avx512(const float *z, float *m, float *e, size_t count);
+/* The AVX2 three-pass kernel's exp(d) for d <= 0 (d = z - max z), exposed to
+ * test it against the extended exp bit for bit: y[i] = exp(d[i]). */
+void tk_exp_nonpositive_f32_avx2(const float *d, float *y, size_t count);
 #endif
 
 /* ------------------------------------------------------------------- norm */

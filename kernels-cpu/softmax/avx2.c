@@ -23,3 +23,13 @@ void tk_expext_f32_avx2(const float *z, float *m, float *e, size_t count) {
         }
     }
 }
+
+void tk_exp_nonpositive_f32_avx2(const float *d, float *y, size_t count) {
+    for (size_t i = 0; i < count; i += 8) {
+        float db[8], yb[8];
+        const size_t k = count - i < 8 ? count - i : 8;
+        for (size_t j = 0; j < 8; j++) db[j] = j < k ? d[i + j] : 0.0f;
+        _mm256_storeu_ps(yb, tk256_exp_nonpositive(_mm256_loadu_ps(db)));
+        for (size_t j = 0; j < k; j++) y[i + j] = yb[j];
+    }
+}

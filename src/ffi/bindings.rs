@@ -166,6 +166,9 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn tk_expext_f32_avx512(z: *const f32, m: *mut f32, e: *mut f32, count: usize);
 }
+unsafe extern "C" {
+    pub fn tk_exp_nonpositive_f32_avx2(d: *const f32, y: *mut f32, count: usize);
+}
 #[repr(u32)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub enum tk_norm_kind {

@@ -398,6 +398,32 @@ pub fn error_bound(
     (F32_ULPS * u + roundings * u_out) * exact.abs() + tiny
 }
 
+/// The AVX2 three-pass kernel's `exp(d)` for `d <= 0` (its `exp(z - max z)`),
+/// into `y`. It is the extended exp's `m * 2^e` ([`exp_extended`]) bit for bit,
+/// with results below `2^-126` flushed to 0, in fewer instructions; exposed to
+/// test exactly that. Other ISAs: [`Error::NoVariant`].
+pub fn exp_nonpositive(isa: Isa, d: &[f32], y: &mut [f32]) -> Result<()> {
+    isa.require()?;
+    if y.len() != d.len() {
+        return Err(Error::LengthMismatch {
+            what: "exp_nonpositive output",
+            expected: d.len(),
+            actual: y.len(),
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        // SAFETY: AVX2 is available (checked), and d and y both hold d.len()
+        // elements (checked); the function reads d and writes y in bounds.
+        unsafe { ffi::tk_exp_nonpositive_f32_avx2(d.as_ptr(), y.as_mut_ptr(), d.len()) };
+        return Ok(());
+    }
+    Err(Error::NoVariant {
+        kernel: "exp_nonpositive",
+        detail: format!("{} (AVX2 only)", isa.name()),
+    })
+}
+
 /// The extended exp every softmax kernel of `isa` uses: `m[i] * 2^e[i] =
 /// exp(z[i])`, with `m` in [0.53, 1.9] (see kernels-cpu/softmax/README.md). For
 /// testing and error analysis of the kernels' exp on its own.
