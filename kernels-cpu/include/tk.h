@@ -650,6 +650,8 @@ int tk_wgemv_vnni(const tk_wgemv_params *params, tk_dtype dtype);
  * int8 operations done (2 per MAC). */
 double tk_vnni_probe(size_t iters, int32_t *sink);
 double tk_amx_probe(size_t iters, int32_t *sink);
+/* The AVX2 kernel's unit, vpmaddwd + vpaddd (12 chains, 16 MACs each). */
+double tk_madd_probe_avx2(size_t iters, int32_t *sink);
 #endif
 
 /* ----------------------------------------------------------------- probes */

@@ -60,3 +60,21 @@ void tk_qgemm_s8_avx2(const tk_qgemm_params *p) {
         }
     }
 }
+
+/* The peak of this kernel's unit of work, vpmaddwd then vpaddd into an
+ * accumulator, in 12 independent chains of 16 multiply-adds (tk.h). */
+double tk_madd_probe_avx2(size_t iters, int32_t *sink) {
+    const __m256i b = _mm256_set1_epi16(5);
+    __m256i c[12];
+    for (int u = 0; u < 12; u++) c[u] = _mm256_set1_epi32(u);
+    /* each product reads its own accumulator, so none is loop-invariant; 12
+     * chains of (4 + 1)-cycle latency keep any core's multipliers busy */
+    for (size_t it = 0; it < iters; it++)
+        for (int u = 0; u < 12; u++) c[u] = _mm256_add_epi32(c[u], _mm256_madd_epi16(c[u], b));
+    __m256i s = c[0];
+    for (int u = 1; u < 12; u++) s = _mm256_add_epi32(s, c[u]);
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, s);
+    *sink = lanes[0] + lanes[7];
+    return (double)iters * 12.0 * 16.0 * 2.0;
+}

@@ -2,9 +2,10 @@
 //!
 //! LLM.int8(): the whole op (outlier detection, quantization, int8 product,
 //! f32 epilogue; f16 in and out, 0.5% outlier columns) and the int32 product
-//! alone, on AMX and AVX-512 VNNI, in GOP/s (2 m n k) against this core's
-//! AMX / VNNI peaks and its f32 FMA peak (the ceiling of any f32 GEMM here),
-//! all probes interleaved with the kernels; oneDNN's prepacked int8 matmul
+//! alone, on AMX and AVX-512 VNNI (without them, on the 256-bit backends), in
+//! GOP/s (2 m n k) against this core's AMX / VNNI / AVX2 `vpmaddwd` peaks and
+//! its f32 FMA peak (the ceiling of any f32 GEMM here), all probes
+//! interleaved with the kernels; oneDNN's prepacked int8 matmul
 //! measured in five rounds alternating with ours when `--onednn-matmul BIN` is
 //! given (pin the report to one CPU with taskset: the subprocess inherits it).
 //!
@@ -37,6 +38,15 @@ pub struct QgemmRecord {
     bytes_bound: bool,
 }
 
+/// A percentage, or "n/a" where the peak is unknown (a unit this CPU lacks).
+fn percent(fraction: f64) -> String {
+    if fraction.is_finite() {
+        format!("{:.0}%", 100.0 * fraction)
+    } else {
+        "n/a".to_string()
+    }
+}
+
 impl QgemmRecord {
     fn rate(&self) -> f64 {
         self.work / self.median_s
@@ -50,7 +60,7 @@ impl QgemmRecord {
         format!(
             concat!(
                 "{{\"family\":\"qgemm\",\"kernel\":\"{} {}\",\"backend\":\"{}\",\"m\":{},\"n\":{},\"k\":{},",
-                "\"median_s\":{:.9},\"{}\":{:.3},\"peak\":\"{}\",\"peak_fraction\":{:.4}}}"
+                "\"median_s\":{:.9},\"{}\":{:.3},\"peak\":\"{}\",\"peak_fraction\":{}}}"
             ),
             self.op,
             self.backend,
@@ -62,7 +72,10 @@ impl QgemmRecord {
             key,
             self.rate() / unit,
             self.peak_name,
-            self.rate() / self.peak,
+            // JSON has no NaN: an unknown peak is null
+            Some(self.rate() / self.peak)
+                .filter(|f| f.is_finite())
+                .map_or("null".to_string(), |f| format!("{f:.4}")),
         )
     }
 }
@@ -113,11 +126,16 @@ fn int8_shapes(quick: bool) -> Vec<(usize, usize, usize)> {
 fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord>) {
     let amx = Backend::Amx.is_available();
     let vnni = Backend::Avx512Vnni.is_available();
-    if !vnni {
-        println!("(no AVX-512 VNNI on this CPU: LLM.int8() section skipped)");
-        return;
-    }
-    let mut fma = fma_peak_probe(Isa::Avx512);
+    // the widest f32 FMA this CPU has: the ceiling of any f32 GEMM here
+    let fma_isa = if Isa::Avx512.is_available() {
+        Isa::Avx512
+    } else {
+        Isa::Avx2
+    };
+    let mut fma = fma_peak_probe(fma_isa);
+    // without AVX-512 VNNI the 256-bit backends are what this CPU runs:
+    // measured on every shape up to 512 rows, not only as fallbacks
+    let fallback_max_m = if vnni { 64 } else { 512 };
     println!(
         "\n## LLM.int8() (single thread; f16 in/out, 0.5% outlier columns; GOP/s = 2 m n k / s; peaks and kernels interleaved)\n"
     );
@@ -147,7 +165,7 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
         // tasks: (op, backend) pairs, then the probes
         let mut tasks: Vec<(&str, Backend)> = Vec::new();
         for b in [Backend::Amx, Backend::Avx512Vnni] {
-            if b == Backend::Amx && !amx {
+            if (b == Backend::Amx && !amx) || !vnni {
                 continue;
             }
             tasks.extend([
@@ -157,7 +175,7 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             ]);
         }
         // the 256-bit fallbacks, on the shapes where they take under ~0.1 s
-        for (b, max_m) in [(Backend::AvxVnni, 512), (Backend::Avx2, 64)] {
+        for (b, max_m) in [(Backend::AvxVnni, 512), (Backend::Avx2, fallback_max_m)] {
             if b.is_available() && m <= max_m && n * k <= 4096 * 4096 {
                 tasks.extend([("llm.int8 dynamic", b), ("int8 gemm (int32 out)", b)]);
             }
@@ -179,8 +197,11 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             }
             black_box(&y);
         };
-        let probes = 3;
-        let mut probe_ops = [f64::NAN; 3];
+        if tasks.is_empty() {
+            continue;
+        }
+        let probes = 4;
+        let mut probe_ops = [f64::NAN; 4];
         let budget = if quick { 0.6 } else { 3.0 };
         let medians = interleave_medians(tasks.len() + probes, budget, 25, |i| {
             if i < tasks.len() {
@@ -191,20 +212,25 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             match i - tasks.len() {
                 0 => probe_ops[0] = qgemm::amx_probe(1 << 16).unwrap_or(f64::NAN),
                 1 => probe_ops[1] = qgemm::vnni_probe(1 << 21).unwrap_or(f64::NAN),
-                _ => probe_ops[2] = fma.as_mut().map_or(f64::NAN, |p| p()),
+                2 => probe_ops[2] = qgemm::madd_probe(1 << 21).unwrap_or(f64::NAN),
+                _ => probe_ops[3] = fma.as_mut().map_or(f64::NAN, |p| p()),
             }
         });
         let t = tasks.len();
         let amx_peak = probe_ops[0] / medians[t];
         let vnni_peak = probe_ops[1] / medians[t + 1];
-        let fma_peak = probe_ops[2] / medians[t + 2];
+        let madd_peak = probe_ops[2] / medians[t + 2];
+        let fma_peak = probe_ops[3] / medians[t + 3];
         let ops = 2.0 * (m * n * k) as f64;
-        for (i, (op, b)) in tasks.iter().enumerate() {
-            let (peak, peak_name) = match b {
-                Backend::Amx => (amx_peak, "amx tdpbssd"),
-                Backend::Avx512Vnni => (vnni_peak, "vnni vpdpbusd"),
-                _ => (vnni_peak, "vnni vpdpbusd (512-bit)"),
-            };
+        // the unit peak each backend's fraction is taken of
+        let peak_of = |b: Backend| match b {
+            Backend::Amx => (amx_peak, "amx tdpbssd"),
+            Backend::Avx512Vnni => (vnni_peak, "vnni vpdpbusd"),
+            Backend::Avx2 => (madd_peak, "avx2 vpmaddwd"),
+            _ => (vnni_peak, "vnni vpdpbusd (512-bit)"),
+        };
+        for (i, &(op, b)) in tasks.iter().enumerate() {
+            let (peak, peak_name) = peak_of(b);
             let r = QgemmRecord {
                 op: op.to_string(),
                 backend: b.name().to_string(),
@@ -218,11 +244,11 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                 bytes_bound: false,
             };
             println!(
-                "| {m} | {n} | {k} | {op} | {} | {:.3} | {:.0} | {:.0}% | {:.1}x |",
+                "| {m} | {n} | {k} | {op} | {} | {:.3} | {:.0} | {} | {:.1}x |",
                 b.name(),
                 1e3 * medians[i],
                 r.rate() / 1e9,
-                100.0 * r.rate() / peak,
+                percent(r.rate() / peak),
                 r.rate() / fma_peak
             );
             records.push(r);
@@ -236,14 +262,16 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
             }
         };
         println!(
-            "| | | | peaks (same rounds) | | | AMX {}, VNNI {}, f32 FMA {} GFLOP/s | | |",
+            "| | | | peaks (same rounds) | | | AMX {}, VNNI {}, AVX2 vpmaddwd {} GOP/s; f32 FMA ({}) {} GFLOP/s | | |",
             giga(amx_peak),
             giga(vnni_peak),
+            giga(madd_peak),
+            fma_isa.name(),
             giga(fma_peak)
         );
         if let Some(bin) = onednn_bin.filter(|_| m >= 256) {
-            // five rounds of (ours, oneDNN AMX, oneDNN VNNI): the host drifts,
-            // so each round's ratio compares runs seconds apart
+            // five rounds of (ours, oneDNN capped at each ISA we measured):
+            // the host drifts, so each round's ratio compares runs seconds apart
             println!(
                 "\n| round | ours: op | backend | GOP/s | oneDNN 2.6 int8 matmul | GOP/s | ours / oneDNN |\n|---:|---|---|---:|---|---:|---:|"
             );
@@ -255,7 +283,11 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                 for (cap, name, backend) in [
                     ("AVX512_CORE_AMX", "onednn amx", Backend::Amx),
                     ("AVX512_CORE_VNNI", "onednn vnni", Backend::Avx512Vnni),
+                    ("AVX2", "onednn avx2", Backend::Avx2),
                 ] {
+                    if !tasks.iter().any(|t| t.1 == backend) {
+                        continue;
+                    }
                     let Some((imp, secs)) = onednn(bin, cap, m, n, k) else {
                         continue;
                     };
@@ -276,16 +308,8 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                         k,
                         work: ops,
                         median_s: secs,
-                        peak: if backend == Backend::Amx {
-                            amx_peak
-                        } else {
-                            vnni_peak
-                        },
-                        peak_name: if backend == Backend::Amx {
-                            "amx tdpbssd"
-                        } else {
-                            "vnni vpdpbusd"
-                        },
+                        peak: peak_of(backend).0,
+                        peak_name: peak_of(backend).1,
                         bytes_bound: false,
                     });
                 }
@@ -295,11 +319,17 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
 }
 
 fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
-    if !Isa::Avx512.is_available() {
+    // the widest SIMD kernel this CPU runs
+    let simd = if Isa::Avx512.is_available() {
+        Isa::Avx512
+    } else if Isa::Avx2.is_available() {
+        Isa::Avx2
+    } else {
         return;
-    }
+    };
     println!(
-        "\n## weight-only decode GEMV (single thread, AVX-512; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against the faster of two same-run read sweeps of a same-size buffer: a plain loop and the AVX-512 prefetching read probe)\n",
+        "\n## weight-only decode GEMV (single thread, {}; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against the faster of two same-run read sweeps of a same-size buffer: a plain loop and, with AVX-512, the prefetching read probe)\n",
+        simd.name(),
         if quick {
             "in cache (quick mode)"
         } else {
@@ -335,20 +365,18 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         };
         // (rows, path): panels with VNNI_ROWS also on the VNNI path, int4 in
         // rows with 8 rows also on the AMX-BF16 tiles, where they are
-        // available; "avx512" is the SIMD kernel alone.
+        // available; "avx512" / "avx2" is the SIMD kernel alone.
         let also = |m: usize| {
             let amx = rows_layout
                 .as_ref()
-                .filter(|r| m == 8 && r.amx_applies(m, Isa::Avx512))
+                .filter(|r| m == 8 && r.amx_applies(m, simd))
                 .map(|_| (m, "amx-bf16 (rows)"));
-            let vnni = one
-                .vnni_applies(m, Isa::Avx512)
-                .then_some((m, "avx512vnni"));
+            let vnni = one.vnni_applies(m, simd).then_some((m, "avx512vnni"));
             vnni.into_iter().chain(amx)
         };
         let kinds: Vec<(usize, &str)> = rows
             .iter()
-            .flat_map(|&m| std::iter::once((m, "avx512")).chain(also(m)))
+            .flat_map(|&m| std::iter::once((m, simd.name())).chain(also(m)))
             .collect();
         let ms: Vec<usize> = kinds.iter().map(|k| k.0).collect();
         let xs: Vec<Vec<f16>> = ms
@@ -378,7 +406,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             let amx = kinds[i].1 == "amx-bf16 (rows)";
             for l in if amx { &rows_stack } else { &stack } {
                 l.gemv(&xs[i])
-                    .isa(Isa::Avx512)
+                    .isa(simd)
                     .amx(amx)
                     .vnni(kinds[i].1 == "avx512vnni")
                     .workspace(&mut wss[i])
@@ -388,7 +416,12 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             black_box(&ys[i]);
         });
         let sweep_bw = total / medians[ms.len()];
-        let probe_bw = total / medians[ms.len() + 1];
+        // the probe is AVX-512 code: without it, the plain sweep alone
+        let probe_bw = if Isa::Avx512.is_available() {
+            total / medians[ms.len() + 1]
+        } else {
+            f64::NAN
+        };
         let read_bw = sweep_bw.max(probe_bw);
         for (i, &(m, backend)) in kinds.iter().enumerate() {
             let r = QgemmRecord {
@@ -413,16 +446,20 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             records.push(r);
         }
         println!(
-            "| | | | read sweep: plain / probe | | | {:.2} / {:.2} | | |",
+            "| | | | read sweep: plain / probe | | | {:.2} / {} | | |",
             sweep_bw / 1e9,
-            probe_bw / 1e9
+            if probe_bw.is_finite() {
+                format!("{:.2}", probe_bw / 1e9)
+            } else {
+                "n/a".to_string()
+            }
         );
     }
 }
 
 /// `filter` keeps the sections whose ops or backends contain it
 /// (`llm.int8`, `int8 gemm`, `amx`, `avx512vnni`, `avxvnni`, `avx2`;
-/// `wgemv`, `avx512`).
+/// `wgemv`, `avx512`, `avx2`).
 pub fn report(quick: bool, filter: Option<&str>, onednn_bin: Option<&str>) -> Vec<QgemmRecord> {
     let wants = |names: &[&str]| filter.is_none_or(|f| names.iter().any(|n| n.contains(f)));
     let mut records = Vec::new();
@@ -436,7 +473,7 @@ pub fn report(quick: bool, filter: Option<&str>, onednn_bin: Option<&str>) -> Ve
     ]) {
         llm_int8(quick, onednn_bin, &mut records);
     }
-    if wants(&["wgemv", "avx512"]) {
+    if wants(&["wgemv", "avx512", "avx2"]) {
         weight_only(quick, &mut records);
     }
     records

@@ -1187,6 +1187,9 @@ unsafe extern "C" {
     pub fn tk_amx_probe(iters: usize, sink: *mut i32) -> f64;
 }
 unsafe extern "C" {
+    pub fn tk_madd_probe_avx2(iters: usize, sink: *mut i32) -> f64;
+}
+unsafe extern "C" {
     pub fn tk_fma_probe_avx2(iters: usize, sink: *mut f32) -> f64;
 }
 unsafe extern "C" {

@@ -545,6 +545,20 @@ pub fn vnni_probe(iters: usize) -> Option<f64> {
     None
 }
 
+/// The AVX2 int8 kernel's peak probe (`iters` rounds of 12 independent
+/// `vpmaddwd` + `vpaddd`, 16 multiply-adds each); as [`amx_probe`].
+pub fn madd_probe(iters: usize) -> Option<f64> {
+    if !Backend::Avx2.is_available() {
+        return None;
+    }
+    let mut sink = 0;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2 is available (checked).
+    return Some(unsafe { ffi::tk_madd_probe_avx2(iters, &mut sink) });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// Quantized activations between calls, sized once for a weight, a largest
 /// row count and a largest outlier-column count.
 #[derive(Debug, Clone)]
