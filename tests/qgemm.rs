@@ -585,3 +585,31 @@ fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]
         panic!("{} k {}: {e}", T::DTYPE.name(), qw.k());
     }
 }
+
+/// The integer peak probes the report divides by: each returns the int8 (or
+/// int16) operations it did, 2 per multiply-add, where its unit runs here.
+#[test]
+fn unit_probes_count_their_operations() {
+    type Probe = fn(usize) -> Option<f64>;
+    let probes: [(&str, Probe, Backend, f64); 3] = [
+        (
+            "amx",
+            qgemm::amx_probe,
+            Backend::Amx,
+            4.0 * 16.0 * 16.0 * 64.0 * 2.0,
+        ),
+        (
+            "vnni",
+            qgemm::vnni_probe,
+            Backend::Avx512Vnni,
+            12.0 * 64.0 * 2.0,
+        ),
+        ("madd", qgemm::madd_probe, Backend::Avx2, 12.0 * 16.0 * 2.0),
+    ];
+    for (name, probe, backend, per_round) in probes {
+        match probe(3) {
+            Some(ops) => assert_eq!(ops, 3.0 * per_round, "{name}"),
+            None => assert!(!backend.is_available(), "{name}: None where it runs"),
+        }
+    }
+}

@@ -520,41 +520,40 @@ impl Int8Weight {
 /// per multiply-add), for reports that state a fraction of the peak; time it
 /// yourself. None where AMX is not available.
 pub fn amx_probe(iters: usize) -> Option<f64> {
-    if !Backend::Amx.is_available() {
-        return None;
-    }
-    let mut sink = 0;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AMX is available and the OS granted the tile data (checked).
-    return Some(unsafe { ffi::tk_amx_probe(iters, &mut sink) });
-    #[cfg(not(target_arch = "x86_64"))]
-    None
+    unit_probe(Backend::Amx, iters)
 }
 
 /// The AVX-512 VNNI peak probe (`iters` rounds of 12 independent
 /// `vpdpbusd`, 64 multiply-adds each); as [`amx_probe`].
 pub fn vnni_probe(iters: usize) -> Option<f64> {
-    if !Backend::Avx512Vnni.is_available() {
-        return None;
-    }
-    let mut sink = 0;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512 VNNI is available (checked).
-    return Some(unsafe { ffi::tk_vnni_probe(iters, &mut sink) });
-    #[cfg(not(target_arch = "x86_64"))]
-    None
+    unit_probe(Backend::Avx512Vnni, iters)
 }
 
 /// The AVX2 int8 kernel's peak probe (`iters` rounds of 12 independent
 /// `vpmaddwd` + `vpaddd`, 16 multiply-adds each); as [`amx_probe`].
 pub fn madd_probe(iters: usize) -> Option<f64> {
-    if !Backend::Avx2.is_available() {
+    unit_probe(Backend::Avx2, iters)
+}
+
+/// The peak probe of `backend`'s integer unit (kernels-cpu/qgemm), where
+/// the backend runs here.
+fn unit_probe(backend: Backend, iters: usize) -> Option<f64> {
+    if !backend.is_available() {
         return None;
     }
-    let mut sink = 0;
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 is available (checked).
-    return Some(unsafe { ffi::tk_madd_probe_avx2(iters, &mut sink) });
+    {
+        let probe: unsafe extern "C" fn(usize, *mut i32) -> f64 = match backend {
+            Backend::Amx => ffi::tk_amx_probe,
+            Backend::Avx512Vnni => ffi::tk_vnni_probe,
+            Backend::Avx2 => ffi::tk_madd_probe_avx2,
+            _ => return None,
+        };
+        let mut sink = 0;
+        // SAFETY: the backend's instructions, and for AMX the OS's grant of
+        // the tile data, are available (checked above).
+        Some(unsafe { probe(iters, &mut sink) })
+    }
     #[cfg(not(target_arch = "x86_64"))]
     None
 }
