@@ -400,8 +400,8 @@ pub fn error_bound(
 
 /// The AVX2 three-pass kernel's `exp(d)` for `d <= 0` (its `exp(z - max z)`),
 /// into `y`. It is the extended exp's `m * 2^e` ([`exp_extended`]) bit for bit,
-/// with results below `2^-126` flushed to 0, in fewer instructions; exposed to
-/// test exactly that. Other ISAs: [`Error::NoVariant`].
+/// 0 where `e <= -127` (as the kernels' `2^e` flushes there), in fewer
+/// instructions; exposed to test exactly that. Other ISAs: [`Error::NoVariant`].
 pub fn exp_nonpositive(isa: Isa, d: &[f32], y: &mut [f32]) -> Result<()> {
     isa.require()?;
     if y.len() != d.len() {
