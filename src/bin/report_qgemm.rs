@@ -38,12 +38,12 @@ pub struct QgemmRecord {
     bytes_bound: bool,
 }
 
-/// A percentage, or "n/a" where the peak is unknown (a unit this CPU lacks).
-fn percent(fraction: f64) -> String {
-    if fraction.is_finite() {
-        format!("{:.0}%", 100.0 * fraction)
+/// `show(v)`, or `none` where v is unknown (NaN: a unit or probe this CPU lacks).
+fn known(v: f64, show: impl Fn(f64) -> String, none: &str) -> String {
+    if v.is_finite() {
+        show(v)
     } else {
-        "n/a".to_string()
+        none.to_string()
     }
 }
 
@@ -73,9 +73,7 @@ impl QgemmRecord {
             self.rate() / unit,
             self.peak_name,
             // JSON has no NaN: an unknown peak is null
-            Some(self.rate() / self.peak)
-                .filter(|f| f.is_finite())
-                .map_or("null".to_string(), |f| format!("{f:.4}")),
+            known(self.rate() / self.peak, |f| format!("{f:.4}"), "null"),
         )
     }
 }
@@ -248,19 +246,13 @@ fn llm_int8(quick: bool, onednn_bin: Option<&str>, records: &mut Vec<QgemmRecord
                 b.name(),
                 1e3 * medians[i],
                 r.rate() / 1e9,
-                percent(r.rate() / peak),
+                known(r.rate() / peak, |f| format!("{:.0}%", 100.0 * f), "n/a"),
                 r.rate() / fma_peak
             );
             records.push(r);
         }
         // a unit this CPU lacks has no peak: "n/a", not NaN
-        let giga = |v: f64| {
-            if v.is_finite() {
-                format!("{:.0}", v / 1e9)
-            } else {
-                "n/a".to_string()
-            }
-        };
+        let giga = |v: f64| known(v, |v| format!("{:.0}", v / 1e9), "n/a");
         println!(
             "| | | | peaks (same rounds) | | | AMX {}, VNNI {}, AVX2 vpmaddwd {} GOP/s; f32 FMA ({}) {} GFLOP/s | | |",
             giga(amx_peak),
@@ -448,11 +440,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         println!(
             "| | | | read sweep: plain / probe | | | {:.2} / {} | | |",
             sweep_bw / 1e9,
-            if probe_bw.is_finite() {
-                format!("{:.2}", probe_bw / 1e9)
-            } else {
-                "n/a".to_string()
-            }
+            known(probe_bw, |v| format!("{:.2}", v / 1e9), "n/a")
         );
     }
 }
