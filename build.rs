@@ -270,26 +270,7 @@ fn build_cuda() {
         println!("cargo:rustc-env=TK_CUDA_INCLUDE=");
     }
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    // every kernel for sm_80 and sm_90 (+ compute_90 PTX); the Hopper-only
-    // ones (wgmma, TMA, setmaxnreg) in their own fatbin for sm_90a alone,
-    // loaded on compute capability 9.0
-    let mut report = compile_fatbin(
-        &nvcc,
-        "kernels-cuda/kernels.cu",
-        &[
-            "arch=compute_80,code=sm_80",
-            "arch=compute_90,code=sm_90",
-            "arch=compute_90,code=compute_90",
-        ],
-        &out.join("kernels.fatbin"),
-    );
-    report += &compile_fatbin(
-        &nvcc,
-        "kernels-cuda/qgemm_wgmma.cu",
-        &["arch=compute_90a,code=sm_90a"],
-        &out.join("kernels_sm90a.fatbin"),
-    );
-    std::fs::write(out.join("ptxas-report.txt"), &report).unwrap();
+    let report = compile_fatbins_cached(&nvcc, &out);
     let spills: Vec<&str> = report
         .lines()
         .filter(|l| {
@@ -304,21 +285,112 @@ fn build_cuda() {
     }
 }
 
+/// The fatbins src/cuda embeds: source, `-gencode` targets, output name.
+/// Every kernel for sm_80 and sm_90 (+ compute_90 PTX); the Hopper-only ones
+/// (wgmma, TMA, setmaxnreg) in their own fatbin for sm_90a alone, loaded on
+/// compute capability 9.0.
+const FATBINS: &[(&str, &[&str], &str)] = &[
+    (
+        "kernels-cuda/kernels.cu",
+        &[
+            "arch=compute_80,code=sm_80",
+            "arch=compute_90,code=sm_90",
+            "arch=compute_90,code=compute_90",
+        ],
+        "kernels.fatbin",
+    ),
+    (
+        "kernels-cuda/qgemm_wgmma.cu",
+        &["arch=compute_90a,code=sm_90a"],
+        "kernels_sm90a.fatbin",
+    ),
+];
+
+const NVCC_FLAGS: &[&str] = &[
+    "--fatbin",
+    "-O3",
+    "-std=c++17",
+    "-Xptxas",
+    "-v",
+    "-lineinfo",
+    // compile the gencode targets in parallel (CI has 2 cores)
+    "--threads",
+    "0",
+];
+
+const PTXAS_REPORT: &str = "ptxas-report.txt";
+
+/// Compiles [`FATBINS`] into `out` with ptxas' resource report beside them,
+/// and returns the report. nvcc takes minutes on two cores, and each profile
+/// (clippy's, release, a sanitizer build) would run it again on the same
+/// sources, so the outputs are kept under `<target>/nvcc-cache/<key>` (or
+/// `$TK_NVCC_CACHE/<key>`), the key hashing every file in kernels-cuda/, the
+/// flags and `nvcc --version`.
+fn compile_fatbins_cached(nvcc: &Path, out: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=TK_NVCC_CACHE");
+    let root = env::var_os("TK_NVCC_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| out.ancestors().nth(4).unwrap_or(out).join("nvcc-cache"));
+    let cached = root.join(format!("{:016x}", nvcc_cache_key(nvcc)));
+    let names = FATBINS.iter().map(|f| f.2).chain([PTXAS_REPORT]);
+    if names.clone().all(|n| cached.join(n).is_file()) {
+        for name in names {
+            std::fs::copy(cached.join(name), out.join(name)).expect("copy from the nvcc cache");
+        }
+        return std::fs::read_to_string(out.join(PTXAS_REPORT)).unwrap();
+    }
+    let report: String = FATBINS
+        .iter()
+        .map(|(src, gencodes, name)| compile_fatbin(nvcc, src, gencodes, &out.join(name)))
+        .collect();
+    std::fs::write(out.join(PTXAS_REPORT), &report).unwrap();
+    // a cache that cannot be written only costs the next build its time;
+    // files go in under a temporary name and are renamed, so a concurrent
+    // build never reads half a file
+    if std::fs::create_dir_all(&cached).is_ok() {
+        for name in names {
+            let tmp = cached.join(format!("{name}.{}", std::process::id()));
+            if std::fs::copy(out.join(name), &tmp).is_ok() {
+                let _ = std::fs::rename(&tmp, cached.join(name));
+            }
+        }
+    }
+    report
+}
+
+/// Hash of everything nvcc's output depends on: the sources (kernels-cuda/,
+/// recursively, in path order), the flags and the compiler's version.
+fn nvcc_cache_key(nvcc: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn files(dir: &Path, acc: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read kernels-cuda").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, acc);
+            } else {
+                acc.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    files(Path::new("kernels-cuda"), &mut paths);
+    paths.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in &paths {
+        p.hash(&mut h);
+        std::fs::read(p).expect("read a CUDA source").hash(&mut h);
+    }
+    format!("{FATBINS:?} {NVCC_FLAGS:?}").hash(&mut h);
+    let version = Command::new(nvcc).arg("--version").output();
+    version.map(|o| o.stdout).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 /// Runs nvcc on one translation unit for the given `-gencode` targets and
 /// returns ptxas' resource report; panics if nvcc fails.
 fn compile_fatbin(nvcc: &Path, src: &str, gencodes: &[&str], fatbin: &Path) -> String {
     let mut cmd = Command::new(nvcc);
-    cmd.args([
-        "--fatbin",
-        "-O3",
-        "-std=c++17",
-        "-Xptxas",
-        "-v",
-        "-lineinfo",
-        // compile the gencode targets in parallel (CI has 2 cores)
-        "--threads",
-        "0",
-    ]);
+    cmd.args(NVCC_FLAGS);
     for g in gencodes {
         cmd.args(["-gencode", g]);
     }
