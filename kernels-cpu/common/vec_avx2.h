@@ -75,7 +75,7 @@ static inline void tkv_stream_raw(void *dst, const void *src, size_t bytes) {
 static inline tkv tkv_round_f32(tkv v) { return v; }
 static inline tkv tkv_round_f16(tkv v) { return _mm256_cvtph_ps(tk256_to_f16(v)); }
 static inline tkv tkv_round_bf16(tkv v) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(tk256_to_bf16(v)), 16));
+    return _mm256_castsi256_ps(_mm256_and_si256(tk256_bf16_high_halves(v), _mm256_set1_epi32((int)0xFFFF0000u)));
 }
 
 static inline void tkv_store_i8(int8_t *p, size_t n, tkv v) {
