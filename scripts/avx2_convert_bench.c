@@ -1,6 +1,7 @@
-/* The AVX2 dtype conversions of kernels-cpu/common/avx2.h against their
- * textbook forms: checked equal on every input (all 2^16 bf16 / f16 words
- * loaded, all 2^32 f32 bit patterns stored), then timed in cycles per vector
+/* The AVX2 bf16 conversions of kernels-cpu/common/avx2.h (and vec_avx2.h's
+ * tkv_round_bf16) against their textbook forms: checked equal on every input
+ * (all 2^16 bf16 words loaded, all 2^32 f32 bit patterns rounded), then timed
+ * beside f16's instructions in cycles per vector
  * of 8 (four independent chains over a 4096-element buffer in L1; the clock
  * from TK_GHZ, default 2.36, the Zen 1 host's FMA probe).
  *   gcc -O2 -mavx2 -mfma -mf16c -Ikernels-cpu/include scripts/avx2_convert_bench.c \
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../kernels-cpu/common/avx2.h"
+#include "../kernels-cpu/common/vec_avx2.h"
 
 /* bf16 -> f32 widened with vpmovzxwd (crosses the 128-bit lanes) */
 static inline __m256 textbook_load_bf16(const uint16_t *p) {
@@ -88,9 +89,9 @@ int main(void) {
         _mm_storeu_si128((__m128i *)a, textbook_to_bf16(v));
         _mm_storeu_si128((__m128i *)b, tk256_to_bf16(v));
         bad += memcmp(a, b, sizeof a) != 0;
-        /* tkv_round_bf16's bits: the rounded high halves, low halves cleared */
+        /* tkv_round_bf16: the textbook rounding widened back */
         _mm256_storeu_ps(fa, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(textbook_to_bf16(v)), 16)));
-        _mm256_storeu_ps(fb, _mm256_castsi256_ps(_mm256_and_si256(tk256_bf16_high_halves(v), _mm256_set1_epi32((int)0xFFFF0000u))));
+        _mm256_storeu_ps(fb, tkv_round_bf16(v));
         bad += memcmp(fa, fb, sizeof fa) != 0;
     }
     printf("every input: %s\n", bad ? "MISMATCH" : "same bits");
