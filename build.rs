@@ -53,6 +53,7 @@ const CPU_UNITS: &[CpuUnit] = &[
             "kernels-cpu/kron/avx2.c",
             "kernels-cpu/qgemm/avx2.c",
             "kernels-cpu/qgemm/avx2_gemm.c",
+            "kernels-cpu/qgemm/wgemv_int4_avx2.c",
             "kernels-cpu/probe/avx2.c",
         ],
         x86_only: true,

@@ -573,10 +573,16 @@ fn weight_only_vnni_sums_exactly() {
 }
 
 fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>) {
+    digits_exact::<T>(x32, qw, bias, Isa::Avx512);
+}
+
+/// One call on `isa` (whose exact digit path takes these X) meets the exact
+/// contract.
+fn digits_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>, isa: Isa) {
     let (x, _) = rq::round_to::<T>(x32);
     assert!(rq::vnni_splits(&x, qw.group()), "these X split exactly");
     let mut y = vec![transformer_kernels::reference::poison::<T>(); x.len() / qw.k() * qw.n()];
-    let mut call = qw.gemv(&x).isa(Isa::Avx512);
+    let mut call = qw.gemv(&x).isa(isa);
     if let Some(b) = bias {
         call = call.bias(b);
     }
@@ -584,6 +590,102 @@ fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]
     if let Err(e) = rq::check_weight_only_exact(&x, qw, bias, &y) {
         panic!("{} k {}: {e}", T::DTYPE.name(), qw.k());
     }
+}
+
+/// The AVX2 int4 path (one row, int4 panels, X split exactly into int8
+/// digits as on VNNI, `vpmaddubsw` with 16-bit sums) has the VNNI path's
+/// exact contract: with f32 output it is far tighter than the SIMD kernel's
+/// f32 sums meet, so a lost plane, a 16-bit sum that wrapped, a wrong +8
+/// correction or a silent decline fails here. Wide exponents (groups of 5
+/// and 6 digits, and groups it declines) meet the general bound, exact
+/// where they split; a NaN row is NaN.
+#[test]
+fn weight_only_int4_avx2_sums_exactly() {
+    if !Isa::Avx2.is_available() {
+        eprintln!("SKIP weight_only_int4_avx2_sums_exactly: no AVX2 here");
+        return;
+    }
+    let shapes = [
+        (1, 32, 32),
+        (17, 128, 32),
+        (40, 384, 128),
+        (16, 256, 64),
+        (33, 4096, 128),
+        (64, 1024, 1024),
+    ];
+    for (s, &(n, k, group)) in shapes.iter().enumerate() {
+        let w = uniform_values(s as u64, n * k, 1.0);
+        // x up to 15 in magnitude: with every nibble at 7 or -8 the 16-bit
+        // sums of 4 lines come near their limit
+        let mut x = uniform_values(100 + s as u64, k, 15.0);
+        x[0] = 0.0;
+        if k > 64 {
+            x[k - 1] = 6.0e4; // a wide group: 5 or 6 digits
+        }
+        let bias = uniform_values(200 + s as u64, n, 1.0);
+        for w in [
+            w.clone(),
+            w.iter()
+                .map(|v| if *v > 0.0 { 1.0 } else { -1.0 })
+                .collect(),
+        ] {
+            let qw =
+                QuantizedWeight::quantize_with_layout(&w, n, k, 4, group, WeightLayout::Panels)
+                    .unwrap();
+            assert!(qw.int4_avx2_applies(1, Isa::Avx2));
+            for b in [None, Some(bias.as_slice())] {
+                digits_exact::<f16>(&x, &qw, b, Isa::Avx2);
+                digits_exact::<bf16>(&x, &qw, b, Isa::Avx2);
+                let (_, xb) = rq::round_to::<bf16>(&x); // f32 values the split holds
+                digits_exact::<f32>(&xb, &qw, b, Isa::Avx2);
+            }
+        }
+    }
+    // The 16-bit sums at their limit: every nibble 7 (15 after the +8) and
+    // the two low digit planes -128 at every k, so 4 lines of two pairs
+    // each sum to -30720.
+    let (n, k) = (16, 256);
+    let ones = QuantizedWeight::quantize_with_layout(
+        &vec![1.0; n * k],
+        n,
+        k,
+        4,
+        128,
+        WeightLayout::Panels,
+    )
+    .unwrap();
+    let x = vec![-(1.0 + 2f32.powi(-6) - 2f32.powi(-14)); k];
+    digits_exact::<f32>(&x, &ones, None, Isa::Avx2);
+    for seed in 0..24u64 {
+        let (n, k, group) = (19, 256, [32, 64, 128][seed as usize % 3]);
+        let w = uniform_values(seed, n * k, 1.0);
+        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, 4, group, WeightLayout::Panels)
+            .unwrap();
+        let mant = uniform_values(seed + 50, k, 127.0);
+        let span = 10 + seed as i32 * 2; // 10..56 binades
+        let x: Vec<f32> = mant
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.round() * 2f32.powi(((i * 7919 + seed as usize) % span as usize) as i32 - 40)
+            })
+            .collect();
+        check_weight_only::<f32>(&x, &qw, None, Isa::Avx2);
+        check_weight_only::<bf16>(&x, &qw, None, Isa::Avx2);
+        let xh: Vec<f32> = x.iter().map(|v| v * 2f32.powi(-12)).collect(); // y finite in f16
+        check_weight_only::<f16>(&xh, &qw, None, Isa::Avx2);
+    }
+    let (n, k) = (17, 128);
+    let w = uniform_values(9, n * k, 1.0);
+    let qw = QuantizedWeight::quantize_with_layout(&w, n, k, 4, 64, WeightLayout::Panels).unwrap();
+    let mut x = uniform_values(10, k, 1.0);
+    x[3] = 1.0 + f32::EPSILON; // full f32 significands far apart: declines
+    x[4] = 1.0e-3 * (1.0 + f32::EPSILON);
+    check_weight_only::<f32>(&x, &qw, None, Isa::Avx2);
+    x[7] = f32::NAN;
+    let mut y = vec![0.0f32; n];
+    qw.gemv(&x).isa(Isa::Avx2).run(&mut y).unwrap();
+    assert!(y.iter().all(|v| v.is_nan()));
 }
 
 /// The integer peak probes the report divides by: each returns the int8 (or

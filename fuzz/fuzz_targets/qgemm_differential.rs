@@ -6,7 +6,7 @@
 //! quantization re-done in Rust (bit for bit) and the f64 products
 //! (`reference::qgemm::run_and_check`). Weight-only: int8 / int4 with groups
 //! of 32..128 on every ISA x dtype (`run_and_check_weight_only`, which also
-//! holds the int8 VNNI path to its exact-sum bound). Values are int8
+//! holds the VNNI and AVX2 int4 digit paths to their exact-sum bound). Values are int8
 //! mantissas times 2^e, e in [-8, -1] (weight-only: -5, or -30..-1), weights
 //! int8 / 64, so every y stays finite in f16; the weight-only product also
 //! runs with one x of 2^110..2^126 (the scale-first path; VNNI declines) for

@@ -641,10 +641,19 @@ int tk_wgemv_int4_amx(const tk_wgemv_params *params, tk_dtype dtype);
  * rows of X on AVX-512 VNNI (the caller checks the CPU has it), X split
  * exactly into int8 digits: returns 1 when done, 0 (nothing written) when
  * the call does not fit it (int4 in rows, more than 16 rows, group above 2^15, some x NaN or inf, or some
- * x not a multiple of 2^(e - 29), e the exponent of its group's max |x|).
+ * x not a multiple of 2^(e - 45), e the exponent of its group's max |x|).
  * Exact integer sums per group, recombined and summed in f64, one rounding
  * to y: within the SIMD kernel's bound. Workspace as tk_wgemv_workspace_floats. */
 int tk_wgemv_vnni(const tk_wgemv_params *params, tk_dtype dtype);
+/* The int4 weight-only product (w_bits 4 in panels) for one row of X on
+ * AVX2 (the caller checks the CPU has it), in integers: X split exactly into
+ * int8 digits as for tk_wgemv_vnni, vpmaddubsw of the nibbles (+8) by the
+ * digits. Returns 1 when done, 0 (nothing written but the workspace) when
+ * the call does not fit it (int8, int4 in rows, m other than 1, group above
+ * 2^15, some x NaN or inf, or some x not a multiple of 2^(e - 45), e the
+ * exponent of its group's max |x|). Same contract and workspace as
+ * tk_wgemv_vnni. */
+int tk_wgemv_int4_avx2(const tk_wgemv_params *params, tk_dtype dtype);
 /* Single-core integer peak probes for the reports: independent vpdpbusd
  * (12 chains, 64 MACs each) or tdpbssd (16x16x64 MACs) for `iters` rounds; return the
  * int8 operations done (2 per MAC). */

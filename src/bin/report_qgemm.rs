@@ -357,14 +357,16 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         };
         // (rows, path): panels with VNNI_ROWS also on the VNNI path, int4 in
         // rows with 8 rows also on the AMX-BF16 tiles, where they are
-        // available; "avx512" / "avx2" is the SIMD kernel alone.
+        // available, int4 panels at one row on AVX2 also on its integer
+        // path; "avx512" / "avx2" is the SIMD kernel alone.
         let also = |m: usize| {
             let amx = rows_layout
                 .as_ref()
                 .filter(|r| m == 8 && r.amx_applies(m, simd))
                 .map(|_| (m, "amx-bf16 (rows)"));
             let vnni = one.vnni_applies(m, simd).then_some((m, "avx512vnni"));
-            vnni.into_iter().chain(amx)
+            let int4_avx2 = one.int4_avx2_applies(m, simd).then_some((m, AVX2_DIGITS));
+            vnni.into_iter().chain(amx).chain(int4_avx2)
         };
         let kinds: Vec<(usize, &str)> = rows
             .iter()
@@ -401,6 +403,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
                     .isa(simd)
                     .amx(amx)
                     .vnni(kinds[i].1 == "avx512vnni")
+                    .int4_avx2(kinds[i].1 == AVX2_DIGITS)
                     .workspace(&mut wss[i])
                     .run(&mut ys[i])
                     .expect("gemv");
@@ -444,6 +447,9 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         );
     }
 }
+
+/// The report's name of the AVX2 int4 integer path (X split into digits).
+const AVX2_DIGITS: &str = "avx2 digits";
 
 /// `filter` keeps the sections whose ops or backends contain it
 /// (`llm.int8`, `int8 gemm`, `amx`, `avx512vnni`, `avxvnni`, `avx2`;

@@ -1181,6 +1181,12 @@ unsafe extern "C" {
     pub fn tk_wgemv_vnni(params: *const tk_wgemv_params, dtype: tk_dtype) -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
+    pub fn tk_wgemv_int4_avx2(
+        params: *const tk_wgemv_params,
+        dtype: tk_dtype,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
     pub fn tk_vnni_probe(iters: usize, sink: *mut i32) -> f64;
 }
 unsafe extern "C" {

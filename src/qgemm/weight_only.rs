@@ -25,6 +25,13 @@
 //! NaN / inf) runs the SIMD kernel; [`WeightOnlyCall::vnni`] turns the path
 //! off.
 //!
+//! int4 panels with one row on [`Isa::Avx2`] take the same split into digits
+//! (the same contract and declines) on `vpmaddubsw`: the nibbles (+8) by
+//! each digit plane, 16-bit sums widened every 4 lines of 8 k. On a core
+//! with 128-bit vector units (AMD Zen 1) the SIMD kernel's int4 loop is
+//! bound by its shifts and conversions; this path measured 1.7x it there
+//! (docs/qgemm.md). [`WeightOnlyCall::int4_avx2`] turns it off.
+//!
 //! int4 in rows on AVX-512 with [`AMX_MIN_ROWS`] or more rows runs on
 //! AMX-BF16 tiles where the CPU and the OS allow ([`amx_available`]): the
 //! vector units only unpack the weights to bf16, the tiles multiply them by
@@ -248,6 +255,14 @@ impl QuantizedWeight {
             && vnni_available()
     }
 
+    /// Whether a call of m rows on `isa` takes the AVX2 int4 integer path
+    /// unless turned off ([`WeightOnlyCall::int4_avx2`]): int4 in
+    /// [`WeightLayout::Panels`], one row, [`Isa::Avx2`]; it may still
+    /// decline its X.
+    pub fn int4_avx2_applies(&self, m: usize, isa: Isa) -> bool {
+        self.bits == 4 && self.layout == WeightLayout::Panels && m == 1 && isa == Isa::Avx2
+    }
+
     /// The integer value of `W[j, c]`.
     pub fn value(&self, j: usize, c: usize) -> i8 {
         let (at, shift) = self.value_index(j, c);
@@ -321,6 +336,7 @@ impl QuantizedWeight {
             threads: Threads::Single,
             amx: true,
             vnni: true,
+            int4_avx2: true,
         }
     }
 }
@@ -335,6 +351,7 @@ pub struct WeightOnlyCall<'a, T: Element> {
     threads: Threads,
     amx: bool,
     vnni: bool,
+    int4_avx2: bool,
 }
 
 /// Fewest rows of X for which int4 products take the AMX-BF16 tiles: measured
@@ -405,6 +422,15 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         self
     }
 
+    /// Whether int4 calls of one row on [`Isa::Avx2`] with weights in
+    /// [`WeightLayout::Panels`] may run on the AVX2 integer path (default
+    /// true; see the module docs). The result meets the same bound either
+    /// way.
+    pub fn int4_avx2(mut self, int4_avx2: bool) -> Self {
+        self.int4_avx2 = int4_avx2;
+        self
+    }
+
     /// Split the output channels, in blocks of 16, across threads (default
     /// [`Threads::Single`]): the threads take runs of channel blocks (at
     /// least 64 KiB of W each) from a shared counter, so a thread that
@@ -436,6 +462,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         let variant = super::variant_for::<T>(self.isa)?;
         let amx = self.amx && w.amx_applies(m, variant.isa);
         let vnni = self.vnni && w.vnni_applies(m, variant.isa);
+        let int4_avx2 = self.int4_avx2 && w.int4_avx2_applies(m, variant.isa);
         let need = w.workspace_floats(m);
         // Each run streams at least MIN_WEIGHT_BYTES of W.
         let min_blocks = MIN_WEIGHT_BYTES.div_ceil(16 * w.row_bytes.max(1));
@@ -509,13 +536,14 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                 // bias n, each worker's workspace slot
                 // tk_wgemv_workspace_floats(m, k) floats, its own; group is a
                 // multiple of 32 dividing k (checked at quantization). The
-                // AMX and VNNI kernels write nothing but the workspace when
+                // AMX, VNNI and AVX2 int4 kernels write nothing but the workspace when
                 // they decline. x_ready only after the same kernel converted
                 // this x into this slot.
                 unsafe {
                     let took = |kernel| match kernel {
                         Path::Amx => amx && amx_int4(&c, T::DTYPE),
                         Path::Vnni => vnni && vnni_gemv(&c, T::DTYPE),
+                        Path::Int4Avx2 => int4_avx2 && int4_avx2_gemv(&c, T::DTYPE),
                         Path::Simd => {
                             (variant.wgemv)(&c);
                             true
@@ -526,7 +554,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                             took(kernel);
                             Some(kernel)
                         }
-                        None => [Path::Amx, Path::Vnni, Path::Simd]
+                        None => [Path::Amx, Path::Vnni, Path::Int4Avx2, Path::Simd]
                             .into_iter()
                             .find(|&kernel| took(kernel)),
                     };
@@ -542,6 +570,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
 enum Path {
     Amx,
     Vnni,
+    Int4Avx2,
     Simd,
 }
 
@@ -553,6 +582,21 @@ unsafe fn vnni_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's.
     return unsafe { ffi::tk_wgemv_vnni(p, dtype.to_ffi()) } != 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, dtype);
+        false
+    }
+}
+
+/// Runs `p` on the AVX2 int4 integer kernel; false when it declined.
+///
+/// # Safety
+/// `p` as for the SIMD kernel, on a CPU with AVX2.
+unsafe fn int4_avx2_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's.
+    return unsafe { ffi::tk_wgemv_int4_avx2(p, dtype.to_ffi()) } != 0;
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (p, dtype);

@@ -292,8 +292,9 @@ pub fn vnni_splits<T: Element>(x: &[T], group: usize) -> bool {
     })
 }
 
-/// The VNNI path's contract (exact group sums, f64 after, one rounding to
-/// y): `|y - y_exact| <= (2^-24 + u_out) |y_exact| + 2^-40 mag + tiny_out`
+/// The exact digit paths' contract (VNNI, AVX2 int4: exact group sums, f64
+/// after, one rounding to y):
+/// `|y - y_exact| <= (2^-24 + u_out) |y_exact| + 2^-40 mag + tiny_out`
 /// with `mag = sum_g |s_g sum x q|`, y_exact the product of the same
 /// quantized math in f64 (the 2^-40 covers the f64 reference's own sums).
 pub fn check_weight_only_exact<T: Element>(
@@ -324,7 +325,7 @@ pub fn check_weight_only_exact<T: Element>(
             let bound = u * want.abs() + 2f64.powi(-40) * mag + tiny;
             if (got - want).abs().is_nan() || (got - want).abs() > bound {
                 return Err(format!(
-                    "VNNI path: y[{i},{j}] = {got} vs {want} (bound {bound:.3e})"
+                    "exact digit path: y[{i},{j}] = {got} vs {want} (bound {bound:.3e})"
                 ));
             }
         }
@@ -376,9 +377,10 @@ pub fn run_and_check<T: Element, U: Element>(
 }
 
 /// Runs one weight-only product (x rounded to T) on `isa` and checks it with
-/// [`check_weight_only`]; where the call on AVX-512 may take the AMX-BF16
-/// tiles or the VNNI path, once with them and once on the SIMD kernel (the
-/// VNNI result also against the exact bound where its split applies).
+/// [`check_weight_only`]; where the call may take the AMX-BF16 tiles, the
+/// VNNI path or the AVX2 int4 path, once with them and once on the SIMD
+/// kernel (the digit paths' results also against the exact bound where
+/// their split applies).
 pub fn run_and_check_weight_only<T: Element>(
     x32: &[f32],
     w: &QuantizedWeight,
@@ -387,10 +389,11 @@ pub fn run_and_check_weight_only<T: Element>(
 ) -> Result<(), String> {
     let (x, _) = round_to::<T>(x32);
     let m = x.len() / w.k();
-    // Every qualifying call also runs with its AMX / VNNI path turned off.
+    // Every qualifying call also runs with its AMX / VNNI / AVX2 int4 path
+    // turned off.
     let amx_too = w.amx_applies(m, isa);
-    let vnni_too = w.vnni_applies(m, isa);
-    let paths: &[bool] = if amx_too || vnni_too {
+    let digits_too = w.vnni_applies(m, isa) || w.int4_avx2_applies(m, isa);
+    let paths: &[bool] = if amx_too || digits_too {
         &[true, false]
     } else {
         &[true]
@@ -398,13 +401,20 @@ pub fn run_and_check_weight_only<T: Element>(
     for &fast in paths {
         let mut y = vec![super::poison::<T>(); m * w.n()];
         let mut ws = vec![0.0f32; w.workspace_floats(m)];
-        let mut call = w.gemv(&x).isa(isa).workspace(&mut ws).amx(fast).vnni(fast);
+        let mut call = w
+            .gemv(&x)
+            .isa(isa)
+            .workspace(&mut ws)
+            .amx(fast)
+            .vnni(fast)
+            .int4_avx2(fast);
         if let Some(b) = bias {
             call = call.bias(b);
         }
         call.run(&mut y).map_err(|e| e.to_string())?;
-        check_weight_only(&x, w, bias, &y).map_err(|e| format!("amx/vnni path {fast}: {e}"))?;
-        if fast && vnni_too && w.group() <= 1 << 15 && vnni_splits(&x, w.group()) {
+        check_weight_only(&x, w, bias, &y)
+            .map_err(|e| format!("amx/vnni/int4 avx2 path {fast}: {e}"))?;
+        if fast && digits_too && w.group() <= 1 << 15 && vnni_splits(&x, w.group()) {
             check_weight_only_exact(&x, w, bias, &y)?;
         }
     }
