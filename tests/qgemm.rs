@@ -530,29 +530,8 @@ fn weight_only_vnni_sums_exactly() {
     // digits and groups the split must decline, each checked by the helper
     // against the general bound and, where `vnni_splits`, the exact one.
     for seed in 0..24u64 {
-        let (m, n, k, group) = (
-            4 + seed as usize % 5,
-            19,
-            256,
-            [32, 64, 128][seed as usize % 3],
-        );
         let bits = [8, 4][seed as usize % 2];
-        let w = uniform_values(seed, n * k, 1.0);
-        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, WeightLayout::Panels)
-            .unwrap();
-        let mant = uniform_values(seed + 50, m * k, 127.0);
-        let span = 10 + seed as i32 * 2; // 10..56 binades
-        let x: Vec<f32> = mant
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.round() * 2f32.powi(((i * 7919 + seed as usize) % span as usize) as i32 - 40)
-            })
-            .collect();
-        check_weight_only::<f32>(&x, &qw, None, Isa::Avx512);
-        check_weight_only::<bf16>(&x, &qw, None, Isa::Avx512);
-        let xh: Vec<f32> = x.iter().map(|v| v * 2f32.powi(-12)).collect(); // y finite in f16
-        check_weight_only::<f16>(&xh, &qw, None, Isa::Avx512);
+        wide_exponents(seed, 4 + seed as usize % 5, bits, Isa::Avx512);
     }
     // Declines: full f32 significands far apart; and a NaN.
     let (n, k) = (17, 128);
@@ -570,6 +549,30 @@ fn weight_only_vnni_sums_exactly() {
         assert!(y[n..2 * n].iter().all(|v| v.is_nan()));
         assert!(y[..n].iter().chain(&y[2 * n..]).all(|v| v.is_finite()));
     }
+}
+
+/// m rows of int8 mantissas times 2^-40..2^(span - 41), span 10..56 binades
+/// by seed (groups of 5 and 6 digits, and groups the digit split declines),
+/// int`bits` panels: the general bound on `isa` and, where the split holds,
+/// the exact one (`check_weight_only` checks both).
+fn wide_exponents(seed: u64, m: usize, bits: u32, isa: Isa) {
+    let (n, k, group) = (19, 256, [32, 64, 128][seed as usize % 3]);
+    let w = uniform_values(seed, n * k, 1.0);
+    let qw =
+        QuantizedWeight::quantize_with_layout(&w, n, k, bits, group, WeightLayout::Panels).unwrap();
+    let mant = uniform_values(seed + 50, m * k, 127.0);
+    let span = 10 + seed as i32 * 2;
+    let x: Vec<f32> = mant
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.round() * 2f32.powi(((i * 7919 + seed as usize) % span as usize) as i32 - 40)
+        })
+        .collect();
+    check_weight_only::<f32>(&x, &qw, None, isa);
+    check_weight_only::<bf16>(&x, &qw, None, isa);
+    let xh: Vec<f32> = x.iter().map(|v| v * 2f32.powi(-12)).collect(); // y finite in f16
+    check_weight_only::<f16>(&xh, &qw, None, isa);
 }
 
 fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>) {
@@ -657,23 +660,7 @@ fn weight_only_int4_avx2_sums_exactly() {
     let x = vec![-(1.0 + 2f32.powi(-6) - 2f32.powi(-14)); k];
     digits_exact::<f32>(&x, &ones, None, Isa::Avx2);
     for seed in 0..24u64 {
-        let (n, k, group) = (19, 256, [32, 64, 128][seed as usize % 3]);
-        let w = uniform_values(seed, n * k, 1.0);
-        let qw = QuantizedWeight::quantize_with_layout(&w, n, k, 4, group, WeightLayout::Panels)
-            .unwrap();
-        let mant = uniform_values(seed + 50, k, 127.0);
-        let span = 10 + seed as i32 * 2; // 10..56 binades
-        let x: Vec<f32> = mant
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.round() * 2f32.powi(((i * 7919 + seed as usize) % span as usize) as i32 - 40)
-            })
-            .collect();
-        check_weight_only::<f32>(&x, &qw, None, Isa::Avx2);
-        check_weight_only::<bf16>(&x, &qw, None, Isa::Avx2);
-        let xh: Vec<f32> = x.iter().map(|v| v * 2f32.powi(-12)).collect(); // y finite in f16
-        check_weight_only::<f16>(&xh, &qw, None, Isa::Avx2);
+        wide_exponents(seed, 1, 4, Isa::Avx2);
     }
     let (n, k) = (17, 128);
     let w = uniform_values(9, n * k, 1.0);
