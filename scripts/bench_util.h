@@ -4,6 +4,7 @@
 #define TK_SCRIPTS_BENCH_UTIL_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #ifdef ONEAPI_DNNL_DNNL_H
@@ -26,6 +27,16 @@ static double now(void) {
 static int cmp(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* Whether every space-separated word of `filter` (NULL: none) occurs in `name`. */
+static inline int matches(const char *filter, const char *name) {
+    char words[256];
+    if (!filter) return 1;
+    snprintf(words, sizeof words, "%s", filter);
+    for (char *w = strtok(words, " "); w; w = strtok(NULL, " "))
+        if (!strstr(name, w)) return 0;
+    return 1;
 }
 
 #define AB_MAX_ROUNDS 64

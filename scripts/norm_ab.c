@@ -92,16 +92,6 @@ static const size_t default_shapes[2][2] = {{256, 4096}, {16384, 8192}};
  * stores, one call a sample. */
 #define OUT_OF_CACHE_BYTES (64u << 20)
 
-/* Whether every space-separated word of `filter` (NULL: none) occurs in `name`. */
-static int matches(const char *filter, const char *name) {
-    char words[256];
-    if (!filter) return 1;
-    snprintf(words, sizeof words, "%s", filter);
-    for (char *w = strtok(words, " "); w; w = strtok(NULL, " "))
-        if (!strstr(name, w)) return 0;
-    return 1;
-}
-
 /* Shapes from NORM_AB_SHAPES ("ROWSxCOLS,ROWSxCOLS,.."), else the defaults. */
 static size_t shapes_of(size_t shapes[MAX_SHAPES][2]) {
     const char *env = getenv("NORM_AB_SHAPES");

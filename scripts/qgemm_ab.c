@@ -40,15 +40,6 @@ static const struct {
     VARIANT(f32, avx512, 4), VARIANT(f16, avx512, 2), VARIANT(bf16, avx512, 2),
 };
 
-/* Whether every space-separated word of `filter` occurs in `name`. */
-static int matches(const char *filter, const char *name) {
-    char words[256];
-    snprintf(words, sizeof words, "%s", filter);
-    for (char *w = strtok(words, " "); w; w = strtok(NULL, " "))
-        if (!strstr(name, w)) return 0;
-    return 1;
-}
-
 /* x in [-4, 4) with a few small values, as f32 / f16 / bf16 bits. */
 static void fill_x(void *x, size_t n, size_t elem, int bf16) {
     for (size_t i = 0; i < n; i++) {
