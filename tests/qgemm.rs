@@ -595,13 +595,15 @@ fn digits_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f3
     }
 }
 
-/// The AVX2 int4 path (one row, int4 panels, X split exactly into int8
+/// The AVX2 int4 path (1-16 rows, int4 panels, X split exactly into int8
 /// digits as on VNNI, `vpmaddubsw` with 16-bit sums) has the VNNI path's
 /// exact contract: with f32 output it is far tighter than the SIMD kernel's
 /// f32 sums meet, so a lost plane, a 16-bit sum that wrapped, a wrong +8
-/// correction or a silent decline fails here. Wide exponents (groups of 5
-/// and 6 digits, and groups it declines) meet the general bound, exact
-/// where they split; a NaN row is NaN.
+/// correction, a row given another row's split or a silent decline fails
+/// here. Rows with different digit counts per group share a call. Wide
+/// exponents (groups of 5 and 6 digits, and groups it declines) meet the
+/// general bound, exact where they split; a row that does not split sends
+/// the whole call to the SIMD kernel; a NaN row is NaN.
 #[test]
 fn weight_only_int4_avx2_sums_exactly() {
     if !Isa::Avx2.is_available() {
@@ -635,12 +637,24 @@ fn weight_only_int4_avx2_sums_exactly() {
             let qw =
                 QuantizedWeight::quantize_with_layout(&w, n, k, 4, group, WeightLayout::Panels)
                     .unwrap();
-            assert!(qw.int4_avx2_applies(1, Isa::Avx2));
-            for b in [None, Some(bias.as_slice())] {
-                digits_exact::<f16>(&x, &qw, b, Isa::Avx2);
-                digits_exact::<bf16>(&x, &qw, b, Isa::Avx2);
-                let (_, xb) = rq::round_to::<bf16>(&x); // f32 values the split holds
-                digits_exact::<f32>(&xb, &qw, b, Isa::Avx2);
+            assert!(qw.int4_avx2_applies(1, Isa::Avx2) && qw.int4_avx2_applies(16, Isa::Avx2));
+            assert!(!qw.int4_avx2_applies(17, Isa::Avx2));
+            // one row, then three: a small one (3 digits a group), the
+            // wide one and its negation scaled by 2^-9
+            let small = uniform_values(300 + s as u64, k, 0.5);
+            let rows3: Vec<f32> = small
+                .iter()
+                .chain(&x)
+                .copied()
+                .chain(x.iter().map(|v| -v / 512.0))
+                .collect();
+            for xs in [&x, &rows3] {
+                for b in [None, Some(bias.as_slice())] {
+                    digits_exact::<f16>(xs, &qw, b, Isa::Avx2);
+                    digits_exact::<bf16>(xs, &qw, b, Isa::Avx2);
+                    let (_, xb) = rq::round_to::<bf16>(xs); // f32 values the split holds
+                    digits_exact::<f32>(&xb, &qw, b, Isa::Avx2);
+                }
             }
         }
     }
@@ -660,7 +674,7 @@ fn weight_only_int4_avx2_sums_exactly() {
     let x = vec![-(1.0 + 2f32.powi(-6) - 2f32.powi(-14)); k];
     digits_exact::<f32>(&x, &ones, None, Isa::Avx2);
     for seed in 0..24u64 {
-        wide_exponents(seed, 1, 4, Isa::Avx2);
+        wide_exponents(seed, [1, 2, 5, 16][seed as usize % 4], 4, Isa::Avx2);
     }
     let (n, k) = (17, 128);
     let w = uniform_values(9, n * k, 1.0);
@@ -669,6 +683,12 @@ fn weight_only_int4_avx2_sums_exactly() {
     x[3] = 1.0 + f32::EPSILON; // full f32 significands far apart: declines
     x[4] = 1.0e-3 * (1.0 + f32::EPSILON);
     check_weight_only::<f32>(&x, &qw, None, Isa::Avx2);
+    // the same row second of two: the call declines as a whole
+    let two: Vec<f32> = uniform_values(11, k, 1.0)
+        .into_iter()
+        .chain(x.clone())
+        .collect();
+    check_weight_only::<f32>(&two, &qw, None, Isa::Avx2);
     x[7] = f32::NAN;
     let mut y = vec![0.0f32; n];
     qw.gemv(&x).isa(Isa::Avx2).run(&mut y).unwrap();

@@ -645,11 +645,11 @@ int tk_wgemv_int4_amx(const tk_wgemv_params *params, tk_dtype dtype);
  * Exact integer sums per group, recombined and summed in f64, one rounding
  * to y: within the SIMD kernel's bound. Workspace as tk_wgemv_workspace_floats. */
 int tk_wgemv_vnni(const tk_wgemv_params *params, tk_dtype dtype);
-/* The int4 weight-only product (w_bits 4 in panels) for one row of X on
- * AVX2 (the caller checks the CPU has it), in integers: X split exactly into
- * int8 digits as for tk_wgemv_vnni, vpmaddubsw of the nibbles (+8) by the
- * digits. Returns 1 when done, 0 (nothing written but the workspace) when
- * the call does not fit it (int8, int4 in rows, m other than 1, group above
+/* The int4 weight-only product (w_bits 4 in panels) for 1 to 16 rows of X
+ * on AVX2 (the caller checks the CPU has it), in integers: X split exactly
+ * into int8 digits as for tk_wgemv_vnni, vpmaddubsw of the nibbles (+8) by
+ * the digits. Returns 1 when done, 0 (nothing written but the workspace) when
+ * the call does not fit it (int8, int4 in rows, m above 16, group above
  * 2^15, some x NaN or inf, or some x not a multiple of 2^(e - 45), e the
  * exponent of its group's max |x|). Same contract and workspace as
  * tk_wgemv_vnni. */

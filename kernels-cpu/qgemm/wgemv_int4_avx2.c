@@ -1,4 +1,4 @@
-/* The int4 weight-only product on AVX2 for one row of X, in integers
+/* The int4 weight-only product on AVX2 for up to 16 rows of X, in integers
  * (tk.h: tk_wgemv_int4_avx2).
  *
  * On a core with 128-bit vector units (AMD Zen 1) the SIMD kernel's int4
@@ -16,9 +16,17 @@
  * channel, -8 sum d per plane (the +8) added, recombined in f64, times 2^E s,
  * summed over groups in f64 and rounded once to y (the VNNI contract).
  *
+ * Rows are independent: each has its own split (digit counts per group) and
+ * runs the one-row loop over each half panel in turn, so the weights come
+ * from memory once per call and from L1/L2 for the other rows. The loop is
+ * bound by vpmaddubsw, not by the weight stream (one row reads the weights
+ * at a third of the read sweep on Zen 1), so m rows cost about m times one
+ * row: on Zen 1 still 1.05-1.2x faster than the SIMD kernel's 2-16 rows
+ * (docs/qgemm.md).
+ *
  * Declines (returns 0, nothing written but the workspace) what it does not
- * take: int8, int4 in rows, more than one row, groups above 2^15, X with a
- * NaN / inf or a group that needs more than 6 digits. */
+ * take: int8, int4 in rows, more than 16 rows, groups above 2^15, X with a
+ * NaN / inf or a group that needs more than 6 digits in any row. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -33,13 +41,15 @@
 #define TK_WI4_MAX_DIGITS 6 /* the VNNI layout's */
 #define TK_WI4_LINE (4 * TK_WI4_MAX_DIGITS)
 #define TK_WI4_MAX_GROUP 32768
+#define TK_WI4_MAX_ROWS 16 /* the rows tk_wgemv_workspace_floats sizes the layout for */
 /* Lines whose 16-bit sums stay exact (see above). */
 #define TK_WI4_LINES_16 4
 
-/* The split X in the workspace, wgemv_vnni.c's layout for one row: 2^E and
- * the digit count per group, the corrections -8 sum d per group and plane,
- * then per 4 k the MAX_DIGITS digit dwords (least significant plane first),
- * each line of 8 k as its 4 even k, then its 4 odd. */
+/* One row's split X in the workspace, in wgemv_vnni.c's layout for m rows:
+ * per row 2^E and the digit count per group, the corrections -8 sum d per
+ * group and plane, then per 4 k the MAX_DIGITS digit dwords (least
+ * significant plane first), each line of 8 k as its 4 even k, then its 4
+ * odd. */
 typedef struct {
     double *escale;  /* [groups] */
     int32_t *digits; /* [groups] */
@@ -47,15 +57,18 @@ typedef struct {
     int8_t *planes;  /* [k / 4][MAX_DIGITS][4] */
 } split_x;
 
-static split_x split_layout(const tk_wgemv_params *p) {
-    const size_t groups = p->k / p->group;
+/* Row i's split: the arrays of all m rows one after another (with the
+ * [groups] int32 where the VNNI layout keeps its per-group counts), each
+ * indexed by row first. */
+static split_x split_layout(const tk_wgemv_params *p, size_t i) {
+    const size_t groups = p->k / p->group, m = p->m;
     char *base = (char *)(((uintptr_t)p->workspace + 63) & ~(uintptr_t)63);
-    split_x s;
-    s.escale = (double *)base;
-    s.digits = (int32_t *)(s.escale + groups);
-    s.corr = s.digits + 2 * groups; /* one int32 of room, where the VNNI layout keeps its per-call counts */
-    s.planes = (int8_t *)(s.corr + groups * TK_WI4_MAX_DIGITS);
-    return s;
+    double *escale = (double *)base;
+    int32_t *digits = (int32_t *)(escale + m * groups);
+    int32_t *corr = digits + m * groups + groups;
+    int8_t *planes = (int8_t *)(corr + m * groups * TK_WI4_MAX_DIGITS);
+    return (split_x){escale + i * groups, digits + i * groups, corr + i * groups * TK_WI4_MAX_DIGITS,
+                     planes + i * (p->k / 4) * TK_WI4_LINE};
 }
 
 /* Eight x of one line (k 8l..8l+7), the even k in the low half. */
@@ -86,17 +99,19 @@ static int splits(const void *x, tk_dtype dt, size_t c0, size_t g, __m256d inv) 
     return 1;
 }
 
-/* Splits the row of X; 0 when some group cannot be split exactly. */
-static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s) {
+/* Splits row i of X; 0 when some group cannot be split exactly. */
+static int split_row(const tk_wgemv_params *p, tk_dtype dt, size_t i) {
     const size_t k = p->k, g = p->group, groups = k / g;
+    const split_x row = split_layout(p, i), *s = &row;
+    const void *x = (const char *)p->x + i * p->x_stride * (dt == TK_DTYPE_F32 ? 4 : 2);
     for (size_t gi = 0; gi < groups; gi++) {
         __m256 big = _mm256_setzero_ps();
-        for (size_t c = gi * g; c < (gi + 1) * g; c += 8) big = tkv_max_nan(big, tkv_abs(load_line(p->x, dt, c)));
+        for (size_t c = gi * g; c < (gi + 1) * g; c += 8) big = tkv_max_nan(big, tkv_abs(load_line(x, dt, c)));
         const float amax = tkv_hmax(big);
         if (!(amax <= 0x1.fffffep127f)) return 0; /* NaN or inf */
         const int e = amax > 0.0f ? ilogbf(amax) : 0;
         int nd = TK_WI4_MIN_DIGITS;
-        while (!splits(p->x, dt, gi * g, g, _mm256_set1_pd(ldexp(1.0, 8 * nd - 3 - e))))
+        while (!splits(x, dt, gi * g, g, _mm256_set1_pd(ldexp(1.0, 8 * nd - 3 - e))))
             if (++nd > TK_WI4_MAX_DIGITS) return 0;
         const __m256d inv = _mm256_set1_pd(ldexp(1.0, 8 * nd - 3 - e));
         s->escale[gi] = ldexp(1.0, e + 3 - 8 * nd);
@@ -104,7 +119,7 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s) {
         __m256d sums[TK_WI4_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sums[d] = _mm256_setzero_pd();
         for (size_t c = gi * g; c < (gi + 1) * g; c += 8) {
-            const __m256 v = load_line(p->x, dt, c);
+            const __m256 v = load_line(x, dt, c);
             for (int h = 0; h < 2; h++) { /* the even k, then the odd */
                 /* |D| < 2^(8 nd - 2) <= 2^46: exact in f64, as every step below */
                 __m256d rest = _mm256_mul_pd(half_pd(v, h), inv);
@@ -176,7 +191,8 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
     *yhi = _mm256_fmadd_pd(vhi, _mm256_mul_pd(half_pd(sc, 1), e), *yhi);
 }
 
-static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t j0, __m256d lo, __m256d hi) {
+/* Channels j0.. of row i of y. */
+static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t i, size_t j0, __m256d lo, __m256d hi) {
     const size_t nc = p->n - j0 < 8 ? p->n - j0 : 8;
     if (p->bias) {
         const __m256 bias = tkv_load_f32(p->bias + j0, nc);
@@ -184,29 +200,35 @@ static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t j0, __m256d lo
         hi = _mm256_add_pd(hi, half_pd(bias, 1));
     }
     const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+    const size_t at = i * p->y_stride + j0;
     switch (dt) {
-    case TK_DTYPE_F16: tkv_store_f16((uint16_t *)p->y + j0, nc, v); break;
-    case TK_DTYPE_BF16: tkv_store_bf16((uint16_t *)p->y + j0, nc, v); break;
-    default: tkv_store_f32((float *)p->y + j0, nc, v); break;
+    case TK_DTYPE_F16: tkv_store_f16((uint16_t *)p->y + at, nc, v); break;
+    case TK_DTYPE_BF16: tkv_store_bf16((uint16_t *)p->y + at, nc, v); break;
+    default: tkv_store_f32((float *)p->y + at, nc, v); break;
     }
 }
 
 int tk_wgemv_int4_avx2(const tk_wgemv_params *p, tk_dtype dtype) {
-    if (p->w_bits != 4 || !p->w_panels || p->m != 1 || p->group > TK_WI4_MAX_GROUP) return 0;
-    const split_x s = split_layout(p);
-    if (!p->x_ready && !split_row(p, dtype, &s)) return 0;
+    if (p->w_bits != 4 || !p->w_panels || p->m < 1 || p->m > TK_WI4_MAX_ROWS || p->group > TK_WI4_MAX_GROUP)
+        return 0;
+    if (!p->x_ready)
+        for (size_t i = 0; i < p->m; i++)
+            if (!split_row(p, dtype, i)) return 0;
     const size_t groups = p->k / p->group;
-    /* Each panel in two passes of 8 channels (the second from L2). */
+    /* Each panel in two passes of 8 channels (the second from L2), each
+     * pass row by row (the half panel from L1/L2 after the first row). */
     for (size_t b = 0; b < (p->n + 15) / 16; b++)
-        for (int h = 0; h < 2 && 16 * b + 8 * (size_t)h < p->n; h++) {
-            __m256d ylo = _mm256_setzero_pd(), yhi = _mm256_setzero_pd();
-            for (size_t gi = 0; gi < groups; gi++) switch (s.digits[gi]) {
-                case 3: group(p, &s, b, h, gi, 3, &ylo, &yhi); break;
-                case 4: group(p, &s, b, h, gi, 4, &ylo, &yhi); break;
-                case 5: group(p, &s, b, h, gi, 5, &ylo, &yhi); break;
-                default: group(p, &s, b, h, gi, 6, &ylo, &yhi); break;
-                }
-            store_y(p, dtype, 16 * b + 8 * (size_t)h, ylo, yhi);
-        }
+        for (int h = 0; h < 2 && 16 * b + 8 * (size_t)h < p->n; h++)
+            for (size_t i = 0; i < p->m; i++) {
+                const split_x s = split_layout(p, i);
+                __m256d ylo = _mm256_setzero_pd(), yhi = _mm256_setzero_pd();
+                for (size_t gi = 0; gi < groups; gi++) switch (s.digits[gi]) {
+                    case 3: group(p, &s, b, h, gi, 3, &ylo, &yhi); break;
+                    case 4: group(p, &s, b, h, gi, 4, &ylo, &yhi); break;
+                    case 5: group(p, &s, b, h, gi, 5, &ylo, &yhi); break;
+                    default: group(p, &s, b, h, gi, 6, &ylo, &yhi); break;
+                    }
+                store_y(p, dtype, i, 16 * b + 8 * (size_t)h, ylo, yhi);
+            }
     return 1;
 }

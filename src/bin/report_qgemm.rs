@@ -357,7 +357,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         };
         // (rows, path): panels with VNNI_ROWS also on the VNNI path, int4 in
         // rows with 8 rows also on the AMX-BF16 tiles, where they are
-        // available, int4 panels at one row on AVX2 also on its integer
+        // available, int4 panels with INT4_AVX2_ROWS on AVX2 also on its integer
         // path; "avx512" / "avx2" is the SIMD kernel alone.
         let also = |m: usize| {
             let amx = rows_layout

@@ -25,12 +25,14 @@
 //! NaN / inf) runs the SIMD kernel; [`WeightOnlyCall::vnni`] turns the path
 //! off.
 //!
-//! int4 panels with one row on [`Isa::Avx2`] take the same split into digits
-//! (the same contract and declines) on `vpmaddubsw`: the nibbles (+8) by
-//! each digit plane, 16-bit sums widened every 4 lines of 8 k. On a core
-//! with 128-bit vector units (AMD Zen 1) the SIMD kernel's int4 loop is
-//! bound by its shifts and conversions; this path measured 1.7x it there
-//! (docs/qgemm.md). [`WeightOnlyCall::int4_avx2`] turns it off.
+//! int4 panels with [`INT4_AVX2_ROWS`] rows on [`Isa::Avx2`] take the same
+//! split into digits (the same contract and declines) on `vpmaddubsw`: the
+//! nibbles (+8) by each digit plane, 16-bit sums widened every 4 lines of
+//! 8 k, one row after another over each half panel. On a core with 128-bit
+//! vector units (AMD Zen 1) the SIMD kernel's int4 loop is bound by its
+//! shifts and conversions; this path measured 1.7x it there at one row and
+//! 1.05-1.2x at 2-16 rows (docs/qgemm.md). [`WeightOnlyCall::int4_avx2`]
+//! turns it off.
 //!
 //! int4 in rows on AVX-512 with [`AMX_MIN_ROWS`] or more rows runs on
 //! AMX-BF16 tiles where the CPU and the OS allow ([`amx_available`]): the
@@ -257,10 +259,13 @@ impl QuantizedWeight {
 
     /// Whether a call of m rows on `isa` takes the AVX2 int4 integer path
     /// unless turned off ([`WeightOnlyCall::int4_avx2`]): int4 in
-    /// [`WeightLayout::Panels`], one row, [`Isa::Avx2`]; it may still
-    /// decline its X.
+    /// [`WeightLayout::Panels`], [`INT4_AVX2_ROWS`] rows, [`Isa::Avx2`]; it
+    /// may still decline its X.
     pub fn int4_avx2_applies(&self, m: usize, isa: Isa) -> bool {
-        self.bits == 4 && self.layout == WeightLayout::Panels && m == 1 && isa == Isa::Avx2
+        self.bits == 4
+            && self.layout == WeightLayout::Panels
+            && INT4_AVX2_ROWS.contains(&m)
+            && isa == Isa::Avx2
     }
 
     /// The integer value of `W[j, c]`.
@@ -379,6 +384,14 @@ pub fn amx_available() -> bool {
 /// kernel on the same panels at 1-2 rows, about even at 3, 1.2-1.35x at
 /// 4-16 (docs/qgemm.md).
 pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
+
+/// Rows of X for which int4 products in [`WeightLayout::Panels`] on
+/// [`Isa::Avx2`] take the integer path (X split exactly into int8 digits,
+/// `vpmaddubsw`; see the module docs): 16, the rows the workspace holds the
+/// split of. On the AMD EPYC Zen 1 host of 2026-12-07 (4096 x 4096, f16 x,
+/// one thread, weights streamed from memory) it ran 1.6-1.8x the SIMD
+/// kernel at one row and 1.05-1.2x at 2-16 rows (docs/qgemm.md).
+pub const INT4_AVX2_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 
 /// Whether the weight-only products can run on AVX-512 VNNI here.
 pub fn vnni_available() -> bool {
