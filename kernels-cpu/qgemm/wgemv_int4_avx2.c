@@ -21,7 +21,7 @@
  * from memory once per call and from L1/L2 for the other rows. The loop is
  * bound by vpmaddubsw, not by the weight stream (one row reads the weights
  * at a third of the read sweep on Zen 1), so m rows cost about m times one
- * row: on Zen 1 still 1.05-1.2x faster than the SIMD kernel's 2-16 rows
+ * row: on Zen 1 still 1.0-1.2x the speed of the SIMD kernel at 2-16 rows
  * (docs/qgemm.md).
  *
  * Declines (returns 0, nothing written but the workspace) what it does not

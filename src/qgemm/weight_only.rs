@@ -31,7 +31,7 @@
 //! 8 k, one row after another over each half panel. On a core with 128-bit
 //! vector units (AMD Zen 1) the SIMD kernel's int4 loop is bound by its
 //! shifts and conversions; this path measured 1.7x it there at one row and
-//! 1.05-1.2x at 2-16 rows (docs/qgemm.md). [`WeightOnlyCall::int4_avx2`]
+//! 1.0-1.2x at 2-16 rows (docs/qgemm.md). [`WeightOnlyCall::int4_avx2`]
 //! turns it off.
 //!
 //! int4 in rows on AVX-512 with [`AMX_MIN_ROWS`] or more rows runs on
@@ -390,7 +390,7 @@ pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 /// `vpmaddubsw`; see the module docs): 16, the rows the workspace holds the
 /// split of. On the AMD EPYC Zen 1 host of 2026-12-07 (4096 x 4096, f16 x,
 /// one thread, weights streamed from memory) it ran 1.6-1.8x the SIMD
-/// kernel at one row and 1.05-1.2x at 2-16 rows (docs/qgemm.md).
+/// kernel at one row and 1.0-1.2x at 2-16 rows (docs/qgemm.md).
 pub const INT4_AVX2_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 
 /// Whether the weight-only products can run on AVX-512 VNNI here.
