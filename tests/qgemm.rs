@@ -639,7 +639,7 @@ fn weight_only_int4_avx2_sums_exactly() {
                     .unwrap();
             assert!(qw.int4_avx2_applies(1, Isa::Avx2) && qw.int4_avx2_applies(16, Isa::Avx2));
             assert!(!qw.int4_avx2_applies(17, Isa::Avx2));
-            // one row, then three: a small one (3 digits a group), the
+            // one row, then three with their own digit counts: a small one, the
             // wide one and its negation scaled by 2^-9
             let small = uniform_values(300 + s as u64, k, 0.5);
             let rows3: Vec<f32> = small

@@ -387,7 +387,7 @@ pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 
 /// Rows of X for which int4 products in [`WeightLayout::Panels`] on
 /// [`Isa::Avx2`] take the integer path (X split exactly into int8 digits,
-/// `vpmaddubsw`; see the module docs): 16, the rows the workspace holds the
+/// `vpmaddubsw`; see the module docs): 1-16, the rows the workspace holds the
 /// split of. On the AMD EPYC Zen 1 host of 2026-12-07 (4096 x 4096, f16 x,
 /// one thread, weights streamed from memory) it ran 1.6-1.8x the SIMD
 /// kernel at one row and 1.0-1.2x at 2-16 rows (docs/qgemm.md).
