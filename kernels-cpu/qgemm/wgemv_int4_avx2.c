@@ -151,9 +151,10 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, size_t i) {
 }
 
 /* Group gi of half h (channels 8h..8h+7) of panel b with nd digits (a
- * constant after inlining), added to y (f64, 4 channels each). */
+ * constant after inlining), added to y (f64, 4 channels each); `fetch`: the
+ * first touch of the panel's lines (half 0 of row 0), which prefetches them. */
 static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, size_t b, int h, size_t gi,
-                                   const int nd, __m256d *ylo, __m256d *yhi) {
+                                   const int nd, const int fetch, __m256d *ylo, __m256d *yhi) {
     const size_t k = p->k, g = p->group, groups = k / g;
     const uint8_t *panel = (const uint8_t *)p->w + b * 16 * p->w_stride;
     const __m256i flip = _mm256_set1_epi8((char)0x88), low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -164,7 +165,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
         for (int d = 0; d < nd; d++) sum16[d] = _mm256_setzero_si256();
         for (size_t l = l0; l < l0 + TK_WI4_LINES_16; l++) {
             const uint8_t *line = panel + l * 64;
-            if (h == 0) TK_PREFETCH_WEIGHT_LINE(line);
+            if (fetch) TK_PREFETCH_WEIGHT_LINE(line);
             const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(line + 32 * h)), flip);
             const __m256i lo = _mm256_and_si256(u, low), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), low);
             const int8_t *even = s->planes + 2 * l * TK_WI4_LINE, *odd = even + TK_WI4_LINE;
@@ -221,12 +222,13 @@ int tk_wgemv_int4_avx2(const tk_wgemv_params *p, tk_dtype dtype) {
         for (int h = 0; h < 2 && 16 * b + 8 * (size_t)h < p->n; h++)
             for (size_t i = 0; i < p->m; i++) {
                 const split_x s = split_layout(p, i);
+                const int fetch = h == 0 && i == 0;
                 __m256d ylo = _mm256_setzero_pd(), yhi = _mm256_setzero_pd();
                 for (size_t gi = 0; gi < groups; gi++) switch (s.digits[gi]) {
-                    case 3: group(p, &s, b, h, gi, 3, &ylo, &yhi); break;
-                    case 4: group(p, &s, b, h, gi, 4, &ylo, &yhi); break;
-                    case 5: group(p, &s, b, h, gi, 5, &ylo, &yhi); break;
-                    default: group(p, &s, b, h, gi, 6, &ylo, &yhi); break;
+                    case 3: group(p, &s, b, h, gi, 3, fetch, &ylo, &yhi); break;
+                    case 4: group(p, &s, b, h, gi, 4, fetch, &ylo, &yhi); break;
+                    case 5: group(p, &s, b, h, gi, 5, fetch, &ylo, &yhi); break;
+                    default: group(p, &s, b, h, gi, 6, fetch, &ylo, &yhi); break;
                     }
                 store_y(p, dtype, i, 16 * b + 8 * (size_t)h, ylo, yhi);
             }
