@@ -180,6 +180,27 @@ fn budget_s(quick: bool) -> f64 {
 struct Bandwidth {
     read: f64,
     copy: f64,
+    /// the probe's buffer, bytes
+    bytes: usize,
+}
+
+impl Bandwidth {
+    /// The probes as records of family `memory`: the roofline plot draws its
+    /// memory roof at the copy probe's rate (what the header prints).
+    fn records(&self) -> Vec<String> {
+        let rec = |kernel: &str, moved: f64, rate: f64| {
+            report_output::Rec::new("memory", kernel)
+                .with("bytes", moved)
+                .with("median_s", moved / rate)
+                .with("gbps", rate / 1e9)
+                .json()
+        };
+        let b = self.bytes as f64;
+        vec![
+            rec("read sweep (bytes read)", b, self.read),
+            rec("copy (bytes read + written)", 2.0 * b, self.copy),
+        ]
+    }
 }
 
 /// Reads every element of `src` once (eight independent sums, so the loop is
@@ -208,6 +229,7 @@ fn measure_bandwidth(bytes: usize) -> Bandwidth {
     Bandwidth {
         read: bytes as f64 / read_t,
         copy: 2.0 * bytes as f64 / copy_t,
+        bytes,
     }
 }
 
@@ -720,9 +742,9 @@ fn measure(args: &Args) -> Vec<String> {
     };
     progress.finish();
     let gpu_records = gpu_section(args);
-    records
-        .iter()
-        .map(Record::json)
+    bw.records()
+        .into_iter()
+        .chain(records.iter().map(Record::json))
         .chain(norm_records.iter().map(|r| r.json()))
         .chain(lightning_records.iter().map(|r| r.json()))
         .chain(kron_records.iter().map(|r| r.json()))

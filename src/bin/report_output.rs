@@ -543,6 +543,9 @@ pub fn throughput_svgs(recs: &[Rec]) -> Vec<(String, String)> {
 /// under the measured copy bandwidth and each measured compute peak; of the
 /// CPU records, or with `gpu` of the GPU ones (families `gpu-*`: under the
 /// device copy bandwidth and the rate cuBLAS's f16 GEMM reached in the run).
+/// The copy bandwidth is the run's probe (`gpu-copy`; `memory` copy on the
+/// CPU, the header's 1 GiB copy); records read without one fall back to the
+/// bound their `copy_fraction` implies.
 pub fn roofline_svg(recs: &[Rec], gpu: bool) -> Option<String> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut bandwidth = Vec::new();
@@ -550,9 +553,15 @@ pub fn roofline_svg(recs: &[Rec], gpu: bool) -> Option<String> {
     let recs = recs
         .iter()
         .filter(|r| r.family().starts_with("gpu-") == gpu);
-    for r in recs.clone().filter(|r| r.family() == "gpu-copy") {
+    let is_copy_probe = |r: &Rec| match r.family() {
+        "gpu-copy" => true,
+        "memory" => r.str("kernel").is_some_and(|k| k.starts_with("copy")),
+        _ => false,
+    };
+    for r in recs.clone().filter(|r| is_copy_probe(r)) {
         bandwidth.extend(r.num("gbps"));
     }
+    let probed = !bandwidth.is_empty();
     for r in recs {
         let per_second = |ops: Option<f64>| Some(ops? / r.num("median_s")? / 1e9);
         let (ops, bytes, rate) = match r.family() {
@@ -627,7 +636,7 @@ pub fn roofline_svg(recs: &[Rec], gpu: bool) -> Option<String> {
             }
         };
         series.entry(name).or_default().push((ops / bytes, rate));
-        if let (Some(g), Some(f)) = (r.num("gbps"), r.num("copy_fraction")) {
+        if let (false, Some(g), Some(f)) = (probed, r.num("gbps"), r.num("copy_fraction")) {
             bandwidth.push(g / f);
         }
         if let Some(f) = r.num("peak_fraction").filter(|&f| f > 0.0) {
@@ -1006,6 +1015,39 @@ mod tests {
         assert!(svg.contains("gpu-kron 64x64 dense"), "{svg}");
         assert!(!svg.contains(">amx<"), "{svg}");
         assert!(roofline_svg(&recs, false).unwrap().contains(">amx"));
+    }
+
+    #[test]
+    fn cpu_roofline_draws_the_copy_probe_over_a_family_s_own_copy() {
+        // kron's record implies a 12 GB/s copy (its own same-size memcpy);
+        // the header's 1 GiB probe measured 23.4: the roof is the probe's
+        let kron = Rec::new("kron", "64x64 fused int8")
+            .with("flops", 2e9)
+            .with("bytes", 2e7)
+            .with("median_s", 1e-2)
+            .with("gflops", 200.0)
+            .with("gbps", 2.0)
+            .with("copy_fraction", 2.0 / 12.0);
+        let probe = |kernel: &str, gbps: f64| {
+            Rec::new("memory", kernel)
+                .with("bytes", 1e9)
+                .with("median_s", 1.0 / gbps)
+                .with("gbps", gbps)
+        };
+        let alone = roofline_svg(std::slice::from_ref(&kron), false).unwrap();
+        assert!(alone.contains("copy bandwidth 12.0 GB/s"), "{alone}");
+        let recs = [
+            probe("read sweep (bytes read)", 15.0),
+            probe("copy (bytes read + written)", 23.4),
+            kron,
+        ];
+        let svg = roofline_svg(&recs, false).unwrap();
+        assert!(svg.contains("copy bandwidth 23.4 GB/s"), "{svg}");
+        assert!(
+            throughput_svgs(&recs)
+                .iter()
+                .all(|(f, _)| !f.contains("memory"))
+        );
     }
 
     #[test]
