@@ -19,18 +19,22 @@ git -C "$root" archive "$old_rev" kernels-cpu | tar -x -C "$tmp/old"
 flags=(-O3 -std=c11 -fno-math-errno ${AB_CFLAGS:-})
 avx512=(-mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c)
 avx2=(-mavx2 -mfma -mf16c)
-compile() { # kernels-cpu dir, unit, object
-    local isa_flags=()
-    case $2 in
+compile() { # kernels-cpu dir, unit (FILE, or FILE:ISA for a file of another name), object
+    local isa_flags=() file=${2%%:*} isa=${2##*:}
+    case $isa in
     avx2) isa_flags=("${avx2[@]}") ;;
     avx512) isa_flags=("${avx512[@]}") ;;
     avx512bf16) isa_flags=("${avx512[@]}" -mavx512bf16) ;;
     esac
-    gcc "${flags[@]}" -I"$1/include" "${isa_flags[@]}" -c "$1/$family/$2.c" -o "$3"
+    gcc "${flags[@]}" -I"$1/include" "${isa_flags[@]}" -c "$1/$family/$file.c" -o "$3"
 }
+# the ISA units, and files named *_ISA.c (qgemm/wgemv_int4_avx2.c) with them
 units=()
 for u in avx2 avx512 avx512bf16; do
     [ -f "$root/kernels-cpu/$family/$u.c" ] && units+=("$u")
+    for f in "$root/kernels-cpu/$family"/*_"$u".c; do
+        [ -f "$f" ] && units+=("$(basename "$f" .c):$u")
+    done
 done
 for side in old new; do
     src=$([ "$side" = old ] && echo "$tmp/old/kernels-cpu" || echo "$root/kernels-cpu")

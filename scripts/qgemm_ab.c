@@ -6,7 +6,8 @@
  * builds must give the same bits, unless WGEMV_AB_DIFF is set: then the
  * largest difference between them is printed, relative to sum |x w_deq|
  * of its output. Arguments after the rounds: the variant filter (words of
- * "int8|int4 f32|f16|bf16 avx2|avx512", default "avx2") and the row counts
+ * "int8|int4 f32|f16|bf16 avx2|avx512", "digits" for the int4 integer path
+ * on AVX2; default "avx2") and the row counts
  * (default "1,2,3,4,8,16"). Prints GB/s of weight bytes (values + scales). */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
@@ -29,7 +30,25 @@ PAIR(f32, avx512)
 PAIR(f16, avx512)
 PAIR(bf16, avx512)
 
+/* the int4 integer path on AVX2 (tk_wgemv_int4_avx2), which must take the call */
+int old_tk_wgemv_int4_avx2(const tk_wgemv_params *, tk_dtype);
+int new_tk_wgemv_int4_avx2(const tk_wgemv_params *, tk_dtype);
+#define DIGITS(side, dt, DT)                                                   \
+    static void side##_digits_##dt(const tk_wgemv_params *p) {                 \
+        if (!side##_tk_wgemv_int4_avx2(p, DT)) {                               \
+            fprintf(stderr, #side " tk_wgemv_int4_avx2 declined\n");           \
+            exit(1);                                                           \
+        }                                                                      \
+    }
+DIGITS(old, f32, TK_DTYPE_F32)
+DIGITS(new, f32, TK_DTYPE_F32)
+DIGITS(old, f16, TK_DTYPE_F16)
+DIGITS(new, f16, TK_DTYPE_F16)
+DIGITS(old, bf16, TK_DTYPE_BF16)
+DIGITS(new, bf16, TK_DTYPE_BF16)
+
 #define VARIANT(dt, isa, elem) {#dt " " #isa, elem, old_tk_wgemv_##dt##_##isa, new_tk_wgemv_##dt##_##isa}
+#define DIGITS_VARIANT(dt, elem) {#dt " avx2 digits", elem, old_digits_##dt, new_digits_##dt}
 static const struct {
     const char *name;
     size_t elem;
@@ -38,6 +57,7 @@ static const struct {
 } variants[] = {
     VARIANT(f32, avx2, 4),   VARIANT(f16, avx2, 2),   VARIANT(bf16, avx2, 2),
     VARIANT(f32, avx512, 4), VARIANT(f16, avx512, 2), VARIANT(bf16, avx512, 2),
+    DIGITS_VARIANT(f32, 4),  DIGITS_VARIANT(f16, 2),  DIGITS_VARIANT(bf16, 2),
 };
 
 /* x in [-4, 4) with a few small values, as f32 / f16 / bf16 bits. */
@@ -89,6 +109,7 @@ int main(int argc, char **argv) {
             char name[64];
             snprintf(name, sizeof name, "int%d %s", bits, variants[v].name);
             if (!matches(filter, name) || (strstr(name, "avx512") && !have_avx512)) continue;
+            if (strstr(name, "digits") && bits != 4) continue;
             if (!w) { /* random panels and scales, once per weight format */
                 w = aligned_alloc(64, layers * n * k * bits / 8);
                 scale = aligned_alloc(64, layers * n * groups * 4);
