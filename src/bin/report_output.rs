@@ -306,7 +306,9 @@ impl Parser<'_> {
 /// The comparison of a run with an earlier one: speed ratios (old time / new
 /// time, above 1 is faster) of the records both hold, per family, and the
 /// records slower than `1 - max_regression`. Returns the markdown and how
-/// many records regressed.
+/// many records regressed. The machine's bandwidth probes (families `memory`
+/// and `gpu-copy`) are listed with the rest but never count as regressions:
+/// they measure the host, not this code.
 pub fn compare(old: &[Rec], new: &[Rec], max_regression: f64) -> (String, usize) {
     let old_by_id: BTreeMap<String, &Rec> = old.iter().map(|r| (r.identity(), r)).collect();
     let mut per_family: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -323,7 +325,8 @@ pub fn compare(old: &[Rec], new: &[Rec], max_regression: f64) -> (String, usize)
             .entry(r.family().to_string())
             .or_default()
             .push(ratio);
-        if ratio < 1.0 - max_regression {
+        let probe = matches!(r.family(), "memory" | "gpu-copy");
+        if ratio < 1.0 - max_regression && !probe {
             slow.push((ratio, r.identity()));
         }
     }
@@ -959,6 +962,15 @@ mod tests {
         assert!(md.contains("0.250x") && md.contains("2.000x"), "{md}");
         let (_, none) = compare(&recs, &recs, 0.0);
         assert_eq!(none, 0);
+        // a slower memory probe is shown, not counted
+        let probe = |secs: f64| {
+            Rec::new("memory", "copy (bytes read + written)")
+                .with("bytes", 1e9)
+                .with("median_s", secs)
+        };
+        let (md, slow) = compare(&[probe(0.1)], &[probe(0.2)], 0.25);
+        assert_eq!(slow, 0, "{md}");
+        assert!(md.contains("| memory | 1 | 0.500x"), "{md}");
     }
 
     #[test]
