@@ -129,6 +129,10 @@ fn compile_unit(unit: &CpuUnit, sanitize: Option<&str>) {
 fn main() {
     println!("cargo:rerun-if-changed=kernels-cpu");
     println!("cargo:rerun-if-env-changed=TK_SANITIZE");
+    // what cc would print with its metadata on (off: the link order is ours)
+    for var in ["CC", "CFLAGS", "AR", "ARFLAGS"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let is_x86_64 = target_arch == "x86_64";
     // TK_SANITIZE=address instruments the C objects (CI links the ASan runtime).
