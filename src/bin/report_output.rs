@@ -138,6 +138,11 @@ impl Rec {
     pub fn family(&self) -> &str {
         self.str("family").unwrap_or("?")
     }
+    /// A bandwidth probe of the machine (families `memory`, `gpu-copy`), not
+    /// a kernel of ours.
+    pub fn is_bandwidth_probe(&self) -> bool {
+        matches!(self.family(), "memory" | "gpu-copy")
+    }
     /// Every field that is not a measurement, `key=value` joined.
     pub fn identity(&self) -> String {
         self.fields
@@ -325,8 +330,7 @@ pub fn compare(old: &[Rec], new: &[Rec], max_regression: f64) -> (String, usize)
             .entry(r.family().to_string())
             .or_default()
             .push(ratio);
-        let probe = matches!(r.family(), "memory" | "gpu-copy");
-        if ratio < 1.0 - max_regression && !probe {
+        if ratio < 1.0 - max_regression && !r.is_bandwidth_probe() {
             slow.push((ratio, r.identity()));
         }
     }
@@ -556,10 +560,10 @@ pub fn roofline_svg(recs: &[Rec], gpu: bool) -> Option<String> {
     let recs = recs
         .iter()
         .filter(|r| r.family().starts_with("gpu-") == gpu);
-    let is_copy_probe = |r: &Rec| match r.family() {
-        "gpu-copy" => true,
-        "memory" => r.str("kernel").is_some_and(|k| k.starts_with("copy")),
-        _ => false,
+    // the copy probe, not the CPU's read sweep
+    let is_copy_probe = |r: &Rec| {
+        r.is_bandwidth_probe()
+            && (r.family() == "gpu-copy" || r.str("kernel").is_some_and(|k| k.starts_with("copy")))
     };
     for r in recs.clone().filter(|r| is_copy_probe(r)) {
         bandwidth.extend(r.num("gbps"));
