@@ -671,9 +671,12 @@ double tk_madd_probe_avx2(size_t iters, int32_t *sink);
 #if defined(__x86_64__) || defined(_M_X64)
 double tk_fma_probe_avx2(size_t iters, float *sink);
 double tk_fma_probe_avx512(size_t iters, float *sink);
-/* Reads `bytes` at p as fast as one core can (AVX-512, software prefetch)
- * and returns their 64-bit sum: the read roof of the memory-bound reports. */
+/* Read `bytes` at p as fast as one core can and return the wrapping sum of
+ * their 64-bit words (the last one zero-padded): the read roof of the
+ * memory-bound reports. AVX-512: one stream, software prefetch; AVX2: the
+ * four quarters of the buffer in lockstep. */
 uint64_t tk_read_probe_avx512(const void *p, size_t bytes);
+uint64_t tk_read_probe_avx2(const void *p, size_t bytes);
 #endif
 
 #ifdef __cplusplus

@@ -19,6 +19,7 @@ mod report_baselines;
 #[cfg(feature = "cuda")]
 mod report_gpu;
 mod report_kron;
+mod report_kron_matvec;
 mod report_lightning;
 mod report_norm;
 mod report_output;
@@ -176,10 +177,13 @@ fn budget_s(quick: bool) -> f64 {
 }
 
 /// Single-core memory bandwidth out of cache, in bytes per second:
-/// read (a sum over the buffer) and copy (bytes read + bytes written by memcpy).
+/// read (a sum over the buffer, one stream), copy (bytes read + bytes written
+/// by memcpy) and the library's read probe where it runs (`isa::read_probe`:
+/// on AVX2 four streams, 1.3-1.5x one on a Zen 1 core).
 struct Bandwidth {
     read: f64,
     copy: f64,
+    read_probe: Option<f64>,
     /// the probe's buffer, bytes
     bytes: usize,
 }
@@ -196,10 +200,15 @@ impl Bandwidth {
                 .json()
         };
         let b = self.bytes as f64;
-        vec![
+        let mut recs = vec![
             rec("read sweep (bytes read)", b, self.read),
             rec("copy (bytes read + written)", 2.0 * b, self.copy),
-        ]
+        ];
+        recs.extend(
+            self.read_probe
+                .map(|r| rec("read probe (bytes read)", b, r)),
+        );
+        recs
     }
 }
 
@@ -226,9 +235,15 @@ fn measure_bandwidth(bytes: usize) -> Bandwidth {
         dst.copy_from_slice(black_box(&src));
         black_box(&dst);
     });
+    let probe_t = isa::read_probe(&[]).map(|_| {
+        median_secs(5, || {
+            black_box(isa::read_probe(black_box(&src)));
+        })
+    });
     Bandwidth {
         read: bytes as f64 / read_t,
         copy: 2.0 * bytes as f64 / copy_t,
+        read_probe: probe_t.map(|t| bytes as f64 / t),
         bytes,
     }
 }
@@ -657,12 +672,16 @@ impl Progress {
 fn measure(args: &Args) -> Vec<String> {
     let bw = measure_bandwidth(1 << 30);
     println!(
-        "memory bandwidth (this run, single core, out of cache): read {:.2} GB/s, copy {:.2} GB/s (read + written bytes)",
+        "memory bandwidth (this run, single core, out of cache): read {:.2} GB/s (one stream), copy {:.2} GB/s (read + written bytes){}",
         bw.read / 1e9,
-        bw.copy / 1e9
+        bw.copy / 1e9,
+        bw.read_probe.map_or(String::new(), |r| format!(
+            ", read probe {:.2} GB/s",
+            r / 1e9
+        ))
     );
     println!(
-        "roofline: a softmax row must be read twice and written once; floor = in/read + (in+out)/copy \
+        "roofline: a softmax row must be read twice and written once, one stream; floor = in/read + (in+out)/copy \
          (rows of 256 MiB and more: both bandwidths re-measured on the same buffers, interleaved with the kernels)"
     );
 

@@ -320,7 +320,7 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         return;
     };
     println!(
-        "\n## weight-only decode GEMV (single thread, {}; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against the faster of two same-run read sweeps of a same-size buffer: a plain loop and, with AVX-512, the prefetching read probe)\n",
+        "\n## weight-only decode GEMV (single thread, {}; a stack of layers {} so the weights stream from memory; GB/s of weight bytes against the faster of two same-run read sweeps of a same-size buffer: a plain loop and the library's read probe: AVX-512 prefetching, AVX2 four streams)\n",
         simd.name(),
         if quick {
             "in cache (quick mode)"
@@ -411,8 +411,8 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
             black_box(&ys[i]);
         });
         let sweep_bw = total / medians[ms.len()];
-        // the probe is AVX-512 code: without it, the plain sweep alone
-        let probe_bw = if Isa::Avx512.is_available() {
+        // the probe is AVX-512 or AVX2 code: without both, the plain sweep alone
+        let probe_bw = if isa::read_probe(&[]).is_some() {
             total / medians[ms.len() + 1]
         } else {
             f64::NAN

@@ -1204,3 +1204,6 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn tk_read_probe_avx512(p: *const ::std::os::raw::c_void, bytes: usize) -> u64;
 }
+unsafe extern "C" {
+    pub fn tk_read_probe_avx2(p: *const ::std::os::raw::c_void, bytes: usize) -> u64;
+}
