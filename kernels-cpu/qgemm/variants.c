@@ -32,7 +32,7 @@ size_t tk_wgemv_workspace_floats(size_t m, size_t k) {
      * of span sums and 1 KiB of accumulators, alignment of the start and of
      * the tiles */
     const size_t amx = cols ? cols * k / 2 + 16 + 2 * (4096 + 1024 + 256) + 16 : 0;
-    /* The VNNI int8 kernel's split X (wgemv_vnni.c), up to 16 rows: per row
+    /* The integer paths' split X (wgemv_split.h), up to 16 rows: per row
      * and group (at most k / 32) an f64 and 7 int32, per group an int32, 6 k
      * digit bytes per row, the alignment of its start. */
     const size_t vnni = m <= 16 ? (m * (k / 32) * 36 + (k / 32) * 4 + m * 6 * k) / 4 + 16 : 0;

@@ -36,40 +36,17 @@
 
 #include "../common/template.h"
 #include "../common/vec_avx2.h"
+#include "wgemv_split.h"
 
 #define TK_WI4_MIN_DIGITS 3
-#define TK_WI4_MAX_DIGITS 6 /* the VNNI layout's */
-#define TK_WI4_LINE (4 * TK_WI4_MAX_DIGITS)
 #define TK_WI4_MAX_GROUP 32768
 #define TK_WI4_MAX_ROWS 16 /* the rows tk_wgemv_workspace_floats sizes the layout for */
 /* Lines whose 16-bit sums stay exact (see above). */
 #define TK_WI4_LINES_16 4
 
-/* One row's split X in the workspace, in wgemv_vnni.c's layout for m rows:
- * per row 2^E and the digit count per group, the corrections -8 sum d per
- * group and plane, then per 4 k the MAX_DIGITS digit dwords (least
- * significant plane first), each line of 8 k as its 4 even k, then its 4
- * odd. */
-typedef struct {
-    double *escale;  /* [groups] */
-    int32_t *digits; /* [groups] */
-    int32_t *corr;   /* [groups][MAX_DIGITS] */
-    int8_t *planes;  /* [k / 4][MAX_DIGITS][4] */
-} split_x;
-
-/* Row i's split: the arrays of all m rows one after another (with the
- * [groups] int32 where the VNNI layout keeps its per-group counts), each
- * indexed by row first. */
-static split_x split_layout(const tk_wgemv_params *p, size_t i) {
-    const size_t groups = p->k / p->group, m = p->m;
-    char *base = (char *)(((uintptr_t)p->workspace + 63) & ~(uintptr_t)63);
-    double *escale = (double *)base;
-    int32_t *digits = (int32_t *)(escale + m * groups);
-    int32_t *corr = digits + m * groups + groups;
-    int8_t *planes = (int8_t *)(corr + m * groups * TK_WI4_MAX_DIGITS);
-    return (split_x){escale + i * groups, digits + i * groups, corr + i * groups * TK_WI4_MAX_DIGITS,
-                     planes + i * (p->k / 4) * TK_WI4_LINE};
-}
+/* One row's split X (wgemv_split.h, tk_wsplit_row): here the corrections
+ * are -8 sum d per group and plane (the +8 of the nibbles), and each line of
+ * 8 k holds its 4 even k, then its 4 odd. */
 
 /* Eight x of one line (k 8l..8l+7), the even k in the low half. */
 static __m256 load_line(const void *x, tk_dtype dt, size_t at) {
@@ -102,7 +79,7 @@ static int splits(const void *x, tk_dtype dt, size_t c0, size_t g, __m256d inv) 
 /* Splits row i of X; 0 when some group cannot be split exactly. */
 static int split_row(const tk_wgemv_params *p, tk_dtype dt, size_t i) {
     const size_t k = p->k, g = p->group, groups = k / g;
-    const split_x row = split_layout(p, i), *s = &row;
+    const tk_wsplit row = tk_wsplit_row(p, i), *s = &row;
     const void *x = (const char *)p->x + i * p->x_stride * (dt == TK_DTYPE_F32 ? 4 : 2);
     for (size_t gi = 0; gi < groups; gi++) {
         __m256 big = _mm256_setzero_ps();
@@ -112,11 +89,11 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, size_t i) {
         const int e = amax > 0.0f ? ilogbf(amax) : 0;
         int nd = TK_WI4_MIN_DIGITS;
         while (!splits(x, dt, gi * g, g, _mm256_set1_pd(ldexp(1.0, 8 * nd - 3 - e))))
-            if (++nd > TK_WI4_MAX_DIGITS) return 0;
+            if (++nd > TK_WSPLIT_MAX_DIGITS) return 0;
         const __m256d inv = _mm256_set1_pd(ldexp(1.0, 8 * nd - 3 - e));
         s->escale[gi] = ldexp(1.0, e + 3 - 8 * nd);
         s->digits[gi] = nd;
-        __m256d sums[TK_WI4_MAX_DIGITS];
+        __m256d sums[TK_WSPLIT_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sums[d] = _mm256_setzero_pd();
         for (size_t c = gi * g; c < (gi + 1) * g; c += 8) {
             const __m256 v = load_line(x, dt, c);
@@ -137,14 +114,14 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, size_t i) {
                     const __m128i i32 = _mm256_cvtpd_epi32(digit);
                     const __m128i i8 = _mm_packs_epi16(_mm_packs_epi32(i32, i32), _mm_setzero_si128());
                     const int32_t four = _mm_cvtsi128_si32(i8);
-                    memcpy(s->planes + (c / 4 + (size_t)h) * TK_WI4_LINE + 4 * plane, &four, 4);
+                    memcpy(s->planes + (c / 4 + (size_t)h) * TK_WSPLIT_LINE + 4 * plane, &four, 4);
                 }
             }
         }
         for (int plane = 0; plane < nd; plane++) {
             double four[4];
             _mm256_storeu_pd(four, sums[plane]);
-            s->corr[gi * TK_WI4_MAX_DIGITS + plane] = (int32_t)(-8.0 * ((four[0] + four[1]) + (four[2] + four[3])));
+            s->corr[gi * TK_WSPLIT_MAX_DIGITS + plane] = (int32_t)(-8.0 * ((four[0] + four[1]) + (four[2] + four[3])));
         }
     }
     return 1;
@@ -153,22 +130,22 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, size_t i) {
 /* Group gi of half h (channels 8h..8h+7) of panel b with nd digits (a
  * constant after inlining), added to y (f64, 4 channels each); `fetch`: the
  * first touch of the panel's lines (half 0 of row 0), which prefetches them. */
-static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, size_t b, int h, size_t gi,
+static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const tk_wsplit *s, size_t b, int h, size_t gi,
                                    const int nd, const int fetch, __m256d *ylo, __m256d *yhi) {
     const size_t k = p->k, g = p->group, groups = k / g;
     const uint8_t *panel = (const uint8_t *)p->w + b * 16 * p->w_stride;
     const __m256i flip = _mm256_set1_epi8((char)0x88), low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256i sum32[TK_WI4_MAX_DIGITS];
-    for (int d = 0; d < nd; d++) sum32[d] = _mm256_set1_epi32(s->corr[gi * TK_WI4_MAX_DIGITS + d]);
+    __m256i sum32[TK_WSPLIT_MAX_DIGITS];
+    for (int d = 0; d < nd; d++) sum32[d] = _mm256_set1_epi32(s->corr[gi * TK_WSPLIT_MAX_DIGITS + d]);
     for (size_t l0 = gi * g / 8; l0 < (gi + 1) * g / 8; l0 += TK_WI4_LINES_16) {
-        __m256i sum16[TK_WI4_MAX_DIGITS];
+        __m256i sum16[TK_WSPLIT_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sum16[d] = _mm256_setzero_si256();
         for (size_t l = l0; l < l0 + TK_WI4_LINES_16; l++) {
             const uint8_t *line = panel + l * 64;
             if (fetch) TK_PREFETCH_WEIGHT_LINE(line);
             const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(line + 32 * h)), flip);
             const __m256i lo = _mm256_and_si256(u, low), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), low);
-            const int8_t *even = s->planes + 2 * l * TK_WI4_LINE, *odd = even + TK_WI4_LINE;
+            const int8_t *even = s->planes + 2 * l * TK_WSPLIT_LINE, *odd = even + TK_WSPLIT_LINE;
             for (int d = 0; d < nd; d++) {
                 int32_t de, dodd;
                 memcpy(&de, even + 4 * d, 4);
@@ -221,7 +198,7 @@ int tk_wgemv_int4_avx2(const tk_wgemv_params *p, tk_dtype dtype) {
     for (size_t b = 0; b < (p->n + 15) / 16; b++)
         for (int h = 0; h < 2 && 16 * b + 8 * (size_t)h < p->n; h++)
             for (size_t i = 0; i < p->m; i++) {
-                const split_x s = split_layout(p, i);
+                const tk_wsplit s = tk_wsplit_row(p, i);
                 const int fetch = h == 0 && i == 0;
                 __m256d ylo = _mm256_setzero_pd(), yhi = _mm256_setzero_pd();
                 for (size_t gi = 0; gi < groups; gi++) switch (s.digits[gi]) {

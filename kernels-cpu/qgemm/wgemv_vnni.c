@@ -37,13 +37,11 @@
 
 #include "../common/template.h"
 #include "../common/vec_avx512.h"
+#include "wgemv_split.h"
 
 #define TK_WVNNI_MAX_ROWS 16
 #define TK_WVNNI_PASS_ROWS 4
 #define TK_WVNNI_MIN_DIGITS 3
-#define TK_WVNNI_MAX_DIGITS 6
-/* Bytes of split X per line of 4 k. */
-#define TK_WVNNI_LINE (4 * TK_WVNNI_MAX_DIGITS)
 #define TK_WVNNI_MAX_GROUP 32768
 /* acc + u times the digit dword at x broadcast, the broadcast embedded in
  * vpdpbusd's memory operand (GCC does not fold a set1 into it: a separate
@@ -53,31 +51,9 @@ static TK_ALWAYS_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_
     return acc;
 }
 
-/* The split X in the workspace (sized by tk_wgemv_workspace_floats in
- * variants.c): per row and group 2^E, the digit count, the corrections
- * -128 sum d per plane (the +128 of the weights), then per row and line of
- * 4 k the MAX_DIGITS digit dwords (4 k each, the least significant plane
- * first): one base pointer per row for the broadcasts. */
-typedef struct {
-    double *escale;   /* [m][groups] */
-    int32_t *digits;  /* [m][groups]: nd */
-    int32_t *most;    /* [groups]: the largest nd of the rows, which the call uses */
-    int32_t *corr;    /* [m][groups][MAX_DIGITS] */
-    int8_t *planes;   /* [m][k / 4][MAX_DIGITS][4] */
-} split_x;
-
-static split_x split_layout(const tk_wgemv_params *p) {
-    const size_t groups = p->k / p->group;
-    char *base = (char *)(((uintptr_t)p->workspace + 63) & ~(uintptr_t)63);
-    split_x s;
-    s.escale = (double *)base;
-    s.digits = (int32_t *)(s.escale + p->m * groups);
-    s.most = s.digits + p->m * groups;
-    s.corr = s.most + groups;
-    s.planes = (int8_t *)(s.corr + p->m * groups * TK_WVNNI_MAX_DIGITS);
-    return s;
-}
-
+/* The split X (wgemv_split.h): here the corrections are -128 sum d per
+ * plane (the +128 of the weights), and the call uses each group's `most`
+ * digits for every row: one base pointer per row for the broadcasts. */
 static __m512 load_x(const void *x, tk_dtype dt, size_t at) {
     switch (dt) {
     case TK_DTYPE_F16: return tkv_load_f16((const uint16_t *)x + at, 16);
@@ -113,12 +89,12 @@ static int splits(const void *x, tk_dtype dt, size_t c0, size_t g, __m512d inv) 
 /* Splits row i of X; 0 when some group cannot be split exactly. For int4
  * each 8 k are stored as their 4 even k, then their 4 odd ones: the digit
  * dwords of the two nibbles of a line's bytes. */
-static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, size_t i) {
+static int split_row(const tk_wgemv_params *p, tk_dtype dt, const tk_wsplit *s, size_t i) {
     const __m512i order = p->w_bits == 4 ? _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0) : _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
     const int32_t offset = p->w_bits == 4 ? 8 : 128; /* what makes a weight unsigned */
     const size_t k = p->k, g = p->group, groups = k / g;
     const void *x = (const char *)p->x + i * p->x_stride * (dt == TK_DTYPE_F32 ? 4 : 2);
-    int8_t *planes = s->planes + i * (k / 4) * TK_WVNNI_LINE;
+    int8_t *planes = s->planes + i * (k / 4) * TK_WSPLIT_LINE;
     for (size_t gi = 0; gi < groups; gi++) {
         __m512 big = _mm512_setzero_ps();
         for (size_t c = gi * g; c < (gi + 1) * g; c += 16) big = tkv_max_nan(big, _mm512_abs_ps(load_x(x, dt, c)));
@@ -127,11 +103,11 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, si
         const int e = amax > 0.0f ? ilogbf(amax) : 0;
         int nd = TK_WVNNI_MIN_DIGITS;
         while (!splits(x, dt, gi * g, g, _mm512_set1_pd(ldexp(1.0, 8 * nd - 3 - e))))
-            if (++nd > TK_WVNNI_MAX_DIGITS) return 0;
+            if (++nd > TK_WSPLIT_MAX_DIGITS) return 0;
         const __m512d inv = _mm512_set1_pd(ldexp(1.0, 8 * nd - 3 - e));
         s->escale[i * groups + gi] = ldexp(1.0, e + 3 - 8 * nd);
         s->digits[i * groups + gi] = nd;
-        __m512i sums[TK_WVNNI_MAX_DIGITS];
+        __m512i sums[TK_WSPLIT_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sums[d] = _mm512_setzero_si512();
         for (size_t c16 = gi * g; c16 < (gi + 1) * g; c16 += 16) {
             const __m512 v = load_x(x, dt, c16); /* each 16 read once, split as two halves of 8 */
@@ -149,13 +125,13 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, si
                     sums[plane] = _mm512_add_epi64(sums[plane], digit);
                     const uint64_t eight = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(digit));
                     const uint32_t lo4 = (uint32_t)eight, hi4 = (uint32_t)(eight >> 32);
-                    memcpy(planes + (c / 4) * TK_WVNNI_LINE + 4 * plane, &lo4, 4);
-                    memcpy(planes + (c / 4 + 1) * TK_WVNNI_LINE + 4 * plane, &hi4, 4);
+                    memcpy(planes + (c / 4) * TK_WSPLIT_LINE + 4 * plane, &lo4, 4);
+                    memcpy(planes + (c / 4 + 1) * TK_WSPLIT_LINE + 4 * plane, &hi4, 4);
                 }
             }
         }
         for (int plane = 0; plane < nd; plane++)
-            s->corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + plane] =
+            s->corr[(i * groups + gi) * TK_WSPLIT_MAX_DIGITS + plane] =
                 (int32_t)(-offset * _mm512_reduce_add_epi64(sums[plane]));
     }
     return 1;
@@ -194,20 +170,20 @@ static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t i, size_t j0, 
  * the low nibbles (+8: unsigned) times the even k's digits in one chain,
  * the high ones in place (16 times their value, which the end shifts out
  * exactly) times the odd k's in the other. */
-static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, size_t b, size_t gi, size_t i0,
+static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const tk_wsplit *s, size_t b, size_t gi, size_t i0,
                                    const size_t mi, const int nd, const int bits, __m512d *ylo, __m512d *yhi) {
     const size_t k = p->k, g = p->group, groups = k / g;
     const int chains = bits == 4 || mi * nd <= 8 ? 2 : 1;
     const uint8_t *w = (const uint8_t *)p->w + b * 16 * p->w_stride;
     const __m512i flip = _mm512_set1_epi8((char)(bits == 8 ? 0x80 : 0x88));
-    __m512i acc[TK_WVNNI_PASS_ROWS][TK_WVNNI_MAX_DIGITS][2];
+    __m512i acc[TK_WVNNI_PASS_ROWS][TK_WSPLIT_MAX_DIGITS][2];
     for (size_t i = 0; i < mi; i++)
         for (int d = 0; d < nd; d++) {
-            acc[i][d][0] = _mm512_set1_epi32(s->corr[((i0 + i) * groups + gi) * TK_WVNNI_MAX_DIGITS + d]);
+            acc[i][d][0] = _mm512_set1_epi32(s->corr[((i0 + i) * groups + gi) * TK_WSPLIT_MAX_DIGITS + d]);
             acc[i][d][1] = _mm512_setzero_si512();
         }
     const int8_t *xrow[TK_WVNNI_PASS_ROWS];
-    for (size_t i = 0; i < mi; i++) xrow[i] = s->planes + (i0 + i) * (k / 4) * TK_WVNNI_LINE;
+    for (size_t i = 0; i < mi; i++) xrow[i] = s->planes + (i0 + i) * (k / 4) * TK_WSPLIT_LINE;
     if (bits == 4) {
         const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8((char)0xF0);
         for (size_t l = gi * g / 8; l < (gi + 1) * g / 8; l++) {
@@ -218,7 +194,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
             for (int c = 0; c < 2; c++)
                 for (size_t i = 0; i < mi; i++)
                     for (int d = 0; d < nd; d++) {
-                        acc[i][d][c] = dpbusd_bcast(acc[i][d][c], nib[c], xrow[i] + (2 * l + c) * TK_WVNNI_LINE + 4 * d);
+                        acc[i][d][c] = dpbusd_bcast(acc[i][d][c], nib[c], xrow[i] + (2 * l + c) * TK_WSPLIT_LINE + 4 * d);
                     }
         }
         for (size_t i = 0; i < mi; i++)
@@ -231,13 +207,13 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
                 const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(line), flip);
                 for (size_t i = 0; i < mi; i++)
                     for (int d = 0; d < nd; d++) {
-                        acc[i][d][c] = dpbusd_bcast(acc[i][d][c], u, xrow[i] + (l + c) * TK_WVNNI_LINE + 4 * d);
+                        acc[i][d][c] = dpbusd_bcast(acc[i][d][c], u, xrow[i] + (l + c) * TK_WSPLIT_LINE + 4 * d);
                     }
             }
     const __m512 sc = _mm512_loadu_ps(p->w_scale + (b * groups + gi) * 16);
     const __m512d sc_lo = _mm512_cvtps_pd(half(sc, 0)), sc_hi = _mm512_cvtps_pd(half(sc, 1));
     for (size_t i = 0; i < mi; i++) {
-        __m512i sd[TK_WVNNI_MAX_DIGITS];
+        __m512i sd[TK_WSPLIT_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sd[d] = _mm512_add_epi32(acc[i][d][0], acc[i][d][1]);
         const __m512d e = _mm512_set1_pd(s->escale[(i0 + i) * groups + gi]);
         ylo[i] = _mm512_fmadd_pd(recombine(sd, nd, 0), _mm512_mul_pd(sc_lo, e), ylo[i]);
@@ -247,7 +223,7 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const split_x *s, s
 
 /* Panel b (channels 16 b ..) for rows i0..i0+mi (mi and bits constants
  * after inlining), nds[gi] digits in group gi. */
-static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const split_x *s, const int32_t *nds,
+static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const tk_wsplit *s, const int32_t *nds,
                                    size_t b, size_t i0, const size_t mi, const int bits) {
     const size_t groups = p->k / p->group;
     __m512d ylo[TK_WVNNI_PASS_ROWS], yhi[TK_WVNNI_PASS_ROWS];
@@ -264,7 +240,7 @@ static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const 
 /* Splits every row of X into the workspace; 0 when some group cannot be
  * split exactly. One digit count per group for all rows: a row with fewer
  * gets zero planes above its own (the same D). */
-static int split_x_of(const tk_wgemv_params *p, tk_dtype dtype, const split_x *s) {
+static int split_x_of(const tk_wgemv_params *p, tk_dtype dtype, const tk_wsplit *s) {
     const size_t groups = p->k / p->group;
     for (size_t i = 0; i < p->m; i++)
         if (!split_row(p, dtype, s, i)) return 0;
@@ -278,8 +254,8 @@ static int split_x_of(const tk_wgemv_params *p, tk_dtype dtype, const split_x *s
         for (size_t gi = 0; gi < groups; gi++)
             for (int d = s->digits[i * groups + gi]; d < nds[gi]; d++) {
                 for (size_t l = gi * p->group / 4; l < (gi + 1) * p->group / 4; l++)
-                    memset(s->planes + (i * (p->k / 4) + l) * TK_WVNNI_LINE + 4 * d, 0, 4);
-                s->corr[(i * groups + gi) * TK_WVNNI_MAX_DIGITS + d] = 0;
+                    memset(s->planes + (i * (p->k / 4) + l) * TK_WSPLIT_LINE + 4 * d, 0, 4);
+                s->corr[(i * groups + gi) * TK_WSPLIT_MAX_DIGITS + d] = 0;
             }
     return 1;
 }
@@ -288,7 +264,7 @@ int tk_wgemv_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
     if (!(p->w_bits == 8 || (p->w_bits == 4 && p->w_panels)) || p->m == 0 || p->m > TK_WVNNI_MAX_ROWS ||
         p->group > TK_WVNNI_MAX_GROUP)
         return 0;
-    const split_x s = split_layout(p);
+    const tk_wsplit s = tk_wsplit_layout(p);
     const int32_t *nds = s.most;
     if (!p->x_ready && !split_x_of(p, dtype, &s)) return 0;
     /* Rows in passes of up to 4 over each panel (the panel stays in L2). */
