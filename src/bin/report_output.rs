@@ -36,13 +36,14 @@ pub struct Rec {
 }
 
 /// Fields that are measurements (they differ between runs of the same work).
-const MEASURED: [&str; 13] = [
+const MEASURED: [&str; 14] = [
     "median_s",
     "gbps",
     "gflops",
     "gops",
     "peak_fraction",
     "copy_fraction",
+    "read_fraction",
     "roofline_fraction",
     "tokens_per_s",
     "speedup_vs_baseline",
