@@ -158,10 +158,9 @@ pub fn selected() -> Result<Isa> {
 /// Reads `data` with the fastest single-core read the project knows
 /// (kernels-cpu/probe: AVX-512 loads with software prefetch; on AVX2 the
 /// four quarters of each 1 MiB block in lockstep, 1.3-1.5x one stream on a
-/// Zen 1 core) and
-/// returns the wrapping sum of its 64-bit words, for reports that state a
-/// memory-bound kernel's fraction of the read bandwidth; time it yourself.
-/// None where neither ISA is available.
+/// Zen 1 core) and returns the wrapping sum of its 64-bit words, for reports
+/// that state a memory-bound kernel's fraction of the read bandwidth; time
+/// it yourself. None where neither ISA is available.
 ///
 /// ```
 /// let words: Vec<u64> = (1..=1000).collect();
