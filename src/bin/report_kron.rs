@@ -11,7 +11,7 @@ use std::hint::black_box;
 use half::bf16;
 use transformer_kernels::kron::{Factor, Kron, int4_row_bytes};
 use transformer_kernels::reference::uniform_values;
-use transformer_kernels::{Dtype, Element, Isa};
+use transformer_kernels::{Dtype, Element, Isa, isa};
 
 use crate::interleave_medians;
 use crate::report_kron_matvec as matvec;
@@ -291,9 +291,7 @@ fn measure<T: Element>(
             black_box(crate::read_sweep(black_box(matrix_words)));
         }
         3 => {
-            black_box(transformer_kernels::isa::read_probe(black_box(
-                matrix_words,
-            )));
+            black_box(isa::read_probe(black_box(matrix_words)));
         }
         _ => {
             let (s, b) = (&shapes[i - PROBES], &mut bufs[i - PROBES]);
@@ -317,7 +315,7 @@ fn measure<T: Element>(
     let peak_flops = probe_flops / medians[0];
     let copy_gbps = 2.0 * (big * T::DTYPE.size()) as f64 / medians[1] / 1e9;
     // the faster of the plain sweep and the library's probe (where it runs)
-    let read_s = if transformer_kernels::isa::read_probe(&[]).is_some() {
+    let read_s = if isa::read_probe(&[]).is_some() {
         medians[2].min(medians[3])
     } else {
         medians[2]

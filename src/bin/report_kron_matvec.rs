@@ -43,13 +43,11 @@ fn matvec_portable(p: &[f32], x: &[f32], y: &mut [f32]) {
 unsafe fn matvec_avx2(p: &[f32], x: &[f32], y: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = x.len();
+    y.fill(0.0);
     let (p, y) = (p.as_ptr(), y.as_mut_ptr());
     let body = n - n % 8;
     // SAFETY (every access below): rows < n, columns < n, p holds n x n
     unsafe {
-        for j in 0..n {
-            *y.add(j) = 0.0;
-        }
         let mut i = 0;
         while i + 4 <= n {
             let r = [
