@@ -4,7 +4,7 @@
 # program (scripts/FAMILY_ab.c, which alternates them on the same buffers and
 # checks their bits), pinned to one core. On a shared host whose speed moves
 # by up to 2x within minutes, a same-process ratio is the number to quote.
-#   scripts/kernels_ab.sh lightning|norm|kron [OLD] [ROUNDS] [HARNESS ARGS..]
+#   scripts/kernels_ab.sh lightning|norm|kron|qgemm [OLD] [ROUNDS] [HARNESS ARGS..]
 # AB_CFLAGS adds compiler flags to both sides (e.g. -DNAME=VALUE to try a
 # tuning constant that the source guards with #ifndef).
 set -euo pipefail
@@ -25,12 +25,13 @@ compile() { # kernels-cpu dir, unit (FILE, or FILE:ISA for a file of another nam
     avx2) isa_flags=("${avx2[@]}") ;;
     avx512) isa_flags=("${avx512[@]}") ;;
     avx512bf16) isa_flags=("${avx512[@]}" -mavx512bf16) ;;
+    amx) isa_flags=("${avx512[@]}" -mavx512bf16 -mamx-tile -mamx-int8 -mamx-bf16) ;;
     esac
     gcc "${flags[@]}" -I"$1/include" "${isa_flags[@]}" -c "$1/$family/$file.c" -o "$3"
 }
 # the ISA units, and files named *_ISA.c (qgemm/wgemv_int4_avx2.c) with them
 units=()
-for u in avx2 avx512 avx512bf16; do
+for u in avx2 avx512 avx512bf16 amx; do
     [ -f "$root/kernels-cpu/$family/$u.c" ] && units+=("$u")
     for f in "$root/kernels-cpu/$family"/*_"$u".c; do
         [ -f "$f" ] && units+=("$(basename "$f" .c):$u")

@@ -8,7 +8,12 @@
  * of its output. Arguments after the rounds: the variant filter (words of
  * "int8|int4 f32|f16|bf16 avx2|avx512", "digits" for the int4 integer path
  * on AVX2; default "avx2") and the row counts
- * (default "1,2,3,4,8,16"). Prints GB/s of weight bytes (values + scales). */
+ * (default "1,2,3,4,8,16"). Prints GB/s of weight bytes (values + scales).
+ * Filter "gemm": the LLM.int8() product on AMX (tk_qgemm_s8_amx) instead,
+ * m x 4096 x 4096 (QGEMM_AB_K sets k) for each row count (default
+ * "256,512,2048"), QGEMM_AB_OUTLIERS f32 outlier columns (default 20), f16
+ * out, random bytes (the timing and the bit check need no real weights);
+ * prints GOP/s. */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdint.h>
@@ -86,9 +91,75 @@ static double to_f64(const void *p, size_t i, size_t elem, int bf16) {
 
 AB_PAIR(pair, tk_wgemv_params)
 
+void old_tk_qgemm_s8_amx(const tk_qgemm_params *);
+void new_tk_qgemm_s8_amx(const tk_qgemm_params *);
+int new_tk_amx_ready(void);
+AB_PAIR(gemm_pair, tk_qgemm_params)
+
+static int gemm_ab(int rounds, const char *rows_arg) {
+    const size_t n = 4096, k = getenv("QGEMM_AB_K") ? strtoul(getenv("QGEMM_AB_K"), NULL, 10) : 4096;
+    const size_t no = getenv("QGEMM_AB_OUTLIERS") ? strtoul(getenv("QGEMM_AB_OUTLIERS"), NULL, 10) : 20;
+    if (!new_tk_amx_ready()) {
+        fprintf(stderr, "no AMX here (CPU or OS)\n");
+        return 1;
+    }
+    if (k % 64) {
+        fprintf(stderr, "k must be a multiple of 64\n");
+        return 1;
+    }
+    printf("| m x n x k | outliers | old GOP/s | new GOP/s | new / old |\n|---|---:|---:|---:|---:|\n");
+    for (const char *at = rows_arg; *at;) {
+        char *end;
+        const size_t m = strtoul(at, &end, 10), m_pad = (m + 31) / 32 * 32;
+        at = *end == ',' ? end + 1 : end;
+        if (m == 0) continue;
+        int8_t *a = aligned_alloc(64, m_pad * k);
+        uint8_t *w = aligned_alloc(64, n * k);
+        float *as = malloc(m * 4), *wsc = malloc(n * 4), *xo = malloc((m * no + 1) * 4), *wo = malloc((no * n + 1) * 4);
+        int32_t *rowsum = malloc(m * 4), *scratch[2];
+        uint16_t *y[2];
+        srand(2);
+        for (size_t i = 0; i < m_pad * k; i++) a[i] = i / k < m ? (int8_t)(rand() % 255 - 127) : 0;
+        for (size_t i = 0; i < n * k; i++) w[i] = (uint8_t)(rand() % 255 + 1);
+        for (size_t i = 0; i < m; i++) {
+            as[i] = (float)(rand() % 1000 + 1) * 1e-5f;
+            rowsum[i] = 0;
+            for (size_t c = 0; c < k; c++) rowsum[i] += a[i * k + c];
+        }
+        for (size_t j = 0; j < n; j++) wsc[j] = (float)(rand() % 1000 + 1) * 1e-5f;
+        for (size_t i = 0; i < m * no; i++) xo[i] = (float)rand() / (float)RAND_MAX * 16.0f - 8.0f;
+        for (size_t i = 0; i < no * n; i++) wo[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+        tk_qgemm_params p[2];
+        for (int s = 0; s < 2; s++) {
+            y[s] = calloc(m * n, 2);
+            scratch[s] = aligned_alloc(64, (tk_qgemm_amx_scratch(k) + 16) * 4);
+            p[s] = (tk_qgemm_params){.m = m, .n = n, .k = k, .a = a, .a_stride = k, .a_scale = as,
+                                     .a_rowsum = rowsum, .w = w, .w_scale = wsc, .xo = xo, .n_outliers = no,
+                                     .wo = wo, .wo_stride = n, .y = y[s], .y_stride = n,
+                                     .y_dtype = TK_DTYPE_F16, .scratch = scratch[s]};
+        }
+        struct gemm_pair c = {old_tk_qgemm_s8_amx, new_tk_qgemm_s8_amx, p};
+        const int calls = m >= 1024 ? 1 : (int)(1024 / m);
+        double med[2];
+        ab_medians(rounds < AB_MAX_ROUNDS ? rounds : AB_MAX_ROUNDS, calls, run_gemm_pair, &c, med);
+        if (memcmp(y[0], y[1], m * n * 2)) {
+            fprintf(stderr, "m %zu: the two builds' outputs differ\n", m);
+            return 1;
+        }
+        const double ops = 2.0 * (double)m * (double)n * (double)k;
+        printf("| %zu x %zu x %zu | %zu | %.0f | %.0f | %.3fx |\n", m, n, k, no, ops / med[0] / 1e9,
+               ops / med[1] / 1e9, med[0] / med[1]);
+        fflush(stdout);
+        free(a), free(w), free(as), free(wsc), free(xo), free(wo), free(rowsum);
+        for (int s = 0; s < 2; s++) free(y[s]), free(scratch[s]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const int rounds = argc > 1 ? atoi(argv[1]) : 9;
     const char *filter = argc > 2 ? argv[2] : "avx2";
+    if (argc > 2 && !strcmp(argv[2], "gemm")) return gemm_ab(rounds, argc > 3 ? argv[3] : "256,512,2048");
     const char *rows_arg = argc > 3 ? argv[3] : "1,2,3,4,8,16";
     const size_t n = 4096, k = 4096, group = 128, groups = k / group, max_m = 16;
     const size_t mib = getenv("WGEMV_AB_MIB") ? strtoul(getenv("WGEMV_AB_MIB"), NULL, 10) : 256;
