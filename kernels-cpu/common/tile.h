@@ -11,10 +11,11 @@
 
 #include "template.h"
 
-/* Tile shapes per vector width: 16 (AVX-512, 32 registers): 8 rows x 2
- * vectors, 16 accumulators, each B vector loaded once per 8 FMAs so the
- * state streams from L2 fast enough; 8 (AVX2, 16 registers) and scalar:
- * 4 x 2, 8 accumulators (enough chains to hide the FMA latency, no spills). */
+/* Tile shapes per vector width: 16 (AVX-512, 32 registers): 6 rows x 4
+ * vectors, 24 accumulators, 10 loads (4 B vectors, 6 broadcasts) per 24 FMAs
+ * (8 x 2 had 10 per 16: 40% -> 52% of the FMA peak, docs/lightning.md); 8
+ * (AVX2, 16 registers) and scalar: 4 x 2, 8 accumulators (enough chains to
+ * hide the FMA latency; 4 x 4 spilled). */
 #if TKV_W >= 16
 #define TK_MR 6
 #define TK_NV 4
