@@ -97,7 +97,11 @@ const CPU_UNITS: &[CpuUnit] = &[
     },
     CpuUnit {
         lib: "tk_amx",
-        files: &["kernels-cpu/qgemm/amx.c", "kernels-cpu/qgemm/wgemv_amx.c"],
+        files: &[
+            "kernels-cpu/qgemm/amx.c",
+            "kernels-cpu/qgemm/wgemv_amx.c",
+            "kernels-cpu/qgemm/wgemv_int8_amx.c",
+        ],
         x86_only: true,
         flags: &[AVX512, &["-mamx-tile", "-mamx-int8", "-mamx-bf16"]],
     },

@@ -504,6 +504,7 @@ fn weight_only_vnni_sums_exactly() {
         (5, 40, 384, 128),
         (6, 16, 256, 64),
         (7, 33, 4096, 128),
+        (11, 20, 512, 64), // on AMX: 33-66 digit rows, a partial tile
         (16, 64, 1024, 1024),
     ];
     for (s, &(m, n, k, group)) in shapes.iter().enumerate() {
@@ -575,8 +576,34 @@ fn wide_exponents(seed: u64, m: usize, bits: u32, isa: Isa) {
     check_weight_only::<f16>(&xh, &qw, None, isa);
 }
 
+/// The exact contract on AVX-512; where AMX-INT8 is available the int8
+/// panels run on the tiles by default, so the VNNI loop is checked too (AMX
+/// off), and the two must give the same bits.
 fn vnni_exact<T: Element>(x32: &[f32], qw: &QuantizedWeight, bias: Option<&[f32]>) {
     digits_exact::<T>(x32, qw, bias, Isa::Avx512);
+    if qw.bits() == 8 && transformer_kernels::qgemm::weight_only::amx_int8_available() {
+        let (x, _) = rq::round_to::<T>(x32);
+        let run = |amx: bool| {
+            let mut y =
+                vec![transformer_kernels::reference::poison::<T>(); x.len() / qw.k() * qw.n()];
+            let mut call = qw.gemv(&x).isa(Isa::Avx512).amx(amx);
+            if let Some(b) = bias {
+                call = call.bias(b);
+            }
+            call.run(&mut y).unwrap();
+            y
+        };
+        let (tiles, vnni) = (run(true), run(false));
+        if let Err(e) = rq::check_weight_only_exact(&x, qw, bias, &vnni) {
+            panic!("VNNI loop, {} k {}: {e}", T::DTYPE.name(), qw.k());
+        }
+        assert!(
+            bytemuck::cast_slice::<T, u8>(&tiles) == bytemuck::cast_slice::<T, u8>(&vnni),
+            "AMX tiles and VNNI loop differ ({} k {})",
+            T::DTYPE.name(),
+            qw.k()
+        );
+    }
 }
 
 /// One call on `isa` (whose exact digit path takes these X) meets the exact

@@ -645,6 +645,14 @@ int tk_wgemv_int4_amx(const tk_wgemv_params *params, tk_dtype dtype);
  * Exact integer sums per group, recombined and summed in f64, one rounding
  * to y: within the SIMD kernel's bound. Workspace as tk_wgemv_workspace_floats. */
 int tk_wgemv_vnni(const tk_wgemv_params *params, tk_dtype dtype);
+/* The int8 weight-only product (w_bits 8 in panels) for 1-16 rows of X on
+ * AMX-INT8 tiles (the caller checks the CPU has AVX-512; the kernel asks for
+ * the tiles): X split into digits as for tk_wgemv_vnni, a KiB of weights a
+ * tdpbssd. The same bits as tk_wgemv_vnni where both take a call. Returns 0
+ * (nothing written but the workspace) when the call does not fit it: what
+ * tk_wgemv_vnni declines, and int4, group not a multiple of 64, rows x
+ * digit planes above 80 (96 when a multiple of 16), or no AMX tiles. */
+int tk_wgemv_int8_amx(const tk_wgemv_params *params, tk_dtype dtype);
 /* The int4 weight-only product (w_bits 4 in panels) for 1 to 16 rows of X
  * on AVX2 (the caller checks the CPU has it), in integers: X split exactly
  * into int8 digits as for tk_wgemv_vnni, vpmaddubsw of the nibbles (+8) by

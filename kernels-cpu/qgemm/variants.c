@@ -34,8 +34,9 @@ size_t tk_wgemv_workspace_floats(size_t m, size_t k) {
     const size_t amx = cols ? cols * k / 2 + 16 + 2 * (4096 + 1024 + 256) + 16 : 0;
     /* The integer paths' split X (wgemv_split.h), up to 16 rows: per row
      * and group (at most k / 32) an f64 and 7 int32, per group an int32, 6 k
-     * digit bytes per row, the alignment of its start. */
-    const size_t vnni = m <= 16 ? (m * (k / 32) * 36 + (k / 32) * 4 + m * 6 * k) / 4 + 16 : 0;
+     * digit bytes per row and 6 k more for the AMX tiles' copy, the
+     * alignment of both starts. */
+    const size_t vnni = m <= 16 ? (m * (k / 32) * 36 + (k / 32) * 4 + 2 * m * 6 * k) / 4 + 32 : 0;
     const size_t most = simd > amx ? simd : amx;
     return most > vnni ? most : vnni;
 }

@@ -20,13 +20,16 @@
  * after another, each indexed by row first: per row and group 2^E and the
  * digit count, per group the largest count of the rows, per row, group and
  * plane the correction of the weights' offset, then per row and line of 4 k
- * the MAX_DIGITS digit dwords (the least significant plane first). */
+ * the MAX_DIGITS digit dwords (the least significant plane first); last,
+ * from a 64-byte boundary, the AMX tiles' copy of the planes
+ * (wgemv_int8_amx.c): per 64 k, nd rows of 64 digit bytes per row of X. */
 typedef struct {
     double *escale;  /* [m][groups] */
     int32_t *digits; /* [m][groups]: nd */
     int32_t *most;   /* [groups]: the largest nd of the rows */
     int32_t *corr;   /* [m][groups][MAX_DIGITS] */
     int8_t *planes;  /* [m][k / 4][MAX_DIGITS][4] */
+    int8_t *rows;    /* [k / 64][m][nd][64], nd <= MAX_DIGITS */
 } tk_wsplit;
 
 static inline tk_wsplit tk_wsplit_layout(const tk_wgemv_params *p) {
@@ -38,10 +41,15 @@ static inline tk_wsplit tk_wsplit_layout(const tk_wgemv_params *p) {
     s.most = s.digits + m * groups;
     s.corr = s.most + groups;
     s.planes = (int8_t *)(s.corr + m * groups * TK_WSPLIT_MAX_DIGITS);
+    s.rows = (int8_t *)(((uintptr_t)(s.planes + m * (p->k / 4) * TK_WSPLIT_LINE) + 63) & ~(uintptr_t)63);
     return s;
 }
 
-/* Row i's arrays (`most` is left as the call's). */
+/* Splits every row of X into s (AVX-512; wgemv_vnni.c): 0 when some group
+ * cannot be split exactly. */
+int tk_wgemv_split_x(const tk_wgemv_params *p, tk_dtype dtype, const tk_wsplit *s);
+
+/* Row i's arrays (`most` and `rows` are left as the call's). */
 static inline tk_wsplit tk_wsplit_row(const tk_wgemv_params *p, size_t i) {
     const size_t groups = p->k / p->group;
     tk_wsplit s = tk_wsplit_layout(p);

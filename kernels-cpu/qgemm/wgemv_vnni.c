@@ -37,6 +37,7 @@
 
 #include "../common/template.h"
 #include "../common/vec_avx512.h"
+#include "wgemv_digits_avx512.h"
 #include "wgemv_split.h"
 
 #define TK_WVNNI_MAX_ROWS 16
@@ -70,17 +71,13 @@ static __m512i to_int(__m256 v, __m512d inv, __mmask8 *exact) {
     return i;
 }
 
-static __m256 half(__m512 v, int h) {
-    return h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
-}
-
 /* Whether 2^-E x is an integer for every x of the group. */
 static int splits(const void *x, tk_dtype dt, size_t c0, size_t g, __m512d inv) {
     for (size_t c = c0; c < c0 + g; c += 16) {
         const __m512 v = load_x(x, dt, c);
         __mmask8 lo, hi;
-        (void)to_int(half(v, 0), inv, &lo);
-        (void)to_int(half(v, 1), inv, &hi);
+        (void)to_int(tk_wdig_half(v, 0), inv, &lo);
+        (void)to_int(tk_wdig_half(v, 1), inv, &hi);
         if ((lo & hi) != 0xFF) return 0;
     }
     return 1;
@@ -113,7 +110,7 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const tk_wsplit *s, 
             const __m512 v = load_x(x, dt, c16); /* each 16 read once, split as two halves of 8 */
             for (size_t c = c16; c < c16 + 16; c += 8) {
                 __mmask8 ok;
-                __m512i d = _mm512_permutexvar_epi64(order, to_int(half(v, (int)((c - c16) / 8)), inv, &ok));
+                __m512i d = _mm512_permutexvar_epi64(order, to_int(tk_wdig_half(v, (int)((c - c16) / 8)), inv, &ok));
                 for (int plane = 0; plane < nd; plane++) {
                     /* balanced digit ((d + 128) mod 256) - 128; the top one is what is left (|.| <= 64) */
                     const __m512i digit =
@@ -135,32 +132,6 @@ static int split_row(const tk_wgemv_params *p, tk_dtype dt, const tk_wsplit *s, 
                 (int32_t)(-offset * _mm512_reduce_add_epi64(sums[plane]));
     }
     return 1;
-}
-
-/* Channels h*8..h*8+7 of the nd planes' int32 sums (least significant
- * first) as the f64 sum of D q. */
-static TK_ALWAYS_INLINE __m512d recombine(const __m512i *sd, int nd, int h) {
-    const __m512d radix = _mm512_set1_pd(256.0);
-    __m512d v = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sd[nd - 1], h));
-    for (int plane = nd - 2; plane >= 0; plane--)
-        v = _mm512_fmadd_pd(v, radix, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sd[plane], h)));
-    return v;
-}
-
-static void store_y(const tk_wgemv_params *p, tk_dtype dt, size_t i, size_t j0, __m512d lo, __m512d hi) {
-    const size_t nc = p->n - j0 < 16 ? p->n - j0 : 16;
-    if (p->bias) {
-        const __m512 bias = _mm512_maskz_loadu_ps(tk_mask16(nc), p->bias + j0);
-        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(bias)));
-        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bias), 1))));
-    }
-    const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
-    const size_t at = i * p->y_stride + j0;
-    switch (dt) {
-    case TK_DTYPE_F16: tkv_store_f16((uint16_t *)p->y + at, nc, v); break;
-    case TK_DTYPE_BF16: tkv_store_bf16((uint16_t *)p->y + at, nc, v); break;
-    default: tkv_store_f32((float *)p->y + at, nc, v); break;
-    }
 }
 
 /* Group gi of panel b for rows i0..i0+mi, nd digits each (mi, nd and bits
@@ -211,13 +182,13 @@ static TK_ALWAYS_INLINE void group(const tk_wgemv_params *p, const tk_wsplit *s,
                     }
             }
     const __m512 sc = _mm512_loadu_ps(p->w_scale + (b * groups + gi) * 16);
-    const __m512d sc_lo = _mm512_cvtps_pd(half(sc, 0)), sc_hi = _mm512_cvtps_pd(half(sc, 1));
+    const __m512d sc_lo = _mm512_cvtps_pd(tk_wdig_half(sc, 0)), sc_hi = _mm512_cvtps_pd(tk_wdig_half(sc, 1));
     for (size_t i = 0; i < mi; i++) {
         __m512i sd[TK_WSPLIT_MAX_DIGITS];
         for (int d = 0; d < nd; d++) sd[d] = _mm512_add_epi32(acc[i][d][0], acc[i][d][1]);
         const __m512d e = _mm512_set1_pd(s->escale[(i0 + i) * groups + gi]);
-        ylo[i] = _mm512_fmadd_pd(recombine(sd, nd, 0), _mm512_mul_pd(sc_lo, e), ylo[i]);
-        yhi[i] = _mm512_fmadd_pd(recombine(sd, nd, 1), _mm512_mul_pd(sc_hi, e), yhi[i]);
+        ylo[i] = _mm512_fmadd_pd(tk_wdig_recombine(sd, nd, 0), _mm512_mul_pd(sc_lo, e), ylo[i]);
+        yhi[i] = _mm512_fmadd_pd(tk_wdig_recombine(sd, nd, 1), _mm512_mul_pd(sc_hi, e), yhi[i]);
     }
 }
 
@@ -234,13 +205,13 @@ static TK_ALWAYS_INLINE void panel(const tk_wgemv_params *p, tk_dtype dt, const 
         case 5: group(p, s, b, gi, i0, mi, 5, bits, ylo, yhi); break;
         default: group(p, s, b, gi, i0, mi, 6, bits, ylo, yhi); break;
         }
-    for (size_t i = 0; i < mi; i++) store_y(p, dt, i0 + i, 16 * b, ylo[i], yhi[i]);
+    for (size_t i = 0; i < mi; i++) tk_wdig_store_y(p, dt, i0 + i, 16 * b, ylo[i], yhi[i]);
 }
 
 /* Splits every row of X into the workspace; 0 when some group cannot be
  * split exactly. One digit count per group for all rows: a row with fewer
  * gets zero planes above its own (the same D). */
-static int split_x_of(const tk_wgemv_params *p, tk_dtype dtype, const tk_wsplit *s) {
+int tk_wgemv_split_x(const tk_wgemv_params *p, tk_dtype dtype, const tk_wsplit *s) {
     const size_t groups = p->k / p->group;
     for (size_t i = 0; i < p->m; i++)
         if (!split_row(p, dtype, s, i)) return 0;
@@ -266,7 +237,7 @@ int tk_wgemv_vnni(const tk_wgemv_params *p, tk_dtype dtype) {
         return 0;
     const tk_wsplit s = tk_wsplit_layout(p);
     const int32_t *nds = s.most;
-    if (!p->x_ready && !split_x_of(p, dtype, &s)) return 0;
+    if (!p->x_ready && !tk_wgemv_split_x(p, dtype, &s)) return 0;
     /* Rows in passes of up to 4 over each panel (the panel stays in L2). */
     const int int4 = p->w_bits == 4;
     for (size_t b = 0; b < (p->n + 15) / 16; b++)

@@ -355,18 +355,20 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
         } else {
             vec![1, 2, 4, 8, 16]
         };
-        // (rows, path): panels with VNNI_ROWS also on the VNNI path, int4 in
-        // rows with 8 rows also on the AMX-BF16 tiles, where they are
-        // available, int4 panels with INT4_AVX2_ROWS on AVX2 also on its integer
-        // path; "avx512" / "avx2" is the SIMD kernel alone.
+        // (rows, path): panels with VNNI_ROWS also on the VNNI path (and int8
+        // ones on the AMX-INT8 tiles), int4 in rows with 8 rows also on the
+        // AMX-BF16 tiles, where they are available, int4 panels with
+        // INT4_AVX2_ROWS on AVX2 also on its integer path; "avx512" / "avx2" is
+        // the SIMD kernel alone.
         let also = |m: usize| {
             let amx = rows_layout
                 .as_ref()
                 .filter(|r| m == 8 && r.amx_applies(m, simd))
                 .map(|_| (m, "amx-bf16 (rows)"));
             let vnni = one.vnni_applies(m, simd).then_some((m, "avx512vnni"));
+            let amx_int8 = one.amx_int8_applies(m, simd).then_some((m, AMX_DIGITS));
             let int4_avx2 = one.int4_avx2_applies(m, simd).then_some((m, AVX2_DIGITS));
-            vnni.into_iter().chain(amx).chain(int4_avx2)
+            vnni.into_iter().chain(amx_int8).chain(amx).chain(int4_avx2)
         };
         let kinds: Vec<(usize, &str)> = rows
             .iter()
@@ -397,12 +399,13 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
                 black_box(isa::read_probe(&sweep));
                 return;
             }
-            let amx = kinds[i].1 == "amx-bf16 (rows)";
-            for l in if amx { &rows_stack } else { &stack } {
+            let rows = kinds[i].1 == "amx-bf16 (rows)";
+            let digits_on_tiles = kinds[i].1 == AMX_DIGITS;
+            for l in if rows { &rows_stack } else { &stack } {
                 l.gemv(&xs[i])
                     .isa(simd)
-                    .amx(amx)
-                    .vnni(kinds[i].1 == "avx512vnni")
+                    .amx(rows || digits_on_tiles)
+                    .vnni(kinds[i].1 == "avx512vnni" || digits_on_tiles)
                     .int4_avx2(kinds[i].1 == AVX2_DIGITS)
                     .workspace(&mut wss[i])
                     .run(&mut ys[i])
@@ -450,6 +453,8 @@ fn weight_only(quick: bool, records: &mut Vec<QgemmRecord>) {
 
 /// The report's name of the AVX2 int4 integer path (X split into digits).
 const AVX2_DIGITS: &str = "avx2 digits";
+/// The report's name of the int8 digit path on AMX-INT8 tiles.
+const AMX_DIGITS: &str = "amx-int8 digits";
 
 /// `filter` keeps the sections whose ops or backends contain it
 /// (`llm.int8`, `int8 gemm`, `amx`, `avx512vnni`, `avxvnni`, `avx2`;

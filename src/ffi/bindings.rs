@@ -1181,6 +1181,12 @@ unsafe extern "C" {
     pub fn tk_wgemv_vnni(params: *const tk_wgemv_params, dtype: tk_dtype) -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
+    pub fn tk_wgemv_int8_amx(
+        params: *const tk_wgemv_params,
+        dtype: tk_dtype,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
     pub fn tk_wgemv_int4_avx2(
         params: *const tk_wgemv_params,
         dtype: tk_dtype,

@@ -25,6 +25,14 @@
 //! NaN / inf) runs the SIMD kernel; [`WeightOnlyCall::vnni`] turns the path
 //! off.
 //!
+//! int8 panels with [`AMX_INT8_ROWS`] rows where AMX-INT8 is available too
+//! ([`amx_int8_available`]) take the same digits to AMX tiles instead: 16
+//! lines of a panel are one B tile, so a `tdpbssd` multiplies a KiB of
+//! weights by up to 16 digit rows (the VNNI loop: a `vpdpbusd` per line, row
+//! and digit). The same bits as the VNNI path; groups that are not a
+//! multiple of 64 (and rows x digits above 80) stay on VNNI.
+//! [`WeightOnlyCall::amx`] turns the tiles off.
+//!
 //! int4 panels with [`INT4_AVX2_ROWS`] rows on [`Isa::Avx2`] take the same
 //! split into digits (the same contract and declines) on `vpmaddubsw`: the
 //! nibbles (+8) by each digit plane, 16-bit sums widened every 4 lines of
@@ -248,6 +256,18 @@ impl QuantizedWeight {
             && amx_available()
     }
 
+    /// Whether a call of m rows on `isa` takes the AMX-INT8 digit path unless
+    /// turned off ([`WeightOnlyCall::amx`]): int8 in [`WeightLayout::Panels`],
+    /// [`AMX_INT8_ROWS`] rows, AVX-512 and [`amx_int8_available`]; the kernel
+    /// may still decline its X or group (see the module docs), then VNNI runs.
+    pub fn amx_int8_applies(&self, m: usize, isa: Isa) -> bool {
+        self.bits == 8
+            && self.layout == WeightLayout::Panels
+            && AMX_INT8_ROWS.contains(&m)
+            && isa >= Isa::Avx512
+            && amx_int8_available()
+    }
+
     /// Whether a call of m rows on `isa` takes the AVX-512 VNNI path unless
     /// turned off ([`WeightOnlyCall::vnni`]); it may still decline its X.
     pub fn vnni_applies(&self, m: usize, isa: Isa) -> bool {
@@ -385,6 +405,15 @@ pub fn amx_available() -> bool {
 /// 4-16 (docs/qgemm.md).
 pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 
+/// Rows of X for which int8 products in [`WeightLayout::Panels`] take the
+/// AMX-INT8 digit path where it is available (see the module docs): measured
+/// on a Xeon VM with AMX on 2026-12-07 (4096 x 4096, group 128, f16 x, one
+/// thread, weights streamed from memory), against the VNNI loop in the same
+/// run: 0.95x at 1 row, 1.04x at 2, 0.89x at 4, 1.06-1.15x at 8, 1.43-1.53x
+/// at 16 (three runs; docs/qgemm.md). Each group's sums wait for its two
+/// tile products, so at few rows the tiles do not pay.
+pub const AMX_INT8_ROWS: std::ops::RangeInclusive<usize> = 8..=16;
+
 /// Rows of X for which int4 products in [`WeightLayout::Panels`] on
 /// [`Isa::Avx2`] take the integer path (X split exactly into int8 digits,
 /// `vpmaddubsw`; see the module docs): 1-16, the rows the workspace holds the
@@ -392,6 +421,12 @@ pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 /// one thread, weights streamed from memory) it ran 1.6-1.8x the SIMD
 /// kernel at one row and 1.0-1.2x at 2-16 rows (docs/qgemm.md).
 pub const INT4_AVX2_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
+
+/// Whether the int8 weight-only products can run on AMX-INT8 tiles here
+/// (the CPU has them and the OS granted tile data).
+pub fn amx_int8_available() -> bool {
+    super::Backend::Amx.is_available()
+}
 
 /// Whether the weight-only products can run on AVX-512 VNNI here.
 pub fn vnni_available() -> bool {
@@ -419,8 +454,9 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
     }
 
     /// Whether int4 calls on AVX-512 with at least [`AMX_MIN_ROWS`] rows may
-    /// run on AMX-BF16 tiles (default true; see the module docs). The result
-    /// meets the same bound either way.
+    /// run on AMX-BF16 tiles, and int8 calls in panels with [`AMX_INT8_ROWS`]
+    /// rows on AMX-INT8 tiles (default true; see the module docs). The result
+    /// meets the same bound either way (int8: the same bits as VNNI).
     pub fn amx(mut self, amx: bool) -> Self {
         self.amx = amx;
         self
@@ -474,6 +510,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
         }
         let variant = super::variant_for::<T>(self.isa)?;
         let amx = self.amx && w.amx_applies(m, variant.isa);
+        let amx_int8 = self.amx && w.amx_int8_applies(m, variant.isa);
         let vnni = self.vnni && w.vnni_applies(m, variant.isa);
         let int4_avx2 = self.int4_avx2 && w.int4_avx2_applies(m, variant.isa);
         let need = w.workspace_floats(m);
@@ -555,6 +592,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                 unsafe {
                     let took = |kernel| match kernel {
                         Path::Amx => amx && amx_int4(&c, T::DTYPE),
+                        Path::AmxInt8 => amx_int8 && amx_int8_gemv(&c, T::DTYPE),
                         Path::Vnni => vnni && vnni_gemv(&c, T::DTYPE),
                         Path::Int4Avx2 => int4_avx2 && int4_avx2_gemv(&c, T::DTYPE),
                         Path::Simd => {
@@ -567,9 +605,15 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                             took(kernel);
                             Some(kernel)
                         }
-                        None => [Path::Amx, Path::Vnni, Path::Int4Avx2, Path::Simd]
-                            .into_iter()
-                            .find(|&kernel| took(kernel)),
+                        None => [
+                            Path::Amx,
+                            Path::AmxInt8,
+                            Path::Vnni,
+                            Path::Int4Avx2,
+                            Path::Simd,
+                        ]
+                        .into_iter()
+                        .find(|&kernel| took(kernel)),
                     };
                 }
             },
@@ -582,6 +626,7 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
     Amx,
+    AmxInt8,
     Vnni,
     Int4Avx2,
     Simd,
@@ -595,6 +640,21 @@ unsafe fn vnni_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's.
     return unsafe { ffi::tk_wgemv_vnni(p, dtype.to_ffi()) } != 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, dtype);
+        false
+    }
+}
+
+/// Runs `p` on the AMX-INT8 digit kernel; false when it declined.
+///
+/// # Safety
+/// `p` as for the SIMD kernel, on a CPU with AVX-512.
+unsafe fn amx_int8_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's.
+    return unsafe { ffi::tk_wgemv_int8_amx(p, dtype.to_ffi()) } != 0;
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (p, dtype);
