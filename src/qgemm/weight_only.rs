@@ -409,9 +409,9 @@ pub const VNNI_ROWS: std::ops::RangeInclusive<usize> = 1..=16;
 /// AMX-INT8 digit path where it is available (see the module docs): measured
 /// on a Xeon VM with AMX on 2026-12-07 (4096 x 4096, group 128, f16 x, one
 /// thread, weights streamed from memory), against the VNNI loop in the same
-/// run: 0.95x at 1 row, 1.04x at 2, 0.89x at 4, 1.06-1.15x at 8, 1.43-1.53x
-/// at 16 (three runs; docs/qgemm.md). Each group's sums wait for its two
-/// tile products, so at few rows the tiles do not pay.
+/// runs: 0.92-0.95x at 1 row, 1.04-1.05x at 2, 0.94x at 4, 1.20-1.23x at 8,
+/// 1.52-1.54x at 16 (docs/qgemm.md). At few rows the loop's `vpdpbusd` keep
+/// up with the weight stream and the tiles' fixed costs do not pay.
 pub const AMX_INT8_ROWS: std::ops::RangeInclusive<usize> = 8..=16;
 
 /// Rows of X for which int4 products in [`WeightLayout::Panels`] on
