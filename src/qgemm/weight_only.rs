@@ -591,10 +591,10 @@ impl<'a, T: Element> WeightOnlyCall<'a, T> {
                 // this x into this slot.
                 unsafe {
                     let took = |kernel| match kernel {
-                        Path::Amx => amx && amx_int4(&c, T::DTYPE),
-                        Path::AmxInt8 => amx_int8 && amx_int8_gemv(&c, T::DTYPE),
-                        Path::Vnni => vnni && vnni_gemv(&c, T::DTYPE),
-                        Path::Int4Avx2 => int4_avx2 && int4_avx2_gemv(&c, T::DTYPE),
+                        Path::Amx => amx && integer_gemv(kernel, &c, T::DTYPE),
+                        Path::AmxInt8 => amx_int8 && integer_gemv(kernel, &c, T::DTYPE),
+                        Path::Vnni => vnni && integer_gemv(kernel, &c, T::DTYPE),
+                        Path::Int4Avx2 => int4_avx2 && integer_gemv(kernel, &c, T::DTYPE),
                         Path::Simd => {
                             (variant.wgemv)(&c);
                             true
@@ -632,62 +632,29 @@ enum Path {
     Simd,
 }
 
-/// Runs `p` on the AVX-512 VNNI int8 kernel; false when it declined.
+/// Runs `p` on the integer or tile kernel of `path` (not [`Path::Simd`]);
+/// false when it declined (having written nothing but the workspace).
 ///
 /// # Safety
-/// `p` as for the SIMD kernel, on a CPU with AVX-512 VNNI.
-unsafe fn vnni_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
+/// `p` as for the SIMD kernel, on a CPU with the kernel's ISA: AVX-512 VNNI
+/// for [`Path::Vnni`], AVX-512 for the AMX paths (which ask for the tiles
+/// themselves), AVX2 for [`Path::Int4Avx2`].
+unsafe fn integer_gemv(path: Path, p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller's.
-    return unsafe { ffi::tk_wgemv_vnni(p, dtype.to_ffi()) } != 0;
-    #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (p, dtype);
-        false
+        let kernel = match path {
+            Path::Amx => ffi::tk_wgemv_int4_amx,
+            Path::AmxInt8 => ffi::tk_wgemv_int8_amx,
+            Path::Vnni => ffi::tk_wgemv_vnni,
+            Path::Int4Avx2 => ffi::tk_wgemv_int4_avx2,
+            Path::Simd => return false,
+        };
+        // SAFETY: the caller's.
+        unsafe { kernel(p, dtype.to_ffi()) != 0 }
     }
-}
-
-/// Runs `p` on the AMX-INT8 digit kernel; false when it declined.
-///
-/// # Safety
-/// `p` as for the SIMD kernel, on a CPU with AVX-512.
-unsafe fn amx_int8_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller's.
-    return unsafe { ffi::tk_wgemv_int8_amx(p, dtype.to_ffi()) } != 0;
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (p, dtype);
-        false
-    }
-}
-
-/// Runs `p` on the AVX2 int4 integer kernel; false when it declined.
-///
-/// # Safety
-/// `p` as for the SIMD kernel, on a CPU with AVX2.
-unsafe fn int4_avx2_gemv(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller's.
-    return unsafe { ffi::tk_wgemv_int4_avx2(p, dtype.to_ffi()) } != 0;
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (p, dtype);
-        false
-    }
-}
-
-/// Runs `p` on the AMX-BF16 int4 kernel; false when it declined.
-///
-/// # Safety
-/// `p` as for the SIMD kernel.
-unsafe fn amx_int4(p: &ffi::tk_wgemv_params, dtype: Dtype) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller's.
-    return unsafe { ffi::tk_wgemv_int4_amx(p, dtype.to_ffi()) } != 0;
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (p, dtype);
+        let _ = (path, p, dtype);
         false
     }
 }
